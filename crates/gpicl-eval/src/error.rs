@@ -1,0 +1,32 @@
+//! The error type of the evaluation crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while evaluating.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] gpicl_models::ModelError),
+    /// Data or tasks failed.
+    #[error(transparent)]
+    Task(#[from] gpicl_tasks::TaskError),
+    /// Loading the run failed.
+    #[error(transparent)]
+    Meta(#[from] gpicl_meta::MetaError),
+    /// Device selection failed.
+    #[error(transparent)]
+    Kernel(#[from] gpicl_kernels::KernelError),
+    /// A dataset's inputs do not fit the model.
+    #[error("dataset `{dataset}` has {got} features per example after preprocessing, but the model was trained on {expected}; set data.image_size and data.channels so both agree")]
+    InputSize { dataset: String, got: usize, expected: usize },
+    /// A file could not be written.
+    #[error("{path}: {reason}")]
+    Output { path: PathBuf, reason: String },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, EvalError>;

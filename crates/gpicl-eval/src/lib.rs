@@ -1,0 +1,27 @@
+//! Evaluation: how well a meta-trained model learns in context.
+//!
+//! Pipeline position: on top of `models`, `tasks` and `meta`. It implements
+//! the protocol of `gpicl-method.md` §7 ([`protocol`]): fixed batches from
+//! each dataset's test split, seen / unseen / identity task groups with and
+//! without label permutation, accuracy and loss at every position. Results
+//! become a table, JSON and SVG learning curves ([`report`], [`plot`]);
+//! [`run`] evaluates a run directory after training or periodically during
+//! it.
+//!
+//! ```no_run
+//! use gpicl_eval::run::evaluate_run;
+//! use gpicl_meta::RunDir;
+//! use gpicl_tasks::DataRoots;
+//! let report = evaluate_run(&RunDir::new("runs/example"), &DataRoots::new(None), None, None).unwrap();
+//! println!("{}", report.table());
+//! ```
+
+pub mod error;
+pub mod plot;
+pub mod protocol;
+pub mod report;
+pub mod run;
+
+pub use error::{EvalError, Result};
+pub use protocol::{Evaluator, GROUPS};
+pub use report::{EvalReport, GroupResult};

@@ -1,0 +1,142 @@
+//! Evaluating runs: after training (`eval-ood`) and periodically during it.
+
+use crate::error::Result;
+use crate::protocol::{Evaluator, GROUPS};
+use crate::report::EvalReport;
+use gpicl_meta::{load_run, EvalConfig, MetricsLog, Observer, RunDir, TrainConfig, Trainer};
+use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, ImageSet, Split, RANDOM_DATASET};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Loads the test split of each named dataset, preprocessed like the run.
+pub fn load_test_sources(names: &[String], roots: &DataRoots, data: &DataConfig, n_x: usize) -> Result<Vec<ExampleSource>> {
+    names
+        .iter()
+        .map(|name| {
+            Ok(if name == RANDOM_DATASET {
+                ExampleSource::Random { n_x }
+            } else {
+                ExampleSource::Images(Arc::new(ImageSet::load(roots, name, Split::Test, data)?))
+            })
+        })
+        .collect()
+}
+
+/// The datasets `eval-ood` uses by default: every dataset with a test split
+/// that can be found (with at most 10 classes), plus `random`.
+pub fn default_datasets(roots: &DataRoots) -> Vec<String> {
+    let mut names = roots.available();
+    names.push(RANDOM_DATASET.to_string());
+    names
+}
+
+#[derive(Serialize)]
+struct EvalLine<'a> {
+    kind: &'static str,
+    step: u64,
+    dataset: &'a str,
+    group: &'a str,
+    acc_first: f32,
+    acc_last: f32,
+    loss_last: f32,
+}
+
+/// Appends one `{"kind": "eval", …}` line per dataset and group.
+pub fn log_report(log: &MetricsLog, report: &EvalReport) -> Result<()> {
+    for (dataset, groups) in &report.datasets {
+        for (group, r) in groups {
+            log.append(&EvalLine {
+                kind: "eval",
+                step: report.step,
+                dataset,
+                group,
+                acc_first: r.acc_first,
+                acc_last: r.acc_last,
+                loss_last: r.loss_last,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates the newest checkpoint of the run in `dir` with the full
+/// protocol on `datasets` (default: the run's `eval.datasets`, or every
+/// available dataset plus `random`), writes `eval/` and logs the results.
+/// `protocol` replaces the run's own `[eval]` options when given.
+pub fn evaluate_run(dir: &RunDir, roots: &DataRoots, datasets: Option<Vec<String>>, protocol: Option<&EvalConfig>) -> Result<EvalReport> {
+    let device = gpicl_kernels::device::parse_device(&TrainConfig::load(&dir.config())?.device)?;
+    let run = load_run(dir, &device)?;
+    let cfg = &run.config;
+    let eval_cfg = protocol.unwrap_or(&cfg.eval);
+    let names = datasets
+        .or_else(|| (!cfg.eval.datasets.is_empty()).then(|| cfg.eval.datasets.clone()))
+        .unwrap_or_else(|| default_datasets(roots));
+    let n_x = run.n_x;
+    let sources = load_test_sources(&names, roots, &cfg.data, n_x)?;
+    let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
+    let evaluator = Evaluator {
+        model: run.model.as_ref(),
+        family: &family,
+        num_tasks: cfg.tasks.num_tasks,
+        normalization: cfg.data.normalization,
+        seq_len: cfg.batch.seq_len,
+        device: &device,
+    };
+    let report = evaluator.evaluate(&sources, &GROUPS, eval_cfg, eval_cfg.seqs_per_task, run.step)?;
+    report.write(&dir.eval())?;
+    log_report(&MetricsLog::open(&dir.metrics()), &report)?;
+    Ok(report)
+}
+
+/// Evaluates seen and unseen tasks every `schedule.eval_every` steps while
+/// training, and logs the results to `metrics.jsonl`.
+pub struct PeriodicEval {
+    roots: DataRoots,
+    sources: Option<Vec<ExampleSource>>,
+    /// The newest periodic report, for progress displays.
+    pub last: Option<EvalReport>,
+}
+
+impl PeriodicEval {
+    /// Periodic evaluation reading datasets from `roots`.
+    pub fn new(roots: DataRoots) -> Self {
+        Self { roots, sources: None, last: None }
+    }
+
+    /// Evaluates the trainer's current model.
+    pub fn evaluate(&mut self, trainer: &Trainer) -> Result<EvalReport> {
+        let cfg = trainer.config();
+        let n_x = trainer.family().n_x();
+        if self.sources.is_none() {
+            let names = if cfg.eval.periodic_datasets.is_empty() { vec![cfg.data.dataset.clone()] } else { cfg.eval.periodic_datasets.clone() };
+            self.sources = Some(load_test_sources(&names, &self.roots, &cfg.data, n_x)?);
+        }
+        let groups: &[&str] = if cfg.tasks.permute_labels_prob > 0.0 {
+            &["seen", "unseen", "seen_permuted", "unseen_permuted"]
+        } else {
+            &["seen", "unseen"]
+        };
+        let evaluator = Evaluator {
+            model: trainer.model(),
+            family: trainer.family(),
+            num_tasks: cfg.tasks.num_tasks,
+            normalization: cfg.data.normalization,
+            seq_len: cfg.batch.seq_len,
+            device: trainer.device(),
+        };
+        let report = evaluator.evaluate(self.sources.as_deref().unwrap_or_default(), groups, &cfg.eval, cfg.eval.periodic_seqs_per_task, trainer.step())?;
+        log_report(trainer.metrics(), &report)?;
+        Ok(report)
+    }
+}
+
+impl Observer for PeriodicEval {
+    fn on_eval(&mut self, trainer: &Trainer) -> gpicl_meta::Result<()> {
+        let report = self.evaluate(trainer).map_err(|e| gpicl_meta::MetaError::Corrupt {
+            path: trainer.dir().root().to_path_buf(),
+            reason: format!("periodic evaluation failed: {e}"),
+        })?;
+        self.last = Some(report);
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! Tensors, devices, seeded randomness and the differentiable ops every
+//! gpicl model is built from.
+//!
+//! This crate sits at the bottom of the pipeline
+//! (`kernels ← models ← meta, eval`): it knows nothing about tasks or
+//! training. It provides
+//!
+//! - [`device`]: turning a user's `--device` string into a candle [`Device`];
+//! - [`rng`]: a portable, seedable random number generator whose streams are
+//!   pure functions of `(seed, stream id)`, so projections, permutations and
+//!   initial weights are identical on every machine (candle's own CPU RNG
+//!   cannot be seeded);
+//! - [`ops`]: layer norm, softmax, causal attention and cross-entropy written
+//!   as compositions of candle primitives that all record a backward pass
+//!   (candle's fused fast paths do not).
+//!
+//! ```
+//! use gpicl_kernels::{ops, rng::Rng, Device, Tensor};
+//! let mut rng = Rng::from_stream(7, &[1, 2]);
+//! let data: Vec<f32> = (0..6).map(|_| rng.normal() as f32).collect();
+//! let x = Tensor::from_vec(data, (2, 3), &Device::Cpu).unwrap();
+//! let p = ops::softmax_last_dim(&x).unwrap();
+//! let row: Vec<f32> = p.sum_keepdim(1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+//! assert!((row[0] - 1.0).abs() < 1e-6);
+//! ```
+
+pub mod device;
+pub mod error;
+pub mod ops;
+pub mod rng;
+
+pub use candle_core::{DType, Device, Tensor, Var, D};
+pub use error::{KernelError, Result};

@@ -1,0 +1,55 @@
+//! The error type of the meta-optimisation crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while meta-training.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Building or running the model failed.
+    #[error(transparent)]
+    Model(#[from] gpicl_models::ModelError),
+    /// Data or task construction failed.
+    #[error(transparent)]
+    Task(#[from] gpicl_tasks::TaskError),
+    /// Device selection failed.
+    #[error(transparent)]
+    Kernel(#[from] gpicl_kernels::KernelError),
+    /// An option has an impossible value.
+    #[error("option `{option}`: {reason}")]
+    Config { option: String, reason: String },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint or config file is unreadable or does not fit this run.
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    /// Training diverged; the last checkpoint is still intact.
+    #[error("loss is {loss} at step {step}: training diverged (try a lower optim.lr, optim.clip_norm, or a smaller optim.eps); the run can resume from its last checkpoint")]
+    NonFiniteLoss { step: u64, loss: f32 },
+}
+
+impl MetaError {
+    pub(crate) fn config(option: &str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            option: option.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, MetaError>;

@@ -1,0 +1,30 @@
+//! Meta-optimisation: turning a sequence model into an in-context learner.
+//!
+//! Pipeline position: `kernels ← models ← meta`, with `tasks` supplying the
+//! training distribution. A [`Trainer`] owns a model, an [`adam::Adam`]
+//! optimiser with `eps_root`, the training sampler and a run directory
+//! ([`RunDir`]) holding `config.toml`, `metrics.jsonl` and safetensors
+//! checkpoints; it resumes from the newest checkpoint bit for bit.
+//!
+//! ```no_run
+//! use gpicl_meta::{RunDir, Silent, TrainConfig, Trainer};
+//! use gpicl_tasks::DataRoots;
+//! let mut cfg = TrainConfig::quickstart();
+//! cfg.schedule.steps = 10;
+//! let mut trainer = Trainer::open(cfg, RunDir::new("runs/example"), &DataRoots::new(None)).unwrap();
+//! trainer.run(&mut Silent).unwrap();
+//! ```
+
+pub mod adam;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod run_dir;
+pub mod trainer;
+
+pub use config::{EvalConfig, OptimConfig, ScheduleConfig, TrainConfig};
+pub use error::{MetaError, Result};
+pub use metrics::{MetricsLog, StepMetrics};
+pub use run_dir::RunDir;
+pub use trainer::{load_run, LoadedRun, Observer, Silent, Trainer};

@@ -1,0 +1,248 @@
+//! The meta-training loop.
+
+use crate::adam::{clip_global_norm, Adam};
+use crate::checkpoint::{list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta};
+use crate::config::TrainConfig;
+use crate::error::{MetaError, Result};
+use crate::metrics::{MetricsLog, StepMetrics};
+use crate::run_dir::RunDir;
+use gpicl_kernels::{ops, Device, Tensor};
+use gpicl_models::{build_model, SequenceModel};
+use gpicl_tasks::dataset::feature_count;
+use gpicl_tasks::{BatchBuilder, DataRoots, ExampleSource, ImageSet, Split, TaskFamily, TrainSampler, NUM_CLASSES, RANDOM_DATASET};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Hooks the caller gets while a run trains.
+pub trait Observer {
+    /// After every step.
+    fn on_step(&mut self, _metrics: &StepMetrics) {}
+    /// Every `schedule.eval_every` steps.
+    fn on_eval(&mut self, _trainer: &Trainer) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// No hooks.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A meta-training run: model, optimiser, training distribution and the
+/// directory it saves to.
+pub struct Trainer {
+    cfg: TrainConfig,
+    dir: RunDir,
+    device: Device,
+    model: Box<dyn SequenceModel>,
+    adam: Adam,
+    sampler: TrainSampler,
+    family: TaskFamily,
+    metrics: MetricsLog,
+    step: u64,
+    resumed_from: Option<PathBuf>,
+}
+
+impl Trainer {
+    /// Starts the run in `dir`, or resumes it from its newest checkpoint.
+    /// Writes `config.toml`.
+    pub fn open(cfg: TrainConfig, dir: RunDir, roots: &DataRoots) -> Result<Self> {
+        cfg.validate()?;
+        let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+        std::fs::create_dir_all(dir.root()).map_err(MetaError::io(dir.root()))?;
+        let text = toml::to_string(&cfg).map_err(|e| MetaError::config("config", e.to_string()))?;
+        std::fs::write(dir.config(), text).map_err(MetaError::io(&dir.config()))?;
+
+        let source = if cfg.data.dataset == RANDOM_DATASET {
+            ExampleSource::Random { n_x: feature_count(&cfg.data, (28, 28)) }
+        } else {
+            ExampleSource::Images(Arc::new(ImageSet::load(roots, &cfg.data.dataset, Split::Train, &cfg.data)?))
+        };
+        let n_x = source.n_x();
+        let family = TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
+        let builder = BatchBuilder::new(family.clone(), cfg.data.normalization, cfg.batch.seq_len, device.clone());
+        let model = build_model(&cfg.model, n_x + NUM_CLASSES, NUM_CLASSES, cfg.batch.seq_len, cfg.seed, &device)?;
+        let mut adam = Adam::new(cfg.optim.clone(), model.params());
+        let metrics = MetricsLog::open(&dir.metrics());
+
+        let (sampler, step, resumed_from) = match list_checkpoints(&dir.checkpoints()).pop() {
+            Some((_, path)) => {
+                let ckpt = load_checkpoint(&path, &device)?;
+                ckpt.restore(&path, model.params(), &mut adam)?;
+                metrics.truncate_after(ckpt.meta.step)?;
+                let sampler = TrainSampler::resume(cfg.tasks.clone(), cfg.batch.clone(), builder, source, ckpt.meta.sampler);
+                (sampler, ckpt.meta.step, Some(path))
+            }
+            None => {
+                metrics.truncate_after(0)?;
+                (TrainSampler::new(cfg.tasks.clone(), cfg.batch.clone(), builder, source, cfg.seed), 0, None)
+            }
+        };
+        Ok(Self { cfg, dir, device, model, adam, sampler, family, metrics, step, resumed_from })
+    }
+
+    /// The resolved config.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &dyn SequenceModel {
+        self.model.as_ref()
+    }
+
+    /// The run's task family.
+    pub fn family(&self) -> &TaskFamily {
+        &self.family
+    }
+
+    /// The device tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The checkpoint this run resumed from, if any.
+    pub fn resumed_from(&self) -> Option<&std::path::Path> {
+        self.resumed_from.as_deref()
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &RunDir {
+        &self.dir
+    }
+
+    /// The metrics log.
+    pub fn metrics(&self) -> &MetricsLog {
+        &self.metrics
+    }
+
+    /// One meta-training step: forward, backward (with accumulation),
+    /// clipping and an Adam update.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let started = Instant::now();
+        let batch = self.sampler.next_batch()?;
+        let chunks = self.cfg.optim.accumulation_steps;
+        let (b, t) = batch.targets.dims2()?;
+        let per_chunk = b / chunks;
+        let mut grads: Vec<Vec<f32>> = self.model.params().iter().map(|(_, v)| vec![0.0; v.elem_count()]).collect();
+        let (mut loss_sum, mut correct_sum, mut last_sum) = (0f32, 0f32, 0f32);
+        for chunk in 0..chunks {
+            let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
+            let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
+            let logits = self.model.forward(&tokens)?;
+            let loss = ops::cross_entropy(&logits, &targets)?;
+            let step_grads = loss.backward()?;
+            for (g, (_, var)) in grads.iter_mut().zip(self.model.params().iter()) {
+                if let Some(part) = step_grads.get(var.as_tensor()) {
+                    let part: Vec<f32> = part.flatten_all()?.to_vec1()?;
+                    g.iter_mut().zip(part).for_each(|(a, p)| *a += p / chunks as f32);
+                }
+            }
+            loss_sum += loss.to_scalar::<f32>()? / chunks as f32;
+            let correct = ops::correct(&logits.detach(), &targets)?;
+            correct_sum += correct.sum_all()?.to_scalar::<f32>()?;
+            last_sum += correct.narrow(1, t - 1, 1)?.sum_all()?.to_scalar::<f32>()?;
+        }
+        let step = self.step + 1;
+        if !loss_sum.is_finite() {
+            return Err(MetaError::NonFiniteLoss { step, loss: loss_sum });
+        }
+        let grad_norm = clip_global_norm(&mut grads, self.cfg.optim.clip_norm);
+        if !grad_norm.is_finite() {
+            return Err(MetaError::NonFiniteLoss { step, loss: f32::NAN });
+        }
+        self.adam.update(self.model.params(), &grads)?;
+        self.step = step;
+        Ok(StepMetrics {
+            kind: "train",
+            step,
+            loss: loss_sum,
+            acc: correct_sum / (b * t) as f32,
+            acc_last: last_sum / b as f32,
+            grad_norm,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes a checkpoint of the current state.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        let meta = CheckpointMeta {
+            step: self.step,
+            adam_step: self.adam.step,
+            input_dim: self.family.n_x() + NUM_CLASSES,
+            sampler: self.sampler.state(),
+        };
+        save_checkpoint(&self.dir.checkpoints(), self.model.params(), &self.adam, &meta, self.cfg.schedule.keep_checkpoints)
+    }
+
+    /// Trains until `schedule.steps`, logging every step, evaluating and
+    /// checkpointing on schedule, and checkpointing at the end (also when
+    /// a step fails, so no finished work is lost).
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<()> {
+        let s = self.cfg.schedule.clone();
+        while self.step < s.steps {
+            let m = match self.train_step() {
+                Ok(m) => m,
+                Err(e) => {
+                    if self.step > 0 {
+                        self.checkpoint()?;
+                    }
+                    return Err(e);
+                }
+            };
+            self.metrics.append(&m)?;
+            observer.on_step(&m);
+            if self.step % s.checkpoint_every == 0 {
+                self.checkpoint()?;
+            }
+            if s.eval_every > 0 && self.step % s.eval_every == 0 && self.step < s.steps {
+                observer.on_eval(self)?;
+            }
+        }
+        if list_checkpoints(&self.dir.checkpoints()).last().map(|c| c.0) != Some(self.step) {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Mean loss of the model on a given batch (no update), for tests.
+    pub fn loss_on(&self, tokens: &Tensor, targets: &Tensor) -> Result<f32> {
+        Ok(ops::cross_entropy(&self.model.forward(tokens)?, targets)?.to_scalar()?)
+    }
+}
+
+/// A trained model loaded back from a run directory.
+pub struct LoadedRun {
+    /// The run's `config.toml`.
+    pub config: TrainConfig,
+    /// The model with the newest checkpoint's weights.
+    pub model: Box<dyn SequenceModel>,
+    /// Steps the checkpoint had completed.
+    pub step: u64,
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Features per example the model reads (`N_x`).
+    pub n_x: usize,
+}
+
+/// Reads a run's config and newest checkpoint and rebuilds its model.
+pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
+    let config = TrainConfig::load(&dir.config())?;
+    let (_, path) = list_checkpoints(&dir.checkpoints()).pop().ok_or_else(|| MetaError::Corrupt {
+        path: dir.checkpoints(),
+        reason: "no checkpoint: train the run first (`cargo xtask train --out DIR`)".into(),
+    })?;
+    let ckpt = load_checkpoint(&path, device)?;
+    let model = build_model(&config.model, ckpt.meta.input_dim, NUM_CLASSES, config.batch.seq_len, config.seed, device)?;
+    model.params().load(&ckpt.params).map_err(|e| MetaError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let n_x = ckpt.meta.input_dim.saturating_sub(NUM_CLASSES);
+    Ok(LoadedRun { config, model, step: ckpt.meta.step, checkpoint: path, n_x })
+}

@@ -1,0 +1,96 @@
+//! Model hyperparameters.
+
+use crate::error::{ModelError, Result};
+use serde::{Deserialize, Serialize};
+
+/// Which architecture to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// GPT-2 style pre-LayerNorm decoder-only Transformer.
+    Transformer,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Transformer => "transformer",
+        })
+    }
+}
+
+/// Hyperparameters of a sequence model. Defaults are the paper's reference
+/// Transformer (`gpicl-method.md` §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Architecture. Default `transformer`.
+    pub kind: ModelKind,
+    /// Width of the residual stream. Default 512; the paper sweeps 2…512.
+    pub d_model: usize,
+    /// Number of Transformer blocks. Default 4.
+    pub num_layers: usize,
+    /// Attention heads per block. Default 8.
+    pub num_heads: usize,
+    /// Size of each head's query/key/value, independent of `d_model`. Default 32.
+    pub key_size: usize,
+    /// MLP hidden width as a multiple of `d_model`. Default 4.
+    pub widening_factor: usize,
+    /// LayerNorm epsilon. Default 1e-5.
+    pub layer_norm_eps: f64,
+    /// Std of the truncated-normal positional embedding init. Default 0.1.
+    pub pos_init_std: f64,
+    /// GELU variant: `true` for the tanh approximation (the paper's
+    /// default), `false` for exact erf (the PyTorch reference step).
+    pub gelu_tanh: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Transformer,
+            d_model: 512,
+            num_layers: 4,
+            num_heads: 8,
+            key_size: 32,
+            widening_factor: 4,
+            layer_norm_eps: 1e-5,
+            pos_init_std: 0.1,
+            gelu_tanh: true,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks that every option is usable; called once at construction.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("d_model", self.d_model),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("key_size", self.key_size),
+            ("widening_factor", self.widening_factor),
+        ];
+        for (option, value) in positive {
+            if value == 0 {
+                return Err(ModelError::Config {
+                    option,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return Err(ModelError::Config {
+                option: "layer_norm_eps",
+                reason: format!("must be a positive number, got {}", self.layer_norm_eps),
+            });
+        }
+        if !(self.pos_init_std >= 0.0 && self.pos_init_std.is_finite()) {
+            return Err(ModelError::Config {
+                option: "pos_init_std",
+                reason: format!("must be non-negative, got {}", self.pos_init_std),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! The error type of the models crate.
+
+/// Everything that can go wrong building or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A model option has an impossible value.
+    #[error("model option `{option}`: {reason}")]
+    Config { option: &'static str, reason: String },
+    /// Loaded parameters do not fit the model.
+    #[error("parameter `{name}`: {reason}")]
+    Parameter { name: String, reason: String },
+    /// The input does not have the shape the model was built for.
+    #[error("input shape {got:?}: {expected}")]
+    Input { got: Vec<usize>, expected: String },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,69 @@
+//! Sequence models that map a stream of `[x_t, onehot(y_{t-1})]` tokens to
+//! logits for `y_t`, causally in time.
+//!
+//! Pipeline position: `kernels ← models ← meta, eval`. Models know nothing
+//! about datasets or optimisers: they own named parameters ([`ParamStore`]),
+//! are built from a [`ModelConfig`] with a seeded initialiser, and implement
+//! [`SequenceModel`].
+//!
+//! ```
+//! use gpicl_models::{build_model, ModelConfig};
+//! let cfg = ModelConfig { d_model: 64, ..ModelConfig::default() };
+//! let model = build_model(&cfg, 196 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu).unwrap();
+//! assert_eq!(model.param_count(), 419_274); // the paper's reference count
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod init;
+pub mod linear;
+pub mod params;
+pub mod transformer;
+
+pub use config::{ModelConfig, ModelKind};
+pub use error::{ModelError, Result};
+pub use params::ParamStore;
+pub use transformer::Transformer;
+
+use gpicl_kernels::{Device, Tensor};
+
+/// A causal sequence model: `[batch, t, input_dim]` → `[batch, t, classes]`,
+/// where the output at position `t` depends only on inputs `0..=t`.
+pub trait SequenceModel: Send + Sync {
+    /// Logits for every position.
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor>;
+    /// The trainable parameters, by name.
+    fn params(&self) -> &ParamStore;
+    /// Number of scalar parameters.
+    fn param_count(&self) -> usize {
+        self.params().count()
+    }
+    /// Size of the state the model can use to carry information along a
+    /// sequence of `seq_len` tokens (for a Transformer, its KV cache).
+    fn state_size(&self, seq_len: usize) -> usize;
+    /// The model's short name, e.g. `transformer`.
+    fn kind(&self) -> ModelKind;
+}
+
+/// Builds the model a config describes, with parameters drawn from the
+/// seeded initialisation stream of `seed`.
+pub fn build_model(
+    cfg: &ModelConfig,
+    input_dim: usize,
+    classes: usize,
+    max_seq_len: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Box<dyn SequenceModel>> {
+    cfg.validate()?;
+    match cfg.kind {
+        ModelKind::Transformer => Ok(Box::new(Transformer::new(
+            cfg,
+            input_dim,
+            classes,
+            max_seq_len,
+            seed,
+            device,
+        )?)),
+    }
+}

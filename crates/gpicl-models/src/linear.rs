@@ -1,0 +1,64 @@
+//! Affine maps and layer norms as (weight, bias) parameter pairs.
+
+use crate::error::Result;
+use crate::params::ParamStore;
+use gpicl_kernels::{ops, Tensor};
+
+/// `y = x W + b` with `W: [in, out]`, applied over the last dimension of an
+/// input of any rank.
+#[derive(Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Registers `{prefix}.weight` and `{prefix}.bias` in `params`.
+    pub fn register(params: &mut ParamStore, prefix: &str, weight: Tensor, bias: Tensor) -> Result<Self> {
+        Ok(Self {
+            weight: params.insert(format!("{prefix}.weight"), weight)?,
+            bias: params.insert(format!("{prefix}.bias"), bias)?,
+        })
+    }
+
+    /// Applies the map.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().expect("input has a last dimension");
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let out_dim = self.weight.dim(1)?;
+        let y = x
+            .reshape((rows, in_dim))?
+            .matmul(&self.weight)?
+            .broadcast_add(&self.bias)?;
+        let mut out_shape = dims;
+        *out_shape.last_mut().expect("non-empty") = out_dim;
+        Ok(y.reshape(out_shape)?)
+    }
+}
+
+/// Layer normalisation with a learned gain (init 1) and bias (init 0).
+#[derive(Clone)]
+pub struct LayerNorm {
+    pub gain: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Registers `{prefix}.gain` and `{prefix}.bias` in `params`.
+    pub fn register(params: &mut ParamStore, prefix: &str, width: usize, eps: f64, device: &gpicl_kernels::Device) -> Result<Self> {
+        let ones = Tensor::ones(width, gpicl_kernels::DType::F32, device)?;
+        let zeros = Tensor::zeros(width, gpicl_kernels::DType::F32, device)?;
+        Ok(Self {
+            gain: params.insert(format!("{prefix}.gain"), ones)?,
+            bias: params.insert(format!("{prefix}.bias"), zeros)?,
+            eps,
+        })
+    }
+
+    /// Normalises over the last dimension.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::layer_norm(x, &self.gain, &self.bias, self.eps)?)
+    }
+}

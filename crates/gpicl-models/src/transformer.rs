@@ -1,0 +1,309 @@
+//! The GPT-2 style decoder-only Transformer of `gpicl-method.md` §5.
+
+use crate::config::{ModelConfig, ModelKind};
+use crate::error::{ModelError, Result};
+use crate::init::Initializer;
+use crate::linear::{LayerNorm, Linear};
+use crate::params::ParamStore;
+use crate::SequenceModel;
+use gpicl_kernels::rng::{stream, Rng};
+use gpicl_kernels::{ops, Device, Tensor};
+
+struct Block {
+    ln_attn: LayerNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    ln_mlp: LayerNorm,
+    fc_in: Linear,
+    fc_out: Linear,
+}
+
+/// Pre-LayerNorm causal Transformer:
+/// `Linear(in→d) + pos`, then per block `h += MHA(LN(h))`, `h += MLP(LN(h))`,
+/// a final LayerNorm and `Linear(d→classes)`.
+pub struct Transformer {
+    cfg: ModelConfig,
+    params: ParamStore,
+    embed: Linear,
+    pos: Tensor,
+    blocks: Vec<Block>,
+    ln_final: LayerNorm,
+    head: Linear,
+    input_dim: usize,
+    max_seq_len: usize,
+}
+
+impl Transformer {
+    /// Builds and initialises the model.
+    ///
+    /// Initialisation follows the reference: attention and MLP weights use
+    /// variance scaling (scale `2 / num_layers`, fan-in, truncated normal);
+    /// the input and output linears a truncated normal with std
+    /// `1/sqrt(fan_in)`; the positional embedding a truncated normal with
+    /// std `pos_init_std`; biases zero; LayerNorm gains one.
+    pub fn new(
+        cfg: &ModelConfig,
+        input_dim: usize,
+        classes: usize,
+        max_seq_len: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        if input_dim == 0 || classes == 0 || max_seq_len == 0 {
+            return Err(ModelError::Config {
+                option: "input_dim/classes/seq_len",
+                reason: format!("must be positive, got {input_dim}/{classes}/{max_seq_len}"),
+            });
+        }
+        let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
+        let mut params = ParamStore::new();
+        let d = cfg.d_model;
+        let attn_width = cfg.num_heads * cfg.key_size;
+        let hidden = cfg.widening_factor * d;
+        let scale = 2.0 / cfg.num_layers as f64;
+        let zeros = |n: usize| Tensor::zeros(n, gpicl_kernels::DType::F32, device);
+
+        let embed = Linear::register(
+            &mut params,
+            "embed",
+            init.truncated_normal(&[input_dim, d], 1.0 / (input_dim as f64).sqrt()),
+            zeros(d)?,
+        )?;
+        let pos = params.insert("pos_embed", init.truncated_normal(&[max_seq_len, d], cfg.pos_init_std))?;
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for layer in 0..cfg.num_layers {
+            let p = format!("layers.{layer}");
+            let mut scaled = |params: &mut ParamStore, name: &str, fan_in: usize, fan_out: usize| {
+                Linear::register(
+                    params,
+                    &format!("{p}.{name}"),
+                    init.variance_scaling(&[fan_in, fan_out], fan_in, scale),
+                    zeros(fan_out)?,
+                )
+            };
+            let q = scaled(&mut params, "attn.q", d, attn_width)?;
+            let k = scaled(&mut params, "attn.k", d, attn_width)?;
+            let v = scaled(&mut params, "attn.v", d, attn_width)?;
+            let out = scaled(&mut params, "attn.out", attn_width, d)?;
+            let fc_in = scaled(&mut params, "mlp.fc_in", d, hidden)?;
+            let fc_out = scaled(&mut params, "mlp.fc_out", hidden, d)?;
+            let ln_attn = LayerNorm::register(&mut params, &format!("{p}.ln_attn"), d, cfg.layer_norm_eps, device)?;
+            let ln_mlp = LayerNorm::register(&mut params, &format!("{p}.ln_mlp"), d, cfg.layer_norm_eps, device)?;
+            blocks.push(Block { ln_attn, q, k, v, out, ln_mlp, fc_in, fc_out });
+        }
+        let ln_final = LayerNorm::register(&mut params, "ln_final", d, cfg.layer_norm_eps, device)?;
+        let head = Linear::register(
+            &mut params,
+            "head",
+            init.truncated_normal(&[d, classes], 1.0 / (d as f64).sqrt()),
+            zeros(classes)?,
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            params,
+            embed,
+            pos,
+            blocks,
+            ln_final,
+            head,
+            input_dim,
+            max_seq_len,
+        })
+    }
+
+    fn attention(&self, block: &Block, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
+        let split = |lin: &Linear| -> Result<Tensor> {
+            Ok(lin.forward(x)?.reshape((b, t, heads, key))?.transpose(1, 2)?.contiguous()?)
+        };
+        let (q, k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
+        let attended = ops::causal_attention(&q, &k, &v, mask)?;
+        let merged = attended.transpose(1, 2)?.reshape((b, t, heads * key))?;
+        block.out.forward(&merged)
+    }
+
+    fn mlp(&self, block: &Block, x: &Tensor) -> Result<Tensor> {
+        let hidden = block.fc_in.forward(x)?;
+        let activated = if self.cfg.gelu_tanh { hidden.gelu()? } else { hidden.gelu_erf()? };
+        block.fc_out.forward(&activated)
+    }
+}
+
+impl SequenceModel for Transformer {
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        let dims = tokens.dims();
+        if dims.len() != 3 || dims[2] != self.input_dim || dims[1] > self.max_seq_len || dims[1] == 0 {
+            return Err(ModelError::Input {
+                got: dims.to_vec(),
+                expected: format!(
+                    "[batch, t ≤ {}, {}] tokens (image features + one-hot previous label)",
+                    self.max_seq_len, self.input_dim
+                ),
+            });
+        }
+        let t = dims[1];
+        let mask = ops::causal_mask(t, tokens.device())?;
+        let mut h = self
+            .embed
+            .forward(tokens)?
+            .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
+        for block in &self.blocks {
+            let a = self.attention(block, &block.ln_attn.forward(&h)?, &mask)?;
+            h = (h + a)?;
+            let m = self.mlp(block, &block.ln_mlp.forward(&h)?)?;
+            h = (h + m)?;
+        }
+        self.head.forward(&self.ln_final.forward(&h)?)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    fn state_size(&self, seq_len: usize) -> usize {
+        2 * self.cfg.num_layers * self.cfg.num_heads * self.cfg.key_size * seq_len
+    }
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Transformer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpicl_kernels::DType;
+
+    fn tiny() -> ModelConfig {
+        ModelConfig {
+            d_model: 8,
+            num_layers: 2,
+            num_heads: 2,
+            key_size: 4,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn random_tokens(b: usize, t: usize, n: usize, seed: u64) -> Tensor {
+        let mut rng = Rng::new(seed);
+        let data: Vec<f32> = (0..b * t * n).map(|_| rng.normal() as f32).collect();
+        Tensor::from_vec(data, (b, t, n), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn parameter_counts_equal_the_papers_reference_values() {
+        for (d, expected) in [(64, 419_274), (128, 1_097_610), (256, 3_240_714), (512, 10_672_650)] {
+            let cfg = ModelConfig { d_model: d, ..ModelConfig::default() };
+            let m = Transformer::new(&cfg, 206, 10, 100, 0, &Device::Cpu).unwrap();
+            assert_eq!(m.param_count(), expected, "d_model {d}");
+        }
+    }
+
+    #[test]
+    fn state_size_is_the_kv_cache() {
+        let m = Transformer::new(&ModelConfig::default(), 206, 10, 100, 0, &Device::Cpu).unwrap();
+        assert_eq!(m.state_size(100), 2 * 4 * 8 * 32 * 100);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_weights() {
+        let a = Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu).unwrap();
+        let b = Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu).unwrap();
+        for ((na, va), (nb, vb)) in a.params().iter().zip(b.params().iter()) {
+            assert_eq!(na, nb);
+            let (x, y): (Vec<f32>, Vec<f32>) = (
+                va.flatten_all().unwrap().to_vec1().unwrap(),
+                vb.flatten_all().unwrap().to_vec1().unwrap(),
+            );
+            assert_eq!(x, y, "{na}");
+        }
+    }
+
+    #[test]
+    fn predictions_never_depend_on_later_inputs() {
+        let m = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        let x = random_tokens(2, 6, 5, 2);
+        let base: Vec<f32> = m.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for cut in 0..6 {
+            // Replace everything after position `cut` with other values.
+            let tail = random_tokens(2, 6 - cut - 1, 5, 100 + cut as u64);
+            let changed = if cut + 1 < 6 {
+                Tensor::cat(&[&x.narrow(1, 0, cut + 1).unwrap(), &tail], 1).unwrap()
+            } else {
+                x.clone()
+            };
+            let out: Vec<f32> = m.forward(&changed).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for b in 0..2 {
+                for t in 0..=cut {
+                    for c in 0..3 {
+                        let i = (b * 6 + t) * 3 + c;
+                        assert!((out[i] - base[i]).abs() < 1e-5, "position {t} changed when inputs after {cut} changed");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_parameter_receives_a_nonzero_gradient() {
+        let m = Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu).unwrap();
+        let x = random_tokens(2, 6, 5, 4);
+        let targets = Tensor::from_vec((0..12u32).map(|i| i % 3).collect::<Vec<_>>(), (2, 6), &Device::Cpu).unwrap();
+        let loss = ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in m.params().iter() {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} has no gradient"));
+            let max = g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(max > 0.0, "{name} gradient is zero");
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let dev = Device::Cpu;
+        let m = Transformer::new(&tiny(), 4, 3, 5, 5, &dev).unwrap();
+        let x = random_tokens(1, 5, 4, 6).to_dtype(DType::F32).unwrap();
+        let targets = Tensor::from_vec(vec![0u32, 2, 1, 1, 0], (1, 5), &dev).unwrap();
+        let loss_of = |m: &Transformer| -> f64 {
+            ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap().to_scalar::<f32>().unwrap() as f64
+        };
+        let grads = ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap().backward().unwrap();
+        let mut checked = 0;
+        for (name, var) in m.params().iter() {
+            let g: Vec<f32> = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let orig: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+            // Probe the two largest-gradient coordinates of each tensor.
+            let mut idx: Vec<usize> = (0..g.len()).collect();
+            idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+            for &i in idx.iter().take(2) {
+                let h = 1e-2f32;
+                let mut plus = orig.clone();
+                plus[i] += h;
+                var.set(&Tensor::from_vec(plus, var.shape(), &dev).unwrap()).unwrap();
+                let lp = loss_of(&m);
+                let mut minus = orig.clone();
+                minus[i] -= h;
+                var.set(&Tensor::from_vec(minus, var.shape(), &dev).unwrap()).unwrap();
+                let lm = loss_of(&m);
+                var.set(&Tensor::from_vec(orig.clone(), var.shape(), &dev).unwrap()).unwrap();
+                let numeric = (lp - lm) / (2.0 * h as f64);
+                let analytic = g[i] as f64;
+                let tol = 2e-3 + 2e-2 * analytic.abs().max(numeric.abs());
+                assert!((numeric - analytic).abs() < tol, "{name}[{i}]: numeric {numeric} vs analytic {analytic}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20);
+    }
+
+    #[test]
+    fn wrong_input_width_is_an_error_not_a_panic() {
+        let m = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        let err = m.forward(&random_tokens(1, 3, 4, 0)).unwrap_err().to_string();
+        assert!(err.contains("[1, 3, 4]"), "{err}");
+    }
+}

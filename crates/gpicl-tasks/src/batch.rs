@@ -1,0 +1,371 @@
+//! Sequence batches: tokens `[x_t, onehot(y_{t−1})]` and targets `y_t`.
+
+use crate::config::Normalization;
+use crate::dataset::{fixed_statistics, ImageSet, RANDOM_DATASET};
+use crate::error::Result;
+use crate::task::{TaskFamily, TaskRef};
+use crate::NUM_CLASSES;
+use gpicl_kernels::rng::Rng;
+use gpicl_kernels::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Where a sequence's examples come from.
+#[derive(Clone, Debug)]
+pub enum ExampleSource {
+    /// A real dataset split.
+    Images(Arc<ImageSet>),
+    /// The synthetic dataset: per task slot, 10 images uniform in `[0, 1]`
+    /// where image `i` has label `i`; sequences draw from them with
+    /// replacement.
+    Random { n_x: usize },
+}
+
+impl ExampleSource {
+    /// The name used in reports.
+    pub fn name(&self) -> &str {
+        match self {
+            ExampleSource::Images(set) => &set.name,
+            ExampleSource::Random { .. } => RANDOM_DATASET,
+        }
+    }
+
+    /// Features per example.
+    pub fn n_x(&self) -> usize {
+        match self {
+            ExampleSource::Images(set) => set.n_x,
+            ExampleSource::Random { n_x } => *n_x,
+        }
+    }
+}
+
+/// Position in a shuffled pass over a dataset: sequences are consecutive
+/// runs of a stream that reshuffles every epoch. Saved in checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Seed of the shuffles; epoch `e` is shuffled by stream `(seed, e)`.
+    pub seed: u64,
+    /// Current epoch.
+    pub epoch: u64,
+    /// Next position within the epoch's order.
+    pub cursor: usize,
+}
+
+/// A reshuffling stream of example indices.
+pub struct ExampleStream {
+    state: StreamState,
+    order: Vec<usize>,
+    len: usize,
+}
+
+impl ExampleStream {
+    /// A stream over `len` examples resuming at `state`.
+    pub fn new(len: usize, state: StreamState) -> Self {
+        let mut s = Self { order: Vec::new(), state, len };
+        s.order = s.shuffled(s.state.epoch);
+        s
+    }
+
+    fn shuffled(&self, epoch: u64) -> Vec<usize> {
+        Rng::from_stream(self.state.seed, &[0x5EED, epoch]).permutation(self.len)
+    }
+
+    /// The next `n` indices.
+    pub fn take(&mut self, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.state.cursor == self.len {
+                self.state.epoch += 1;
+                self.state.cursor = 0;
+                self.order = self.shuffled(self.state.epoch);
+            }
+            out.push(self.order[self.state.cursor]);
+            self.state.cursor += 1;
+        }
+        out
+    }
+
+    /// The state to save.
+    pub fn state(&self) -> &StreamState {
+        &self.state
+    }
+}
+
+/// A batch of sequences ready for a model.
+pub struct Batch {
+    /// `[sequences, seq_len, n_x + 10]`.
+    pub tokens: Tensor,
+    /// `[sequences, seq_len]`, dtype u32.
+    pub targets: Tensor,
+    /// The transformation of each sequence.
+    pub tasks: Vec<TaskRef>,
+}
+
+/// Turns task assignments and example draws into token tensors.
+pub struct BatchBuilder {
+    family: TaskFamily,
+    normalization: Normalization,
+    seq_len: usize,
+    device: Device,
+}
+
+impl BatchBuilder {
+    /// A builder for sequences of `seq_len` examples.
+    pub fn new(family: TaskFamily, normalization: Normalization, seq_len: usize, device: Device) -> Self {
+        Self { family, normalization, seq_len, device }
+    }
+
+    /// The task family.
+    pub fn family(&self) -> &TaskFamily {
+        &self.family
+    }
+
+    /// Builds a batch with one sequence per entry of `tasks`. Consecutive
+    /// equal entries form a slot (they share the random dataset's images).
+    /// `rng` draws random-dataset images and examples; `stream` supplies
+    /// real examples.
+    pub fn build(
+        &self,
+        source: &ExampleSource,
+        tasks: &[TaskRef],
+        stream: Option<&mut ExampleStream>,
+        rng: &mut Rng,
+    ) -> Result<Batch> {
+        let (t, n_x) = (self.seq_len, source.n_x());
+        let b = tasks.len();
+        let mut x = Vec::with_capacity(b * t * n_x);
+        let mut y: Vec<u8> = Vec::with_capacity(b * t);
+        let slots = slots(tasks);
+        match source {
+            ExampleSource::Images(set) => {
+                let stream = stream.expect("real datasets need an example stream");
+                for _ in 0..b {
+                    for i in stream.take(t) {
+                        x.extend_from_slice(set.example(i));
+                        y.push(set.labels[i]);
+                    }
+                }
+            }
+            ExampleSource::Random { n_x } => {
+                for &(_, start, end) in &slots {
+                    let images: Vec<f32> = (0..NUM_CLASSES * n_x).map(|_| rng.uniform() as f32).collect();
+                    for _ in start..end {
+                        for _ in 0..t {
+                            let label = rng.below(NUM_CLASSES as u64) as usize;
+                            x.extend_from_slice(&images[label * n_x..(label + 1) * n_x]);
+                            y.push(label as u8);
+                        }
+                    }
+                }
+            }
+        }
+        self.normalize(source, &mut x);
+        let x = self.project(&slots, x, n_x)?;
+
+        let width = n_x + NUM_CLASSES;
+        let mut tokens = vec![0f32; b * t * width];
+        let mut targets = Vec::with_capacity(b * t);
+        for &(task, start, end) in &slots {
+            let perm = task.permutation.map(|id| self.family.permutation(id));
+            for s in start..end {
+                for step in 0..t {
+                    let row = s * t + step;
+                    let label = y[row] as usize;
+                    let label = perm.map_or(label, |p| p[label] as usize);
+                    let token = &mut tokens[row * width..(row + 1) * width];
+                    token[..n_x].copy_from_slice(&x[row * n_x..(row + 1) * n_x]);
+                    if step + 1 < t {
+                        // This label is the context of the next position.
+                        tokens[(row + 1) * width + n_x + label] = 1.0;
+                    }
+                    targets.push(label as u32);
+                }
+            }
+        }
+        Ok(Batch {
+            tokens: Tensor::from_vec(tokens, (b, t, width), &self.device)?,
+            targets: Tensor::from_vec(targets, (b, t), &self.device)?,
+            tasks: tasks.to_vec(),
+        })
+    }
+
+    fn normalize(&self, source: &ExampleSource, x: &mut [f32]) {
+        let (mean, std) = match self.normalization {
+            Normalization::None => return,
+            Normalization::PerBatch => mean_std(x),
+            Normalization::Fixed => match (fixed_statistics(source.name()), source) {
+                (Some(stats), _) => stats,
+                (None, ExampleSource::Images(set)) => mean_std(&set.x),
+                (None, ExampleSource::Random { .. }) => mean_std(x),
+            },
+        };
+        let inv = 1.0 / (std + 1e-8);
+        x.iter_mut().for_each(|v| *v = (*v - mean) * inv);
+    }
+
+    /// Applies each slot's projection and bias: `x ← A x + b`.
+    fn project(&self, slots: &[(TaskRef, usize, usize)], x: Vec<f32>, n_x: usize) -> Result<Vec<f32>> {
+        if slots.iter().all(|(task, _, _)| task.projection.is_none()) {
+            return Ok(x);
+        }
+        let rows_per_seq = self.seq_len;
+        let mut out = Vec::with_capacity(x.len());
+        for &(task, start, end) in slots {
+            let chunk = &x[start * rows_per_seq * n_x..end * rows_per_seq * n_x];
+            match task.projection {
+                None => out.extend_from_slice(chunk),
+                Some(id) => {
+                    let rows = chunk.len() / n_x;
+                    let input = Tensor::from_slice(chunk, (rows, n_x), &Device::Cpu)?;
+                    let a = Tensor::from_vec(self.family.projection(id), (n_x, n_x), &Device::Cpu)?;
+                    let mut projected = input.matmul(&a.t()?)?;
+                    if let Some(bias) = self.family.bias(id) {
+                        projected = projected.broadcast_add(&Tensor::from_vec(bias, n_x, &Device::Cpu)?)?;
+                    }
+                    out.extend(projected.flatten_all()?.to_vec1::<f32>()?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs of equal consecutive task assignments: `(task, first, end)`.
+fn slots(tasks: &[TaskRef]) -> Vec<(TaskRef, usize, usize)> {
+    let mut out: Vec<(TaskRef, usize, usize)> = Vec::new();
+    for (i, &task) in tasks.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if last.0 == task => last.2 = i + 1,
+            _ => out.push((task, i, i + 1)),
+        }
+    }
+    out
+}
+
+fn mean_std(x: &[f32]) -> (f32, f32) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, var.sqrt() as f32)
+}
+
+/// Converts a `[b, t]` u32 target tensor back to labels (for tests and
+/// metrics).
+pub fn targets_to_vec(targets: &Tensor) -> Result<Vec<u32>> {
+    Ok(targets.to_dtype(DType::U32)?.flatten_all()?.to_vec1()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_set() -> Arc<ImageSet> {
+        // Example i has features [i, i] and label i % 10.
+        Arc::new(ImageSet {
+            name: "tiny".into(),
+            x: (0..40).flat_map(|i| [i as f32, i as f32]).collect(),
+            labels: (0..40).map(|i| (i % 10) as u8).collect(),
+            n_x: 2,
+            classes: 10,
+            source: "tiny".into(),
+        })
+    }
+
+    fn builder(t: usize) -> BatchBuilder {
+        BatchBuilder::new(TaskFamily::new(0, 2, 0.0), Normalization::None, t, Device::Cpu)
+    }
+
+    #[test]
+    fn tokens_carry_the_previous_label_and_zeros_at_the_first_position() {
+        let set = tiny_set();
+        let mut stream = ExampleStream::new(set.len(), StreamState { seed: 1, epoch: 0, cursor: 0 });
+        let tasks = vec![TaskRef::IDENTITY; 3];
+        let batch = builder(5).build(&ExampleSource::Images(set.clone()), &tasks, Some(&mut stream), &mut Rng::new(0)).unwrap();
+        assert_eq!(batch.tokens.dims(), &[3, 5, 12]);
+        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
+        for (seq, labels) in tokens.iter().zip(&targets) {
+            assert!(seq[0][2..].iter().all(|&v| v == 0.0), "no label before the first example");
+            for t in 1..5 {
+                let onehot = &seq[t][2..];
+                assert_eq!(onehot.iter().sum::<f32>(), 1.0);
+                assert_eq!(onehot[labels[t - 1] as usize], 1.0, "position {t} shows label of {}", t - 1);
+            }
+            for t in 0..5 {
+                // Identity task: the target is the example's own label.
+                let example = seq[t][0] as usize;
+                assert_eq!(labels[t], (example % 10) as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn permuted_tasks_relabel_consistently() {
+        let set = tiny_set();
+        let family = TaskFamily::new(0, 2, 0.0);
+        let perm = family.permutation(4);
+        let mut stream = ExampleStream::new(set.len(), StreamState { seed: 1, epoch: 0, cursor: 0 });
+        let tasks = vec![TaskRef { projection: None, permutation: Some(4) }; 2];
+        let batch = builder(6).build(&ExampleSource::Images(set), &tasks, Some(&mut stream), &mut Rng::new(0)).unwrap();
+        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
+        for (seq, labels) in tokens.iter().zip(&targets) {
+            for t in 0..6 {
+                assert_eq!(labels[t], perm[seq[t][0] as usize % 10] as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn projection_is_a_x_with_the_tasks_matrix() {
+        let set = tiny_set();
+        let family = TaskFamily::new(0, 2, 0.0);
+        let a = family.projection(3);
+        let mut stream = ExampleStream::new(set.len(), StreamState { seed: 2, epoch: 0, cursor: 0 });
+        let tasks = vec![TaskRef::task(3, false)];
+        let batch = builder(4).build(&ExampleSource::Images(set), &tasks, Some(&mut stream), &mut Rng::new(0)).unwrap();
+        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
+        for t in 0..4 {
+            // Recover the example from its label stream position: x = [i, i].
+            let x = tokens[0][t][0];
+            let i = ((x / (a[0] + a[1])).round()) as usize;
+            assert_eq!(targets[0][t], (i % 10) as u32);
+            assert!((tokens[0][t][1] - (a[2] + a[3]) * i as f32).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn per_batch_normalisation_gives_zero_mean_unit_std() {
+        let mut x: Vec<f32> = (0..100).map(|i| i as f32 / 7.0).collect();
+        let b = BatchBuilder::new(TaskFamily::new(0, 1, 0.0), Normalization::PerBatch, 1, Device::Cpu);
+        b.normalize(&ExampleSource::Random { n_x: 1 }, &mut x);
+        let (mean, std) = mean_std(&x);
+        assert!(mean.abs() < 1e-5 && (std - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn random_dataset_sequences_reuse_ten_images_with_labels_zero_to_nine() {
+        let batch = builder(50).build(&ExampleSource::Random { n_x: 3 }, &[TaskRef::IDENTITY; 2], None, &mut Rng::new(5)).unwrap();
+        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
+        let mut image_of = std::collections::HashMap::new();
+        for t in 0..50 {
+            let key: Vec<u32> = tokens[0][t][..3].iter().map(|v| v.to_bits()).collect();
+            let prev = image_of.insert(targets[0][t], key.clone());
+            assert!(prev.is_none_or(|p| p == key), "label {} has one image", targets[0][t]);
+        }
+        assert!(image_of.len() <= 10);
+    }
+
+    #[test]
+    fn the_example_stream_covers_every_example_once_per_epoch() {
+        let mut s = ExampleStream::new(7, StreamState { seed: 3, epoch: 0, cursor: 0 });
+        let mut first = s.take(7);
+        first.sort();
+        assert_eq!(first, (0..7).collect::<Vec<_>>());
+        assert_eq!(s.state().epoch, 0);
+        s.take(1);
+        assert_eq!(s.state().epoch, 1);
+    }
+}

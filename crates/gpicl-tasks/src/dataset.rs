@@ -1,0 +1,399 @@
+//! Image datasets: finding them by name, loading IDX splits and turning
+//! them into flat feature vectors of one shared size `N_x`.
+
+use crate::config::{ChannelPolicy, DataConfig, ResizeMethod};
+use crate::error::{Result, TaskError};
+use crate::idx::read_idx;
+use std::path::{Path, PathBuf};
+
+/// Which split of a dataset to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// `train-*` files: meta-training sequences.
+    Train,
+    /// `t10k-*` files: every meta-test sequence.
+    Test,
+}
+
+impl Split {
+    fn file_prefix(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "t10k",
+        }
+    }
+}
+
+/// Name of the synthetic dataset that needs no files.
+pub const RANDOM_DATASET: &str = "random";
+
+/// The folder of small datasets shipped with the repository.
+pub fn embedded_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
+
+/// Where datasets are looked for, in order: an explicit `--data-dir`,
+/// `GPICL_DATA_DIR`, then the embedded `data/`.
+#[derive(Clone, Debug)]
+pub struct DataRoots {
+    roots: Vec<PathBuf>,
+}
+
+impl DataRoots {
+    /// Search roots for an optional explicit directory.
+    pub fn new(explicit: Option<&Path>) -> Self {
+        let mut roots = Vec::new();
+        if let Some(dir) = explicit {
+            roots.push(dir.to_path_buf());
+        }
+        if let Some(env) = std::env::var_os("GPICL_DATA_DIR") {
+            roots.push(PathBuf::from(env));
+        }
+        roots.push(embedded_data_dir());
+        Self { roots }
+    }
+
+    /// Only these roots, nothing from the environment (for tests).
+    pub fn only(roots: Vec<PathBuf>) -> Self {
+        Self { roots }
+    }
+
+    fn files(dir: &Path, split: Split) -> Option<(PathBuf, PathBuf)> {
+        let pick = |stem: String| {
+            let gz = dir.join(format!("{stem}.gz"));
+            let raw = dir.join(&stem);
+            if gz.is_file() {
+                Some(gz)
+            } else if raw.is_file() {
+                Some(raw)
+            } else {
+                None
+            }
+        };
+        let p = split.file_prefix();
+        Some((
+            pick(format!("{p}-images-idx3-ubyte"))?,
+            pick(format!("{p}-labels-idx1-ubyte"))?,
+        ))
+    }
+
+    /// The image and label files of `name`'s `split`, from the first root
+    /// that has both.
+    pub fn locate(&self, name: &str, split: Split) -> Result<(PathBuf, PathBuf)> {
+        for root in &self.roots {
+            if let Some(found) = Self::files(&root.join(name), split) {
+                return Ok(found);
+            }
+        }
+        Err(TaskError::MissingDataset {
+            name: format!("{name}` (split `{}`", split.file_prefix()),
+            searched: self
+                .roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Names of every dataset that has a test split under some root.
+    pub fn available(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for root in &self.roots {
+            let Ok(entries) = std::fs::read_dir(root) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if Self::files(&entry.path(), Split::Test).is_some() && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+}
+
+/// A preprocessed image dataset: flat features in `[0, 1]` and labels.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    /// Dataset name, e.g. `mnist`.
+    pub name: String,
+    /// `[n, n_x]` row-major features in `[0, 1]`.
+    pub x: Vec<f32>,
+    /// One label per example, `< classes`.
+    pub labels: Vec<u8>,
+    /// Features per example.
+    pub n_x: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// The image file it was read from (for messages).
+    pub source: PathBuf,
+}
+
+impl ImageSet {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Features of example `i`.
+    pub fn example(&self, i: usize) -> &[f32] {
+        &self.x[i * self.n_x..(i + 1) * self.n_x]
+    }
+
+    /// Loads `name`'s `split` and preprocesses it as `cfg` says.
+    pub fn load(roots: &DataRoots, name: &str, split: Split, cfg: &DataConfig) -> Result<Self> {
+        let (images_path, labels_path) = roots.locate(name, split)?;
+        let images = read_idx(&images_path)?;
+        let labels = read_idx(&labels_path)?;
+        let corrupt = |path: &Path, reason: String| TaskError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if labels.dims.len() != 1 {
+            return Err(corrupt(&labels_path, format!("labels must be rank 1, found dimensions {:?}", labels.dims)));
+        }
+        let (n, h, w, c) = match images.dims[..] {
+            [n, h, w] => (n, h, w, 1),
+            [n, h, w, c] if c == 1 || c == 3 => (n, h, w, c),
+            _ => {
+                return Err(corrupt(
+                    &images_path,
+                    format!("images must be N×H×W or N×H×W×C with C of 1 or 3, found dimensions {:?}", images.dims),
+                ))
+            }
+        };
+        if labels.dims[0] != n {
+            return Err(corrupt(
+                &labels_path,
+                format!("{} labels for {n} images in {}", labels.dims[0], images_path.display()),
+            ));
+        }
+        if n == 0 {
+            return Err(corrupt(&images_path, "holds no image".into()));
+        }
+        let classes = labels.data.iter().copied().max().unwrap_or(0) as usize + 1;
+        if classes > crate::NUM_CLASSES {
+            return Err(corrupt(
+                &labels_path,
+                format!(
+                    "has {classes} classes; gpicl's tasks are {}-way and drawing {}-class subsets of larger datasets is not supported yet",
+                    crate::NUM_CLASSES,
+                    crate::NUM_CLASSES
+                ),
+            ));
+        }
+        let pre = Preprocessor::new(h, w, c, cfg);
+        let mut x = Vec::with_capacity(n * pre.n_x());
+        for img in images.data.chunks_exact(h * w * c) {
+            pre.apply(img, &mut x);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            n_x: pre.n_x(),
+            x,
+            labels: labels.data,
+            classes: crate::NUM_CLASSES,
+            source: images_path,
+        })
+    }
+}
+
+/// Per-dataset statistics for fixed normalisation (`gpicl-method.md` §2).
+pub fn fixed_statistics(name: &str) -> Option<(f32, f32)> {
+    match name {
+        "mnist" => Some((0.1307, 0.3081)),
+        "kmnist" => Some((0.1918, 0.3483)),
+        "cifar10" | "cifar10_jpeg" => Some((0.4734, 0.2516)),
+        "svhn" => Some((0.4514, 0.1993)),
+        RANDOM_DATASET => Some((0.5, (1.0f32 / 12.0).sqrt())),
+        _ => None,
+    }
+}
+
+/// Number of features per example after preprocessing.
+pub fn feature_count(cfg: &DataConfig, native_size: (usize, usize)) -> usize {
+    let (h, w) = if cfg.image_size == 0 { native_size } else { (cfg.image_size, cfg.image_size) };
+    h * w * cfg.channels.count()
+}
+
+/// Resizes, converts channels, flattens and scales one image.
+struct Preprocessor {
+    channels_in: usize,
+    policy: ChannelPolicy,
+    rows: Vec<Vec<(usize, f32)>>,
+    cols: Vec<Vec<(usize, f32)>>,
+    in_w: usize,
+}
+
+impl Preprocessor {
+    fn new(h: usize, w: usize, c: usize, cfg: &DataConfig) -> Self {
+        let (oh, ow) = if cfg.image_size == 0 { (h, w) } else { (cfg.image_size, cfg.image_size) };
+        Self {
+            channels_in: c,
+            policy: cfg.channels,
+            rows: resize_weights(h, oh, cfg.resize),
+            cols: resize_weights(w, ow, cfg.resize),
+            in_w: w,
+        }
+    }
+
+    fn n_x(&self) -> usize {
+        self.rows.len() * self.cols.len() * self.policy.count()
+    }
+
+    fn apply(&self, img: &[u8], out: &mut Vec<f32>) {
+        let c = self.channels_in;
+        for row in &self.rows {
+            for col in &self.cols {
+                let mut px = [0f32; 3];
+                for &(i, wi) in row {
+                    for &(j, wj) in col {
+                        let base = (i * self.in_w + j) * c;
+                        for (ch, p) in px.iter_mut().enumerate().take(c) {
+                            *p += wi * wj * img[base + ch] as f32;
+                        }
+                    }
+                }
+                let px = px.map(|v| v / 255.0);
+                match (self.policy, c) {
+                    (ChannelPolicy::Gray, 1) => out.push(px[0]),
+                    (ChannelPolicy::Gray, _) => out.push(0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]),
+                    (ChannelPolicy::Rgb, 1) => out.extend_from_slice(&[px[0]; 3]),
+                    (ChannelPolicy::Rgb, _) => out.extend_from_slice(&px),
+                }
+            }
+        }
+    }
+}
+
+/// For each output index, the input indices and weights (summing to one).
+fn resize_weights(input: usize, output: usize, method: ResizeMethod) -> Vec<Vec<(usize, f32)>> {
+    if input == output {
+        return (0..input).map(|i| vec![(i, 1.0)]).collect();
+    }
+    let scale = input as f64 / output as f64;
+    (0..output)
+        .map(|o| match method {
+            ResizeMethod::Area if scale >= 1.0 => {
+                // Average over the input interval the output pixel covers.
+                let (lo, hi) = (o as f64 * scale, (o + 1) as f64 * scale);
+                (lo.floor() as usize..(hi.ceil() as usize).min(input))
+                    .map(|i| {
+                        let overlap = (hi.min(i as f64 + 1.0) - lo.max(i as f64)).max(0.0);
+                        (i, (overlap / scale) as f32)
+                    })
+                    .filter(|&(_, w)| w > 0.0)
+                    .collect()
+            }
+            _ => {
+                // Bilinear with half-pixel centres (also used to upscale).
+                let centre = ((o as f64 + 0.5) * scale - 0.5).clamp(0.0, (input - 1) as f64);
+                let i0 = centre.floor() as usize;
+                let i1 = (i0 + 1).min(input - 1);
+                let f = (centre - i0 as f64) as f32;
+                if i0 == i1 || f == 0.0 {
+                    vec![(i0, 1.0)]
+                } else {
+                    vec![(i0, 1.0 - f), (i1, f)]
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idx::{write_idx, IdxArray};
+
+    fn write_dataset(dir: &Path, name: &str, images: IdxArray, labels: IdxArray) {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        write_idx(&d.join("t10k-images-idx3-ubyte.gz"), &images).unwrap();
+        write_idx(&d.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
+    }
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gpicl-ds-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn area_resize_averages_blocks() {
+        let w = resize_weights(4, 2, ResizeMethod::Area);
+        assert_eq!(w[0], vec![(0, 0.5), (1, 0.5)]);
+        assert_eq!(w[1], vec![(2, 0.5), (3, 0.5)]);
+        let odd = resize_weights(28, 14, ResizeMethod::Area);
+        assert!(odd.iter().all(|ws| (ws.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6));
+        let bil = resize_weights(28, 14, ResizeMethod::Bilinear);
+        assert!(bil.iter().all(|ws| (ws.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn grayscale_and_colour_datasets_end_up_the_same_size() {
+        let dir = tmp("shape");
+        write_dataset(
+            &dir,
+            "gray",
+            IdxArray { dims: vec![2, 4, 4], data: vec![255; 32] },
+            IdxArray { dims: vec![2], data: vec![0, 1] },
+        );
+        write_dataset(
+            &dir,
+            "colour",
+            IdxArray { dims: vec![2, 4, 4, 3], data: vec![255; 96] },
+            IdxArray { dims: vec![2], data: vec![3, 9] },
+        );
+        let roots = DataRoots::only(vec![dir.clone()]);
+        let cfg = DataConfig { image_size: 2, ..DataConfig::default() };
+        let g = ImageSet::load(&roots, "gray", Split::Test, &cfg).unwrap();
+        let c = ImageSet::load(&roots, "colour", Split::Test, &cfg).unwrap();
+        assert_eq!((g.n_x, c.n_x), (4, 4));
+        assert!(c.x.iter().all(|&v| (v - 1.0).abs() < 1e-5));
+        let rgb = DataConfig { channels: ChannelPolicy::Rgb, ..cfg };
+        assert_eq!(ImageSet::load(&roots, "gray", Split::Test, &rgb).unwrap().n_x, 12);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn image_and_label_count_mismatch_names_the_file() {
+        let dir = tmp("mismatch");
+        write_dataset(
+            &dir,
+            "bad",
+            IdxArray { dims: vec![3, 2, 2], data: vec![0; 12] },
+            IdxArray { dims: vec![2], data: vec![0, 1] },
+        );
+        let err = ImageSet::load(&DataRoots::only(vec![dir.clone()]), "bad", Split::Test, &DataConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("t10k-labels-idx1-ubyte") && err.contains("2 labels for 3 images"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_missing_dataset_says_where_it_looked() {
+        let err = DataRoots::only(vec![PathBuf::from("/nowhere")])
+            .locate("kmnist", Split::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kmnist") && err.contains("/nowhere") && err.contains("--data-dir"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_data_is_found() {
+        let roots = DataRoots::only(vec![embedded_data_dir()]);
+        let names = roots.available();
+        assert!(names.contains(&"mnist".to_string()), "{names:?}");
+        let set = ImageSet::load(&roots, "mnist", Split::Test, &DataConfig::default()).unwrap();
+        assert_eq!(set.n_x, 196);
+        assert!(set.x.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+}

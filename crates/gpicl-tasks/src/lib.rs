@@ -1,0 +1,35 @@
+//! Datasets, preprocessing and the GPICL task family.
+//!
+//! Pipeline position: this crate turns image files into meta-learning
+//! batches. It depends on `gpicl-kernels` (seeded randomness, tensors) and
+//! on no model. A *task* is a random linear projection of the inputs plus a
+//! permutation of the labels, a pure function of `(task_seed, task_id)`
+//! ([`task`]); a *batch* is many sequences of `[x_t, onehot(y_{t−1})]`
+//! tokens ([`batch`]); the meta-training distribution over tasks, with its
+//! biasing options, is [`sampler::TrainSampler`].
+//!
+//! ```
+//! use gpicl_tasks::task::TaskFamily;
+//! let family = TaskFamily::new(0, 196, 0.0);
+//! // The same id always yields the same task, on any machine.
+//! assert_eq!(family.projection(5), TaskFamily::new(0, 196, 0.0).projection(5));
+//! assert!(TaskFamily::unseen_ids(32).iter().all(|id| *id < 0));
+//! ```
+
+pub mod batch;
+pub mod config;
+pub mod dataset;
+pub mod error;
+pub mod idx;
+pub mod sampler;
+pub mod task;
+
+pub use batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
+pub use config::{BatchConfig, ChannelPolicy, DataConfig, Normalization, ResizeMethod, TaskConfig};
+pub use dataset::{DataRoots, ImageSet, Split, RANDOM_DATASET};
+pub use error::{Result, TaskError};
+pub use sampler::{SamplerState, TrainSampler};
+pub use task::{TaskFamily, TaskRef};
+
+/// Every task is a classification over this many labels.
+pub const NUM_CLASSES: usize = 10;

@@ -1,0 +1,29 @@
+//! gpicl: General-Purpose In-Context Learning in Rust.
+//!
+//! Meta-train black-box sequence models on randomly projected,
+//! label-permuted image classification tasks until they learn in context,
+//! then measure how they learn on tasks and datasets they never saw
+//! (Kirsch et al., *General-Purpose In-Context Learning by Meta-Learning
+//! Transformers*). This facade re-exports the workspace's crates, in
+//! pipeline order:
+//!
+//! - [`kernels`]: devices, seeded RNG streams, differentiable ops;
+//! - [`tasks`]: datasets, preprocessing, the task family, batches;
+//! - [`models`]: the sequence-model trait and the Transformer;
+//! - [`meta`]: Adam with eps_root, the training loop, checkpoints;
+//! - [`eval`]: the evaluation protocol, reports and plots.
+//!
+//! ```no_run
+//! use gpicl::{eval::run::{evaluate_run, PeriodicEval}, meta::{RunDir, TrainConfig, Trainer}, tasks::DataRoots};
+//! let roots = DataRoots::new(None); // GPICL_DATA_DIR, then the embedded data/
+//! let dir = RunDir::new("runs/quickstart");
+//! let mut trainer = Trainer::open(TrainConfig::quickstart(), dir.clone(), &roots).unwrap();
+//! trainer.run(&mut PeriodicEval::new(roots.clone())).unwrap();
+//! println!("{}", evaluate_run(&dir, &roots, None, None).unwrap().table());
+//! ```
+
+pub use gpicl_eval as eval;
+pub use gpicl_kernels as kernels;
+pub use gpicl_meta as meta;
+pub use gpicl_models as models;
+pub use gpicl_tasks as tasks;

@@ -1,0 +1,67 @@
+//! `cargo xtask eval-ood`.
+
+use crate::config_overrides;
+use anyhow::{bail, Result};
+use clap::Args;
+use gpicl::eval::run::evaluate_run;
+use gpicl::meta::{RunDir, TrainConfig};
+use gpicl::tasks::DataRoots;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Run directory to evaluate [default: the newest run under runs/].
+    #[arg(long, value_name = "DIR")]
+    run: Option<PathBuf>,
+    /// Comma-separated meta-test datasets [default: the run's eval.datasets, else every dataset found plus random].
+    #[arg(long, value_delimiter = ',')]
+    datasets: Option<Vec<String>>,
+    /// Folder holding datasets as <name>/{train,t10k}-*-ubyte[.gz] (searched before GPICL_DATA_DIR and data/).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Override evaluation options, e.g. --set eval.seqs_per_task=32 (repeatable; eval.* keys only).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print one JSON object {"<dataset>": {"<group>": {"acc_last", "loss_last", "acc_curve", ...}}} instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let dir = RunDir::new(match args.run {
+        Some(run) => run,
+        None => newest_run(Path::new("runs"))?,
+    });
+    if args.set.iter().any(|s| !s.trim_start().starts_with("eval.")) {
+        bail!("--set: eval-ood only changes eval.* options (got {:?})", args.set);
+    }
+    let saved = TrainConfig::load(&dir.config())?;
+    let protocol = config_overrides::apply(&saved, &args.set)?.eval;
+    let roots = DataRoots::new(args.data_dir.as_deref());
+    let report = evaluate_run(&dir, &roots, args.datasets, Some(&protocol))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report.to_json())?);
+    } else {
+        println!("{} at step {}\n", dir.root().display(), report.step);
+        print!("{}", report.table());
+        println!("\ncurves and tables written to {}", dir.eval().display());
+    }
+    Ok(())
+}
+
+/// The most recently started or resumed run under `runs` (by the time its
+/// config.toml was written).
+fn newest_run(runs: &Path) -> Result<PathBuf> {
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| Some((std::fs::metadata(p.join("config.toml")).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    match found.pop().map(|(_, p)| p) {
+        Some(p) => Ok(p),
+        None => bail!("no run found under {}/; train one with `cargo xtask train` or pass --run DIR", runs.display()),
+    }
+}

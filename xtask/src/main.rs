@@ -1,0 +1,42 @@
+//! `cargo xtask`: the gpicl command line.
+//!
+//! - `cargo xtask train`: meta-train a model (a new run, or resume one);
+//! - `cargo xtask eval-ood`: evaluate a run on seen and unseen tasks and
+//!   other datasets.
+
+mod config_overrides;
+mod eval_cmd;
+mod progress;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "gpicl: meta-train and evaluate general-purpose in-context learners", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Meta-train a sequence model on projected, label-permuted tasks, then
+    /// evaluate it. Re-running with the same --out resumes from the newest
+    /// checkpoint; a larger --steps continues training.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a trained run on seen, unseen and identity tasks of every
+    /// dataset (labels permuted and not), as a table, JSON and SVG curves.
+    EvalOod(eval_cmd::EvalArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train_cmd::run(args),
+        Command::EvalOod(args) => eval_cmd::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,219 @@
+//! `cargo xtask train`.
+
+use crate::config_overrides;
+use crate::progress::TrainProgress;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use gpicl::eval::run::{evaluate_run, PeriodicEval};
+use gpicl::meta::{RunDir, TrainConfig, Trainer};
+use gpicl::tasks::DataRoots;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Built-in starting configs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Preset {
+    /// A small Transformer on 2^4 tasks that trains on 2 CPU cores in minutes.
+    Quickstart,
+    /// The paper's reference run (d_model 512, 2^16 tasks, 16×32 sequences, 50,000 steps).
+    Paper,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Start from this TOML config (keys missing from it take the paper's defaults).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Built-in config to start from when no --config is given.
+    #[arg(long, value_enum, default_value = "quickstart")]
+    preset: Preset,
+    /// Override any config key, e.g. --set optim.lr=3e-4 --set tasks.permute_labels_prob=1 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run directory [default: runs/<UTC timestamp>-<preset or config name>]. An existing run there is resumed.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Total training steps (schedule.steps); larger than a finished run's steps continues it.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seed of initial weights and the training stream (seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of training tasks, typically 2^k; 0 trains on raw data (tasks.num_tasks).
+    #[arg(long)]
+    num_tasks: Option<u64>,
+    /// Meta-training dataset (data.dataset), e.g. mnist, fashion_mnist, random.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Folder holding datasets as <name>/{train,t10k}-*-ubyte[.gz] (searched before GPICL_DATA_DIR and data/).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Residual width of the Transformer (model.d_model).
+    #[arg(long)]
+    d_model: Option<usize>,
+    /// Transformer blocks (model.num_layers).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Attention heads (model.num_heads).
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Key size per head (model.key_size).
+    #[arg(long)]
+    key_size: Option<usize>,
+    /// Distinct tasks per step (batch.tasks_per_step).
+    #[arg(long)]
+    tasks_per_step: Option<usize>,
+    /// Sequences per task (batch.seqs_per_task).
+    #[arg(long)]
+    seqs_per_task: Option<usize>,
+    /// Examples per sequence (batch.seq_len).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Image side length after resizing, 0 to keep (data.image_size).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Learning rate (optim.lr).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// cpu, cuda or cuda:N (device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Skip the evaluation after training.
+    #[arg(long)]
+    no_eval: bool,
+}
+
+impl TrainArgs {
+    /// The flags as `--set` assignments, applied before the explicit ones.
+    fn flag_assignments(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push(format!("{key}={v}"));
+            }
+        };
+        push("schedule.steps", self.steps.map(|v| v.to_string()));
+        push("seed", self.seed.map(|v| v.to_string()));
+        push("tasks.num_tasks", self.num_tasks.map(|v| v.to_string()));
+        push("data.dataset", self.dataset.as_ref().map(|v| format!("{v:?}")));
+        push("model.d_model", self.d_model.map(|v| v.to_string()));
+        push("model.num_layers", self.layers.map(|v| v.to_string()));
+        push("model.num_heads", self.heads.map(|v| v.to_string()));
+        push("model.key_size", self.key_size.map(|v| v.to_string()));
+        push("batch.tasks_per_step", self.tasks_per_step.map(|v| v.to_string()));
+        push("batch.seqs_per_task", self.seqs_per_task.map(|v| v.to_string()));
+        push("batch.seq_len", self.seq_len.map(|v| v.to_string()));
+        push("data.image_size", self.image_size.map(|v| v.to_string()));
+        push("optim.lr", self.lr.map(|v| format!("{v:e}")));
+        push("device", self.device.as_ref().map(|v| format!("{v:?}")));
+        out.extend(self.set.iter().cloned());
+        out
+    }
+
+    fn base_config(&self) -> Result<(TrainConfig, String)> {
+        match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading --config {}", path.display()))?;
+                let cfg = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+                let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "config".into());
+                Ok((cfg, name))
+            }
+            None => Ok(match self.preset {
+                Preset::Quickstart => (TrainConfig::quickstart(), "quickstart".into()),
+                Preset::Paper => (TrainConfig::paper(), "paper".into()),
+            }),
+        }
+    }
+}
+
+/// Resolves the config: an existing run's own config (only the schedule
+/// and evaluation may change on resume), or a new one from --config or a
+/// preset, then flags, then --set.
+fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<TrainConfig> {
+    let assignments = args.flag_assignments();
+    if dir.exists() {
+        let saved = TrainConfig::load(&dir.config())?;
+        let cfg: TrainConfig = config_overrides::apply(&saved, &assignments)?;
+        let frozen = |c: &TrainConfig| {
+            let mut c = c.clone();
+            c.schedule = Default::default();
+            c.eval = Default::default();
+            c.device = String::new();
+            c
+        };
+        if frozen(&cfg) != frozen(&saved) {
+            bail!(
+                "{} holds a run with a different config; only schedule.*, eval.* and device may change when resuming. Use another --out for a new run",
+                dir.root().display()
+            );
+        }
+        return Ok(cfg);
+    }
+    let (base, _) = args.base_config()?;
+    let cfg: TrainConfig = config_overrides::apply(&base, &assignments)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let dir = RunDir::new(match &args.out {
+        Some(out) => out.clone(),
+        None => default_run_dir(&args.base_config()?.1),
+    });
+    let cfg = resolve(&args, &dir)?;
+    let roots = DataRoots::new(args.data_dir.as_deref());
+    let started = Instant::now();
+    let mut trainer = Trainer::open(cfg, dir.clone(), &roots)?;
+    let params = trainer.model().param_count();
+    match trainer.resumed_from() {
+        Some(path) => println!("resuming {} from {} (step {})", dir.root().display(), path.display(), trainer.step()),
+        None => println!("run {}", dir.root().display()),
+    }
+    let c = trainer.config();
+    println!(
+        "{} with {} parameters, state size {}; {} tasks, {}×{} sequences of {} per step, {} steps on {}",
+        c.model.kind,
+        params,
+        trainer.model().state_size(c.batch.seq_len),
+        c.tasks.num_tasks,
+        c.batch.tasks_per_step,
+        c.batch.seqs_per_task,
+        c.batch.seq_len,
+        c.schedule.steps,
+        c.device
+    );
+    let mut progress = TrainProgress::new(trainer.step(), c.schedule.steps, PeriodicEval::new(roots.clone()));
+    let outcome = trainer.run(&mut progress);
+    progress.finish();
+    outcome?;
+    println!("trained to step {} in {:.1}s; checkpoints in {}", trainer.step(), started.elapsed().as_secs_f64(), dir.checkpoints().display());
+    if !args.no_eval {
+        let report = evaluate_run(&dir, &roots, None, None)?;
+        println!("\n{}", report.table());
+        println!("evaluation written to {}", dir.eval().display());
+    }
+    println!("total wall time {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `runs/<UTC timestamp>-<name>`.
+fn default_run_dir(name: &str) -> PathBuf {
+    Path::new("runs").join(format!("{}-{name}", utc_timestamp()))
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
+fn utc_timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
