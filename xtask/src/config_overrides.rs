@@ -9,21 +9,27 @@ use serde::{de::DeserializeOwned, Serialize};
 pub fn apply<T: Serialize + DeserializeOwned>(cfg: &T, assignments: &[String]) -> Result<T> {
     let mut root = toml::Value::try_from(cfg).context("config cannot be represented as TOML")?;
     for assignment in assignments {
-        let (key, raw) = assignment
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--set `{assignment}`: expected key=value, e.g. optim.lr=3e-4"))?;
+        let (key, raw) = assignment.split_once('=').ok_or_else(|| {
+            anyhow!("--set `{assignment}`: expected key=value, e.g. optim.lr=3e-4")
+        })?;
         let key = key.trim();
         let mut slot = &mut root;
         for part in key.split('.') {
-            let table = slot.as_table_mut().ok_or_else(|| anyhow!("--set `{key}`: `{part}` is not inside a table"))?;
+            let table = slot
+                .as_table_mut()
+                .ok_or_else(|| anyhow!("--set `{key}`: `{part}` is not inside a table"))?;
             let known: Vec<String> = table.keys().cloned().collect();
-            slot = table
-                .get_mut(part)
-                .ok_or_else(|| anyhow!("--set `{key}`: unknown key `{part}`; expected one of: {}", known.join(", ")))?;
+            slot = table.get_mut(part).ok_or_else(|| {
+                anyhow!(
+                    "--set `{key}`: unknown key `{part}`; expected one of: {}",
+                    known.join(", ")
+                )
+            })?;
         }
         *slot = parse_value(raw.trim(), slot).with_context(|| format!("--set `{key}`"))?;
     }
-    root.try_into().map_err(|e: toml::de::Error| anyhow!("--set: {}", e.message()))
+    root.try_into()
+        .map_err(|e: toml::de::Error| anyhow!("--set: {}", e.message()))
 }
 
 fn parse_value(raw: &str, current: &toml::Value) -> Result<toml::Value> {
@@ -36,9 +42,12 @@ fn parse_value(raw: &str, current: &toml::Value) -> Result<toml::Value> {
         (toml::Value::String(_), v @ toml::Value::String(_)) => v,
         // A string option given a number (`data.dataset=123`) keeps the text.
         (toml::Value::String(_), _) => toml::Value::String(raw.trim_matches('"').to_string()),
-        (toml::Value::Array(_), toml::Value::String(s)) => {
-            toml::Value::Array(s.split(',').filter(|p| !p.is_empty()).map(|p| toml::Value::String(p.trim().to_string())).collect())
-        }
+        (toml::Value::Array(_), toml::Value::String(s)) => toml::Value::Array(
+            s.split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| toml::Value::String(p.trim().to_string()))
+                .collect(),
+        ),
         (cur, new) if std::mem::discriminant(cur) != std::mem::discriminant(&new) => {
             bail!("expected a {} value, got `{raw}`", cur.type_str())
         }
@@ -55,7 +64,12 @@ mod tests {
     fn nested_keys_are_set_with_their_types() {
         let cfg = apply(
             &TrainConfig::default(),
-            &["optim.lr=3e-4".into(), "model.d_model=64".into(), "data.dataset=fashion_mnist".into(), "optim.eps=1".into()],
+            &[
+                "optim.lr=3e-4".into(),
+                "model.d_model=64".into(),
+                "data.dataset=fashion_mnist".into(),
+                "optim.eps=1".into(),
+            ],
         )
         .unwrap();
         assert_eq!(cfg.optim.lr, 3e-4);
@@ -66,15 +80,24 @@ mod tests {
 
     #[test]
     fn lists_can_be_given_comma_separated() {
-        let cfg = apply(&TrainConfig::default(), &["eval.datasets=mnist,random".into()]).unwrap();
+        let cfg = apply(
+            &TrainConfig::default(),
+            &["eval.datasets=mnist,random".into()],
+        )
+        .unwrap();
         assert_eq!(cfg.eval.datasets, vec!["mnist", "random"]);
     }
 
     #[test]
     fn unknown_keys_and_wrong_types_name_the_key() {
-        let err = apply(&TrainConfig::default(), &["optim.learning_rate=1".into()]).unwrap_err().to_string();
+        let err = apply(&TrainConfig::default(), &["optim.learning_rate=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("learning_rate") && err.contains("lr"), "{err}");
-        let err = format!("{:#}", apply(&TrainConfig::default(), &["model.d_model=big".into()]).unwrap_err());
+        let err = format!(
+            "{:#}",
+            apply(&TrainConfig::default(), &["model.d_model=big".into()]).unwrap_err()
+        );
         assert!(err.contains("model.d_model"), "{err}");
     }
 }

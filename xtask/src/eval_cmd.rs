@@ -32,8 +32,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(run) => run,
         None => newest_run(Path::new("runs"))?,
     });
-    if args.set.iter().any(|s| !s.trim_start().starts_with("eval.")) {
-        bail!("--set: eval-ood only changes eval.* options (got {:?})", args.set);
+    if args
+        .set
+        .iter()
+        .any(|s| !s.trim_start().starts_with("eval."))
+    {
+        bail!(
+            "--set: eval-ood only changes eval.* options (got {:?})",
+            args.set
+        );
     }
     let saved = TrainConfig::load(&dir.config())?;
     let protocol = config_overrides::apply(&saved, &args.set)?.eval;
@@ -57,11 +64,22 @@ fn newest_run(runs: &Path) -> Result<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter_map(|p| Some((std::fs::metadata(p.join("config.toml")).ok()?.modified().ok()?, p)))
+        .filter_map(|p| {
+            Some((
+                std::fs::metadata(p.join("config.toml"))
+                    .ok()?
+                    .modified()
+                    .ok()?,
+                p,
+            ))
+        })
         .collect();
     found.sort();
     match found.pop().map(|(_, p)| p) {
         Some(p) => Ok(p),
-        None => bail!("no run found under {}/; train one with `cargo xtask train` or pass --run DIR", runs.display()),
+        None => bail!(
+            "no run found under {}/; train one with `cargo xtask train` or pass --run DIR",
+            runs.display()
+        ),
     }
 }

@@ -12,7 +12,11 @@ mod train_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "gpicl: meta-train and evaluate general-purpose in-context learners", version)]
+#[command(
+    name = "cargo xtask",
+    about = "gpicl: meta-train and evaluate general-purpose in-context learners",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +27,7 @@ enum Command {
     /// Meta-train a sequence model on projected, label-permuted tasks, then
     /// evaluate it. Re-running with the same --out resumes from the newest
     /// checkpoint; a larger --steps continues training.
-    Train(train_cmd::TrainArgs),
+    Train(Box<train_cmd::TrainArgs>),
     /// Evaluate a trained run on seen, unseen and identity tasks of every
     /// dataset (labels permuted and not), as a table, JSON and SVG curves.
     EvalOod(eval_cmd::EvalArgs),
@@ -32,7 +36,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => train_cmd::run(args),
+        Command::Train(args) => train_cmd::run(*args),
         Command::EvalOod(args) => eval_cmd::run(args),
     };
     if let Err(e) = result {

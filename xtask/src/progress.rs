@@ -15,9 +15,11 @@ impl TrainProgress {
     pub fn new(start: u64, total: u64, eval: PeriodicEval) -> Self {
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} {msg} {per_sec} ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} {msg} {per_sec} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_position(start);
         bar.reset_eta();
@@ -32,15 +34,31 @@ impl TrainProgress {
 impl Observer for TrainProgress {
     fn on_step(&mut self, m: &StepMetrics) {
         self.bar.set_position(m.step);
-        self.bar.set_message(format!("loss {:.4} acc {:.3} last {:.3}", m.loss, m.acc, m.acc_last));
+        self.bar.set_message(format!(
+            "loss {:.4} acc {:.3} last {:.3}",
+            m.loss, m.acc, m.acc_last
+        ));
     }
 
     fn on_eval(&mut self, trainer: &Trainer) -> gpicl::meta::Result<()> {
         self.eval.on_eval(trainer)?;
         if let Some(report) = &self.eval.last {
             for (dataset, groups) in &report.datasets {
-                let parts: Vec<String> = groups.iter().map(|(g, r)| format!("{g} {:.3}", r.acc_last)).collect();
-                self.bar.println(format!("step {:>6} eval {dataset}: acc@last {}", report.step, parts.join(", ")));
+                let parts: Vec<String> = groups
+                    .iter()
+                    .map(|(g, r)| format!("{g} {:.3}", r.acc_last))
+                    .collect();
+                let line = format!(
+                    "step {:>6} eval {dataset}: acc@last {}",
+                    report.step,
+                    parts.join(", ")
+                );
+                // A hidden bar (output is not a terminal) also drops println.
+                if self.bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    self.bar.println(line);
+                }
             }
         }
         Ok(())

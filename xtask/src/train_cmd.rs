@@ -81,6 +81,9 @@ pub struct TrainArgs {
     /// Skip the evaluation after training.
     #[arg(long)]
     no_eval: bool,
+    /// Print the fully resolved config as TOML and exit without training.
+    #[arg(long)]
+    print_config: bool,
 }
 
 impl TrainArgs {
@@ -95,13 +98,22 @@ impl TrainArgs {
         push("schedule.steps", self.steps.map(|v| v.to_string()));
         push("seed", self.seed.map(|v| v.to_string()));
         push("tasks.num_tasks", self.num_tasks.map(|v| v.to_string()));
-        push("data.dataset", self.dataset.as_ref().map(|v| format!("{v:?}")));
+        push(
+            "data.dataset",
+            self.dataset.as_ref().map(|v| format!("{v:?}")),
+        );
         push("model.d_model", self.d_model.map(|v| v.to_string()));
         push("model.num_layers", self.layers.map(|v| v.to_string()));
         push("model.num_heads", self.heads.map(|v| v.to_string()));
         push("model.key_size", self.key_size.map(|v| v.to_string()));
-        push("batch.tasks_per_step", self.tasks_per_step.map(|v| v.to_string()));
-        push("batch.seqs_per_task", self.seqs_per_task.map(|v| v.to_string()));
+        push(
+            "batch.tasks_per_step",
+            self.tasks_per_step.map(|v| v.to_string()),
+        );
+        push(
+            "batch.seqs_per_task",
+            self.seqs_per_task.map(|v| v.to_string()),
+        );
         push("batch.seq_len", self.seq_len.map(|v| v.to_string()));
         push("data.image_size", self.image_size.map(|v| v.to_string()));
         push("optim.lr", self.lr.map(|v| format!("{v:e}")));
@@ -113,9 +125,14 @@ impl TrainArgs {
     fn base_config(&self) -> Result<(TrainConfig, String)> {
         match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading --config {}", path.display()))?;
-                let cfg = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
-                let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "config".into());
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --config {}", path.display()))?;
+                let cfg = toml::from_str(&text)
+                    .with_context(|| format!("--config {}", path.display()))?;
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "config".into());
                 Ok((cfg, name))
             }
             None => Ok(match self.preset {
@@ -161,12 +178,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => default_run_dir(&args.base_config()?.1),
     });
     let cfg = resolve(&args, &dir)?;
+    if args.print_config {
+        print!("{}", toml::to_string(&cfg)?);
+        return Ok(());
+    }
     let roots = DataRoots::new(args.data_dir.as_deref());
     let started = Instant::now();
     let mut trainer = Trainer::open(cfg, dir.clone(), &roots)?;
     let params = trainer.model().param_count();
     match trainer.resumed_from() {
-        Some(path) => println!("resuming {} from {} (step {})", dir.root().display(), path.display(), trainer.step()),
+        Some(path) => println!(
+            "resuming {} from {} (step {})",
+            dir.root().display(),
+            path.display(),
+            trainer.step()
+        ),
         None => println!("run {}", dir.root().display()),
     }
     let c = trainer.config();
@@ -182,11 +208,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         c.schedule.steps,
         c.device
     );
-    let mut progress = TrainProgress::new(trainer.step(), c.schedule.steps, PeriodicEval::new(roots.clone()));
+    let mut progress = TrainProgress::new(
+        trainer.step(),
+        c.schedule.steps,
+        PeriodicEval::new(roots.clone()),
+    );
     let outcome = trainer.run(&mut progress);
     progress.finish();
     outcome?;
-    println!("trained to step {} in {:.1}s; checkpoints in {}", trainer.step(), started.elapsed().as_secs_f64(), dir.checkpoints().display());
+    println!(
+        "trained to step {} in {:.1}s; checkpoints in {}",
+        trainer.step(),
+        started.elapsed().as_secs_f64(),
+        dir.checkpoints().display()
+    );
     if !args.no_eval {
         let report = evaluate_run(&dir, &roots, None, None)?;
         println!("\n{}", report.table());
@@ -203,7 +238,10 @@ fn default_run_dir(name: &str) -> PathBuf {
 
 /// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
 fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -215,5 +253,10 @@ fn utc_timestamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

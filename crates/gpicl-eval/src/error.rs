@@ -22,7 +22,11 @@ pub enum EvalError {
     Kernel(#[from] gpicl_kernels::KernelError),
     /// A dataset's inputs do not fit the model.
     #[error("dataset `{dataset}` has {got} features per example after preprocessing, but the model was trained on {expected}; set data.image_size and data.channels so both agree")]
-    InputSize { dataset: String, got: usize, expected: usize },
+    InputSize {
+        dataset: String,
+        got: usize,
+        expected: usize,
+    },
     /// A file could not be written.
     #[error("{path}: {reason}")]
     Output { path: PathBuf, reason: String },

@@ -16,9 +16,21 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 /// One line per group: accuracy at each position, with chance (10%) dashed.
-pub fn accuracy_curves(path: &Path, title: &str, groups: &BTreeMap<String, GroupResult>) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| EvalError::Output { path: path.to_path_buf(), reason: e.to_string() };
-    let t = groups.values().map(|g| g.acc_curve.len()).max().unwrap_or(1).max(2);
+pub fn accuracy_curves(
+    path: &Path,
+    title: &str,
+    groups: &BTreeMap<String, GroupResult>,
+) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| EvalError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let t = groups
+        .values()
+        .map(|g| g.acc_curve.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
     let root = SVGBackend::new(path, (760, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -35,14 +47,25 @@ pub fn accuracy_curves(path: &Path, title: &str, groups: &BTreeMap<String, Group
         .draw()
         .map_err(|e| fail(&e))?;
     chart
-        .draw_series(DashedLineSeries::new([(1f32, 0.1f32), (t as f32, 0.1)], 4, 4, BLACK.mix(0.5).stroke_width(1)))
+        .draw_series(DashedLineSeries::new(
+            [(1f32, 0.1f32), (t as f32, 0.1)],
+            4,
+            4,
+            BLACK.mix(0.5).stroke_width(1),
+        ))
         .map_err(|e| fail(&e))?
         .label("chance")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
-    let ordered = crate::protocol::GROUPS.iter().filter_map(|g| groups.get(*g).map(|r| (*g, r)));
+    let ordered = crate::protocol::GROUPS
+        .iter()
+        .filter_map(|g| groups.get(*g).map(|r| (*g, r)));
     for (i, (group, result)) in ordered.enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
-        let points = result.acc_curve.iter().enumerate().map(|(p, &a)| ((p + 1) as f32, a));
+        let points = result
+            .acc_curve
+            .iter()
+            .enumerate()
+            .map(|(p, &a)| ((p + 1) as f32, a));
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
             .map_err(|e| fail(&e))?

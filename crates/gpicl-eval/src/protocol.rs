@@ -12,13 +12,27 @@ use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{ops, Device, Tensor};
 use gpicl_meta::EvalConfig;
 use gpicl_models::SequenceModel;
-use gpicl_tasks::{BatchBuilder, ExampleSource, ExampleStream, Normalization, StreamState, TaskFamily, TaskRef};
+use gpicl_tasks::{
+    BatchBuilder, ExampleSource, ExampleStream, Normalization, StreamState, TaskFamily, TaskRef,
+};
 
 /// The task groups, in report order.
-pub const GROUPS: [&str; 6] = ["seen", "unseen", "identity", "seen_permuted", "unseen_permuted", "identity_permuted"];
+pub const GROUPS: [&str; 6] = [
+    "seen",
+    "unseen",
+    "identity",
+    "seen_permuted",
+    "unseen_permuted",
+    "identity_permuted",
+];
 
 /// The task assignment of every sequence of `group`.
-pub fn group_tasks(group: &str, num_tasks: u64, tasks_per_group: usize, seqs_per_task: usize) -> Vec<TaskRef> {
+pub fn group_tasks(
+    group: &str,
+    num_tasks: u64,
+    tasks_per_group: usize,
+    seqs_per_task: usize,
+) -> Vec<TaskRef> {
     let seen = TaskFamily::seen_ids(num_tasks, tasks_per_group);
     let unseen = TaskFamily::unseen_ids(tasks_per_group);
     let refs: Vec<TaskRef> = match group {
@@ -27,10 +41,18 @@ pub fn group_tasks(group: &str, num_tasks: u64, tasks_per_group: usize, seqs_per
         "unseen" => unseen.iter().map(|&id| TaskRef::task(id, false)).collect(),
         "unseen_permuted" => unseen.iter().map(|&id| TaskRef::task(id, true)).collect(),
         "identity" => vec![TaskRef::IDENTITY],
-        "identity_permuted" => unseen.iter().map(|&id| TaskRef { projection: None, permutation: Some(id) }).collect(),
+        "identity_permuted" => unseen
+            .iter()
+            .map(|&id| TaskRef {
+                projection: None,
+                permutation: Some(id),
+            })
+            .collect(),
         _ => Vec::new(),
     };
-    refs.into_iter().flat_map(|r| std::iter::repeat_n(r, seqs_per_task)).collect()
+    refs.into_iter()
+        .flat_map(|r| std::iter::repeat_n(r, seqs_per_task))
+        .collect()
 }
 
 /// Runs `model` over a dataset for the given groups.
@@ -51,8 +73,18 @@ pub struct Evaluator<'a> {
 
 impl Evaluator<'_> {
     /// Evaluates every dataset in `sources` on `groups`.
-    pub fn evaluate(&self, sources: &[ExampleSource], groups: &[&str], cfg: &EvalConfig, seqs_per_task: usize, step: u64) -> Result<EvalReport> {
-        let mut report = EvalReport { step, datasets: Default::default() };
+    pub fn evaluate(
+        &self,
+        sources: &[ExampleSource],
+        groups: &[&str],
+        cfg: &EvalConfig,
+        seqs_per_task: usize,
+        step: u64,
+    ) -> Result<EvalReport> {
+        let mut report = EvalReport {
+            step,
+            datasets: Default::default(),
+        };
         for source in sources {
             if source.n_x() != self.family.n_x() {
                 return Err(EvalError::InputSize {
@@ -61,7 +93,10 @@ impl Evaluator<'_> {
                     expected: self.family.n_x(),
                 });
             }
-            let results = report.datasets.entry(source.name().to_string()).or_default();
+            let results = report
+                .datasets
+                .entry(source.name().to_string())
+                .or_default();
             for &group in groups {
                 let tasks = group_tasks(group, self.num_tasks, cfg.tasks_per_group, seqs_per_task);
                 if tasks.is_empty() {
@@ -73,15 +108,35 @@ impl Evaluator<'_> {
         Ok(report)
     }
 
-    fn evaluate_group(&self, source: &ExampleSource, tasks: &[TaskRef], cfg: &EvalConfig) -> Result<GroupResult> {
+    fn evaluate_group(
+        &self,
+        source: &ExampleSource,
+        tasks: &[TaskRef],
+        cfg: &EvalConfig,
+    ) -> Result<GroupResult> {
         let t = self.seq_len;
-        let builder = BatchBuilder::new(self.family.clone(), self.normalization, t, self.device.clone());
+        let builder = BatchBuilder::new(
+            self.family.clone(),
+            self.normalization,
+            t,
+            self.device.clone(),
+        );
         // Every group sees the same examples: the stream restarts from the
         // same seed, so groups differ only in their tasks.
-        let name_key = source.name().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let name_key = source
+            .name()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
         let mut rng = Rng::from_stream(cfg.seed, &[stream::EVAL_DATA, name_key]);
         let mut examples = match source {
-            ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), StreamState { seed: rng.next_u64(), epoch: 0, cursor: 0 })),
+            ExampleSource::Images(set) => Some(ExampleStream::new(
+                set.len(),
+                StreamState {
+                    seed: rng.next_u64(),
+                    epoch: 0,
+                    cursor: 0,
+                },
+            )),
             ExampleSource::Random { .. } => None,
         };
         let mut correct = vec![0f64; t];
@@ -90,7 +145,9 @@ impl Evaluator<'_> {
             let batch = builder.build(source, chunk, examples.as_mut(), &mut rng)?;
             let logits = self.model.forward(&batch.tokens)?.detach();
             let hits: Vec<f32> = ops::correct(&logits, &batch.targets)?.sum(0)?.to_vec1()?;
-            let losses: Vec<f32> = (ops::cross_entropy_per_position(&logits, &batch.targets)? * chunk.len() as f64)?.to_vec1()?;
+            let losses: Vec<f32> = (ops::cross_entropy_per_position(&logits, &batch.targets)?
+                * chunk.len() as f64)?
+                .to_vec1()?;
             for i in 0..t {
                 correct[i] += hits[i] as f64;
                 loss[i] += losses[i] as f64;
@@ -104,7 +161,11 @@ impl Evaluator<'_> {
 }
 
 /// Convenience for tests: accuracy per position of `model` on one batch.
-pub fn accuracy_curve(model: &dyn SequenceModel, tokens: &Tensor, targets: &Tensor) -> Result<Vec<f32>> {
+pub fn accuracy_curve(
+    model: &dyn SequenceModel,
+    tokens: &Tensor,
+    targets: &Tensor,
+) -> Result<Vec<f32>> {
     let b = tokens.dim(0)? as f64;
     let hits = ops::correct(&model.forward(tokens)?, targets)?.sum(0)?;
     Ok((hits / b)?.to_vec1()?)
@@ -118,11 +179,23 @@ mod tests {
     fn groups_use_the_right_task_ids() {
         let seen = group_tasks("seen", 4, 32, 2);
         assert_eq!(seen.len(), 8, "only 4 seen tasks exist");
-        assert!(seen.iter().all(|t| t.projection.unwrap() >= 0 && t.permutation.is_none()));
+        assert!(seen
+            .iter()
+            .all(|t| t.projection.unwrap() >= 0 && t.permutation.is_none()));
         let unseen = group_tasks("unseen_permuted", 1 << 20, 3, 1);
-        assert!(unseen.iter().all(|t| t.projection.unwrap() < 0 && t.permutation == t.projection));
-        assert_eq!(group_tasks("identity", 10, 32, 5), vec![TaskRef::IDENTITY; 5]);
-        assert!(group_tasks("identity_permuted", 10, 2, 1).iter().all(|t| t.projection.is_none() && t.permutation.is_some()));
-        assert!(group_tasks("seen", 0, 32, 2).is_empty(), "raw-data runs have no seen tasks");
+        assert!(unseen
+            .iter()
+            .all(|t| t.projection.unwrap() < 0 && t.permutation == t.projection));
+        assert_eq!(
+            group_tasks("identity", 10, 32, 5),
+            vec![TaskRef::IDENTITY; 5]
+        );
+        assert!(group_tasks("identity_permuted", 10, 2, 1)
+            .iter()
+            .all(|t| t.projection.is_none() && t.permutation.is_some()));
+        assert!(
+            group_tasks("seen", 0, 32, 2).is_empty(),
+            "raw-data runs have no seen tasks"
+        );
     }
 }

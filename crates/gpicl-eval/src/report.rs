@@ -60,8 +60,14 @@ impl EvalReport {
     /// A fixed-width table: one row per dataset and group.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let probe = |r: &GroupResult, pos: usize| r.acc_curve.get(pos - 1).copied().unwrap_or(f32::NAN);
-        writeln!(out, "{:<16} {:<18} {:>7} {:>7} {:>7} {:>8} {:>9}", "dataset", "group", "acc@1", "acc@10", "acc@50", "acc@last", "loss@last").unwrap();
+        let probe =
+            |r: &GroupResult, pos: usize| r.acc_curve.get(pos - 1).copied().unwrap_or(f32::NAN);
+        writeln!(
+            out,
+            "{:<16} {:<18} {:>7} {:>7} {:>7} {:>8} {:>9}",
+            "dataset", "group", "acc@1", "acc@10", "acc@50", "acc@last", "loss@last"
+        )
+        .unwrap();
         for (dataset, groups) in &self.datasets {
             for group in crate::protocol::GROUPS {
                 let Some(r) = groups.get(group) else { continue };
@@ -88,7 +94,15 @@ impl EvalReport {
         for (dataset, groups) in &self.datasets {
             for group in crate::protocol::GROUPS {
                 let Some(r) = groups.get(group) else { continue };
-                writeln!(out, "| {dataset} | {group} | {:.3} | {:.3} | {:+.3} | {:.3} |", r.acc_first, r.acc_last, r.improvement(), r.loss_last).unwrap();
+                writeln!(
+                    out,
+                    "| {dataset} | {group} | {:.3} | {:.3} | {:+.3} | {:.3} |",
+                    r.acc_first,
+                    r.acc_last,
+                    r.improvement(),
+                    r.loss_last
+                )
+                .unwrap();
             }
         }
         out
@@ -97,19 +111,30 @@ impl EvalReport {
     /// Writes `eval.json`, `eval.md` and one `curves-<dataset>.svg` per
     /// dataset into `dir`. Returns the written paths.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let err = |path: &Path, e: &dyn std::fmt::Display| EvalError::Output { path: path.to_path_buf(), reason: e.to_string() };
+        let err = |path: &Path, e: &dyn std::fmt::Display| EvalError::Output {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
         let mut written = Vec::new();
         let json = dir.join("eval.json");
         let full = serde_json::json!({ "step": self.step, "datasets": self.to_json() });
-        std::fs::write(&json, serde_json::to_string_pretty(&full).expect("json")).map_err(|e| err(&json, &e))?;
+        std::fs::write(&json, serde_json::to_string_pretty(&full).expect("json"))
+            .map_err(|e| err(&json, &e))?;
         written.push(json);
         let md = dir.join("eval.md");
         std::fs::write(&md, self.markdown()).map_err(|e| err(&md, &e))?;
         written.push(md);
         for (dataset, groups) in &self.datasets {
             let svg = dir.join(format!("curves-{dataset}.svg"));
-            crate::plot::accuracy_curves(&svg, &format!("{dataset}: accuracy vs examples in context (step {})", self.step), groups)?;
+            crate::plot::accuracy_curves(
+                &svg,
+                &format!(
+                    "{dataset}: accuracy vs examples in context (step {})",
+                    self.step
+                ),
+                groups,
+            )?;
             written.push(svg);
         }
         Ok(written)

@@ -9,7 +9,12 @@ use serde::Serialize;
 use std::sync::Arc;
 
 /// Loads the test split of each named dataset, preprocessed like the run.
-pub fn load_test_sources(names: &[String], roots: &DataRoots, data: &DataConfig, n_x: usize) -> Result<Vec<ExampleSource>> {
+pub fn load_test_sources(
+    names: &[String],
+    roots: &DataRoots,
+    data: &DataConfig,
+    n_x: usize,
+) -> Result<Vec<ExampleSource>> {
     names
         .iter()
         .map(|name| {
@@ -63,7 +68,12 @@ pub fn log_report(log: &MetricsLog, report: &EvalReport) -> Result<()> {
 /// protocol on `datasets` (default: the run's `eval.datasets`, or every
 /// available dataset plus `random`), writes `eval/` and logs the results.
 /// `protocol` replaces the run's own `[eval]` options when given.
-pub fn evaluate_run(dir: &RunDir, roots: &DataRoots, datasets: Option<Vec<String>>, protocol: Option<&EvalConfig>) -> Result<EvalReport> {
+pub fn evaluate_run(
+    dir: &RunDir,
+    roots: &DataRoots,
+    datasets: Option<Vec<String>>,
+    protocol: Option<&EvalConfig>,
+) -> Result<EvalReport> {
     let device = gpicl_kernels::device::parse_device(&TrainConfig::load(&dir.config())?.device)?;
     let run = load_run(dir, &device)?;
     let cfg = &run.config;
@@ -82,7 +92,13 @@ pub fn evaluate_run(dir: &RunDir, roots: &DataRoots, datasets: Option<Vec<String
         seq_len: cfg.batch.seq_len,
         device: &device,
     };
-    let report = evaluator.evaluate(&sources, &GROUPS, eval_cfg, eval_cfg.seqs_per_task, run.step)?;
+    let report = evaluator.evaluate(
+        &sources,
+        &GROUPS,
+        eval_cfg,
+        eval_cfg.seqs_per_task,
+        run.step,
+    )?;
     report.write(&dir.eval())?;
     log_report(&MetricsLog::open(&dir.metrics()), &report)?;
     Ok(report)
@@ -100,7 +116,11 @@ pub struct PeriodicEval {
 impl PeriodicEval {
     /// Periodic evaluation reading datasets from `roots`.
     pub fn new(roots: DataRoots) -> Self {
-        Self { roots, sources: None, last: None }
+        Self {
+            roots,
+            sources: None,
+            last: None,
+        }
     }
 
     /// Evaluates the trainer's current model.
@@ -108,7 +128,11 @@ impl PeriodicEval {
         let cfg = trainer.config();
         let n_x = trainer.family().n_x();
         if self.sources.is_none() {
-            let names = if cfg.eval.periodic_datasets.is_empty() { vec![cfg.data.dataset.clone()] } else { cfg.eval.periodic_datasets.clone() };
+            let names = if cfg.eval.periodic_datasets.is_empty() {
+                vec![cfg.data.dataset.clone()]
+            } else {
+                cfg.eval.periodic_datasets.clone()
+            };
             self.sources = Some(load_test_sources(&names, &self.roots, &cfg.data, n_x)?);
         }
         let groups: &[&str] = if cfg.tasks.permute_labels_prob > 0.0 {
@@ -124,7 +148,13 @@ impl PeriodicEval {
             seq_len: cfg.batch.seq_len,
             device: trainer.device(),
         };
-        let report = evaluator.evaluate(self.sources.as_deref().unwrap_or_default(), groups, &cfg.eval, cfg.eval.periodic_seqs_per_task, trainer.step())?;
+        let report = evaluator.evaluate(
+            self.sources.as_deref().unwrap_or_default(),
+            groups,
+            &cfg.eval,
+            cfg.eval.periodic_seqs_per_task,
+            trainer.step(),
+        )?;
         log_report(trainer.metrics(), &report)?;
         Ok(report)
     }
@@ -132,10 +162,12 @@ impl PeriodicEval {
 
 impl Observer for PeriodicEval {
     fn on_eval(&mut self, trainer: &Trainer) -> gpicl_meta::Result<()> {
-        let report = self.evaluate(trainer).map_err(|e| gpicl_meta::MetaError::Corrupt {
-            path: trainer.dir().root().to_path_buf(),
-            reason: format!("periodic evaluation failed: {e}"),
-        })?;
+        let report = self
+            .evaluate(trainer)
+            .map_err(|e| gpicl_meta::MetaError::Corrupt {
+                path: trainer.dir().root().to_path_buf(),
+                reason: format!("periodic evaluation failed: {e}"),
+            })?;
         self.last = Some(report);
         Ok(())
     }

@@ -152,7 +152,10 @@ mod tests {
     fn cross_entropy_of_uniform_logits_is_ln_classes() {
         let logits = Tensor::zeros((2, 5, 10), DType::F32, &Device::Cpu).unwrap();
         let targets = Tensor::zeros((2, 5), DType::U32, &Device::Cpu).unwrap();
-        let loss: f32 = cross_entropy(&logits, &targets).unwrap().to_scalar().unwrap();
+        let loss: f32 = cross_entropy(&logits, &targets)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!((loss - 10f32.ln()).abs() < 1e-6);
         let per_pos = v(&cross_entropy_per_position(&logits, &targets).unwrap());
         assert_eq!(per_pos.len(), 5);

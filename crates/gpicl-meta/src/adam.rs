@@ -19,7 +19,10 @@ pub struct Adam {
 impl Adam {
     /// Zero state for `params`.
     pub fn new(cfg: OptimConfig, params: &ParamStore) -> Self {
-        let zeros: Vec<Vec<f32>> = params.iter().map(|(_, v)| vec![0.0; v.elem_count()]).collect();
+        let zeros: Vec<Vec<f32>> = params
+            .iter()
+            .map(|(_, v)| vec![0.0; v.elem_count()])
+            .collect();
         Self {
             cfg,
             step: 0,
@@ -38,7 +41,12 @@ impl Adam {
         let (b1, b2) = (c.beta1 as f32, c.beta2 as f32);
         let correction1 = (1.0 - c.beta1.powi(t)) as f32;
         let correction2 = (1.0 - c.beta2.powi(t)) as f32;
-        let (lr, eps, eps_root, wd) = (c.lr as f32, c.eps as f32, c.eps_root as f32, c.weight_decay as f32);
+        let (lr, eps, eps_root, wd) = (
+            c.lr as f32,
+            c.eps as f32,
+            c.eps_root as f32,
+            c.weight_decay as f32,
+        );
         for (i, (_, var)) in params.iter().enumerate() {
             let mut p: Vec<f32> = var.flatten_all()?.to_vec1()?;
             let (m, v, g) = (&mut self.m[i], &mut self.v[i], &grads[i]);
@@ -67,7 +75,10 @@ pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
         .sqrt();
     if max_norm > 0.0 && norm > max_norm {
         let scale = (max_norm / norm) as f32;
-        grads.iter_mut().flat_map(|g| g.iter_mut()).for_each(|x| *x *= scale);
+        grads
+            .iter_mut()
+            .flat_map(|g| g.iter_mut())
+            .for_each(|x| *x *= scale);
     }
     norm
 }
@@ -79,7 +90,11 @@ mod tests {
 
     fn store(values: &[f32]) -> ParamStore {
         let mut p = ParamStore::new();
-        p.insert("w", Tensor::from_slice(values, values.len(), &Device::Cpu).unwrap()).unwrap();
+        p.insert(
+            "w",
+            Tensor::from_slice(values, values.len(), &Device::Cpu).unwrap(),
+        )
+        .unwrap();
         p
     }
 
@@ -89,7 +104,12 @@ mod tests {
 
     #[test]
     fn update_matches_a_hand_computed_eps_root_update() {
-        let cfg = OptimConfig { lr: 0.1, eps: 1e-3, eps_root: 1e-2, ..OptimConfig::default() };
+        let cfg = OptimConfig {
+            lr: 0.1,
+            eps: 1e-3,
+            eps_root: 1e-2,
+            ..OptimConfig::default()
+        };
         let p = store(&[1.0, -2.0]);
         let mut adam = Adam::new(cfg, &p);
         let g1 = vec![vec![0.5f32, -0.001]];
@@ -105,7 +125,8 @@ mod tests {
         }
         // Step 2 by hand, with bias corrections.
         let g2 = [0.25f64, 0.003];
-        adam.update(&p, &[g2.iter().map(|&x| x as f32).collect()]).unwrap();
+        adam.update(&p, &[g2.iter().map(|&x| x as f32).collect()])
+            .unwrap();
         let got = values(&p);
         for j in 0..2 {
             let g1j = g1[0][j] as f64;
@@ -114,7 +135,11 @@ mod tests {
             let m_hat = m / (1.0 - 0.9f64.powi(2));
             let v_hat = v / (1.0 - 0.999f64.powi(2));
             let expect = expect1[j] - 0.1 * m_hat / ((v_hat + 1e-2).sqrt() + 1e-3);
-            assert!((got[j] as f64 - expect).abs() < 1e-5, "{} vs {expect}", got[j]);
+            assert!(
+                (got[j] as f64 - expect).abs() < 1e-5,
+                "{} vs {expect}",
+                got[j]
+            );
         }
     }
 
@@ -130,7 +155,14 @@ mod tests {
     #[test]
     fn weight_decay_is_decoupled() {
         let p = store(&[2.0]);
-        let mut adam = Adam::new(OptimConfig { weight_decay: 0.5, lr: 0.1, ..OptimConfig::default() }, &p);
+        let mut adam = Adam::new(
+            OptimConfig {
+                weight_decay: 0.5,
+                lr: 0.1,
+                ..OptimConfig::default()
+            },
+            &p,
+        );
         adam.update(&p, &[vec![0.0]]).unwrap();
         assert!((values(&p)[0] - (2.0 - 0.1 * 0.5 * 2.0)).abs() < 1e-6);
     }

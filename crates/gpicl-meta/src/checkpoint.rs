@@ -40,7 +40,11 @@ pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            let step = name
+                .strip_prefix("step-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
             Some((step, e.path()))
         })
         .collect();
@@ -55,26 +59,44 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 /// Writes a checkpoint to `dir` and deletes all but the newest `keep`.
 /// The file is written under a temporary name, synced and renamed, so a
 /// crash never leaves a half-written checkpoint under a checkpoint name.
-pub fn save_checkpoint(dir: &Path, params: &ParamStore, adam: &Adam, meta: &CheckpointMeta, keep: usize) -> Result<PathBuf> {
+pub fn save_checkpoint(
+    dir: &Path,
+    params: &ParamStore,
+    adam: &Adam,
+    meta: &CheckpointMeta,
+    keep: usize,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(MetaError::io(dir))?;
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, (name, var)) in params.iter().enumerate() {
         let shape = var.dims().to_vec();
         let values: Vec<f32> = var.flatten_all()?.to_vec1()?;
         buffers.push((format!("param/{name}"), shape.clone(), f32_bytes(&values)));
-        buffers.push((format!("adam.m/{name}"), shape.clone(), f32_bytes(&adam.m[i])));
+        buffers.push((
+            format!("adam.m/{name}"),
+            shape.clone(),
+            f32_bytes(&adam.m[i]),
+        ));
         buffers.push((format!("adam.v/{name}"), shape, f32_bytes(&adam.v[i])));
     }
     let views: Vec<(String, TensorView)> = buffers
         .iter()
-        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| corrupt(dir, e))?)))
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| corrupt(dir, e))?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let info = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("step".to_string(), meta.step.to_string()),
         ("adam_step".to_string(), meta.adam_step.to_string()),
         ("input_dim".to_string(), meta.input_dim.to_string()),
-        ("sampler".to_string(), serde_json::to_string(&meta.sampler).expect("sampler state serialises")),
+        (
+            "sampler".to_string(),
+            serde_json::to_string(&meta.sampler).expect("sampler state serialises"),
+        ),
     ]);
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(dir, e))?;
     let path = dir.join(checkpoint_name(meta.step));
@@ -115,12 +137,19 @@ pub struct LoadedCheckpoint {
 /// Reads a checkpoint written by [`save_checkpoint`].
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint> {
     let bytes = std::fs::read(path).map_err(MetaError::io(path))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| corrupt(path, format!("not a safetensors file: {e}")))?;
     let info = header.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(corrupt(path, format!("not a gpicl checkpoint (expected format `{FORMAT}`)")));
+        return Err(corrupt(
+            path,
+            format!("not a gpicl checkpoint (expected format `{FORMAT}`)"),
+        ));
     }
-    let field = |key: &str| info.get(key).ok_or_else(|| corrupt(path, format!("metadata lacks `{key}`")));
+    let field = |key: &str| {
+        info.get(key)
+            .ok_or_else(|| corrupt(path, format!("metadata lacks `{key}`")))
+    };
     let meta = CheckpointMeta {
         step: field("step")?.parse().map_err(|e| corrupt(path, e))?,
         adam_step: field("adam_step")?.parse().map_err(|e| corrupt(path, e))?,
@@ -131,11 +160,21 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
     let (mut params, mut adam_m, mut adam_v) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(corrupt(path, format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+            return Err(corrupt(
+                path,
+                format!("tensor `{name}` is {:?}, expected F32", view.dtype()),
+            ));
         }
-        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
         if let Some(p) = name.strip_prefix("param/") {
-            params.insert(p.to_string(), Tensor::from_vec(values, view.shape(), device)?);
+            params.insert(
+                p.to_string(),
+                Tensor::from_vec(values, view.shape(), device)?,
+            );
         } else if let Some(p) = name.strip_prefix("adam.m/") {
             adam_m.insert(p.to_string(), values);
         } else if let Some(p) = name.strip_prefix("adam.v/") {
@@ -144,7 +183,12 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
             return Err(corrupt(path, format!("unexpected tensor `{name}`")));
         }
     }
-    Ok(LoadedCheckpoint { params, adam_m, adam_v, meta })
+    Ok(LoadedCheckpoint {
+        params,
+        adam_m,
+        adam_v,
+        meta,
+    })
 }
 
 impl LoadedCheckpoint {
@@ -154,8 +198,17 @@ impl LoadedCheckpoint {
         params.load(&self.params).map_err(|e| corrupt(path, e))?;
         for (i, (name, var)) in params.iter().enumerate() {
             let (m, v) = match (self.adam_m.get(name), self.adam_v.get(name)) {
-                (Some(m), Some(v)) if m.len() == var.elem_count() && v.len() == var.elem_count() => (m, v),
-                _ => return Err(corrupt(path, format!("Adam state for `{name}` is missing or has the wrong size"))),
+                (Some(m), Some(v))
+                    if m.len() == var.elem_count() && v.len() == var.elem_count() =>
+                {
+                    (m, v)
+                }
+                _ => {
+                    return Err(corrupt(
+                        path,
+                        format!("Adam state for `{name}` is missing or has the wrong size"),
+                    ))
+                }
             };
             adam.m[i].clone_from(m);
             adam.v[i].clone_from(v);

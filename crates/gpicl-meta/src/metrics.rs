@@ -32,7 +32,9 @@ pub struct MetricsLog {
 impl MetricsLog {
     /// Opens (creating) `path`.
     pub fn open(path: &Path) -> Self {
-        Self { path: path.to_path_buf() }
+        Self {
+            path: path.to_path_buf(),
+        }
     }
 
     /// Appends one record.
@@ -44,7 +46,8 @@ impl MetricsLog {
             .append(true)
             .open(&self.path)
             .map_err(MetaError::io(&self.path))?;
-        f.write_all(line.as_bytes()).map_err(MetaError::io(&self.path))
+        f.write_all(line.as_bytes())
+            .map_err(MetaError::io(&self.path))
     }
 
     /// Drops records of steps after `step`, written by a run that died

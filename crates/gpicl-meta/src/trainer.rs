@@ -9,7 +9,10 @@ use crate::run_dir::RunDir;
 use gpicl_kernels::{ops, Device, Tensor};
 use gpicl_models::{build_model, SequenceModel};
 use gpicl_tasks::dataset::feature_count;
-use gpicl_tasks::{BatchBuilder, DataRoots, ExampleSource, ImageSet, Split, TaskFamily, TrainSampler, NUM_CLASSES, RANDOM_DATASET};
+use gpicl_tasks::{
+    BatchBuilder, DataRoots, ExampleSource, ImageSet, Split, TaskFamily, TrainSampler, NUM_CLASSES,
+    RANDOM_DATASET,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,14 +57,33 @@ impl Trainer {
         std::fs::write(dir.config(), text).map_err(MetaError::io(&dir.config()))?;
 
         let source = if cfg.data.dataset == RANDOM_DATASET {
-            ExampleSource::Random { n_x: feature_count(&cfg.data, (28, 28)) }
+            ExampleSource::Random {
+                n_x: feature_count(&cfg.data, (28, 28)),
+            }
         } else {
-            ExampleSource::Images(Arc::new(ImageSet::load(roots, &cfg.data.dataset, Split::Train, &cfg.data)?))
+            ExampleSource::Images(Arc::new(ImageSet::load(
+                roots,
+                &cfg.data.dataset,
+                Split::Train,
+                &cfg.data,
+            )?))
         };
         let n_x = source.n_x();
         let family = TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
-        let builder = BatchBuilder::new(family.clone(), cfg.data.normalization, cfg.batch.seq_len, device.clone());
-        let model = build_model(&cfg.model, n_x + NUM_CLASSES, NUM_CLASSES, cfg.batch.seq_len, cfg.seed, &device)?;
+        let builder = BatchBuilder::new(
+            family.clone(),
+            cfg.data.normalization,
+            cfg.batch.seq_len,
+            device.clone(),
+        );
+        let model = build_model(
+            &cfg.model,
+            n_x + NUM_CLASSES,
+            NUM_CLASSES,
+            cfg.batch.seq_len,
+            cfg.seed,
+            &device,
+        )?;
         let mut adam = Adam::new(cfg.optim.clone(), model.params());
         let metrics = MetricsLog::open(&dir.metrics());
 
@@ -70,15 +92,42 @@ impl Trainer {
                 let ckpt = load_checkpoint(&path, &device)?;
                 ckpt.restore(&path, model.params(), &mut adam)?;
                 metrics.truncate_after(ckpt.meta.step)?;
-                let sampler = TrainSampler::resume(cfg.tasks.clone(), cfg.batch.clone(), builder, source, ckpt.meta.sampler);
+                let sampler = TrainSampler::resume(
+                    cfg.tasks.clone(),
+                    cfg.batch.clone(),
+                    builder,
+                    source,
+                    ckpt.meta.sampler,
+                );
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
                 metrics.truncate_after(0)?;
-                (TrainSampler::new(cfg.tasks.clone(), cfg.batch.clone(), builder, source, cfg.seed), 0, None)
+                (
+                    TrainSampler::new(
+                        cfg.tasks.clone(),
+                        cfg.batch.clone(),
+                        builder,
+                        source,
+                        cfg.seed,
+                    ),
+                    0,
+                    None,
+                )
             }
         };
-        Ok(Self { cfg, dir, device, model, adam, sampler, family, metrics, step, resumed_from })
+        Ok(Self {
+            cfg,
+            dir,
+            device,
+            model,
+            adam,
+            sampler,
+            family,
+            metrics,
+            step,
+            resumed_from,
+        })
     }
 
     /// The resolved config.
@@ -129,7 +178,12 @@ impl Trainer {
         let chunks = self.cfg.optim.accumulation_steps;
         let (b, t) = batch.targets.dims2()?;
         let per_chunk = b / chunks;
-        let mut grads: Vec<Vec<f32>> = self.model.params().iter().map(|(_, v)| vec![0.0; v.elem_count()]).collect();
+        let mut grads: Vec<Vec<f32>> = self
+            .model
+            .params()
+            .iter()
+            .map(|(_, v)| vec![0.0; v.elem_count()])
+            .collect();
         let (mut loss_sum, mut correct_sum, mut last_sum) = (0f32, 0f32, 0f32);
         for chunk in 0..chunks {
             let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
@@ -140,7 +194,9 @@ impl Trainer {
             for (g, (_, var)) in grads.iter_mut().zip(self.model.params().iter()) {
                 if let Some(part) = step_grads.get(var.as_tensor()) {
                     let part: Vec<f32> = part.flatten_all()?.to_vec1()?;
-                    g.iter_mut().zip(part).for_each(|(a, p)| *a += p / chunks as f32);
+                    g.iter_mut()
+                        .zip(part)
+                        .for_each(|(a, p)| *a += p / chunks as f32);
                 }
             }
             loss_sum += loss.to_scalar::<f32>()? / chunks as f32;
@@ -150,11 +206,17 @@ impl Trainer {
         }
         let step = self.step + 1;
         if !loss_sum.is_finite() {
-            return Err(MetaError::NonFiniteLoss { step, loss: loss_sum });
+            return Err(MetaError::NonFiniteLoss {
+                step,
+                loss: loss_sum,
+            });
         }
         let grad_norm = clip_global_norm(&mut grads, self.cfg.optim.clip_norm);
         if !grad_norm.is_finite() {
-            return Err(MetaError::NonFiniteLoss { step, loss: f32::NAN });
+            return Err(MetaError::NonFiniteLoss {
+                step,
+                loss: f32::NAN,
+            });
         }
         self.adam.update(self.model.params(), &grads)?;
         self.step = step;
@@ -177,7 +239,13 @@ impl Trainer {
             input_dim: self.family.n_x() + NUM_CLASSES,
             sampler: self.sampler.state(),
         };
-        save_checkpoint(&self.dir.checkpoints(), self.model.params(), &self.adam, &meta, self.cfg.schedule.keep_checkpoints)
+        save_checkpoint(
+            &self.dir.checkpoints(),
+            self.model.params(),
+            &self.adam,
+            &meta,
+            self.cfg.schedule.keep_checkpoints,
+        )
     }
 
     /// Trains until `schedule.steps`, logging every step, evaluating and
@@ -197,14 +265,18 @@ impl Trainer {
             };
             self.metrics.append(&m)?;
             observer.on_step(&m);
-            if self.step % s.checkpoint_every == 0 {
+            if self.step.is_multiple_of(s.checkpoint_every) {
                 self.checkpoint()?;
             }
-            if s.eval_every > 0 && self.step % s.eval_every == 0 && self.step < s.steps {
+            if s.eval_every > 0 && self.step.is_multiple_of(s.eval_every) && self.step < s.steps {
                 observer.on_eval(self)?;
             }
         }
-        if list_checkpoints(&self.dir.checkpoints()).last().map(|c| c.0) != Some(self.step) {
+        if list_checkpoints(&self.dir.checkpoints())
+            .last()
+            .map(|c| c.0)
+            != Some(self.step)
+        {
             self.checkpoint()?;
         }
         Ok(())
@@ -233,16 +305,35 @@ pub struct LoadedRun {
 /// Reads a run's config and newest checkpoint and rebuilds its model.
 pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
     let config = TrainConfig::load(&dir.config())?;
-    let (_, path) = list_checkpoints(&dir.checkpoints()).pop().ok_or_else(|| MetaError::Corrupt {
-        path: dir.checkpoints(),
-        reason: "no checkpoint: train the run first (`cargo xtask train --out DIR`)".into(),
-    })?;
+    let (_, path) =
+        list_checkpoints(&dir.checkpoints())
+            .pop()
+            .ok_or_else(|| MetaError::Corrupt {
+                path: dir.checkpoints(),
+                reason: "no checkpoint: train the run first (`cargo xtask train --out DIR`)".into(),
+            })?;
     let ckpt = load_checkpoint(&path, device)?;
-    let model = build_model(&config.model, ckpt.meta.input_dim, NUM_CLASSES, config.batch.seq_len, config.seed, device)?;
-    model.params().load(&ckpt.params).map_err(|e| MetaError::Corrupt {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let model = build_model(
+        &config.model,
+        ckpt.meta.input_dim,
+        NUM_CLASSES,
+        config.batch.seq_len,
+        config.seed,
+        device,
+    )?;
+    model
+        .params()
+        .load(&ckpt.params)
+        .map_err(|e| MetaError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     let n_x = ckpt.meta.input_dim.saturating_sub(NUM_CLASSES);
-    Ok(LoadedRun { config, model, step: ckpt.meta.step, checkpoint: path, n_x })
+    Ok(LoadedRun {
+        config,
+        model,
+        step: ckpt.meta.step,
+        checkpoint: path,
+        n_x,
+    })
 }

@@ -8,7 +8,10 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     /// A model option has an impossible value.
     #[error("model option `{option}`: {reason}")]
-    Config { option: &'static str, reason: String },
+    Config {
+        option: &'static str,
+        reason: String,
+    },
     /// Loaded parameters do not fit the model.
     #[error("parameter `{name}`: {reason}")]
     Parameter { name: String, reason: String },

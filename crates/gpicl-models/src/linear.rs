@@ -14,7 +14,12 @@ pub struct Linear {
 
 impl Linear {
     /// Registers `{prefix}.weight` and `{prefix}.bias` in `params`.
-    pub fn register(params: &mut ParamStore, prefix: &str, weight: Tensor, bias: Tensor) -> Result<Self> {
+    pub fn register(
+        params: &mut ParamStore,
+        prefix: &str,
+        weight: Tensor,
+        bias: Tensor,
+    ) -> Result<Self> {
         Ok(Self {
             weight: params.insert(format!("{prefix}.weight"), weight)?,
             bias: params.insert(format!("{prefix}.bias"), bias)?,
@@ -47,7 +52,13 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Registers `{prefix}.gain` and `{prefix}.bias` in `params`.
-    pub fn register(params: &mut ParamStore, prefix: &str, width: usize, eps: f64, device: &gpicl_kernels::Device) -> Result<Self> {
+    pub fn register(
+        params: &mut ParamStore,
+        prefix: &str,
+        width: usize,
+        eps: f64,
+        device: &gpicl_kernels::Device,
+    ) -> Result<Self> {
         let ones = Tensor::ones(width, gpicl_kernels::DType::F32, device)?;
         let zeros = Tensor::zeros(width, gpicl_kernels::DType::F32, device)?;
         Ok(Self {

@@ -102,7 +102,11 @@ impl ParamStore {
             if value.dims() != var.dims() {
                 return Err(ModelError::Parameter {
                     name: name.clone(),
-                    reason: format!("shape {:?} in checkpoint, {:?} in model", value.dims(), var.dims()),
+                    reason: format!(
+                        "shape {:?} in checkpoint, {:?} in model",
+                        value.dims(),
+                        var.dims()
+                    ),
                 });
             }
             var.set(&value.to_device(var.device())?.to_dtype(var.dtype())?)?;

@@ -72,27 +72,52 @@ impl Transformer {
             init.truncated_normal(&[input_dim, d], 1.0 / (input_dim as f64).sqrt()),
             zeros(d)?,
         )?;
-        let pos = params.insert("pos_embed", init.truncated_normal(&[max_seq_len, d], cfg.pos_init_std))?;
+        let pos = params.insert(
+            "pos_embed",
+            init.truncated_normal(&[max_seq_len, d], cfg.pos_init_std),
+        )?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for layer in 0..cfg.num_layers {
             let p = format!("layers.{layer}");
-            let mut scaled = |params: &mut ParamStore, name: &str, fan_in: usize, fan_out: usize| {
-                Linear::register(
-                    params,
-                    &format!("{p}.{name}"),
-                    init.variance_scaling(&[fan_in, fan_out], fan_in, scale),
-                    zeros(fan_out)?,
-                )
-            };
+            let mut scaled =
+                |params: &mut ParamStore, name: &str, fan_in: usize, fan_out: usize| {
+                    Linear::register(
+                        params,
+                        &format!("{p}.{name}"),
+                        init.variance_scaling(&[fan_in, fan_out], fan_in, scale),
+                        zeros(fan_out)?,
+                    )
+                };
             let q = scaled(&mut params, "attn.q", d, attn_width)?;
             let k = scaled(&mut params, "attn.k", d, attn_width)?;
             let v = scaled(&mut params, "attn.v", d, attn_width)?;
             let out = scaled(&mut params, "attn.out", attn_width, d)?;
             let fc_in = scaled(&mut params, "mlp.fc_in", d, hidden)?;
             let fc_out = scaled(&mut params, "mlp.fc_out", hidden, d)?;
-            let ln_attn = LayerNorm::register(&mut params, &format!("{p}.ln_attn"), d, cfg.layer_norm_eps, device)?;
-            let ln_mlp = LayerNorm::register(&mut params, &format!("{p}.ln_mlp"), d, cfg.layer_norm_eps, device)?;
-            blocks.push(Block { ln_attn, q, k, v, out, ln_mlp, fc_in, fc_out });
+            let ln_attn = LayerNorm::register(
+                &mut params,
+                &format!("{p}.ln_attn"),
+                d,
+                cfg.layer_norm_eps,
+                device,
+            )?;
+            let ln_mlp = LayerNorm::register(
+                &mut params,
+                &format!("{p}.ln_mlp"),
+                d,
+                cfg.layer_norm_eps,
+                device,
+            )?;
+            blocks.push(Block {
+                ln_attn,
+                q,
+                k,
+                v,
+                out,
+                ln_mlp,
+                fc_in,
+                fc_out,
+            });
         }
         let ln_final = LayerNorm::register(&mut params, "ln_final", d, cfg.layer_norm_eps, device)?;
         let head = Linear::register(
@@ -118,7 +143,11 @@ impl Transformer {
         let (b, t, _) = x.dims3()?;
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         let split = |lin: &Linear| -> Result<Tensor> {
-            Ok(lin.forward(x)?.reshape((b, t, heads, key))?.transpose(1, 2)?.contiguous()?)
+            Ok(lin
+                .forward(x)?
+                .reshape((b, t, heads, key))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let (q, k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
         let attended = ops::causal_attention(&q, &k, &v, mask)?;
@@ -128,7 +157,11 @@ impl Transformer {
 
     fn mlp(&self, block: &Block, x: &Tensor) -> Result<Tensor> {
         let hidden = block.fc_in.forward(x)?;
-        let activated = if self.cfg.gelu_tanh { hidden.gelu()? } else { hidden.gelu_erf()? };
+        let activated = if self.cfg.gelu_tanh {
+            hidden.gelu()?
+        } else {
+            hidden.gelu_erf()?
+        };
         block.fc_out.forward(&activated)
     }
 }
@@ -136,7 +169,11 @@ impl Transformer {
 impl SequenceModel for Transformer {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         let dims = tokens.dims();
-        if dims.len() != 3 || dims[2] != self.input_dim || dims[1] > self.max_seq_len || dims[1] == 0 {
+        if dims.len() != 3
+            || dims[2] != self.input_dim
+            || dims[1] > self.max_seq_len
+            || dims[1] == 0
+        {
             return Err(ModelError::Input {
                 got: dims.to_vec(),
                 expected: format!(
@@ -196,8 +233,16 @@ mod tests {
 
     #[test]
     fn parameter_counts_equal_the_papers_reference_values() {
-        for (d, expected) in [(64, 419_274), (128, 1_097_610), (256, 3_240_714), (512, 10_672_650)] {
-            let cfg = ModelConfig { d_model: d, ..ModelConfig::default() };
+        for (d, expected) in [
+            (64, 419_274),
+            (128, 1_097_610),
+            (256, 3_240_714),
+            (512, 10_672_650),
+        ] {
+            let cfg = ModelConfig {
+                d_model: d,
+                ..ModelConfig::default()
+            };
             let m = Transformer::new(&cfg, 206, 10, 100, 0, &Device::Cpu).unwrap();
             assert_eq!(m.param_count(), expected, "d_model {d}");
         }
@@ -227,7 +272,13 @@ mod tests {
     fn predictions_never_depend_on_later_inputs() {
         let m = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
         let x = random_tokens(2, 6, 5, 2);
-        let base: Vec<f32> = m.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let base: Vec<f32> = m
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for cut in 0..6 {
             // Replace everything after position `cut` with other values.
             let tail = random_tokens(2, 6 - cut - 1, 5, 100 + cut as u64);
@@ -236,12 +287,21 @@ mod tests {
             } else {
                 x.clone()
             };
-            let out: Vec<f32> = m.forward(&changed).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let out: Vec<f32> = m
+                .forward(&changed)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             for b in 0..2 {
                 for t in 0..=cut {
                     for c in 0..3 {
                         let i = (b * 6 + t) * 3 + c;
-                        assert!((out[i] - base[i]).abs() < 1e-5, "position {t} changed when inputs after {cut} changed");
+                        assert!(
+                            (out[i] - base[i]).abs() < 1e-5,
+                            "position {t} changed when inputs after {cut} changed"
+                        );
                     }
                 }
             }
@@ -252,12 +312,25 @@ mod tests {
     fn every_parameter_receives_a_nonzero_gradient() {
         let m = Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu).unwrap();
         let x = random_tokens(2, 6, 5, 4);
-        let targets = Tensor::from_vec((0..12u32).map(|i| i % 3).collect::<Vec<_>>(), (2, 6), &Device::Cpu).unwrap();
+        let targets = Tensor::from_vec(
+            (0..12u32).map(|i| i % 3).collect::<Vec<_>>(),
+            (2, 6),
+            &Device::Cpu,
+        )
+        .unwrap();
         let loss = ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap();
         let grads = loss.backward().unwrap();
         for (name, var) in m.params().iter() {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name} has no gradient"));
-            let max = g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name} has no gradient"));
+            let max = g
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(max > 0.0, "{name} gradient is zero");
         }
     }
@@ -269,12 +342,24 @@ mod tests {
         let x = random_tokens(1, 5, 4, 6).to_dtype(DType::F32).unwrap();
         let targets = Tensor::from_vec(vec![0u32, 2, 1, 1, 0], (1, 5), &dev).unwrap();
         let loss_of = |m: &Transformer| -> f64 {
-            ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap().to_scalar::<f32>().unwrap() as f64
+            ops::cross_entropy(&m.forward(&x).unwrap(), &targets)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
         };
-        let grads = ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap().backward().unwrap();
+        let grads = ops::cross_entropy(&m.forward(&x).unwrap(), &targets)
+            .unwrap()
+            .backward()
+            .unwrap();
         let mut checked = 0;
         for (name, var) in m.params().iter() {
-            let g: Vec<f32> = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let g: Vec<f32> = grads
+                .get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let orig: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
             // Probe the two largest-gradient coordinates of each tensor.
             let mut idx: Vec<usize> = (0..g.len()).collect();
@@ -283,17 +368,23 @@ mod tests {
                 let h = 1e-2f32;
                 let mut plus = orig.clone();
                 plus[i] += h;
-                var.set(&Tensor::from_vec(plus, var.shape(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(plus, var.shape(), &dev).unwrap())
+                    .unwrap();
                 let lp = loss_of(&m);
                 let mut minus = orig.clone();
                 minus[i] -= h;
-                var.set(&Tensor::from_vec(minus, var.shape(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(minus, var.shape(), &dev).unwrap())
+                    .unwrap();
                 let lm = loss_of(&m);
-                var.set(&Tensor::from_vec(orig.clone(), var.shape(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(orig.clone(), var.shape(), &dev).unwrap())
+                    .unwrap();
                 let numeric = (lp - lm) / (2.0 * h as f64);
                 let analytic = g[i] as f64;
                 let tol = 2e-3 + 2e-2 * analytic.abs().max(numeric.abs());
-                assert!((numeric - analytic).abs() < tol, "{name}[{i}]: numeric {numeric} vs analytic {analytic}");
+                assert!(
+                    (numeric - analytic).abs() < tol,
+                    "{name}[{i}]: numeric {numeric} vs analytic {analytic}"
+                );
                 checked += 1;
             }
         }
@@ -303,7 +394,10 @@ mod tests {
     #[test]
     fn wrong_input_width_is_an_error_not_a_panic() {
         let m = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
-        let err = m.forward(&random_tokens(1, 3, 4, 0)).unwrap_err().to_string();
+        let err = m
+            .forward(&random_tokens(1, 3, 4, 0))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[1, 3, 4]"), "{err}");
     }
 }

@@ -61,7 +61,11 @@ pub struct ExampleStream {
 impl ExampleStream {
     /// A stream over `len` examples resuming at `state`.
     pub fn new(len: usize, state: StreamState) -> Self {
-        let mut s = Self { order: Vec::new(), state, len };
+        let mut s = Self {
+            order: Vec::new(),
+            state,
+            len,
+        };
         s.order = s.shuffled(s.state.epoch);
         s
     }
@@ -111,8 +115,18 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     /// A builder for sequences of `seq_len` examples.
-    pub fn new(family: TaskFamily, normalization: Normalization, seq_len: usize, device: Device) -> Self {
-        Self { family, normalization, seq_len, device }
+    pub fn new(
+        family: TaskFamily,
+        normalization: Normalization,
+        seq_len: usize,
+        device: Device,
+    ) -> Self {
+        Self {
+            family,
+            normalization,
+            seq_len,
+            device,
+        }
     }
 
     /// The task family.
@@ -148,7 +162,9 @@ impl BatchBuilder {
             }
             ExampleSource::Random { n_x } => {
                 for &(_, start, end) in &slots {
-                    let images: Vec<f32> = (0..NUM_CLASSES * n_x).map(|_| rng.uniform() as f32).collect();
+                    let images: Vec<f32> = (0..NUM_CLASSES * n_x)
+                        .map(|_| rng.uniform() as f32)
+                        .collect();
                     for _ in start..end {
                         for _ in 0..t {
                             let label = rng.below(NUM_CLASSES as u64) as usize;
@@ -204,7 +220,12 @@ impl BatchBuilder {
     }
 
     /// Applies each slot's projection and bias: `x ← A x + b`.
-    fn project(&self, slots: &[(TaskRef, usize, usize)], x: Vec<f32>, n_x: usize) -> Result<Vec<f32>> {
+    fn project(
+        &self,
+        slots: &[(TaskRef, usize, usize)],
+        x: Vec<f32>,
+        n_x: usize,
+    ) -> Result<Vec<f32>> {
         if slots.iter().all(|(task, _, _)| task.projection.is_none()) {
             return Ok(x);
         }
@@ -220,7 +241,8 @@ impl BatchBuilder {
                     let a = Tensor::from_vec(self.family.projection(id), (n_x, n_x), &Device::Cpu)?;
                     let mut projected = input.matmul(&a.t()?)?;
                     if let Some(bias) = self.family.bias(id) {
-                        projected = projected.broadcast_add(&Tensor::from_vec(bias, n_x, &Device::Cpu)?)?;
+                        projected =
+                            projected.broadcast_add(&Tensor::from_vec(bias, n_x, &Device::Cpu)?)?;
                     }
                     out.extend(projected.flatten_all()?.to_vec1::<f32>()?);
                 }
@@ -272,24 +294,51 @@ mod tests {
     }
 
     fn builder(t: usize) -> BatchBuilder {
-        BatchBuilder::new(TaskFamily::new(0, 2, 0.0), Normalization::None, t, Device::Cpu)
+        BatchBuilder::new(
+            TaskFamily::new(0, 2, 0.0),
+            Normalization::None,
+            t,
+            Device::Cpu,
+        )
     }
 
     #[test]
     fn tokens_carry_the_previous_label_and_zeros_at_the_first_position() {
         let set = tiny_set();
-        let mut stream = ExampleStream::new(set.len(), StreamState { seed: 1, epoch: 0, cursor: 0 });
+        let mut stream = ExampleStream::new(
+            set.len(),
+            StreamState {
+                seed: 1,
+                epoch: 0,
+                cursor: 0,
+            },
+        );
         let tasks = vec![TaskRef::IDENTITY; 3];
-        let batch = builder(5).build(&ExampleSource::Images(set.clone()), &tasks, Some(&mut stream), &mut Rng::new(0)).unwrap();
+        let batch = builder(5)
+            .build(
+                &ExampleSource::Images(set.clone()),
+                &tasks,
+                Some(&mut stream),
+                &mut Rng::new(0),
+            )
+            .unwrap();
         assert_eq!(batch.tokens.dims(), &[3, 5, 12]);
         let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
         let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
         for (seq, labels) in tokens.iter().zip(&targets) {
-            assert!(seq[0][2..].iter().all(|&v| v == 0.0), "no label before the first example");
+            assert!(
+                seq[0][2..].iter().all(|&v| v == 0.0),
+                "no label before the first example"
+            );
             for t in 1..5 {
                 let onehot = &seq[t][2..];
                 assert_eq!(onehot.iter().sum::<f32>(), 1.0);
-                assert_eq!(onehot[labels[t - 1] as usize], 1.0, "position {t} shows label of {}", t - 1);
+                assert_eq!(
+                    onehot[labels[t - 1] as usize],
+                    1.0,
+                    "position {t} shows label of {}",
+                    t - 1
+                );
             }
             for t in 0..5 {
                 // Identity task: the target is the example's own label.
@@ -304,9 +353,29 @@ mod tests {
         let set = tiny_set();
         let family = TaskFamily::new(0, 2, 0.0);
         let perm = family.permutation(4);
-        let mut stream = ExampleStream::new(set.len(), StreamState { seed: 1, epoch: 0, cursor: 0 });
-        let tasks = vec![TaskRef { projection: None, permutation: Some(4) }; 2];
-        let batch = builder(6).build(&ExampleSource::Images(set), &tasks, Some(&mut stream), &mut Rng::new(0)).unwrap();
+        let mut stream = ExampleStream::new(
+            set.len(),
+            StreamState {
+                seed: 1,
+                epoch: 0,
+                cursor: 0,
+            },
+        );
+        let tasks = vec![
+            TaskRef {
+                projection: None,
+                permutation: Some(4)
+            };
+            2
+        ];
+        let batch = builder(6)
+            .build(
+                &ExampleSource::Images(set),
+                &tasks,
+                Some(&mut stream),
+                &mut Rng::new(0),
+            )
+            .unwrap();
         let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
         let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
         for (seq, labels) in tokens.iter().zip(&targets) {
@@ -321,9 +390,23 @@ mod tests {
         let set = tiny_set();
         let family = TaskFamily::new(0, 2, 0.0);
         let a = family.projection(3);
-        let mut stream = ExampleStream::new(set.len(), StreamState { seed: 2, epoch: 0, cursor: 0 });
+        let mut stream = ExampleStream::new(
+            set.len(),
+            StreamState {
+                seed: 2,
+                epoch: 0,
+                cursor: 0,
+            },
+        );
         let tasks = vec![TaskRef::task(3, false)];
-        let batch = builder(4).build(&ExampleSource::Images(set), &tasks, Some(&mut stream), &mut Rng::new(0)).unwrap();
+        let batch = builder(4)
+            .build(
+                &ExampleSource::Images(set),
+                &tasks,
+                Some(&mut stream),
+                &mut Rng::new(0),
+            )
+            .unwrap();
         let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
         let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
         for t in 0..4 {
@@ -338,7 +421,12 @@ mod tests {
     #[test]
     fn per_batch_normalisation_gives_zero_mean_unit_std() {
         let mut x: Vec<f32> = (0..100).map(|i| i as f32 / 7.0).collect();
-        let b = BatchBuilder::new(TaskFamily::new(0, 1, 0.0), Normalization::PerBatch, 1, Device::Cpu);
+        let b = BatchBuilder::new(
+            TaskFamily::new(0, 1, 0.0),
+            Normalization::PerBatch,
+            1,
+            Device::Cpu,
+        );
         b.normalize(&ExampleSource::Random { n_x: 1 }, &mut x);
         let (mean, std) = mean_std(&x);
         assert!(mean.abs() < 1e-5 && (std - 1.0).abs() < 1e-4);
@@ -346,21 +434,39 @@ mod tests {
 
     #[test]
     fn random_dataset_sequences_reuse_ten_images_with_labels_zero_to_nine() {
-        let batch = builder(50).build(&ExampleSource::Random { n_x: 3 }, &[TaskRef::IDENTITY; 2], None, &mut Rng::new(5)).unwrap();
+        let batch = builder(50)
+            .build(
+                &ExampleSource::Random { n_x: 3 },
+                &[TaskRef::IDENTITY; 2],
+                None,
+                &mut Rng::new(5),
+            )
+            .unwrap();
         let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
         let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
         let mut image_of = std::collections::HashMap::new();
         for t in 0..50 {
             let key: Vec<u32> = tokens[0][t][..3].iter().map(|v| v.to_bits()).collect();
             let prev = image_of.insert(targets[0][t], key.clone());
-            assert!(prev.is_none_or(|p| p == key), "label {} has one image", targets[0][t]);
+            assert!(
+                prev.is_none_or(|p| p == key),
+                "label {} has one image",
+                targets[0][t]
+            );
         }
         assert!(image_of.len() <= 10);
     }
 
     #[test]
     fn the_example_stream_covers_every_example_once_per_epoch() {
-        let mut s = ExampleStream::new(7, StreamState { seed: 3, epoch: 0, cursor: 0 });
+        let mut s = ExampleStream::new(
+            7,
+            StreamState {
+                seed: 3,
+                epoch: 0,
+                cursor: 0,
+            },
+        );
         let mut first = s.take(7);
         first.sort();
         assert_eq!(first, (0..7).collect::<Vec<_>>());

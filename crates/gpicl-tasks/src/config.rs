@@ -139,7 +139,10 @@ fn probability(option: &str, p: f64) -> Result<()> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(TaskError::config(option, format!("must be a probability in [0, 1], got {p}")))
+        Err(TaskError::config(
+            option,
+            format!("must be a probability in [0, 1], got {p}"),
+        ))
     }
 }
 
@@ -150,7 +153,10 @@ impl DataConfig {
             return Err(TaskError::config("data.dataset", "must name a dataset"));
         }
         if self.image_size > 512 {
-            return Err(TaskError::config("data.image_size", format!("{} is larger than 512", self.image_size)));
+            return Err(TaskError::config(
+                "data.image_size",
+                format!("{} is larger than 512", self.image_size),
+            ));
         }
         Ok(())
     }
@@ -163,7 +169,10 @@ impl TaskConfig {
         probability("tasks.project_prob", self.project_prob)?;
         probability("tasks.single_task_fraction", self.single_task_fraction)?;
         if !(self.bias_std >= 0.0 && self.bias_std.is_finite()) {
-            return Err(TaskError::config("tasks.bias_std", format!("must be non-negative, got {}", self.bias_std)));
+            return Err(TaskError::config(
+                "tasks.bias_std",
+                format!("must be non-negative, got {}", self.bias_std),
+            ));
         }
         if self.num_tasks > 1 << 62 {
             return Err(TaskError::config("tasks.num_tasks", "must be below 2^62"));

@@ -100,7 +100,9 @@ impl DataRoots {
     pub fn available(&self) -> Vec<String> {
         let mut names = Vec::new();
         for root in &self.roots {
-            let Ok(entries) = std::fs::read_dir(root) else { continue };
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
                 if Self::files(&entry.path(), Split::Test).is_some() && !names.contains(&name) {
@@ -156,7 +158,10 @@ impl ImageSet {
             reason,
         };
         if labels.dims.len() != 1 {
-            return Err(corrupt(&labels_path, format!("labels must be rank 1, found dimensions {:?}", labels.dims)));
+            return Err(corrupt(
+                &labels_path,
+                format!("labels must be rank 1, found dimensions {:?}", labels.dims),
+            ));
         }
         let (n, h, w, c) = match images.dims[..] {
             [n, h, w] => (n, h, w, 1),
@@ -164,14 +169,21 @@ impl ImageSet {
             _ => {
                 return Err(corrupt(
                     &images_path,
-                    format!("images must be N×H×W or N×H×W×C with C of 1 or 3, found dimensions {:?}", images.dims),
+                    format!(
+                        "images must be N×H×W or N×H×W×C with C of 1 or 3, found dimensions {:?}",
+                        images.dims
+                    ),
                 ))
             }
         };
         if labels.dims[0] != n {
             return Err(corrupt(
                 &labels_path,
-                format!("{} labels for {n} images in {}", labels.dims[0], images_path.display()),
+                format!(
+                    "{} labels for {n} images in {}",
+                    labels.dims[0],
+                    images_path.display()
+                ),
             ));
         }
         if n == 0 {
@@ -218,7 +230,11 @@ pub fn fixed_statistics(name: &str) -> Option<(f32, f32)> {
 
 /// Number of features per example after preprocessing.
 pub fn feature_count(cfg: &DataConfig, native_size: (usize, usize)) -> usize {
-    let (h, w) = if cfg.image_size == 0 { native_size } else { (cfg.image_size, cfg.image_size) };
+    let (h, w) = if cfg.image_size == 0 {
+        native_size
+    } else {
+        (cfg.image_size, cfg.image_size)
+    };
     h * w * cfg.channels.count()
 }
 
@@ -233,7 +249,11 @@ struct Preprocessor {
 
 impl Preprocessor {
     fn new(h: usize, w: usize, c: usize, cfg: &DataConfig) -> Self {
-        let (oh, ow) = if cfg.image_size == 0 { (h, w) } else { (cfg.image_size, cfg.image_size) };
+        let (oh, ow) = if cfg.image_size == 0 {
+            (h, w)
+        } else {
+            (cfg.image_size, cfg.image_size)
+        };
         Self {
             channels_in: c,
             policy: cfg.channels,
@@ -263,7 +283,9 @@ impl Preprocessor {
                 let px = px.map(|v| v / 255.0);
                 match (self.policy, c) {
                     (ChannelPolicy::Gray, 1) => out.push(px[0]),
-                    (ChannelPolicy::Gray, _) => out.push(0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]),
+                    (ChannelPolicy::Gray, _) => {
+                        out.push(0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2])
+                    }
                     (ChannelPolicy::Rgb, 1) => out.extend_from_slice(&[px[0]; 3]),
                     (ChannelPolicy::Rgb, _) => out.extend_from_slice(&px),
                 }
@@ -331,9 +353,13 @@ mod tests {
         assert_eq!(w[0], vec![(0, 0.5), (1, 0.5)]);
         assert_eq!(w[1], vec![(2, 0.5), (3, 0.5)]);
         let odd = resize_weights(28, 14, ResizeMethod::Area);
-        assert!(odd.iter().all(|ws| (ws.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6));
+        assert!(odd
+            .iter()
+            .all(|ws| (ws.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6));
         let bil = resize_weights(28, 14, ResizeMethod::Bilinear);
-        assert!(bil.iter().all(|ws| (ws.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6));
+        assert!(bil
+            .iter()
+            .all(|ws| (ws.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6));
     }
 
     #[test]
@@ -342,23 +368,46 @@ mod tests {
         write_dataset(
             &dir,
             "gray",
-            IdxArray { dims: vec![2, 4, 4], data: vec![255; 32] },
-            IdxArray { dims: vec![2], data: vec![0, 1] },
+            IdxArray {
+                dims: vec![2, 4, 4],
+                data: vec![255; 32],
+            },
+            IdxArray {
+                dims: vec![2],
+                data: vec![0, 1],
+            },
         );
         write_dataset(
             &dir,
             "colour",
-            IdxArray { dims: vec![2, 4, 4, 3], data: vec![255; 96] },
-            IdxArray { dims: vec![2], data: vec![3, 9] },
+            IdxArray {
+                dims: vec![2, 4, 4, 3],
+                data: vec![255; 96],
+            },
+            IdxArray {
+                dims: vec![2],
+                data: vec![3, 9],
+            },
         );
         let roots = DataRoots::only(vec![dir.clone()]);
-        let cfg = DataConfig { image_size: 2, ..DataConfig::default() };
+        let cfg = DataConfig {
+            image_size: 2,
+            ..DataConfig::default()
+        };
         let g = ImageSet::load(&roots, "gray", Split::Test, &cfg).unwrap();
         let c = ImageSet::load(&roots, "colour", Split::Test, &cfg).unwrap();
         assert_eq!((g.n_x, c.n_x), (4, 4));
         assert!(c.x.iter().all(|&v| (v - 1.0).abs() < 1e-5));
-        let rgb = DataConfig { channels: ChannelPolicy::Rgb, ..cfg };
-        assert_eq!(ImageSet::load(&roots, "gray", Split::Test, &rgb).unwrap().n_x, 12);
+        let rgb = DataConfig {
+            channels: ChannelPolicy::Rgb,
+            ..cfg
+        };
+        assert_eq!(
+            ImageSet::load(&roots, "gray", Split::Test, &rgb)
+                .unwrap()
+                .n_x,
+            12
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -368,13 +417,27 @@ mod tests {
         write_dataset(
             &dir,
             "bad",
-            IdxArray { dims: vec![3, 2, 2], data: vec![0; 12] },
-            IdxArray { dims: vec![2], data: vec![0, 1] },
+            IdxArray {
+                dims: vec![3, 2, 2],
+                data: vec![0; 12],
+            },
+            IdxArray {
+                dims: vec![2],
+                data: vec![0, 1],
+            },
         );
-        let err = ImageSet::load(&DataRoots::only(vec![dir.clone()]), "bad", Split::Test, &DataConfig::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("t10k-labels-idx1-ubyte") && err.contains("2 labels for 3 images"), "{err}");
+        let err = ImageSet::load(
+            &DataRoots::only(vec![dir.clone()]),
+            "bad",
+            Split::Test,
+            &DataConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t10k-labels-idx1-ubyte") && err.contains("2 labels for 3 images"),
+            "{err}"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -384,7 +447,10 @@ mod tests {
             .locate("kmnist", Split::Train)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("kmnist") && err.contains("/nowhere") && err.contains("--data-dir"), "{err}");
+        assert!(
+            err.contains("kmnist") && err.contains("/nowhere") && err.contains("--data-dir"),
+            "{err}"
+        );
     }
 
     #[test]

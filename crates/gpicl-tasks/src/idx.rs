@@ -48,7 +48,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// Parses the bytes of an uncompressed IDX file.
 pub fn parse_idx(raw: &[u8]) -> std::result::Result<IdxArray, String> {
     if raw.len() < 4 {
-        return Err(format!("file is {} bytes, too short for an IDX header", raw.len()));
+        return Err(format!(
+            "file is {} bytes, too short for an IDX header",
+            raw.len()
+        ));
     }
     if raw[0] != 0 || raw[1] != 0 {
         return Err(format!(
@@ -57,7 +60,10 @@ pub fn parse_idx(raw: &[u8]) -> std::result::Result<IdxArray, String> {
         ));
     }
     if raw[2] != UNSIGNED_BYTE {
-        return Err(format!("element type 0x{:02x} is not supported (expected 0x08, unsigned byte)", raw[2]));
+        return Err(format!(
+            "element type 0x{:02x} is not supported (expected 0x08, unsigned byte)",
+            raw[2]
+        ));
     }
     let rank = raw[3] as usize;
     if rank == 0 {
@@ -65,10 +71,15 @@ pub fn parse_idx(raw: &[u8]) -> std::result::Result<IdxArray, String> {
     }
     let header = 4 + 4 * rank;
     if raw.len() < header {
-        return Err(format!("header declares {rank} dimensions but the file ends after {} bytes", raw.len()));
+        return Err(format!(
+            "header declares {rank} dimensions but the file ends after {} bytes",
+            raw.len()
+        ));
     }
     let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(raw[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .map(|i| {
+            u32::from_be_bytes(raw[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
         .collect();
     let expected = dims
         .iter()
@@ -76,7 +87,11 @@ pub fn parse_idx(raw: &[u8]) -> std::result::Result<IdxArray, String> {
         .ok_or_else(|| format!("dimensions {dims:?} overflow"))?;
     let payload = &raw[header..];
     if payload.len() != expected {
-        let what = if payload.len() < expected { "truncated" } else { "has trailing bytes" };
+        let what = if payload.len() < expected {
+            "truncated"
+        } else {
+            "has trailing bytes"
+        };
         return Err(format!(
             "{what}: dimensions {dims:?} need {expected} payload bytes, found {}",
             payload.len()
@@ -139,8 +154,14 @@ mod tests {
             write_idx(&p, &sample()).unwrap();
             assert_eq!(read_idx(&p).unwrap(), sample());
         }
-        let labels = IdxArray { dims: vec![4], data: vec![1, 2, 3, 4] };
-        let colour = IdxArray { dims: vec![1, 2, 2, 3], data: (0..12).collect() };
+        let labels = IdxArray {
+            dims: vec![4],
+            data: vec![1, 2, 3, 4],
+        };
+        let colour = IdxArray {
+            dims: vec![1, 2, 2, 3],
+            data: (0..12).collect(),
+        };
         for a in [labels, colour] {
             let p = dir.join("x.gz");
             write_idx(&p, &a).unwrap();
@@ -172,7 +193,9 @@ mod tests {
 
     #[test]
     fn truncated_header_is_refused() {
-        assert!(parse_idx(&[0, 0, 8, 3, 0, 0]).unwrap_err().contains("header"));
+        assert!(parse_idx(&[0, 0, 8, 3, 0, 0])
+            .unwrap_err()
+            .contains("header"));
     }
 
     #[test]

@@ -29,16 +29,32 @@ pub struct TrainSampler {
 
 impl TrainSampler {
     /// A sampler starting from the beginning of run `seed`'s distribution.
-    pub fn new(tasks: TaskConfig, batch: BatchConfig, builder: BatchBuilder, source: ExampleSource, seed: u64) -> Self {
+    pub fn new(
+        tasks: TaskConfig,
+        batch: BatchConfig,
+        builder: BatchBuilder,
+        source: ExampleSource,
+        seed: u64,
+    ) -> Self {
         let state = SamplerState {
             rng: Rng::from_stream(seed, &[stream::TRAIN_DATA]).state(),
-            stream: StreamState { seed: Rng::from_stream(seed, &[stream::TRAIN_DATA, 1]).next_u64(), epoch: 0, cursor: 0 },
+            stream: StreamState {
+                seed: Rng::from_stream(seed, &[stream::TRAIN_DATA, 1]).next_u64(),
+                epoch: 0,
+                cursor: 0,
+            },
         };
         Self::resume(tasks, batch, builder, source, state)
     }
 
     /// A sampler continuing from a saved state.
-    pub fn resume(tasks: TaskConfig, batch: BatchConfig, builder: BatchBuilder, source: ExampleSource, state: SamplerState) -> Self {
+    pub fn resume(
+        tasks: TaskConfig,
+        batch: BatchConfig,
+        builder: BatchBuilder,
+        source: ExampleSource,
+        state: SamplerState,
+    ) -> Self {
         let stream = match &source {
             ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), state.stream)),
             ExampleSource::Random { .. } => None,
@@ -57,7 +73,15 @@ impl TrainSampler {
     pub fn state(&self) -> SamplerState {
         SamplerState {
             rng: self.rng.state(),
-            stream: self.stream.as_ref().map(|s| s.state().clone()).unwrap_or(StreamState { seed: 0, epoch: 0, cursor: 0 }),
+            stream: self
+                .stream
+                .as_ref()
+                .map(|s| s.state().clone())
+                .unwrap_or(StreamState {
+                    seed: 0,
+                    epoch: 0,
+                    cursor: 0,
+                }),
         }
     }
 
@@ -69,7 +93,11 @@ impl TrainSampler {
             let task = if cfg.num_tasks == 0 {
                 TaskRef::IDENTITY
             } else {
-                let id = if self.rng.uniform() < cfg.project_prob { self.rng.below(cfg.num_tasks) as i64 } else { 0 };
+                let id = if self.rng.uniform() < cfg.project_prob {
+                    self.rng.below(cfg.num_tasks) as i64
+                } else {
+                    0
+                };
                 let permute = self.rng.uniform() < cfg.permute_labels_prob;
                 TaskRef::task(id, permute)
             };
@@ -86,7 +114,8 @@ impl TrainSampler {
     /// The next meta-training batch.
     pub fn next_batch(&mut self) -> Result<Batch> {
         let tasks = self.draw_tasks();
-        self.builder.build(&self.source, &tasks, self.stream.as_mut(), &mut self.rng)
+        self.builder
+            .build(&self.source, &tasks, self.stream.as_mut(), &mut self.rng)
     }
 }
 
@@ -98,14 +127,27 @@ mod tests {
     use gpicl_kernels::Device;
 
     fn sampler(tasks: TaskConfig) -> TrainSampler {
-        let batch = BatchConfig { tasks_per_step: 4, seqs_per_task: 3, seq_len: 2 };
-        let builder = BatchBuilder::new(TaskFamily::new(0, 2, 0.0), Normalization::PerBatch, 2, Device::Cpu);
+        let batch = BatchConfig {
+            tasks_per_step: 4,
+            seqs_per_task: 3,
+            seq_len: 2,
+        };
+        let builder = BatchBuilder::new(
+            TaskFamily::new(0, 2, 0.0),
+            Normalization::PerBatch,
+            2,
+            Device::Cpu,
+        );
         TrainSampler::new(tasks, batch, builder, ExampleSource::Random { n_x: 2 }, 7)
     }
 
     #[test]
     fn unseen_task_ids_are_never_drawn_in_training() {
-        let mut s = sampler(TaskConfig { num_tasks: 5, permute_labels_prob: 0.5, ..TaskConfig::default() });
+        let mut s = sampler(TaskConfig {
+            num_tasks: 5,
+            permute_labels_prob: 0.5,
+            ..TaskConfig::default()
+        });
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..500 {
             for t in s.draw_tasks() {
@@ -119,7 +161,10 @@ mod tests {
 
     #[test]
     fn sequences_of_a_slot_share_their_task() {
-        let mut s = sampler(TaskConfig { num_tasks: 1 << 30, ..TaskConfig::default() });
+        let mut s = sampler(TaskConfig {
+            num_tasks: 1 << 30,
+            ..TaskConfig::default()
+        });
         let tasks = s.draw_tasks();
         assert_eq!(tasks.len(), 12);
         for slot in tasks.chunks(3) {
@@ -129,26 +174,50 @@ mod tests {
 
     #[test]
     fn permutation_probability_controls_permuted_slots() {
-        let mut never = sampler(TaskConfig { permute_labels_prob: 0.0, ..TaskConfig::default() });
-        assert!((0..50).flat_map(|_| never.draw_tasks()).all(|t| t.permutation.is_none()));
-        let mut always = sampler(TaskConfig { permute_labels_prob: 1.0, ..TaskConfig::default() });
-        assert!((0..50).flat_map(|_| always.draw_tasks()).all(|t| t.permutation == t.projection));
+        let mut never = sampler(TaskConfig {
+            permute_labels_prob: 0.0,
+            ..TaskConfig::default()
+        });
+        assert!((0..50)
+            .flat_map(|_| never.draw_tasks())
+            .all(|t| t.permutation.is_none()));
+        let mut always = sampler(TaskConfig {
+            permute_labels_prob: 1.0,
+            ..TaskConfig::default()
+        });
+        assert!((0..50)
+            .flat_map(|_| always.draw_tasks())
+            .all(|t| t.permutation == t.projection));
     }
 
     #[test]
     fn biasing_sends_a_fixed_fraction_to_task_zero() {
-        let mut s = sampler(TaskConfig { num_tasks: 1 << 40, single_task_fraction: 0.25, ..TaskConfig::default() });
+        let mut s = sampler(TaskConfig {
+            num_tasks: 1 << 40,
+            single_task_fraction: 0.25,
+            ..TaskConfig::default()
+        });
         for _ in 0..20 {
             let tasks = s.draw_tasks();
             assert!(tasks[..3].iter().all(|t| t.projection == Some(0)));
         }
-        let mut never_projected = sampler(TaskConfig { num_tasks: 1 << 40, project_prob: 0.0, ..TaskConfig::default() });
-        assert!(never_projected.draw_tasks().iter().all(|t| t.projection == Some(0)));
+        let mut never_projected = sampler(TaskConfig {
+            num_tasks: 1 << 40,
+            project_prob: 0.0,
+            ..TaskConfig::default()
+        });
+        assert!(never_projected
+            .draw_tasks()
+            .iter()
+            .all(|t| t.projection == Some(0)));
     }
 
     #[test]
     fn raw_data_runs_use_the_identity_task() {
-        let mut s = sampler(TaskConfig { num_tasks: 0, ..TaskConfig::default() });
+        let mut s = sampler(TaskConfig {
+            num_tasks: 0,
+            ..TaskConfig::default()
+        });
         assert!(s.draw_tasks().iter().all(|t| *t == TaskRef::IDENTITY));
     }
 
@@ -158,11 +227,29 @@ mod tests {
         a.next_batch().unwrap();
         let state = a.state();
         let next_a = a.next_batch().unwrap();
-        let batch = BatchConfig { tasks_per_step: 4, seqs_per_task: 3, seq_len: 2 };
-        let builder = BatchBuilder::new(TaskFamily::new(0, 2, 0.0), Normalization::PerBatch, 2, Device::Cpu);
-        let mut b = TrainSampler::resume(TaskConfig::default(), batch, builder, ExampleSource::Random { n_x: 2 }, state);
+        let batch = BatchConfig {
+            tasks_per_step: 4,
+            seqs_per_task: 3,
+            seq_len: 2,
+        };
+        let builder = BatchBuilder::new(
+            TaskFamily::new(0, 2, 0.0),
+            Normalization::PerBatch,
+            2,
+            Device::Cpu,
+        );
+        let mut b = TrainSampler::resume(
+            TaskConfig::default(),
+            batch,
+            builder,
+            ExampleSource::Random { n_x: 2 },
+            state,
+        );
         let next_b = b.next_batch().unwrap();
-        let (ta, tb): (Vec<f32>, Vec<f32>) = (next_a.tokens.flatten_all().unwrap().to_vec1().unwrap(), next_b.tokens.flatten_all().unwrap().to_vec1().unwrap());
+        let (ta, tb): (Vec<f32>, Vec<f32>) = (
+            next_a.tokens.flatten_all().unwrap().to_vec1().unwrap(),
+            next_b.tokens.flatten_all().unwrap().to_vec1().unwrap(),
+        );
         assert_eq!(ta, tb);
         assert_eq!(next_a.tasks, next_b.tasks);
     }

@@ -45,7 +45,11 @@ pub struct TaskFamily {
 impl TaskFamily {
     /// Tasks over `n_x` features, seeded by `seed`.
     pub fn new(seed: u64, n_x: usize, bias_std: f64) -> Self {
-        Self { seed, n_x, bias_std }
+        Self {
+            seed,
+            n_x,
+            bias_std,
+        }
     }
 
     /// Features per example.
@@ -62,7 +66,9 @@ impl TaskFamily {
     pub fn projection(&self, id: i64) -> Vec<f32> {
         let mut rng = self.rng(id, PROJECTION);
         let std = 1.0 / (self.n_x as f64).sqrt();
-        (0..self.n_x * self.n_x).map(|_| (rng.normal() * std) as f32).collect()
+        (0..self.n_x * self.n_x)
+            .map(|_| (rng.normal() * std) as f32)
+            .collect()
     }
 
     /// Task `id`'s bias (`n_x` entries `N(0, bias_std²)`), or `None` when
@@ -70,7 +76,9 @@ impl TaskFamily {
     pub fn bias(&self, id: i64) -> Option<Vec<f32>> {
         (self.bias_std > 0.0).then(|| {
             let mut rng = self.rng(id, BIAS);
-            (0..self.n_x).map(|_| (rng.normal() * self.bias_std) as f32).collect()
+            (0..self.n_x)
+                .map(|_| (rng.normal() * self.bias_std) as f32)
+                .collect()
         })
     }
 
@@ -122,7 +130,10 @@ mod tests {
         let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
         let expected = 1.0 / n as f64;
         assert!(mean.abs() < 0.01 * expected.sqrt() * 5.0, "mean {mean}");
-        assert!((var - expected).abs() < 0.03 * expected, "var {var} vs {expected}");
+        assert!(
+            (var - expected).abs() < 0.03 * expected,
+            "var {var} vs {expected}"
+        );
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! End-to-end behaviour of a meta-training run on the embedded data.
+
+use gpicl::eval::run::{evaluate_run, PeriodicEval};
+use gpicl::eval::GROUPS;
+use gpicl::meta::{MetaError, RunDir, Silent, TrainConfig, Trainer};
+use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
+use std::path::PathBuf;
+
+fn roots() -> DataRoots {
+    DataRoots::only(vec![embedded_data_dir()])
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpicl-e2e-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+/// A model and batch small enough for a test: 7×7 images, 20-step sequences.
+fn tiny(steps: u64) -> TrainConfig {
+    let mut cfg = TrainConfig::quickstart();
+    cfg.model.d_model = 16;
+    cfg.model.num_layers = 1;
+    cfg.model.num_heads = 2;
+    cfg.model.key_size = 8;
+    cfg.data.image_size = 7;
+    cfg.batch.tasks_per_step = 2;
+    cfg.batch.seqs_per_task = 4;
+    cfg.batch.seq_len = 20;
+    cfg.tasks.permute_labels_prob = 0.5;
+    cfg.schedule.steps = steps;
+    cfg.schedule.checkpoint_every = 3;
+    cfg.schedule.eval_every = 0;
+    cfg.eval.tasks_per_group = 2;
+    cfg.eval.seqs_per_task = 4;
+    cfg
+}
+
+fn train_losses(dir: &RunDir) -> Vec<(u64, u32)> {
+    gpicl::meta::MetricsLog::open(&dir.metrics())
+        .read()
+        .unwrap()
+        .iter()
+        .filter(|v| v["kind"] == "train")
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap(),
+                (v["loss"].as_f64().unwrap() as f32).to_bits(),
+            )
+        })
+        .collect()
+}
+
+fn final_weights(dir: &RunDir) -> Vec<Vec<f32>> {
+    let run = gpicl::meta::load_run(dir, &gpicl::kernels::Device::Cpu).unwrap();
+    run.model
+        .params()
+        .iter()
+        .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_losses() {
+    let (a, b) = (
+        RunDir::new(scratch("seed-a")),
+        RunDir::new(scratch("seed-b")),
+    );
+    Trainer::open(tiny(4), a.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    Trainer::open(tiny(4), b.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert_eq!(train_losses(&a), train_losses(&b));
+    assert_eq!(train_losses(&a).len(), 4);
+    let mut other = tiny(4);
+    other.seed = 1;
+    let c = RunDir::new(scratch("seed-c"));
+    Trainer::open(other, c.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert_ne!(train_losses(&a), train_losses(&c));
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
+    let whole = RunDir::new(scratch("whole"));
+    Trainer::open(tiny(7), whole.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+
+    // A run killed after step 5: its last checkpoint is at step 3, and its
+    // log already holds steps 4 and 5, which the resumed run redoes.
+    let killed = RunDir::new(scratch("killed"));
+    let mut first = Trainer::open(tiny(7), killed.clone(), &roots()).unwrap();
+    for _ in 0..5 {
+        let m = first.train_step().unwrap();
+        first.metrics().append(&m).unwrap();
+        if m.step == 3 {
+            first.checkpoint().unwrap();
+        }
+    }
+    drop(first);
+    let mut resumed = Trainer::open(tiny(7), killed.clone(), &roots()).unwrap();
+    assert_eq!(resumed.step(), 3);
+    resumed.run(&mut Silent).unwrap();
+
+    assert_eq!(train_losses(&whole), train_losses(&killed));
+    assert_eq!(final_weights(&whole), final_weights(&killed));
+}
+
+#[test]
+fn gradient_accumulation_matches_the_full_batch_update() {
+    let train_one = |accumulation: usize, name: &str| {
+        let mut cfg = tiny(1);
+        cfg.optim.accumulation_steps = accumulation;
+        let dir = RunDir::new(scratch(name));
+        Trainer::open(cfg, dir.clone(), &roots())
+            .unwrap()
+            .run(&mut Silent)
+            .unwrap();
+        (train_losses(&dir)[0].1, final_weights(&dir))
+    };
+    let (loss_full, full) = train_one(1, "accum-1");
+    let (loss_split, split) = train_one(4, "accum-4");
+    assert!((f32::from_bits(loss_full) - f32::from_bits(loss_split)).abs() < 1e-5);
+    for (a, b) in full.iter().flatten().zip(split.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn a_larger_step_count_continues_a_finished_run() {
+    let dir = RunDir::new(scratch("continue"));
+    Trainer::open(tiny(2), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let mut more = Trainer::open(tiny(4), dir.clone(), &roots()).unwrap();
+    assert_eq!(more.step(), 2);
+    more.run(&mut Silent).unwrap();
+    let steps: Vec<u64> = train_losses(&dir).iter().map(|s| s.0).collect();
+    assert_eq!(steps, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
+    let dir = RunDir::new(scratch("diverge"));
+    let mut cfg = tiny(30);
+    cfg.optim.lr = 1e30;
+    cfg.optim.eps = 0.0;
+    cfg.optim.eps_root = 0.0;
+    let err = Trainer::open(cfg, dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap_err();
+    assert!(matches!(err, MetaError::NonFiniteLoss { .. }), "{err}");
+    assert!(err.to_string().contains("step"), "{err}");
+    assert!(!gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints()).is_empty());
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_refused_with_its_path() {
+    let dir = RunDir::new(scratch("corrupt"));
+    Trainer::open(tiny(3), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let (_, path) = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints())
+        .pop()
+        .unwrap();
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    let err = Trainer::open(tiny(6), dir.clone(), &roots())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
+    let dir = RunDir::new(scratch("eval"));
+    let mut cfg = tiny(2);
+    cfg.schedule.eval_every = 1;
+    let mut trainer = Trainer::open(cfg.clone(), dir.clone(), &roots()).unwrap();
+    trainer.run(&mut PeriodicEval::new(roots())).unwrap();
+    let report = evaluate_run(
+        &dir,
+        &roots(),
+        Some(vec![
+            "mnist".into(),
+            "fashion_mnist".into(),
+            "random".into(),
+        ]),
+        None,
+    )
+    .unwrap();
+    let json = report.to_json();
+    for dataset in ["mnist", "fashion_mnist", "random"] {
+        for group in GROUPS {
+            let g = &json[dataset][group];
+            assert_eq!(
+                g["acc_curve"].as_array().map(|a| a.len()),
+                Some(20),
+                "{dataset}/{group}"
+            );
+            let acc = g["acc_last"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&acc));
+            assert!(g["loss_last"].as_f64().unwrap() > 0.0);
+        }
+        let svg =
+            std::fs::read_to_string(dir.eval().join(format!("curves-{dataset}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("unseen_permuted"));
+    }
+    let log = gpicl::meta::MetricsLog::open(&dir.metrics())
+        .read()
+        .unwrap();
+    assert!(log.iter().any(|v| v["kind"] == "eval"
+        && v["dataset"] == "fashion_mnist"
+        && v["group"] == "identity"));
+    // The periodic evaluation at step 1 covered the training dataset.
+    assert!(log.iter().any(|v| v["kind"] == "eval"
+        && v["step"] == 1
+        && v["dataset"] == "mnist"
+        && v["group"] == "unseen_permuted"));
+    // The saved config reproduces the run.
+    let saved = TrainConfig::load(&dir.config()).unwrap();
+    assert_eq!(saved, cfg);
+}
+
+#[test]
+fn an_eval_with_mismatched_input_size_is_an_error() {
+    let dir = RunDir::new(scratch("mismatch"));
+    Trainer::open(tiny(1), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let mut cfg = TrainConfig::load(&dir.config()).unwrap();
+    cfg.data.image_size = 9;
+    std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
+    let err = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mnist") && err.contains("81") && err.contains("49"),
+        "{err}"
+    );
+}
+
+/// With a single task the model can only memorise: its seen task is
+/// learnt, while unseen tasks (other projections and permutations) stay
+/// near chance.
+#[test]
+fn a_single_task_run_memorises_its_task_but_does_not_generalise() {
+    let dir = RunDir::new(scratch("memorise"));
+    let mut cfg = TrainConfig::quickstart();
+    cfg.model.d_model = 32;
+    cfg.model.num_layers = 1;
+    cfg.model.num_heads = 2;
+    cfg.model.key_size = 16;
+    cfg.data.image_size = 14;
+    cfg.tasks.num_tasks = 1;
+    cfg.tasks.permute_labels_prob = 1.0;
+    cfg.batch.tasks_per_step = 1;
+    cfg.batch.seqs_per_task = 16;
+    cfg.batch.seq_len = 25;
+    cfg.optim.lr = 3e-3;
+    cfg.schedule.steps = MEMORISATION_STEPS;
+    cfg.schedule.checkpoint_every = 1000;
+    cfg.eval.tasks_per_group = 8;
+    cfg.eval.seqs_per_task = 32;
+    Trainer::open(cfg, dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let report = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None).unwrap();
+    let mnist = &report.datasets["mnist"];
+    let (seen, unseen) = (
+        mnist["seen_permuted"].acc_last,
+        mnist["unseen_permuted"].acc_last,
+    );
+    eprintln!("single task: seen {seen:.3}, unseen {unseen:.3}");
+    assert!(seen > 0.7, "seen-task accuracy {seen}");
+    assert!(unseen < 0.25, "unseen-task accuracy {unseen}");
+}
+
+const MEMORISATION_STEPS: u64 = 150;
