@@ -290,3 +290,34 @@ fn a_single_task_run_memorises_its_task_but_does_not_generalise() {
 }
 
 const MEMORISATION_STEPS: u64 = 150;
+
+#[test]
+fn every_trainable_model_kind_trains_resumes_and_evaluates() {
+    use gpicl::models::ModelKind;
+    for kind in [
+        ModelKind::Lstm,
+        ModelKind::OuterLstm,
+        ModelKind::Mlp,
+        ModelKind::Maml,
+    ] {
+        let dir = RunDir::new(scratch(&format!("kind-{kind}")));
+        let mut cfg = tiny(3);
+        cfg.model.kind = kind;
+        cfg.model.hidden = 8;
+        cfg.model.outer_heads = 2;
+        cfg.model.learner_hidden = 8;
+        cfg.schedule.checkpoint_every = 2;
+        let mut trainer = Trainer::open(cfg.clone(), dir.clone(), &roots()).unwrap();
+        trainer.train_step().unwrap();
+        trainer.train_step().unwrap();
+        trainer.checkpoint().unwrap();
+        drop(trainer);
+        let mut resumed = Trainer::open(cfg, dir.clone(), &roots()).unwrap();
+        assert_eq!(resumed.step(), 2, "{kind}");
+        resumed.run(&mut Silent).unwrap();
+        let report = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None).unwrap();
+        let unseen = &report.datasets["mnist"]["unseen"];
+        assert_eq!(unseen.acc_curve.len(), 20, "{kind}");
+        assert!(unseen.loss_last.is_finite(), "{kind}");
+    }
+}

@@ -3,7 +3,8 @@
 use crate::config_overrides;
 use anyhow::{bail, Result};
 use clap::Args;
-use gpicl::eval::run::evaluate_run;
+use gpicl::eval::run::{evaluate_run, evaluate_sgd_baseline};
+use gpicl::eval::GROUPS;
 use gpicl::meta::{RunDir, TrainConfig};
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
@@ -19,15 +20,26 @@ pub struct EvalArgs {
     /// Folder holding datasets as <name>/{train,t10k}-*-ubyte[.gz] (searched before GPICL_DATA_DIR and data/).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Override evaluation options, e.g. --set eval.seqs_per_task=32 (repeatable; eval.* keys only).
+    /// Override evaluation options, e.g. --set eval.seqs_per_task=32 (repeatable; eval.* keys only, any key with --baseline).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Evaluate a baseline that needs no run directory instead: `sgd` (a fresh
+    /// MLP per sequence trained online with Adam). Its protocol comes from the
+    /// paper defaults and --set (e.g. --set model.learner_lr=1e-3).
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// With --baseline: also write eval.json, eval.md and SVG curves into this folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Print one JSON object {"<dataset>": {"<group>": {"acc_last", "loss_last", "acc_curve", ...}}} instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(name) = &args.baseline {
+        return run_baseline(name, &args);
+    }
     let dir = RunDir::new(match args.run {
         Some(run) => run,
         None => newest_run(Path::new("runs"))?,
@@ -52,6 +64,32 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{} at step {}\n", dir.root().display(), report.step);
         print!("{}", report.table());
         println!("\ncurves and tables written to {}", dir.eval().display());
+    }
+    Ok(())
+}
+
+fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
+    if name != "sgd" {
+        bail!("--baseline `{name}`: the baselines that need no training are: sgd (MAML is meta-trained: `cargo xtask train --model maml`)");
+    }
+    if args.run.is_some() {
+        bail!("--baseline and --run exclude each other");
+    }
+    let mut cfg: TrainConfig = config_overrides::apply(&TrainConfig::paper(), &args.set)?;
+    cfg.model.kind = gpicl::models::ModelKind::Sgd;
+    let roots = DataRoots::new(args.data_dir.as_deref());
+    let report = evaluate_sgd_baseline(&cfg, &roots, args.datasets.clone(), &GROUPS)?;
+    if let Some(out) = &args.out {
+        report.write(out)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report.to_json())?);
+    } else {
+        println!(
+            "SGD baseline (fresh {}-unit MLP per sequence, one Adam step per example at lr {})\n",
+            cfg.model.learner_hidden, cfg.model.learner_lr
+        );
+        print!("{}", report.table());
     }
     Ok(())
 }

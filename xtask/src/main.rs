@@ -1,11 +1,16 @@
 //! `cargo xtask`: the gpicl command line.
 //!
 //! - `cargo xtask train`: meta-train a model (a new run, or resume one);
-//! - `cargo xtask eval-ood`: evaluate a run on seen and unseen tasks and
-//!   other datasets.
+//! - `cargo xtask eval-ood`: evaluate a run (or the SGD baseline) on seen
+//!   and unseen tasks and other datasets;
+//! - `cargo xtask inspect`: parameter count and state size of a model;
+//! - `cargo xtask bench`: median time of full training steps.
 
+mod bench_cmd;
 mod config_overrides;
 mod eval_cmd;
+mod inspect_cmd;
+mod model_flags;
 mod progress;
 mod train_cmd;
 
@@ -31,6 +36,12 @@ enum Command {
     /// Evaluate a trained run on seen, unseen and identity tasks of every
     /// dataset (labels permuted and not), as a table, JSON and SVG curves.
     EvalOod(eval_cmd::EvalArgs),
+    /// Print a model's parameter count, accessible state size and
+    /// per-module breakdown.
+    Inspect(inspect_cmd::InspectArgs),
+    /// Time full meta-training steps (forward, backward, clipping, Adam) on
+    /// a fixed batch and report medians.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() {
@@ -38,6 +49,8 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train_cmd::run(*args),
         Command::EvalOod(args) => eval_cmd::run(args),
+        Command::Inspect(args) => inspect_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,6 +1,7 @@
 //! `cargo xtask train`.
 
 use crate::config_overrides;
+use crate::model_flags::ModelFlags;
 use crate::progress::TrainProgress;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -48,18 +49,8 @@ pub struct TrainArgs {
     /// Folder holding datasets as <name>/{train,t10k}-*-ubyte[.gz] (searched before GPICL_DATA_DIR and data/).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Residual width of the Transformer (model.d_model).
-    #[arg(long)]
-    d_model: Option<usize>,
-    /// Transformer blocks (model.num_layers).
-    #[arg(long)]
-    layers: Option<usize>,
-    /// Attention heads (model.num_heads).
-    #[arg(long)]
-    heads: Option<usize>,
-    /// Key size per head (model.key_size).
-    #[arg(long)]
-    key_size: Option<usize>,
+    #[command(flatten)]
+    model: ModelFlags,
     /// Distinct tasks per step (batch.tasks_per_step).
     #[arg(long)]
     tasks_per_step: Option<usize>,
@@ -102,10 +93,6 @@ impl TrainArgs {
             "data.dataset",
             self.dataset.as_ref().map(|v| format!("{v:?}")),
         );
-        push("model.d_model", self.d_model.map(|v| v.to_string()));
-        push("model.num_layers", self.layers.map(|v| v.to_string()));
-        push("model.num_heads", self.heads.map(|v| v.to_string()));
-        push("model.key_size", self.key_size.map(|v| v.to_string()));
         push(
             "batch.tasks_per_step",
             self.tasks_per_step.map(|v| v.to_string()),
@@ -118,6 +105,7 @@ impl TrainArgs {
         push("data.image_size", self.image_size.map(|v| v.to_string()));
         push("optim.lr", self.lr.map(|v| format!("{v:e}")));
         push("device", self.device.as_ref().map(|v| format!("{v:?}")));
+        out.extend(self.model.assignments());
         out.extend(self.set.iter().cloned());
         out
     }

@@ -16,6 +16,7 @@
 //! println!("{}", report.table());
 //! ```
 
+pub mod baselines;
 pub mod error;
 pub mod plot;
 pub mod protocol;

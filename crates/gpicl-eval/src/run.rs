@@ -172,3 +172,39 @@ impl Observer for PeriodicEval {
         Ok(())
     }
 }
+
+/// Evaluates the SGD baseline (no run directory needed) with the protocol
+/// and data options of `cfg`, on `datasets` (default: every dataset found
+/// plus `random`) and `groups` (e.g. [`GROUPS`]).
+pub fn evaluate_sgd_baseline(
+    cfg: &TrainConfig,
+    roots: &DataRoots,
+    datasets: Option<Vec<String>>,
+    groups: &[&str],
+) -> Result<EvalReport> {
+    cfg.validate()?;
+    let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+    let names = datasets.unwrap_or_else(|| default_datasets(roots));
+    let n_x = match names.iter().find(|n| n.as_str() != RANDOM_DATASET) {
+        Some(name) => ImageSet::load(roots, name, Split::Test, &cfg.data)?.n_x,
+        None => gpicl_tasks::dataset::feature_count(&cfg.data, (28, 28)),
+    };
+    let sources = load_test_sources(&names, roots, &cfg.data, n_x)?;
+    let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
+    let baseline = crate::baselines::SgdBaseline::new(
+        &cfg.model,
+        n_x + gpicl_tasks::NUM_CLASSES,
+        gpicl_tasks::NUM_CLASSES,
+        cfg.seed,
+        &device,
+    );
+    let evaluator = Evaluator {
+        model: &baseline,
+        family: &family,
+        num_tasks: cfg.tasks.num_tasks,
+        normalization: cfg.data.normalization,
+        seq_len: cfg.batch.seq_len,
+        device: &device,
+    };
+    evaluator.evaluate(&sources, groups, &cfg.eval, cfg.eval.seqs_per_task, 0)
+}

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod adam;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

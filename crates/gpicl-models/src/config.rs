@@ -9,12 +9,45 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     /// GPT-2 style pre-LayerNorm decoder-only Transformer.
     Transformer,
+    /// 2-layer ReLU encoder, one LSTM layer, linear read-out.
+    Lstm,
+    /// LSTM with an `H × H` matrix cell per head, written by outer products.
+    OuterLstm,
+    /// Context-free MLP on `x_t` alone (can only memorise).
+    Mlp,
+    /// An online-Adam MLP learner whose initial weights are meta-learned.
+    Maml,
+    /// The same online learner from fresh random weights per sequence: a
+    /// baseline with nothing to meta-train (`gpicl-eval`).
+    Sgd,
+}
+
+impl ModelKind {
+    /// Every kind, in the order the CLI lists them.
+    pub const ALL: [ModelKind; 6] = [
+        ModelKind::Transformer,
+        ModelKind::Lstm,
+        ModelKind::OuterLstm,
+        ModelKind::Mlp,
+        ModelKind::Maml,
+        ModelKind::Sgd,
+    ];
+
+    /// Parses a CLI name (`transformer`, `lstm`, `outer-lstm`, `mlp`, `maml`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.to_string() == name)
+    }
 }
 
 impl std::fmt::Display for ModelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ModelKind::Transformer => "transformer",
+            ModelKind::Lstm => "lstm",
+            ModelKind::OuterLstm => "outer-lstm",
+            ModelKind::Mlp => "mlp",
+            ModelKind::Maml => "maml",
+            ModelKind::Sgd => "sgd",
         })
     }
 }
@@ -43,6 +76,16 @@ pub struct ModelConfig {
     /// GELU variant: `true` for the tanh approximation (the paper's
     /// default), `false` for exact erf (the PyTorch reference step).
     pub gelu_tanh: bool,
+    /// Width of the LSTM and the MLP, and the per-head size `H` of the
+    /// outer-product LSTM. Default 256.
+    pub hidden: usize,
+    /// Heads `n` of the outer-product LSTM. Default 1.
+    pub outer_heads: usize,
+    /// Hidden units of the MAML / SGD online learner. Default 128.
+    pub learner_hidden: usize,
+    /// Inner Adam learning rate of the MAML / SGD online learner.
+    /// Default 1e-3.
+    pub learner_lr: f64,
 }
 
 impl Default for ModelConfig {
@@ -57,6 +100,10 @@ impl Default for ModelConfig {
             layer_norm_eps: 1e-5,
             pos_init_std: 0.1,
             gelu_tanh: true,
+            hidden: 256,
+            outer_heads: 1,
+            learner_hidden: 128,
+            learner_lr: 1e-3,
         }
     }
 }
@@ -70,6 +117,9 @@ impl ModelConfig {
             ("num_heads", self.num_heads),
             ("key_size", self.key_size),
             ("widening_factor", self.widening_factor),
+            ("hidden", self.hidden),
+            ("outer_heads", self.outer_heads),
+            ("learner_hidden", self.learner_hidden),
         ];
         for (option, value) in positive {
             if value == 0 {
@@ -83,6 +133,12 @@ impl ModelConfig {
             return Err(ModelError::Config {
                 option: "layer_norm_eps",
                 reason: format!("must be a positive number, got {}", self.layer_norm_eps),
+            });
+        }
+        if !(self.learner_lr > 0.0 && self.learner_lr.is_finite()) {
+            return Err(ModelError::Config {
+                option: "learner_lr",
+                reason: format!("must be a positive number, got {}", self.learner_lr),
             });
         }
         if !(self.pos_init_std >= 0.0 && self.pos_init_std.is_finite()) {

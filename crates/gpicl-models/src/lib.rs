@@ -13,15 +13,26 @@
 //! assert_eq!(model.param_count(), 419_274); // the paper's reference count
 //! ```
 
+pub mod activations;
 pub mod config;
 pub mod error;
 pub mod init;
 pub mod linear;
+pub mod lstm;
+pub mod mlp;
+pub mod online;
+pub mod outer_lstm;
 pub mod params;
+#[cfg(test)]
+mod testing;
 pub mod transformer;
 
 pub use config::{ModelConfig, ModelKind};
 pub use error::{ModelError, Result};
+pub use lstm::Lstm;
+pub use mlp::Mlp;
+pub use online::Maml;
+pub use outer_lstm::OuterLstm;
 pub use params::ParamStore;
 pub use transformer::Transformer;
 
@@ -43,6 +54,8 @@ pub trait SequenceModel: Send + Sync {
     fn state_size(&self, seq_len: usize) -> usize;
     /// The model's short name, e.g. `transformer`.
     fn kind(&self) -> ModelKind;
+    /// Token width the model reads (`N_x + classes`).
+    fn input_dim(&self) -> usize;
 }
 
 /// Builds the model a config describes, with parameters drawn from the
@@ -56,14 +69,37 @@ pub fn build_model(
     device: &Device,
 ) -> Result<Box<dyn SequenceModel>> {
     cfg.validate()?;
-    match cfg.kind {
-        ModelKind::Transformer => Ok(Box::new(Transformer::new(
-            cfg,
-            input_dim,
-            classes,
-            max_seq_len,
-            seed,
-            device,
-        )?)),
+    Ok(match cfg.kind {
+        ModelKind::Transformer => Box::new(Transformer::new(cfg, input_dim, classes, max_seq_len, seed, device)?),
+        ModelKind::Lstm => Box::new(Lstm::new(cfg, input_dim, classes, seed, device)?),
+        ModelKind::OuterLstm => Box::new(OuterLstm::new(cfg, input_dim, classes, seed, device)?),
+        ModelKind::Mlp => Box::new(Mlp::new(cfg, input_dim, classes, seed, device)?),
+        ModelKind::Maml => Box::new(Maml::new(cfg, input_dim, classes, seed, device)?),
+        ModelKind::Sgd => {
+            return Err(ModelError::Config {
+                option: "kind",
+                reason: "`sgd` is a baseline with nothing to meta-train; evaluate it with `cargo xtask eval-ood --baseline sgd`".into(),
+            })
+        }
+    })
+}
+
+/// Checks that `tokens` is `[batch, 1..=max_len, input_dim]`.
+pub(crate) fn check_input(tokens: &Tensor, input_dim: usize, max_len: usize) -> Result<()> {
+    let dims = tokens.dims();
+    if dims.len() != 3 || dims[2] != input_dim || dims[1] == 0 || dims[1] > max_len || dims[0] == 0
+    {
+        let len = if max_len == usize::MAX {
+            "t".to_string()
+        } else {
+            format!("t ≤ {max_len}")
+        };
+        return Err(ModelError::Input {
+            got: dims.to_vec(),
+            expected: format!(
+                "[batch, {len}, {input_dim}] tokens (image features + one-hot previous label)"
+            ),
+        });
     }
+    Ok(())
 }

@@ -26,6 +26,19 @@ impl Linear {
         })
     }
 
+    /// Registers a new layer initialised like Haiku's `Linear`: truncated
+    /// normal weights with std `1/sqrt(fan_in)`, zero bias.
+    pub fn init(
+        params: &mut ParamStore,
+        init: &mut crate::init::Initializer,
+        prefix: &str,
+        fan_in: usize,
+        fan_out: usize,
+    ) -> Result<Self> {
+        let weight = init.truncated_normal(&[fan_in, fan_out], 1.0 / (fan_in as f64).sqrt());
+        Self::register(params, prefix, weight, init.zeros(&[fan_out]))
+    }
+
     /// Applies the map.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();

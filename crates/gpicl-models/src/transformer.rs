@@ -168,21 +168,8 @@ impl Transformer {
 
 impl SequenceModel for Transformer {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        let dims = tokens.dims();
-        if dims.len() != 3
-            || dims[2] != self.input_dim
-            || dims[1] > self.max_seq_len
-            || dims[1] == 0
-        {
-            return Err(ModelError::Input {
-                got: dims.to_vec(),
-                expected: format!(
-                    "[batch, t ≤ {}, {}] tokens (image features + one-hot previous label)",
-                    self.max_seq_len, self.input_dim
-                ),
-            });
-        }
-        let t = dims[1];
+        crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
+        let t = tokens.dim(1)?;
         let mask = ops::causal_mask(t, tokens.device())?;
         let mut h = self
             .embed
@@ -208,12 +195,15 @@ impl SequenceModel for Transformer {
     fn kind(&self) -> ModelKind {
         ModelKind::Transformer
     }
+
+    fn input_dim(&self) -> usize {
+        self.input_dim
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gpicl_kernels::DType;
 
     fn tiny() -> ModelConfig {
         ModelConfig {
@@ -270,125 +260,23 @@ mod tests {
 
     #[test]
     fn predictions_never_depend_on_later_inputs() {
-        let m = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
-        let x = random_tokens(2, 6, 5, 2);
-        let base: Vec<f32> = m
-            .forward(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        for cut in 0..6 {
-            // Replace everything after position `cut` with other values.
-            let tail = random_tokens(2, 6 - cut - 1, 5, 100 + cut as u64);
-            let changed = if cut + 1 < 6 {
-                Tensor::cat(&[&x.narrow(1, 0, cut + 1).unwrap(), &tail], 1).unwrap()
-            } else {
-                x.clone()
-            };
-            let out: Vec<f32> = m
-                .forward(&changed)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for b in 0..2 {
-                for t in 0..=cut {
-                    for c in 0..3 {
-                        let i = (b * 6 + t) * 3 + c;
-                        assert!(
-                            (out[i] - base[i]).abs() < 1e-5,
-                            "position {t} changed when inputs after {cut} changed"
-                        );
-                    }
-                }
-            }
-        }
+        crate::testing::assert_causal(
+            &Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap(),
+        );
     }
 
     #[test]
     fn every_parameter_receives_a_nonzero_gradient() {
-        let m = Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu).unwrap();
-        let x = random_tokens(2, 6, 5, 4);
-        let targets = Tensor::from_vec(
-            (0..12u32).map(|i| i % 3).collect::<Vec<_>>(),
-            (2, 6),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let loss = ops::cross_entropy(&m.forward(&x).unwrap(), &targets).unwrap();
-        let grads = loss.backward().unwrap();
-        for (name, var) in m.params().iter() {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{name} has no gradient"));
-            let max = g
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(max > 0.0, "{name} gradient is zero");
-        }
+        crate::testing::assert_every_parameter_gets_a_gradient(
+            &Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu).unwrap(),
+        );
     }
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let dev = Device::Cpu;
-        let m = Transformer::new(&tiny(), 4, 3, 5, 5, &dev).unwrap();
-        let x = random_tokens(1, 5, 4, 6).to_dtype(DType::F32).unwrap();
-        let targets = Tensor::from_vec(vec![0u32, 2, 1, 1, 0], (1, 5), &dev).unwrap();
-        let loss_of = |m: &Transformer| -> f64 {
-            ops::cross_entropy(&m.forward(&x).unwrap(), &targets)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64
-        };
-        let grads = ops::cross_entropy(&m.forward(&x).unwrap(), &targets)
-            .unwrap()
-            .backward()
-            .unwrap();
-        let mut checked = 0;
-        for (name, var) in m.params().iter() {
-            let g: Vec<f32> = grads
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let orig: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
-            // Probe the two largest-gradient coordinates of each tensor.
-            let mut idx: Vec<usize> = (0..g.len()).collect();
-            idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
-            for &i in idx.iter().take(2) {
-                let h = 1e-2f32;
-                let mut plus = orig.clone();
-                plus[i] += h;
-                var.set(&Tensor::from_vec(plus, var.shape(), &dev).unwrap())
-                    .unwrap();
-                let lp = loss_of(&m);
-                let mut minus = orig.clone();
-                minus[i] -= h;
-                var.set(&Tensor::from_vec(minus, var.shape(), &dev).unwrap())
-                    .unwrap();
-                let lm = loss_of(&m);
-                var.set(&Tensor::from_vec(orig.clone(), var.shape(), &dev).unwrap())
-                    .unwrap();
-                let numeric = (lp - lm) / (2.0 * h as f64);
-                let analytic = g[i] as f64;
-                let tol = 2e-3 + 2e-2 * analytic.abs().max(numeric.abs());
-                assert!(
-                    (numeric - analytic).abs() < tol,
-                    "{name}[{i}]: numeric {numeric} vs analytic {analytic}"
-                );
-                checked += 1;
-            }
-        }
-        assert!(checked > 20);
+        crate::testing::assert_gradient_matches_finite_differences(
+            &Transformer::new(&tiny(), 5, 3, 6, 5, &Device::Cpu).unwrap(),
+        );
     }
 
     #[test]

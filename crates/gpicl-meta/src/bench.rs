@@ -1,0 +1,146 @@
+//! Timing full meta-training steps on a fixed batch.
+
+use crate::adam::{clip_global_norm, Adam};
+use crate::config::TrainConfig;
+use crate::error::Result;
+use gpicl_kernels::rng::Rng;
+use gpicl_kernels::{ops, Tensor};
+use gpicl_models::build_model;
+use gpicl_tasks::NUM_CLASSES;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Medians over the timed steps, in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Model kind.
+    pub model: String,
+    /// Scalar parameters.
+    pub params: usize,
+    /// Sequences × positions per step.
+    pub tokens_per_step: usize,
+    /// Median whole step.
+    pub median_ms: f64,
+    /// Fastest step.
+    pub min_ms: f64,
+    /// Slowest step.
+    pub max_ms: f64,
+    /// Median forward pass (with the loss).
+    pub fwd_ms: f64,
+    /// Median backward pass (with gradient extraction).
+    pub bwd_ms: f64,
+    /// Median clipping and Adam update.
+    pub opt_ms: f64,
+    /// Tokens per second at the median step.
+    pub tokens_per_s: f64,
+    /// Timed steps.
+    pub steps: usize,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Runs `warmup + steps` full training steps (forward, backward, clipping,
+/// Adam) of `cfg`'s model and batch shape on one fixed random batch with
+/// `n_x` features, and reports median timings of the last `steps`.
+pub fn bench_training_step(
+    cfg: &TrainConfig,
+    n_x: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<BenchReport> {
+    cfg.validate()?;
+    let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+    let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
+    let model = build_model(
+        &cfg.model,
+        n_x + NUM_CLASSES,
+        NUM_CLASSES,
+        t,
+        cfg.seed,
+        &device,
+    )?;
+    let mut rng = Rng::new(cfg.seed);
+    let labels: Vec<u32> = (0..b * t)
+        .map(|_| rng.below(NUM_CLASSES as u64) as u32)
+        .collect();
+    let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
+    for (i, _) in labels.iter().enumerate() {
+        data.extend((0..n_x).map(|_| rng.normal() as f32));
+        let previous = (i % t > 0).then(|| labels[i - 1] as usize);
+        data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
+    }
+    let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), &device)?;
+    let targets = Tensor::from_vec(labels, (b, t), &device)?;
+    let mut adam = Adam::new(cfg.optim.clone(), model.params());
+    let (mut total, mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let loss = ops::cross_entropy(&model.forward(&tokens)?, &targets)?;
+        loss.to_scalar::<f32>()?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let mut flat: Vec<Vec<f32>> = model
+            .params()
+            .iter()
+            .map(|(_, v)| match grads.get(v.as_tensor()) {
+                Some(g) => g.flatten_all().and_then(|g| g.to_vec1()),
+                None => Ok(vec![0.0; v.elem_count()]),
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let t2 = Instant::now();
+        clip_global_norm(&mut flat, cfg.optim.clip_norm);
+        adam.update(model.params(), &flat)?;
+        let t3 = Instant::now();
+        if i >= warmup {
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            total.push(ms(t0, t3));
+            fwd.push(ms(t0, t1));
+            bwd.push(ms(t1, t2));
+            opt.push(ms(t2, t3));
+        }
+    }
+    let median_ms = median(total.clone());
+    Ok(BenchReport {
+        model: cfg.model.kind.to_string(),
+        params: model.param_count(),
+        tokens_per_step: b * t,
+        median_ms,
+        min_ms: total.iter().copied().fold(f64::INFINITY, f64::min),
+        max_ms: total.iter().copied().fold(0.0, f64::max),
+        fwd_ms: median(fwd),
+        bwd_ms: median(bwd),
+        opt_ms: median(opt),
+        tokens_per_s: (b * t) as f64 / (median_ms / 1e3),
+        steps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmark_times_every_phase_of_a_step() {
+        let mut cfg = TrainConfig::quickstart();
+        cfg.model.d_model = 8;
+        cfg.model.num_layers = 1;
+        cfg.batch.tasks_per_step = 1;
+        cfg.batch.seqs_per_task = 2;
+        cfg.batch.seq_len = 5;
+        let r = bench_training_step(&cfg, 4, 3, 1).unwrap();
+        assert_eq!((r.steps, r.tokens_per_step), (3, 10));
+        assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms);
+        assert!(r.fwd_ms > 0.0 && r.bwd_ms > 0.0 && r.opt_ms > 0.0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+}

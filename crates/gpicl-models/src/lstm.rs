@@ -1,0 +1,154 @@
+//! The LSTM of `gpicl-method.md` §5: a 2-layer ReLU encoder, one LSTM
+//! layer with forget-gate bias +1, and a linear read-out.
+
+use crate::activations::sigmoid;
+use crate::config::{ModelConfig, ModelKind};
+use crate::error::Result;
+use crate::init::Initializer;
+use crate::linear::Linear;
+use crate::params::ParamStore;
+use crate::SequenceModel;
+use gpicl_kernels::rng::{stream, Rng};
+use gpicl_kernels::{DType, Device, Tensor};
+
+/// `token → Linear(h) → ReLU → Linear(h) → ReLU → LSTM(h) → Linear(classes)`.
+///
+/// The LSTM's one `Linear(4h)` reads `[input, h_prev]`; its input half is
+/// applied to all positions in one matrix product before the recurrence, so
+/// each step only adds `h_prev · W_h`. Gate order `i, g, f, o` (Haiku's).
+pub struct Lstm {
+    params: ParamStore,
+    enc1: Linear,
+    enc2: Linear,
+    cell: Linear,
+    head: Linear,
+    hidden: usize,
+    input_dim: usize,
+}
+
+impl Lstm {
+    /// Builds the LSTM with `cfg.hidden` units.
+    pub fn new(
+        cfg: &ModelConfig,
+        input_dim: usize,
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
+        let mut params = ParamStore::new();
+        let h = cfg.hidden;
+        Ok(Self {
+            enc1: Linear::init(&mut params, &mut init, "encoder.fc1", input_dim, h)?,
+            enc2: Linear::init(&mut params, &mut init, "encoder.fc2", h, h)?,
+            cell: Linear::init(&mut params, &mut init, "lstm.gates", 2 * h, 4 * h)?,
+            head: Linear::init(&mut params, &mut init, "head", h, classes)?,
+            params,
+            hidden: h,
+            input_dim,
+        })
+    }
+}
+
+impl SequenceModel for Lstm {
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        crate::check_input(tokens, self.input_dim, usize::MAX)?;
+        let (b, t, _) = tokens.dims3()?;
+        let h = self.hidden;
+        let u = self
+            .enc2
+            .forward(&self.enc1.forward(tokens)?.relu()?)?
+            .relu()?;
+        let w_in = self.cell.weight.narrow(0, 0, h)?;
+        let w_rec = self.cell.weight.narrow(0, h, h)?;
+        let from_input = u
+            .reshape((b * t, h))?
+            .matmul(&w_in)?
+            .broadcast_add(&self.cell.bias)?
+            .reshape((b, t, 4 * h))?;
+        let mut hidden = Tensor::zeros((b, h), DType::F32, tokens.device())?;
+        let mut cell = hidden.clone();
+        let mut outputs = Vec::with_capacity(t);
+        for step in 0..t {
+            let gates = (from_input.narrow(1, step, 1)?.squeeze(1)? + hidden.matmul(&w_rec)?)?;
+            let i = sigmoid(&gates.narrow(1, 0, h)?)?;
+            let g = gates.narrow(1, h, h)?.tanh()?;
+            let f = sigmoid(&(gates.narrow(1, 2 * h, h)? + 1.0)?)?;
+            let o = sigmoid(&gates.narrow(1, 3 * h, h)?)?;
+            cell = ((f * cell)? + (i * g)?)?;
+            hidden = (o * cell.tanh()?)?;
+            outputs.push(hidden.clone());
+        }
+        self.head.forward(&Tensor::stack(&outputs, 1)?)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// `h` for the hidden state plus `h` for the cell.
+    fn state_size(&self, _seq_len: usize) -> usize {
+        2 * self.hidden
+    }
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Lstm
+    }
+
+    fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn small() -> Lstm {
+        let cfg = ModelConfig {
+            kind: ModelKind::Lstm,
+            hidden: 4,
+            ..ModelConfig::default()
+        };
+        Lstm::new(&cfg, 5, 3, 1, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn parameter_counts_equal_the_papers_reference_values() {
+        for (h, expected) in [(64, 51_082), (256, 646_666)] {
+            let cfg = ModelConfig {
+                kind: ModelKind::Lstm,
+                hidden: h,
+                ..ModelConfig::default()
+            };
+            assert_eq!(
+                Lstm::new(&cfg, 206, 10, 0, &Device::Cpu)
+                    .unwrap()
+                    .param_count(),
+                expected,
+                "h {h}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_size_is_hidden_plus_cell() {
+        assert_eq!(small().state_size(100), 8);
+    }
+
+    #[test]
+    fn predictions_never_depend_on_later_inputs() {
+        testing::assert_causal(&small());
+    }
+
+    #[test]
+    fn every_parameter_receives_a_nonzero_gradient() {
+        testing::assert_every_parameter_gets_a_gradient(&small());
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        testing::assert_gradient_matches_finite_differences(&small());
+    }
+}

@@ -1,0 +1,154 @@
+//! The context-free MLP: it sees `x_t` alone and can only memorise.
+
+use crate::config::{ModelConfig, ModelKind};
+use crate::error::{ModelError, Result};
+use crate::init::Initializer;
+use crate::linear::Linear;
+use crate::params::ParamStore;
+use crate::SequenceModel;
+use gpicl_kernels::rng::{stream, Rng};
+use gpicl_kernels::{Device, Tensor};
+
+/// `x_t → Linear(h) → ReLU → Linear(h) → ReLU → Linear(classes)`, applied
+/// to every position independently (the label part of the token is ignored).
+pub struct Mlp {
+    params: ParamStore,
+    layers: [Linear; 3],
+    n_x: usize,
+    input_dim: usize,
+}
+
+impl Mlp {
+    /// Builds the MLP with `cfg.hidden` units per hidden layer.
+    pub fn new(
+        cfg: &ModelConfig,
+        input_dim: usize,
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let n_x = input_dim
+            .checked_sub(classes)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| ModelError::Config {
+                option: "input_dim",
+                reason: format!(
+                    "{input_dim} inputs cannot hold {classes} label values and any features"
+                ),
+            })?;
+        let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
+        let mut params = ParamStore::new();
+        let h = cfg.hidden;
+        let layers = [
+            Linear::init(&mut params, &mut init, "fc1", n_x, h)?,
+            Linear::init(&mut params, &mut init, "fc2", h, h)?,
+            Linear::init(&mut params, &mut init, "head", h, classes)?,
+        ];
+        Ok(Self {
+            params,
+            layers,
+            n_x,
+            input_dim,
+        })
+    }
+}
+
+impl SequenceModel for Mlp {
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        crate::check_input(tokens, self.input_dim, usize::MAX)?;
+        let x = tokens.narrow(2, 0, self.n_x)?;
+        let h = self.layers[0].forward(&x)?.relu()?;
+        let h = self.layers[1].forward(&h)?.relu()?;
+        self.layers[2].forward(&h)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    fn state_size(&self, _seq_len: usize) -> usize {
+        0
+    }
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Mlp
+    }
+
+    fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use gpicl_kernels::DType;
+
+    fn small() -> Mlp {
+        let cfg = ModelConfig {
+            kind: ModelKind::Mlp,
+            hidden: 4,
+            ..ModelConfig::default()
+        };
+        Mlp::new(&cfg, 6, 3, 1, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn parameter_count_follows_the_layer_sizes() {
+        let cfg = ModelConfig {
+            kind: ModelKind::Mlp,
+            hidden: 64,
+            ..ModelConfig::default()
+        };
+        let m = Mlp::new(&cfg, 206, 10, 0, &Device::Cpu).unwrap();
+        assert_eq!(m.param_count(), 196 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10);
+        assert_eq!(m.state_size(100), 0);
+    }
+
+    #[test]
+    fn predictions_ignore_the_context_entirely() {
+        let m = small();
+        let (x, _) = testing::tokens(1, 4, 6, 1);
+        let out: Vec<Vec<f32>> = m
+            .forward(&x)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let alone: Vec<f32> = m
+            .forward(&x.narrow(1, 2, 1).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        // Position 2 sees the label of position 1, yet its prediction equals
+        // the prediction for x_2 with no context at all.
+        let masked = x.narrow(1, 2, 1).unwrap().narrow(2, 0, 3).unwrap();
+        let no_label = Tensor::cat(
+            &[
+                &masked,
+                &Tensor::zeros((1, 1, 3), DType::F32, &Device::Cpu).unwrap(),
+            ],
+            2,
+        )
+        .unwrap();
+        let bare: Vec<f32> = m
+            .forward(&no_label)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(out[2], alone);
+        assert_eq!(alone, bare);
+    }
+
+    #[test]
+    fn every_parameter_receives_a_nonzero_gradient() {
+        testing::assert_every_parameter_gets_a_gradient(&small());
+        testing::assert_causal(&small());
+    }
+}

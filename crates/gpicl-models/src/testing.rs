@@ -1,0 +1,130 @@
+//! Checks every sequence model must pass, shared by the models' tests.
+
+use crate::SequenceModel;
+use gpicl_kernels::rng::Rng;
+use gpicl_kernels::{ops, Device, Tensor};
+
+const B: usize = 2;
+const T: usize = 6;
+const CLASSES: usize = 3;
+
+/// Random tokens `[b, t, n]` whose last `CLASSES` entries are a one-hot of
+/// the previous target (so online learners see valid labels).
+pub fn tokens(b: usize, t: usize, n: usize, seed: u64) -> (Tensor, Tensor) {
+    let mut rng = Rng::new(seed);
+    let targets: Vec<u32> = (0..b * t)
+        .map(|_| rng.below(CLASSES as u64) as u32)
+        .collect();
+    let mut data = Vec::with_capacity(b * t * n);
+    for s in 0..b {
+        for step in 0..t {
+            data.extend((0..n - CLASSES).map(|_| rng.normal() as f32));
+            for c in 0..CLASSES {
+                let on = step > 0 && targets[s * t + step - 1] as usize == c;
+                data.push(if on { 1.0 } else { 0.0 });
+            }
+        }
+    }
+    (
+        Tensor::from_vec(data, (b, t, n), &Device::Cpu).unwrap(),
+        Tensor::from_vec(targets, (b, t), &Device::Cpu).unwrap(),
+    )
+}
+
+fn flat(x: &Tensor) -> Vec<f32> {
+    x.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn input_width(model: &dyn SequenceModel) -> usize {
+    model.input_dim()
+}
+
+/// Changing inputs after position `t` leaves predictions up to `t` alone.
+pub fn assert_causal(model: &dyn SequenceModel) {
+    let n = input_width(model);
+    let (x, _) = tokens(B, T, n, 2);
+    let base = flat(&model.forward(&x).unwrap());
+    for cut in 0..T - 1 {
+        let (other, _) = tokens(B, T - cut - 1, n, 100 + cut as u64);
+        let changed = Tensor::cat(&[&x.narrow(1, 0, cut + 1).unwrap(), &other], 1).unwrap();
+        let out = flat(&model.forward(&changed).unwrap());
+        for b in 0..B {
+            for t in 0..=cut {
+                for c in 0..CLASSES {
+                    let i = (b * T + t) * CLASSES + c;
+                    assert!(
+                        (out[i] - base[i]).abs() < 1e-5,
+                        "{}: position {t} changed when inputs after {cut} changed",
+                        model.kind()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every parameter's gradient of the loss has a non-zero entry.
+pub fn assert_every_parameter_gets_a_gradient(model: &dyn SequenceModel) {
+    let (x, y) = tokens(B, T, input_width(model), 4);
+    let grads = ops::cross_entropy(&model.forward(&x).unwrap(), &y)
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (name, var) in model.params().iter() {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{}: {name} has no gradient", model.kind()));
+        assert!(
+            flat(g).iter().any(|v| *v != 0.0),
+            "{}: {name} gradient is zero",
+            model.kind()
+        );
+    }
+}
+
+/// Backpropagated gradients agree with central finite differences on the
+/// two largest-gradient coordinates of every parameter.
+pub fn assert_gradient_matches_finite_differences(model: &dyn SequenceModel) {
+    let dev = Device::Cpu;
+    let (x, y) = tokens(1, 5, input_width(model), 6);
+    let loss_of = || -> f64 {
+        ops::cross_entropy(&model.forward(&x).unwrap(), &y)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let grads = ops::cross_entropy(&model.forward(&x).unwrap(), &y)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let mut checked = 0;
+    for (name, var) in model.params().iter() {
+        let g = flat(grads.get(var.as_tensor()).unwrap());
+        let orig = flat(var.as_tensor());
+        let mut idx: Vec<usize> = (0..g.len()).collect();
+        idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+        for &i in idx.iter().take(2) {
+            let h = 1e-2f32;
+            let at = |delta: f32| {
+                let mut v = orig.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, var.shape(), &dev).unwrap())
+                    .unwrap();
+                loss_of()
+            };
+            let (lp, lm) = (at(h), at(-h));
+            var.set(&Tensor::from_vec(orig.clone(), var.shape(), &dev).unwrap())
+                .unwrap();
+            let numeric = (lp - lm) / (2.0 * h as f64);
+            let analytic = g[i] as f64;
+            let tol = 2e-3 + 3e-2 * analytic.abs().max(numeric.abs());
+            assert!(
+                (numeric - analytic).abs() < tol,
+                "{}: {name}[{i}]: numeric {numeric} vs analytic {analytic}",
+                model.kind()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2 * model.params().len().min(4));
+}
