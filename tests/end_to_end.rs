@@ -149,12 +149,26 @@ fn a_larger_step_count_continues_a_finished_run() {
 }
 
 #[test]
+fn a_time_budget_stops_training_early_with_a_checkpoint() {
+    let dir = RunDir::new(scratch("budget"));
+    let mut cfg = tiny(1_000_000);
+    cfg.schedule.max_minutes = 1e-9;
+    let mut trainer = Trainer::open(cfg, dir.clone(), &roots()).unwrap();
+    trainer.run(&mut Silent).unwrap();
+    assert!(
+        trainer.step() < 10,
+        "stopped after {} steps",
+        trainer.step()
+    );
+    let checkpoints = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints());
+    assert_eq!(checkpoints.last().map(|c| c.0), Some(trainer.step()));
+}
+
+#[test]
 fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
     let dir = RunDir::new(scratch("diverge"));
     let mut cfg = tiny(30);
     cfg.optim.lr = 1e30;
-    cfg.optim.eps = 0.0;
-    cfg.optim.eps_root = 0.0;
     let err = Trainer::open(cfg, dir.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -162,6 +176,65 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
     assert!(matches!(err, MetaError::NonFiniteLoss { .. }), "{err}");
     assert!(err.to_string().contains("step"), "{err}");
     assert!(!gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints()).is_empty());
+}
+
+#[test]
+fn a_failing_periodic_evaluation_stops_training_after_a_checkpoint() {
+    let dir = RunDir::new(scratch("bad-periodic"));
+    let mut cfg = tiny(10);
+    cfg.schedule.eval_every = 2;
+    cfg.schedule.checkpoint_every = 100;
+    cfg.eval.periodic_datasets = vec!["no_such_dataset".into()];
+    let err = Trainer::open(cfg, dir.clone(), &roots())
+        .unwrap()
+        .run(&mut PeriodicEval::new(roots()))
+        .unwrap_err();
+    assert!(err.to_string().contains("no_such_dataset"), "{err}");
+    let checkpoints = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints());
+    assert_eq!(checkpoints.last().map(|c| c.0), Some(2));
+}
+
+#[test]
+fn resuming_on_another_copy_of_the_dataset_is_refused() {
+    let dir = RunDir::new(scratch("other-copy"));
+    Trainer::open(tiny(2), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    // A copy of MNIST with fewer training examples.
+    let other = scratch("other-copy-data");
+    let mnist = other.join("mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    let src = embedded_data_dir().join("mnist");
+    let mut images = gpicl::tasks::idx::read_idx(&src.join("train-images-idx3-ubyte.gz")).unwrap();
+    let mut labels = gpicl::tasks::idx::read_idx(&src.join("train-labels-idx1-ubyte.gz")).unwrap();
+    images.dims[0] = 100;
+    images.data.truncate(100 * 28 * 28);
+    labels.dims[0] = 100;
+    labels.data.truncate(100);
+    gpicl::tasks::idx::write_idx(&mnist.join("train-images-idx3-ubyte"), &images).unwrap();
+    gpicl::tasks::idx::write_idx(&mnist.join("train-labels-idx1-ubyte"), &labels).unwrap();
+    let err = Trainer::open(tiny(4), dir, &DataRoots::only(vec![other]))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("10000") && err.contains("100") && err.contains("--data-dir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_run_that_failed_to_start_can_be_retried_with_another_config() {
+    let dir = RunDir::new(scratch("retry"));
+    let mut bad = tiny(1);
+    bad.data.dataset = "fashion_mnist".into(); // the embedded copy has no train split
+    assert!(Trainer::open(bad, dir.clone(), &roots()).is_err());
+    assert!(!dir.exists());
+    Trainer::open(tiny(1), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
 }
 
 #[test]
@@ -315,6 +388,15 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         let mut resumed = Trainer::open(cfg, dir.clone(), &roots()).unwrap();
         assert_eq!(resumed.step(), 2, "{kind}");
         resumed.run(&mut Silent).unwrap();
+        let log = gpicl::meta::MetricsLog::open(&dir.metrics())
+            .read()
+            .unwrap();
+        let first = &log[0];
+        assert_eq!(
+            (first["kind"].as_str(), first["model"].as_str()),
+            (Some("model"), Some(kind.to_string().as_str()))
+        );
+        assert!(first["params"].as_u64().unwrap() > 0 && first["state_size"].as_u64().is_some());
         let report = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None).unwrap();
         let unseen = &report.datasets["mnist"]["unseen"];
         assert_eq!(unseen.acc_curve.len(), 20, "{kind}");

@@ -55,7 +55,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let saved = TrainConfig::load(&dir.config())?;
-    let protocol = config_overrides::apply(&saved, &args.set)?.eval;
+    let overridden: TrainConfig = config_overrides::apply(&saved, &args.set)?;
+    overridden.validate()?;
+    let protocol = overridden.eval;
     let roots = DataRoots::new(args.data_dir.as_deref());
     let report = evaluate_run(&dir, &roots, args.datasets, Some(&protocol))?;
     if args.json {
@@ -76,6 +78,7 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
         bail!("--baseline and --run exclude each other");
     }
     let mut cfg: TrainConfig = config_overrides::apply(&TrainConfig::paper(), &args.set)?;
+    cfg.validate()?;
     cfg.model.kind = gpicl::models::ModelKind::Sgd;
     let roots = DataRoots::new(args.data_dir.as_deref());
     let report = evaluate_sgd_baseline(&cfg, &roots, args.datasets.clone(), &GROUPS)?;

@@ -135,6 +135,7 @@ impl Evaluator<'_> {
                     seed: rng.next_u64(),
                     epoch: 0,
                     cursor: 0,
+                    examples: set.len(),
                 },
             )),
             ExampleSource::Random { .. } => None,

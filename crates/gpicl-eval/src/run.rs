@@ -28,7 +28,8 @@ pub fn load_test_sources(
 }
 
 /// The datasets `eval-ood` uses by default: every dataset with a test split
-/// that can be found (with at most 10 classes), plus `random`.
+/// that can be found, plus `random`. (A found dataset with more than 10
+/// classes is refused when loaded, with its path.)
 pub fn default_datasets(roots: &DataRoots) -> Vec<String> {
     let mut names = roots.available();
     names.push(RANDOM_DATASET.to_string());
@@ -79,7 +80,7 @@ pub fn evaluate_run(
     let cfg = &run.config;
     let eval_cfg = protocol.unwrap_or(&cfg.eval);
     let names = datasets
-        .or_else(|| (!cfg.eval.datasets.is_empty()).then(|| cfg.eval.datasets.clone()))
+        .or_else(|| (!eval_cfg.datasets.is_empty()).then(|| eval_cfg.datasets.clone()))
         .unwrap_or_else(|| default_datasets(roots));
     let n_x = run.n_x;
     let sources = load_test_sources(&names, roots, &cfg.data, n_x)?;
@@ -162,12 +163,9 @@ impl PeriodicEval {
 
 impl Observer for PeriodicEval {
     fn on_eval(&mut self, trainer: &Trainer) -> gpicl_meta::Result<()> {
-        let report = self
-            .evaluate(trainer)
-            .map_err(|e| gpicl_meta::MetaError::Corrupt {
-                path: trainer.dir().root().to_path_buf(),
-                reason: format!("periodic evaluation failed: {e}"),
-            })?;
+        let report = self.evaluate(trainer).map_err(|e| {
+            gpicl_meta::MetaError::Observer(format!("periodic evaluation failed: {e}"))
+        })?;
         self.last = Some(report);
         Ok(())
     }
@@ -184,7 +182,9 @@ pub fn evaluate_sgd_baseline(
 ) -> Result<EvalReport> {
     cfg.validate()?;
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
-    let names = datasets.unwrap_or_else(|| default_datasets(roots));
+    let names = datasets
+        .or_else(|| (!cfg.eval.datasets.is_empty()).then(|| cfg.eval.datasets.clone()))
+        .unwrap_or_else(|| default_datasets(roots));
     let n_x = match names.iter().find(|n| n.as_str() != RANDOM_DATASET) {
         Some(name) => ImageSet::load(roots, name, Split::Test, &cfg.data)?.n_x,
         None => gpicl_tasks::dataset::feature_count(&cfg.data, (28, 28)),

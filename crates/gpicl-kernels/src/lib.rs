@@ -26,6 +26,7 @@
 
 pub mod device;
 pub mod error;
+pub mod lstm;
 pub mod ops;
 pub mod rng;
 

@@ -59,6 +59,10 @@ pub struct ScheduleConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk (oldest deleted first). Default 2.
     pub keep_checkpoints: usize,
+    /// Wall-clock budget of one `train` invocation in minutes: training
+    /// stops (and checkpoints) at the first step boundary past it; 0 means
+    /// no limit. Runs compared at equal compute use this. Default 0.
+    pub max_minutes: f64,
 }
 
 impl Default for ScheduleConfig {
@@ -68,6 +72,7 @@ impl Default for ScheduleConfig {
             eval_every: 100,
             checkpoint_every: 500,
             keep_checkpoints: 2,
+            max_minutes: 0.0,
         }
     }
 }
@@ -209,6 +214,9 @@ impl TrainConfig {
                 ));
             }
         }
+        if o.eps + o.eps_root == 0.0 {
+            return Err(MetaError::config("optim.eps", "optim.eps and optim.eps_root cannot both be 0: a zero gradient would divide 0 by 0"));
+        }
         if o.lr == 0.0 {
             return Err(MetaError::config("optim.lr", "must be positive"));
         }
@@ -256,6 +264,15 @@ impl TrainConfig {
             return Err(MetaError::config(
                 "schedule.checkpoint_every",
                 "must be at least 1",
+            ));
+        }
+        if !(self.schedule.max_minutes >= 0.0 && self.schedule.max_minutes.is_finite()) {
+            return Err(MetaError::config(
+                "schedule.max_minutes",
+                format!(
+                    "must be non-negative (0 = no limit), got {}",
+                    self.schedule.max_minutes
+                ),
             ));
         }
         if self.schedule.keep_checkpoints == 0 {
@@ -321,6 +338,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("tasks.permute_labels_prob"));
+        let mut c = TrainConfig::default();
+        c.optim.eps = 0.0;
+        c.optim.eps_root = 0.0;
+        assert!(c.validate().unwrap_err().to_string().contains("optim.eps"));
         let mut c = TrainConfig::default();
         c.optim.beta2 = 1.0;
         assert!(c

@@ -30,6 +30,10 @@ pub enum MetaError {
     /// A checkpoint or config file is unreadable or does not fit this run.
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A hook (such as the periodic evaluation) failed; the run was
+    /// checkpointed first.
+    #[error("during training: {0}")]
+    Observer(String),
     /// Training diverged; the last checkpoint is still intact.
     #[error("loss is {loss} at step {step}: training diverged (try a lower optim.lr, optim.clip_norm, or a smaller optim.eps); the run can resume from its last checkpoint")]
     NonFiniteLoss { step: u64, loss: f32 },

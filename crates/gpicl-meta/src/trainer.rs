@@ -27,6 +27,17 @@ pub trait Observer {
     }
 }
 
+/// The first line of a run's `metrics.jsonl`: what was trained.
+#[derive(serde::Serialize)]
+struct ModelLine {
+    kind: &'static str,
+    step: u64,
+    model: String,
+    params: usize,
+    state_size: usize,
+    n_x: usize,
+}
+
 /// No hooks.
 pub struct Silent;
 impl Observer for Silent {}
@@ -53,8 +64,6 @@ impl Trainer {
         cfg.validate()?;
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
         std::fs::create_dir_all(dir.root()).map_err(MetaError::io(dir.root()))?;
-        let text = toml::to_string(&cfg).map_err(|e| MetaError::config("config", e.to_string()))?;
-        std::fs::write(dir.config(), text).map_err(MetaError::io(&dir.config()))?;
 
         let source = if cfg.data.dataset == RANDOM_DATASET {
             ExampleSource::Random {
@@ -98,11 +107,19 @@ impl Trainer {
                     builder,
                     source,
                     ckpt.meta.sampler,
-                );
+                )?;
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
                 metrics.truncate_after(0)?;
+                metrics.append(&ModelLine {
+                    kind: "model",
+                    step: 0,
+                    model: cfg.model.kind.to_string(),
+                    params: model.param_count(),
+                    state_size: model.state_size(cfg.batch.seq_len),
+                    n_x,
+                })?;
                 (
                     TrainSampler::new(
                         cfg.tasks.clone(),
@@ -116,6 +133,10 @@ impl Trainer {
                 )
             }
         };
+        // Written last, so a run that failed to start leaves no config
+        // behind to block a corrected retry.
+        let text = toml::to_string(&cfg).map_err(|e| MetaError::config("config", e.to_string()))?;
+        std::fs::write(dir.config(), text).map_err(MetaError::io(&dir.config()))?;
         Ok(Self {
             cfg,
             dir,
@@ -171,8 +192,18 @@ impl Trainer {
     }
 
     /// One meta-training step: forward, backward (with accumulation),
-    /// clipping and an Adam update.
+    /// clipping and an Adam update. A failed step leaves the run as it was
+    /// (weights, optimiser and training distribution).
     pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let before = self.sampler.state();
+        let result = self.try_train_step();
+        if result.is_err() {
+            self.sampler.restore(before);
+        }
+        result
+    }
+
+    fn try_train_step(&mut self) -> Result<StepMetrics> {
         let started = Instant::now();
         let batch = self.sampler.next_batch()?;
         let chunks = self.cfg.optim.accumulation_steps;
@@ -248,18 +279,21 @@ impl Trainer {
         )
     }
 
-    /// Trains until `schedule.steps`, logging every step, evaluating and
-    /// checkpointing on schedule, and checkpointing at the end (also when
-    /// a step fails, so no finished work is lost).
+    /// Trains until `schedule.steps` (or `schedule.max_minutes`), logging
+    /// every step, evaluating and checkpointing on schedule, and
+    /// checkpointing at the end (also when a step fails, so no finished
+    /// work is lost).
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<()> {
         let s = self.cfg.schedule.clone();
-        while self.step < s.steps {
+        let started = Instant::now();
+        let out_of_time = |started: Instant| {
+            s.max_minutes > 0.0 && started.elapsed().as_secs_f64() >= s.max_minutes * 60.0
+        };
+        while self.step < s.steps && !out_of_time(started) {
             let m = match self.train_step() {
                 Ok(m) => m,
                 Err(e) => {
-                    if self.step > 0 {
-                        self.checkpoint()?;
-                    }
+                    self.checkpoint_if_new()?;
                     return Err(e);
                 }
             };
@@ -269,9 +303,18 @@ impl Trainer {
                 self.checkpoint()?;
             }
             if s.eval_every > 0 && self.step.is_multiple_of(s.eval_every) && self.step < s.steps {
-                observer.on_eval(self)?;
+                if let Err(e) = observer.on_eval(self) {
+                    self.checkpoint_if_new()?;
+                    return Err(e);
+                }
             }
         }
+        self.checkpoint_if_new()?;
+        Ok(())
+    }
+
+    /// Checkpoints unless the newest checkpoint already holds this step.
+    fn checkpoint_if_new(&self) -> Result<()> {
         if list_checkpoints(&self.dir.checkpoints())
             .last()
             .map(|c| c.0)

@@ -2,10 +2,11 @@
 
 use candle_core::{Result, Tensor};
 
-/// `σ(x) = (tanh(x/2) + 1) / 2`: stable for large |x| and differentiable
-/// with candle's primitives.
+/// `σ(x)`: candle-nn's fused sigmoid, which (unlike its softmax and layer
+/// norm) records a backward pass; one op instead of three per call matters
+/// in the recurrent models' per-step graphs.
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    x.affine(0.5, 0.0)?.tanh()?.affine(0.5, 0.5)
+    candle_nn::ops::sigmoid(x)
 }
 
 /// `softplus(x) = ln(1 + eˣ)`, computed as `max(x, 0) + ln(1 + e^{−|x|})`.

@@ -84,6 +84,20 @@ pub fn build_model(
     })
 }
 
+/// Features per example in tokens of width `input_dim` (the rest is the
+/// one-hot previous label).
+pub(crate) fn features_in(input_dim: usize, classes: usize) -> Result<usize> {
+    input_dim
+        .checked_sub(classes)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ModelError::Config {
+            option: "input_dim",
+            reason: format!(
+                "{input_dim} inputs cannot hold {classes} label values and any features"
+            ),
+        })
+}
+
 /// Checks that `tokens` is `[batch, 1..=max_len, input_dim]`.
 pub(crate) fn check_input(tokens: &Tensor, input_dim: usize, max_len: usize) -> Result<()> {
     let dims = tokens.dims();

@@ -1,15 +1,15 @@
 //! The LSTM of `gpicl-method.md` §5: a 2-layer ReLU encoder, one LSTM
 //! layer with forget-gate bias +1, and a linear read-out.
 
-use crate::activations::sigmoid;
 use crate::config::{ModelConfig, ModelKind};
 use crate::error::Result;
 use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::SequenceModel;
+use gpicl_kernels::lstm::{lstm_recurrence, lstm_recurrence_composed};
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{DType, Device, Tensor};
+use gpicl_kernels::{Device, Tensor};
 
 /// `token → Linear(h) → ReLU → Linear(h) → ReLU → LSTM(h) → Linear(classes)`.
 ///
@@ -66,20 +66,12 @@ impl SequenceModel for Lstm {
             .matmul(&w_in)?
             .broadcast_add(&self.cell.bias)?
             .reshape((b, t, 4 * h))?;
-        let mut hidden = Tensor::zeros((b, h), DType::F32, tokens.device())?;
-        let mut cell = hidden.clone();
-        let mut outputs = Vec::with_capacity(t);
-        for step in 0..t {
-            let gates = (from_input.narrow(1, step, 1)?.squeeze(1)? + hidden.matmul(&w_rec)?)?;
-            let i = sigmoid(&gates.narrow(1, 0, h)?)?;
-            let g = gates.narrow(1, h, h)?.tanh()?;
-            let f = sigmoid(&(gates.narrow(1, 2 * h, h)? + 1.0)?)?;
-            let o = sigmoid(&gates.narrow(1, 3 * h, h)?)?;
-            cell = ((f * cell)? + (i * g)?)?;
-            hidden = (o * cell.tanh()?)?;
-            outputs.push(hidden.clone());
-        }
-        self.head.forward(&Tensor::stack(&outputs, 1)?)
+        let hidden = if tokens.device().is_cpu() {
+            lstm_recurrence(&from_input, &w_rec)?
+        } else {
+            lstm_recurrence_composed(&from_input, &w_rec)?
+        };
+        self.head.forward(&hidden)
     }
 
     fn params(&self) -> &ParamStore {

@@ -1,7 +1,7 @@
 //! The context-free MLP: it sees `x_t` alone and can only memorise.
 
 use crate::config::{ModelConfig, ModelKind};
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
@@ -27,15 +27,7 @@ impl Mlp {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let n_x = input_dim
-            .checked_sub(classes)
-            .filter(|&n| n > 0)
-            .ok_or_else(|| ModelError::Config {
-                option: "input_dim",
-                reason: format!(
-                    "{input_dim} inputs cannot hold {classes} label values and any features"
-                ),
-            })?;
+        let n_x = crate::features_in(input_dim, classes)?;
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
         let h = cfg.hidden;

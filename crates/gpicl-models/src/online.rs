@@ -4,7 +4,7 @@
 //! SGD baseline (`gpicl-eval`).
 
 use crate::config::{ModelConfig, ModelKind};
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::init::Initializer;
 use crate::params::ParamStore;
 use crate::SequenceModel;
@@ -150,15 +150,7 @@ impl Maml {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let n_x = input_dim
-            .checked_sub(classes)
-            .filter(|&n| n > 0)
-            .ok_or_else(|| ModelError::Config {
-                option: "input_dim",
-                reason: format!(
-                    "{input_dim} inputs cannot hold {classes} label values and any features"
-                ),
-            })?;
+        let n_x = crate::features_in(input_dim, classes)?;
         let spec = LearnerSpec::from_config(cfg);
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();

@@ -91,17 +91,6 @@ impl SequenceModel for OuterLstm {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
         let (b, t, _) = tokens.dims3()?;
         let width = self.heads * self.size;
-        let u = self
-            .enc2
-            .forward(&self.enc1.forward(tokens)?.relu()?)?
-            .relu()?;
-        let w_in = self.gates.weight.narrow(0, 0, width)?;
-        let w_rec = self.gates.weight.narrow(0, width, width)?;
-        let from_input = u
-            .reshape((b * t, width))?
-            .matmul(&w_in)?
-            .broadcast_add(&self.gates.bias)?
-            .reshape((b, t, 8 * width))?;
         let s = softplus(&self.kappa)?;
         let mut state = OuterState {
             cell: Tensor::zeros(
@@ -113,7 +102,10 @@ impl SequenceModel for OuterLstm {
         };
         let mut outputs = Vec::with_capacity(t);
         for step in 0..t {
-            let g = (from_input.narrow(1, step, 1)?.squeeze(1)? + state.hidden.matmul(&w_rec)?)?;
+            // Per-step slices of the untracked tokens keep backward linear in T.
+            let x = tokens.narrow(1, step, 1)?.squeeze(1)?;
+            let u = self.enc2.forward(&self.enc1.forward(&x)?.relu()?)?.relu()?;
+            let g = self.gates.forward(&Tensor::cat(&[&u, &state.hidden], 1)?)?;
             state = self.step(&g, &s, &state)?;
             outputs.push(state.hidden.clone());
         }

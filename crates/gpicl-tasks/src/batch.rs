@@ -49,6 +49,9 @@ pub struct StreamState {
     pub epoch: u64,
     /// Next position within the epoch's order.
     pub cursor: usize,
+    /// Examples in the dataset the stream runs over; a resumed stream must
+    /// see the same dataset.
+    pub examples: usize,
 }
 
 /// A reshuffling stream of example indices.
@@ -78,7 +81,7 @@ impl ExampleStream {
     pub fn take(&mut self, n: usize) -> Vec<usize> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            if self.state.cursor == self.len {
+            if self.state.cursor >= self.len {
                 self.state.epoch += 1;
                 self.state.cursor = 0;
                 self.order = self.shuffled(self.state.epoch);
@@ -311,6 +314,7 @@ mod tests {
                 seed: 1,
                 epoch: 0,
                 cursor: 0,
+                examples: 0,
             },
         );
         let tasks = vec![TaskRef::IDENTITY; 3];
@@ -359,6 +363,7 @@ mod tests {
                 seed: 1,
                 epoch: 0,
                 cursor: 0,
+                examples: 0,
             },
         );
         let tasks = vec![
@@ -396,6 +401,7 @@ mod tests {
                 seed: 2,
                 epoch: 0,
                 cursor: 0,
+                examples: 0,
             },
         );
         let tasks = vec![TaskRef::task(3, false)];
@@ -465,6 +471,7 @@ mod tests {
                 seed: 3,
                 epoch: 0,
                 cursor: 0,
+                examples: 0,
             },
         );
         let mut first = s.take(7);

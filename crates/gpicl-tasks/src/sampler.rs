@@ -2,7 +2,7 @@
 
 use crate::batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
 use crate::config::{BatchConfig, TaskConfig};
-use crate::error::Result;
+use crate::error::{Result, TaskError};
 use crate::task::TaskRef;
 use gpicl_kernels::rng::{stream, Rng};
 use serde::{Deserialize, Serialize};
@@ -36,36 +36,67 @@ impl TrainSampler {
         source: ExampleSource,
         seed: u64,
     ) -> Self {
+        let examples = match &source {
+            ExampleSource::Images(set) => set.len(),
+            ExampleSource::Random { .. } => 0,
+        };
+        let stream = StreamState {
+            seed: Rng::from_stream(seed, &[stream::TRAIN_DATA, 1]).next_u64(),
+            epoch: 0,
+            cursor: 0,
+            examples,
+        };
         let state = SamplerState {
             rng: Rng::from_stream(seed, &[stream::TRAIN_DATA]).state(),
-            stream: StreamState {
-                seed: Rng::from_stream(seed, &[stream::TRAIN_DATA, 1]).next_u64(),
-                epoch: 0,
-                cursor: 0,
-            },
+            stream,
         };
         Self::resume(tasks, batch, builder, source, state)
+            .expect("a fresh state fits its own dataset")
     }
 
-    /// A sampler continuing from a saved state.
+    /// A sampler continuing from a saved state. The dataset must be the one
+    /// the state was saved with (same number of examples), or the resumed
+    /// run would silently read other data.
     pub fn resume(
         tasks: TaskConfig,
         batch: BatchConfig,
         builder: BatchBuilder,
         source: ExampleSource,
         state: SamplerState,
-    ) -> Self {
+    ) -> Result<Self> {
         let stream = match &source {
-            ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), state.stream)),
+            ExampleSource::Images(set) => {
+                if state.stream.examples != set.len() {
+                    return Err(TaskError::Corrupt {
+                        path: set.source.clone(),
+                        reason: format!(
+                            "the run was trained on a copy of `{}` with {} examples, this one has {}: resume with the same --data-dir",
+                            set.name,
+                            state.stream.examples,
+                            set.len()
+                        ),
+                    });
+                }
+                Some(ExampleStream::new(set.len(), state.stream))
+            }
             ExampleSource::Random { .. } => None,
         };
-        Self {
+        Ok(Self {
             tasks,
             batch,
             builder,
             source,
             rng: Rng::from_state(state.rng),
             stream,
+        })
+    }
+
+    /// Puts the distribution back to a saved position (after a failed step).
+    pub fn restore(&mut self, state: SamplerState) {
+        self.rng = Rng::from_state(state.rng);
+        if let Some(stream) = self.stream.as_mut() {
+            let len = stream.state().examples;
+            *stream = ExampleStream::new(len, state.stream);
         }
     }
 
@@ -81,6 +112,7 @@ impl TrainSampler {
                     seed: 0,
                     epoch: 0,
                     cursor: 0,
+                    examples: 0,
                 }),
         }
     }
@@ -244,7 +276,8 @@ mod tests {
             builder,
             ExampleSource::Random { n_x: 2 },
             state,
-        );
+        )
+        .unwrap();
         let next_b = b.next_batch().unwrap();
         let (ta, tb): (Vec<f32>, Vec<f32>) = (
             next_a.tokens.flatten_all().unwrap().to_vec1().unwrap(),
