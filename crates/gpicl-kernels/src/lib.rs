@@ -28,6 +28,7 @@ pub mod device;
 pub mod error;
 pub mod lstm;
 pub mod ops;
+pub mod outer_lstm;
 pub mod rng;
 
 pub use candle_core::{DType, Device, Tensor, Var, D};

@@ -8,6 +8,7 @@ use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::SequenceModel;
+use gpicl_kernels::outer_lstm::outer_lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{DType, Device, Tensor};
 
@@ -61,6 +62,31 @@ impl OuterLstm {
         })
     }
 
+    /// The recurrence from candle ops, step by step: the path for devices
+    /// without the fused kernel, and the reference it is tested against.
+    pub(crate) fn forward_composed(&self, tokens: &Tensor, s: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = tokens.dims3()?;
+        let width = self.heads * self.size;
+        let mut state = OuterState {
+            cell: Tensor::zeros(
+                (b, self.heads, self.size, self.size),
+                DType::F32,
+                tokens.device(),
+            )?,
+            hidden: Tensor::zeros((b, width), DType::F32, tokens.device())?,
+        };
+        let mut outputs = Vec::with_capacity(t);
+        for step in 0..t {
+            // Per-step slices of the untracked tokens keep backward linear in T.
+            let x = tokens.narrow(1, step, 1)?.squeeze(1)?;
+            let u = self.enc2.forward(&self.enc1.forward(&x)?.relu()?)?.relu()?;
+            let g = self.gates.forward(&Tensor::cat(&[&u, &state.hidden], 1)?)?;
+            state = self.step(&g, s, &state)?;
+            outputs.push(state.hidden.clone());
+        }
+        self.head.forward(&Tensor::stack(&outputs, 1)?)
+    }
+
     /// Advances the state by one step given the gate pre-activations `g`
     /// (`[b, 8·H·n]`) and the gate scale `s` (`[1]`).
     pub(crate) fn step(&self, g: &Tensor, s: &Tensor, state: &OuterState) -> Result<OuterState> {
@@ -89,27 +115,25 @@ impl OuterLstm {
 impl SequenceModel for OuterLstm {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
+        let s = softplus(&self.kappa)?;
+        if !tokens.device().is_cpu() {
+            return self.forward_composed(tokens, &s);
+        }
         let (b, t, _) = tokens.dims3()?;
         let width = self.heads * self.size;
-        let s = softplus(&self.kappa)?;
-        let mut state = OuterState {
-            cell: Tensor::zeros(
-                (b, self.heads, self.size, self.size),
-                DType::F32,
-                tokens.device(),
-            )?,
-            hidden: Tensor::zeros((b, width), DType::F32, tokens.device())?,
-        };
-        let mut outputs = Vec::with_capacity(t);
-        for step in 0..t {
-            // Per-step slices of the untracked tokens keep backward linear in T.
-            let x = tokens.narrow(1, step, 1)?.squeeze(1)?;
-            let u = self.enc2.forward(&self.enc1.forward(&x)?.relu()?)?.relu()?;
-            let g = self.gates.forward(&Tensor::cat(&[&u, &state.hidden], 1)?)?;
-            state = self.step(&g, &s, &state)?;
-            outputs.push(state.hidden.clone());
-        }
-        self.head.forward(&Tensor::stack(&outputs, 1)?)
+        let u = self
+            .enc2
+            .forward(&self.enc1.forward(tokens)?.relu()?)?
+            .relu()?;
+        let w_in = self.gates.weight.narrow(0, 0, width)?;
+        let w_rec = self.gates.weight.narrow(0, width, width)?;
+        let from_input = u
+            .reshape((b * t, width))?
+            .matmul(&w_in)?
+            .broadcast_add(&self.gates.bias)?
+            .reshape((b, t, 8 * width))?;
+        let hidden = outer_lstm_recurrence(&from_input, &w_rec, &s, self.heads)?;
+        self.head.forward(&hidden)
     }
 
     fn params(&self) -> &ParamStore {
@@ -227,6 +251,47 @@ mod tests {
     #[test]
     fn predictions_never_depend_on_later_inputs() {
         testing::assert_causal(&small(2));
+    }
+
+    #[test]
+    fn the_fused_model_equals_the_composed_one_with_gradients() {
+        let m = small(2);
+        let (x, y) = testing::tokens(3, 6, 5, 8);
+        let s = softplus(&m.kappa).unwrap();
+        let fused = m.forward(&x).unwrap();
+        let composed = m.forward_composed(&x, &s).unwrap();
+        let diff = (&fused - &composed)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let gf = gpicl_kernels::ops::cross_entropy(&fused, &y)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = gpicl_kernels::ops::cross_entropy(&composed, &y)
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, var) in m.params().iter() {
+            let (a, b) = (
+                gf.get(var.as_tensor()).unwrap(),
+                gc.get(var.as_tensor()).unwrap(),
+            );
+            let diff = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "{name} gradient differs by {diff}");
+        }
     }
 
     #[test]

@@ -448,6 +448,36 @@ mod tests {
     }
 
     #[test]
+    fn images_without_pixels_are_refused() {
+        let dir = tmp("empty-pixels");
+        write_dataset(
+            &dir,
+            "flat",
+            IdxArray {
+                dims: vec![2, 0, 4],
+                data: vec![],
+            },
+            IdxArray {
+                dims: vec![2],
+                data: vec![0, 1],
+            },
+        );
+        let err = ImageSet::load(
+            &DataRoots::only(vec![dir.clone()]),
+            "flat",
+            Split::Test,
+            &DataConfig {
+                image_size: 0,
+                ..DataConfig::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("t10k-images") && err.contains("0×4"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
     fn a_missing_dataset_says_where_it_looked() {
         let err = DataRoots::only(vec![PathBuf::from("/nowhere")])
             .locate("kmnist", Split::Train)
