@@ -43,6 +43,7 @@ pub fn accuracy_curves(
     chart
         .configure_mesh()
         .x_desc("examples seen (position in sequence)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("accuracy")
         .draw()
         .map_err(|e| fail(&e))?;

@@ -24,6 +24,7 @@
 //! assert!((row[0] - 1.0).abs() < 1e-6);
 //! ```
 
+mod cpu;
 pub mod device;
 pub mod error;
 pub mod lstm;

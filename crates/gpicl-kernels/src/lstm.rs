@@ -6,6 +6,7 @@
 //! [`lstm_recurrence`] runs all `T` steps in one op and its backward in
 //! one pass, with the recurrent products on `gemm`.
 
+use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, sigmoid};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// Values stored per position: `h, c, i, g, f, o` (activated gates), so
@@ -28,70 +29,6 @@ pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
 
 struct LstmRecurrence;
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]`, row-major, where `op`
-/// transposes a `[k×m]` / `[n×k]` operand when asked.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_t: bool,
-    rhs: &[f32],
-    rhs_t: bool,
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    let (lhs_rs, lhs_cs) = if lhs_t {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rhs_rs, rhs_cs) = if rhs_t {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // SAFETY: the asserts above keep every index of the strided views in bounds.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs,
-            lhs_rs,
-            rhs.as_ptr(),
-            rhs_cs,
-            rhs_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(threads),
-        );
-    }
-}
-
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-        (CpuStorage::F32(_), None) => candle_core::bail!("lstm-recurrence needs contiguous inputs"),
-        _ => candle_core::bail!("lstm-recurrence supports f32 only"),
-    }
-}
-
 impl CustomOp2 for LstmRecurrence {
     fn name(&self) -> &'static str {
         "lstm-recurrence"
@@ -109,7 +46,10 @@ impl CustomOp2 for LstmRecurrence {
         if g4 != 4 * h || w4 != 4 * h {
             candle_core::bail!("lstm-recurrence: input [.., .., {g4}] and weight [{h}, {w4}] do not fit (expected 4h = {})", 4 * h);
         }
-        let (x, w) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
+        let (x, w) = (
+            f32_slice("lstm-recurrence", s1, l1)?,
+            f32_slice("lstm-recurrence", s2, l2)?,
+        );
         let mut out = vec![0f32; b * t * SAVED * h];
         let (mut h_prev, mut c_prev) = (vec![0f32; b * h], vec![0f32; b * h]);
         let mut gates = vec![0f32; b * 4 * h];
@@ -199,27 +139,7 @@ impl CustomOp2 for LstmRecurrence {
             // dh_{t−1} = d_gates · Wᵀ
             matmul(&mut dh_next, &d_gates, false, &w, true, b, 4 * h, h, false);
         }
-        // dW = Σ_t h_{t−1}ᵀ d_gates_t, as one product over all positions.
-        let mut h_prev = vec![0f32; b * t * h];
-        for bi in 0..b {
-            for step in 1..t {
-                let src = (bi * t + step - 1) * SAVED * h;
-                h_prev[(bi * t + step) * h..(bi * t + step + 1) * h]
-                    .copy_from_slice(&saved[src..src + h]);
-            }
-        }
-        let mut d_w = vec![0f32; h * 4 * h];
-        matmul(
-            &mut d_w,
-            &h_prev,
-            true,
-            &d_input,
-            false,
-            h,
-            b * t,
-            4 * h,
-            false,
-        );
+        let d_w = recurrent_weight_grad(&saved, SAVED * h, h, &d_input, 4 * h, b, t);
         let device = input.device();
         Ok((
             Some(Tensor::from_vec(d_input, (b, t, 4 * h), device)?),
@@ -253,6 +173,7 @@ pub fn lstm_recurrence_composed(input: &Tensor, w_rec: &Tensor) -> Result<Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::matmul;
     use crate::rng::Rng;
     use candle_core::{Device, Var};
 

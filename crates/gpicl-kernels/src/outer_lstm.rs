@@ -7,13 +7,9 @@
 //! Composed from candle ops every step is ~40 ops over `b·n·H²` floats;
 //! here it is one op forward and one pass backward.
 
-use crate::lstm::matmul;
+use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, sigmoid};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 /// Runs the recurrence from zero state. `input`: `[b, t, 8·n·H]` (input
 /// projection plus bias), `w_rec`: `[n·H, 8·n·H]`, `scale`: `[1]` (the
@@ -43,16 +39,6 @@ struct OuterLstmRecurrence {
 /// Saved per position: `h` (nH), `read` (nH), `g` (8nH), `C` (nH²).
 fn saved_width(n: usize, h: usize) -> usize {
     10 * n * h + n * h * h
-}
-
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-        (CpuStorage::F32(_), None) => {
-            candle_core::bail!("outer-lstm-recurrence needs contiguous inputs")
-        }
-        _ => candle_core::bail!("outer-lstm-recurrence supports f32 only"),
-    }
 }
 
 /// One position of one sequence: the cell update and read-out of every head.
@@ -211,9 +197,9 @@ impl CustomOp3 for OuterLstmRecurrence {
             candle_core::bail!("outer-lstm-recurrence: input [.., .., {g8}], weight [{w_rows}, {w_cols}] do not fit {n} heads of size {hs}");
         }
         let (x, w, s) = (
-            f32_slice(s1, l1)?,
-            f32_slice(s2, l2)?,
-            f32_slice(s3, l3)?[0],
+            f32_slice("outer-lstm-recurrence", s1, l1)?,
+            f32_slice("outer-lstm-recurrence", s2, l2)?,
+            f32_slice("outer-lstm-recurrence", s3, l3)?[0],
         );
         let sw = saved_width(n, hs);
         let mut out = vec![0f32; b * t * sw];
@@ -294,26 +280,7 @@ impl CustomOp3 for OuterLstmRecurrence {
                 false,
             );
         }
-        let mut h_prev = vec![0f32; b * t * width];
-        for bi in 0..b {
-            for step in 1..t {
-                let src = (bi * t + step - 1) * sw;
-                h_prev[(bi * t + step) * width..(bi * t + step + 1) * width]
-                    .copy_from_slice(&saved[src..src + width]);
-            }
-        }
-        let mut d_w = vec![0f32; width * 8 * width];
-        matmul(
-            &mut d_w,
-            &h_prev,
-            true,
-            &d_input,
-            false,
-            width,
-            b * t,
-            8 * width,
-            false,
-        );
+        let d_w = recurrent_weight_grad(&saved, sw, width, &d_input, 8 * width, b, t);
         let device = input.device();
         Ok((
             Some(Tensor::from_vec(d_input, (b, t, 8 * width), device)?),

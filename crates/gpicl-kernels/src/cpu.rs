@@ -1,0 +1,109 @@
+//! Plain-CPU helpers shared by the fused kernels.
+
+use candle_core::{CpuStorage, Layout, Result};
+
+/// The logistic function.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The contiguous `f32` data of a custom op's argument.
+pub(crate) fn f32_slice<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
+        (CpuStorage::F32(_), None) => candle_core::bail!("{op} needs contiguous inputs"),
+        _ => candle_core::bail!("{op} supports f32 only"),
+    }
+}
+
+/// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]`, row-major, where `op`
+/// transposes a `[k×m]` / `[n×k]` operand when asked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    let (lhs_rs, lhs_cs) = if lhs_t {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (rhs_rs, rhs_cs) = if rhs_t {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: the asserts above keep every index of the strided views in bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(threads),
+        );
+    }
+}
+
+/// The gradient of a recurrent weight `W` in `gates_t = … + h_{t−1} W`, as
+/// one product over all positions: `Σ_t h_{t−1}ᵀ d_gates_t`. `saved` holds
+/// `saved_width` values per position starting with `h_t` (`width` values);
+/// `d_gates` holds `gates` values per position.
+pub(crate) fn recurrent_weight_grad(
+    saved: &[f32],
+    saved_width: usize,
+    width: usize,
+    d_gates: &[f32],
+    gates: usize,
+    b: usize,
+    t: usize,
+) -> Vec<f32> {
+    let mut h_prev = vec![0f32; b * t * width];
+    for bi in 0..b {
+        for step in 1..t {
+            let src = (bi * t + step - 1) * saved_width;
+            h_prev[(bi * t + step) * width..(bi * t + step + 1) * width]
+                .copy_from_slice(&saved[src..src + width]);
+        }
+    }
+    let mut d_w = vec![0f32; width * gates];
+    matmul(
+        &mut d_w,
+        &h_prev,
+        true,
+        d_gates,
+        false,
+        width,
+        b * t,
+        gates,
+        false,
+    );
+    d_w
+}
