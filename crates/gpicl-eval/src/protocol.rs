@@ -9,7 +9,7 @@
 use crate::error::{EvalError, Result};
 use crate::report::{EvalReport, GroupResult};
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{ops, Device, Tensor};
+use gpicl_kernels::{ops, Device};
 use gpicl_meta::EvalConfig;
 use gpicl_models::SequenceModel;
 use gpicl_tasks::{
@@ -159,17 +159,6 @@ impl Evaluator<'_> {
         let loss_curve: Vec<f32> = loss.iter().map(|l| (l / n) as f32).collect();
         Ok(GroupResult::new(acc_curve, loss_curve, tasks.len()))
     }
-}
-
-/// Convenience for tests: accuracy per position of `model` on one batch.
-pub fn accuracy_curve(
-    model: &dyn SequenceModel,
-    tokens: &Tensor,
-    targets: &Tensor,
-) -> Result<Vec<f32>> {
-    let b = tokens.dim(0)? as f64;
-    let hits = ops::correct(&model.forward(tokens)?, targets)?.sum(0)?;
-    Ok((hits / b)?.to_vec1()?)
 }
 
 #[cfg(test)]

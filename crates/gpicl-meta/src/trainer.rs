@@ -6,7 +6,7 @@ use crate::config::TrainConfig;
 use crate::error::{MetaError, Result};
 use crate::metrics::{MetricsLog, StepMetrics};
 use crate::run_dir::RunDir;
-use gpicl_kernels::{ops, Device, Tensor};
+use gpicl_kernels::{ops, Device};
 use gpicl_models::{build_model, SequenceModel};
 use gpicl_tasks::dataset::feature_count;
 use gpicl_tasks::{
@@ -323,11 +323,6 @@ impl Trainer {
             self.checkpoint()?;
         }
         Ok(())
-    }
-
-    /// Mean loss of the model on a given batch (no update), for tests.
-    pub fn loss_on(&self, tokens: &Tensor, targets: &Tensor) -> Result<f32> {
-        Ok(ops::cross_entropy(&self.model.forward(tokens)?, targets)?.to_scalar()?)
     }
 }
 

@@ -41,9 +41,4 @@ impl<'a> Initializer<'a> {
     pub fn zeros(&self, shape: &[usize]) -> Tensor {
         Tensor::zeros(shape, gpicl_kernels::DType::F32, self.device).expect("zeros")
     }
-
-    /// All ones.
-    pub fn ones(&self, shape: &[usize]) -> Tensor {
-        Tensor::ones(shape, gpicl_kernels::DType::F32, self.device).expect("ones")
-    }
 }

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::task::{TaskFamily, TaskRef};
 use crate::NUM_CLASSES;
 use gpicl_kernels::rng::Rng;
-use gpicl_kernels::{DType, Device, Tensor};
+use gpicl_kernels::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -272,12 +272,6 @@ fn mean_std(x: &[f32]) -> (f32, f32) {
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
     (mean as f32, var.sqrt() as f32)
-}
-
-/// Converts a `[b, t]` u32 target tensor back to labels (for tests and
-/// metrics).
-pub fn targets_to_vec(targets: &Tensor) -> Result<Vec<u32>> {
-    Ok(targets.to_dtype(DType::U32)?.flatten_all()?.to_vec1()?)
 }
 
 #[cfg(test)]
