@@ -403,3 +403,86 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         assert!(unseen.loss_last.is_finite(), "{kind}");
     }
 }
+
+/// Writes a generated dataset `name` with `classes` classes into `root`:
+/// 8×8 images whose mean brightness encodes the class.
+fn write_generated(root: &std::path::Path, name: &str, classes: usize, split: &str, n: usize) {
+    use gpicl::tasks::idx::{write_idx, IdxArray};
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let labels: Vec<u8> = (0..n).map(|i| (i % classes) as u8).collect();
+    let images: Vec<u8> = (0..n * 64)
+        .map(|p| (labels[p / 64] as usize * 255 / classes + p % 7) as u8)
+        .collect();
+    let images = IdxArray {
+        dims: vec![n, 8, 8],
+        data: images,
+    };
+    write_idx(&dir.join(format!("{split}-images-idx3-ubyte.gz")), &images).unwrap();
+    let labels = IdxArray {
+        dims: vec![n],
+        data: labels,
+    };
+    write_idx(&dir.join(format!("{split}-labels-idx1-ubyte.gz")), &labels).unwrap();
+}
+
+#[test]
+fn a_dataset_with_many_classes_trains_on_ten_way_tasks_and_evaluates_its_train_split() {
+    let data = scratch("many-classes-data");
+    write_generated(&data, "glyphs", 30, "train", 300);
+    let roots = DataRoots::only(vec![data.clone(), embedded_data_dir()]);
+    let dir = RunDir::new(scratch("many-classes"));
+    let mut cfg = tiny(2);
+    cfg.data.dataset = "glyphs".into();
+    Trainer::open(cfg.clone(), dir.clone(), &roots)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert_eq!(train_losses(&dir).len(), 2);
+
+    // No test split: evaluating it needs eval.split = train, and says so.
+    let err = evaluate_run(&dir, &roots, Some(vec!["glyphs".into()]), None).unwrap_err();
+    assert!(err.to_string().contains("eval.split=train"), "{err}");
+    let mut protocol = cfg.eval.clone();
+    protocol.split = gpicl::tasks::Split::Train;
+    let report = evaluate_run(&dir, &roots, Some(vec!["glyphs".into()]), Some(&protocol)).unwrap();
+    let acc = report.to_json()["glyphs"]["unseen"]["acc_last"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+}
+
+#[test]
+fn a_mixture_of_datasets_trains_and_resumes_bit_for_bit() {
+    let data = scratch("mixture-data");
+    write_generated(&data, "bright", 10, "train", 100);
+    write_generated(&data, "dim", 10, "train", 60);
+    let roots = DataRoots::only(vec![data.clone()]);
+    let mut cfg = tiny(5);
+    cfg.data.dataset = "bright,dim".into();
+    let whole = RunDir::new(scratch("mixture-whole"));
+    Trainer::open(cfg.clone(), whole.clone(), &roots)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let parts = RunDir::new(scratch("mixture-parts"));
+    let mut first = cfg.clone();
+    first.schedule.steps = 3;
+    Trainer::open(first, parts.clone(), &roots)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    Trainer::open(cfg, parts.clone(), &roots)
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert_eq!(train_losses(&whole).len(), 5);
+    assert_eq!(train_losses(&whole), train_losses(&parts));
+
+    // A different copy of one of the datasets is refused on resume.
+    write_generated(&data, "dim", 10, "train", 70);
+    let mut longer = TrainConfig::load(&parts.config()).unwrap();
+    longer.schedule.steps = 6;
+    let err = Trainer::open(longer, parts, &roots).err().unwrap();
+    assert!(err.to_string().contains("bright+dim"), "{err}");
+}

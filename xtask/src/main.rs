@@ -4,10 +4,13 @@
 //! - `cargo xtask eval-ood`: evaluate a run (or the SGD baseline) on seen
 //!   and unseen tasks and other datasets;
 //! - `cargo xtask inspect`: parameter count and state size of a model;
-//! - `cargo xtask bench`: median time of full training steps.
+//! - `cargo xtask bench`: median time of full training steps;
+//! - `cargo xtask data list|fetch|import|verify`: datasets from the Hugging
+//!   Face Hub or local copies, cached and verified.
 
 mod bench_cmd;
 mod config_overrides;
+mod data_cmd;
 mod eval_cmd;
 mod inspect_cmd;
 mod model_flags;
@@ -42,6 +45,9 @@ enum Command {
     /// Time full meta-training steps (forward, backward, clipping, Adam) on
     /// a fixed batch and report medians.
     Bench(bench_cmd::BenchArgs),
+    /// List, fetch (Hugging Face Hub), import (local copies) and verify
+    /// datasets in gpicl's cache.
+    Data(data_cmd::DataArgs),
 }
 
 fn main() {
@@ -51,6 +57,7 @@ fn main() {
         Command::EvalOod(args) => eval_cmd::run(args),
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Data(args) => data_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -43,7 +43,7 @@ pub struct TrainArgs {
     /// Number of training tasks, typically 2^k; 0 trains on raw data (tasks.num_tasks).
     #[arg(long)]
     num_tasks: Option<u64>,
-    /// Meta-training dataset (data.dataset), e.g. mnist, fashion_mnist, random.
+    /// Meta-training dataset (data.dataset), e.g. mnist, fashion_mnist, random, omniglot, or a mixture such as mnist,fashion_mnist.
     #[arg(long)]
     dataset: Option<String>,
     /// Folder holding datasets as <name>/{train,t10k}-*-ubyte[.gz] (searched before GPICL_DATA_DIR and data/).

@@ -138,7 +138,7 @@ impl Evaluator<'_> {
                     examples: set.len(),
                 },
             )),
-            ExampleSource::Random { .. } => None,
+            ExampleSource::Pool(_) | ExampleSource::Random { .. } => None,
         };
         let mut correct = vec![0f64; t];
         let mut loss = vec![0f64; t];

@@ -4,15 +4,18 @@ use crate::error::Result;
 use crate::protocol::{Evaluator, GROUPS};
 use crate::report::EvalReport;
 use gpicl_meta::{load_run, EvalConfig, MetricsLog, Observer, RunDir, TrainConfig, Trainer};
-use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, ImageSet, Split, RANDOM_DATASET};
+use gpicl_tasks::pool::load_example_source;
+use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, Split, RANDOM_DATASET};
 use serde::Serialize;
-use std::sync::Arc;
 
-/// Loads the test split of each named dataset, preprocessed like the run.
-pub fn load_test_sources(
+/// Loads `split` of each named dataset, preprocessed like the run. A name
+/// may be a comma-separated mixture (`mnist,fashion_mnist`), evaluated as
+/// one pool.
+pub fn load_eval_sources(
     names: &[String],
     roots: &DataRoots,
     data: &DataConfig,
+    split: Split,
     n_x: usize,
 ) -> Result<Vec<ExampleSource>> {
     names
@@ -21,17 +24,16 @@ pub fn load_test_sources(
             Ok(if name == RANDOM_DATASET {
                 ExampleSource::Random { n_x }
             } else {
-                ExampleSource::Images(Arc::new(ImageSet::load(roots, name, Split::Test, data)?))
+                load_example_source(roots, name, split, data)?
             })
         })
         .collect()
 }
 
-/// The datasets `eval-ood` uses by default: every dataset with a test split
-/// that can be found, plus `random`. (A found dataset with more than 10
-/// classes is refused when loaded, with its path.)
-pub fn default_datasets(roots: &DataRoots) -> Vec<String> {
-    let mut names = roots.available();
+/// The datasets `eval-ood` uses by default: every dataset with `split`
+/// that can be found, plus `random`.
+pub fn default_datasets(roots: &DataRoots, split: Split) -> Vec<String> {
+    let mut names = roots.available(split);
     names.push(RANDOM_DATASET.to_string());
     names
 }
@@ -81,9 +83,9 @@ pub fn evaluate_run(
     let eval_cfg = protocol.unwrap_or(&cfg.eval);
     let names = datasets
         .or_else(|| (!eval_cfg.datasets.is_empty()).then(|| eval_cfg.datasets.clone()))
-        .unwrap_or_else(|| default_datasets(roots));
+        .unwrap_or_else(|| default_datasets(roots, eval_cfg.split));
     let n_x = run.n_x;
-    let sources = load_test_sources(&names, roots, &cfg.data, n_x)?;
+    let sources = load_eval_sources(&names, roots, &cfg.data, eval_cfg.split, n_x)?;
     let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
     let evaluator = Evaluator {
         model: run.model.as_ref(),
@@ -134,7 +136,13 @@ impl PeriodicEval {
             } else {
                 cfg.eval.periodic_datasets.clone()
             };
-            self.sources = Some(load_test_sources(&names, &self.roots, &cfg.data, n_x)?);
+            self.sources = Some(load_eval_sources(
+                &names,
+                &self.roots,
+                &cfg.data,
+                cfg.eval.split,
+                n_x,
+            )?);
         }
         let groups: &[&str] = if cfg.tasks.permute_labels_prob > 0.0 {
             &["seen", "unseen", "seen_permuted", "unseen_permuted"]
@@ -184,12 +192,12 @@ pub fn evaluate_sgd_baseline(
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
     let names = datasets
         .or_else(|| (!cfg.eval.datasets.is_empty()).then(|| cfg.eval.datasets.clone()))
-        .unwrap_or_else(|| default_datasets(roots));
+        .unwrap_or_else(|| default_datasets(roots, cfg.eval.split));
     let n_x = match names.iter().find(|n| n.as_str() != RANDOM_DATASET) {
-        Some(name) => ImageSet::load(roots, name, Split::Test, &cfg.data)?.n_x,
+        Some(name) => load_example_source(roots, name, cfg.eval.split, &cfg.data)?.n_x(),
         None => gpicl_tasks::dataset::feature_count(&cfg.data, (28, 28)),
     };
-    let sources = load_test_sources(&names, roots, &cfg.data, n_x)?;
+    let sources = load_eval_sources(&names, roots, &cfg.data, cfg.eval.split, n_x)?;
     let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
     let baseline = crate::baselines::SgdBaseline::new(
         &cfg.model,

@@ -2,7 +2,7 @@
 
 use crate::error::{MetaError, Result};
 use gpicl_models::ModelConfig;
-use gpicl_tasks::{BatchConfig, DataConfig, TaskConfig};
+use gpicl_tasks::{BatchConfig, DataConfig, Split, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 /// Adam with `eps_root`, decoupled weight decay, clipping and accumulation.
@@ -99,6 +99,10 @@ pub struct EvalConfig {
     pub periodic_datasets: Vec<String>,
     /// Sequences per task in the periodic evaluations. Default 16.
     pub periodic_seqs_per_task: usize,
+    /// Split evaluated: `test` (the `t10k` files) or `train`, for datasets
+    /// that have no test split (Omniglot's background set) and were not
+    /// meta-trained on. Default `test`.
+    pub split: Split,
 }
 
 impl Default for EvalConfig {
@@ -111,6 +115,7 @@ impl Default for EvalConfig {
             seed: 0,
             periodic_datasets: Vec::new(),
             periodic_seqs_per_task: 16,
+            split: Split::Test,
         }
     }
 }

@@ -8,13 +8,9 @@ use crate::metrics::{MetricsLog, StepMetrics};
 use crate::run_dir::RunDir;
 use gpicl_kernels::{ops, Device};
 use gpicl_models::{build_model, SequenceModel};
-use gpicl_tasks::dataset::feature_count;
-use gpicl_tasks::{
-    BatchBuilder, DataRoots, ExampleSource, ImageSet, Split, TaskFamily, TrainSampler, NUM_CLASSES,
-    RANDOM_DATASET,
-};
+use gpicl_tasks::pool::load_example_source;
+use gpicl_tasks::{BatchBuilder, DataRoots, Split, TaskFamily, TrainSampler, NUM_CLASSES};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Hooks the caller gets while a run trains.
@@ -65,18 +61,7 @@ impl Trainer {
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
         std::fs::create_dir_all(dir.root()).map_err(MetaError::io(dir.root()))?;
 
-        let source = if cfg.data.dataset == RANDOM_DATASET {
-            ExampleSource::Random {
-                n_x: feature_count(&cfg.data, (28, 28)),
-            }
-        } else {
-            ExampleSource::Images(Arc::new(ImageSet::load(
-                roots,
-                &cfg.data.dataset,
-                Split::Train,
-                &cfg.data,
-            )?))
-        };
+        let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
         let n_x = source.n_x();
         let family = TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
         let builder = BatchBuilder::new(

@@ -2,7 +2,8 @@
 
 use crate::config::Normalization;
 use crate::dataset::{fixed_statistics, ImageSet, RANDOM_DATASET};
-use crate::error::Result;
+use crate::error::{Result, TaskError};
+use crate::pool::ImagePool;
 use crate::task::{TaskFamily, TaskRef};
 use crate::NUM_CLASSES;
 use gpicl_kernels::rng::Rng;
@@ -13,8 +14,12 @@ use std::sync::Arc;
 /// Where a sequence's examples come from.
 #[derive(Clone, Debug)]
 pub enum ExampleSource {
-    /// A real dataset split.
+    /// A real dataset split with at most 10 classes, read as a shuffled
+    /// stream.
     Images(Arc<ImageSet>),
+    /// Several datasets, or one with more than 10 classes: each task slot
+    /// draws from its own view ([`crate::pool`]).
+    Pool(Arc<ImagePool>),
     /// The synthetic dataset: per task slot, 10 images uniform in `[0, 1]`
     /// where image `i` has label `i`; sequences draw from them with
     /// replacement.
@@ -26,7 +31,18 @@ impl ExampleSource {
     pub fn name(&self) -> &str {
         match self {
             ExampleSource::Images(set) => &set.name,
+            ExampleSource::Pool(pool) => pool.name(),
             ExampleSource::Random { .. } => RANDOM_DATASET,
+        }
+    }
+
+    /// Number of real examples (0 for `random`); a resumed run must see
+    /// the same number.
+    pub fn examples(&self) -> usize {
+        match self {
+            ExampleSource::Images(set) => set.len(),
+            ExampleSource::Pool(pool) => pool.examples(),
+            ExampleSource::Random { .. } => 0,
         }
     }
 
@@ -34,6 +50,7 @@ impl ExampleSource {
     pub fn n_x(&self) -> usize {
         match self {
             ExampleSource::Images(set) => set.n_x,
+            ExampleSource::Pool(pool) => pool.n_x(),
             ExampleSource::Random { n_x } => *n_x,
         }
     }
@@ -155,12 +172,32 @@ impl BatchBuilder {
         let slots = slots(tasks);
         match source {
             ExampleSource::Images(set) => {
-                let stream = stream.expect("real datasets need an example stream");
+                if set.classes > NUM_CLASSES {
+                    return Err(TaskError::config(
+                        "data.dataset",
+                        format!(
+                            "`{}` has {} classes: load it with `pool::load_example_source` so that tasks draw 10 of them",
+                            set.name, set.classes
+                        ),
+                    ));
+                }
+                let stream = stream.ok_or_else(|| {
+                    TaskError::config("data.dataset", "a real dataset needs an example stream")
+                })?;
                 for _ in 0..b {
                     for i in stream.take(t) {
                         x.extend_from_slice(set.example(i));
                         y.push(set.labels[i]);
                     }
+                }
+            }
+            ExampleSource::Pool(pool) => {
+                for &(task, start, end) in &slots {
+                    let view = match task.projection.or(task.permutation) {
+                        Some(id) => pool.draw_view(&mut self.family.view_rng(id)),
+                        None => pool.draw_view(rng),
+                    };
+                    pool.draw_examples(&view, (end - start) * t, rng, &mut x, &mut y);
                 }
             }
             ExampleSource::Random { n_x } => {
@@ -215,6 +252,7 @@ impl BatchBuilder {
             Normalization::Fixed => match (fixed_statistics(source.name()), source) {
                 (Some(stats), _) => stats,
                 (None, ExampleSource::Images(set)) => mean_std(&set.x),
+                (None, ExampleSource::Pool(pool)) => pool.mean_std(),
                 (None, ExampleSource::Random { .. }) => mean_std(x),
             },
         };

@@ -7,7 +7,8 @@ use crate::idx::read_idx;
 use std::path::{Path, PathBuf};
 
 /// Which split of a dataset to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Split {
     /// `train-*` files: meta-training sequences.
     Train,
@@ -16,7 +17,8 @@ pub enum Split {
 }
 
 impl Split {
-    fn file_prefix(self) -> &'static str {
+    /// `train` or `t10k`, the file-name prefix of the split.
+    pub fn file_prefix(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Test => "t10k",
@@ -33,7 +35,8 @@ pub fn embedded_data_dir() -> PathBuf {
 }
 
 /// Where datasets are looked for, in order: an explicit `--data-dir`,
-/// `GPICL_DATA_DIR`, then the embedded `data/`.
+/// `GPICL_DATA_DIR`, gpicl's cache (`GPICL_CACHE_DIR`, see
+/// [`crate::cache::default_cache_dir`]), then the embedded `data/`.
 #[derive(Clone, Debug)]
 pub struct DataRoots {
     roots: Vec<PathBuf>,
@@ -49,6 +52,7 @@ impl DataRoots {
         if let Some(env) = std::env::var_os("GPICL_DATA_DIR") {
             roots.push(PathBuf::from(env));
         }
+        roots.push(crate::cache::default_cache_dir());
         roots.push(embedded_data_dir());
         Self { roots }
     }
@@ -77,27 +81,72 @@ impl DataRoots {
         ))
     }
 
+    /// The search roots, in order.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Whether some root has both files of `name`'s `split` (no hashing).
+    pub fn has_split(&self, name: &str, split: Split) -> bool {
+        self.roots
+            .iter()
+            .any(|r| Self::files(&r.join(name), split).is_some())
+    }
+
+    /// The folder of `name` in the first root that has it, with any split.
+    pub fn find(&self, name: &str) -> Option<PathBuf> {
+        self.roots.iter().map(|r| r.join(name)).find(|dir| {
+            Self::files(dir, Split::Train).is_some() || Self::files(dir, Split::Test).is_some()
+        })
+    }
+
     /// The image and label files of `name`'s `split`, from the first root
-    /// that has both.
+    /// that has both. Files of a dataset with a manifest (gpicl's cache)
+    /// are checked against their recorded sha256.
     pub fn locate(&self, name: &str, split: Split) -> Result<(PathBuf, PathBuf)> {
         for root in &self.roots {
-            if let Some(found) = Self::files(&root.join(name), split) {
-                return Ok(found);
+            let dir = root.join(name);
+            if let Some((images, labels)) = Self::files(&dir, split) {
+                crate::cache::verify_file(&dir, &images)?;
+                crate::cache::verify_file(&dir, &labels)?;
+                return Ok((images, labels));
             }
         }
+        let hint = match crate::catalog::lookup(name) {
+            _ if self.find(name).is_some() => match split {
+                Split::Test => format!(
+                    "`{name}` has only a train split here; evaluate on it with `--set eval.split=train` (for datasets the run was not meta-trained on)"
+                ),
+                Split::Train => format!(
+                    "`{name}` has only a test split here: it can be evaluated on, not meta-trained on"
+                ),
+            },
+            Some(info) if info.hub.is_some() => format!(
+                "Fetch it with `cargo xtask data fetch {name}`, import a local copy with `cargo xtask data import {name} DIR`, or pass --data-dir DIR (or GPICL_DATA_DIR) holding `{name}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]`"
+            ),
+            Some(_) => format!(
+                "Import a local copy with `cargo xtask data import {name} DIR`, or pass --data-dir DIR (or GPICL_DATA_DIR) holding `{name}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]`"
+            ),
+            None => format!(
+                "`{name}` is not a known dataset (known: {}, and `random`); a folder `{name}/` with IDX files under --data-dir also works",
+                crate::catalog::known_names()
+            ),
+        };
         Err(TaskError::MissingDataset {
-            name: format!("{name}` (split `{}`", split.file_prefix()),
+            name: name.to_string(),
+            split: split.file_prefix().to_string(),
             searched: self
                 .roots
                 .iter()
                 .map(|r| r.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            hint,
         })
     }
 
-    /// Names of every dataset that has a test split under some root.
-    pub fn available(&self) -> Vec<String> {
+    /// Names of every dataset that has `split` under some root.
+    pub fn available(&self, split: Split) -> Vec<String> {
         let mut names = Vec::new();
         for root in &self.roots {
             let Ok(entries) = std::fs::read_dir(root) else {
@@ -105,7 +154,7 @@ impl DataRoots {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
-                if Self::files(&entry.path(), Split::Test).is_some() && !names.contains(&name) {
+                if Self::files(&entry.path(), split).is_some() && !names.contains(&name) {
                     names.push(name);
                 }
             }
@@ -126,7 +175,8 @@ pub struct ImageSet {
     pub labels: Vec<u8>,
     /// Features per example.
     pub n_x: usize,
-    /// Number of classes.
+    /// Number of classes: at least 10; more means tasks draw 10-class
+    /// subsets ([`crate::pool`]).
     pub classes: usize,
     /// The image file it was read from (for messages).
     pub source: PathBuf,
@@ -195,17 +245,9 @@ impl ImageSet {
         if n == 0 {
             return Err(corrupt(&images_path, "holds no image".into()));
         }
-        let classes = labels.data.iter().copied().max().unwrap_or(0) as usize + 1;
-        if classes > crate::NUM_CLASSES {
-            return Err(corrupt(
-                &labels_path,
-                format!(
-                    "has {classes} classes; gpicl's tasks are {}-way and drawing {}-class subsets of larger datasets is not supported yet",
-                    crate::NUM_CLASSES,
-                    crate::NUM_CLASSES
-                ),
-            ));
-        }
+        // Datasets with more classes become 10-way tasks in `crate::pool`.
+        let classes =
+            (labels.data.iter().copied().max().unwrap_or(0) as usize + 1).max(crate::NUM_CLASSES);
         let pre = Preprocessor::new(h, w, c, cfg);
         let mut x = Vec::with_capacity(n * pre.n_x());
         for img in images.data.chunks_exact(h * w * c) {
@@ -216,7 +258,7 @@ impl ImageSet {
             n_x: pre.n_x(),
             x,
             labels: labels.data,
-            classes: crate::NUM_CLASSES,
+            classes,
             source: images_path,
         })
     }
@@ -487,12 +529,29 @@ mod tests {
             err.contains("kmnist") && err.contains("/nowhere") && err.contains("--data-dir"),
             "{err}"
         );
+        assert!(err.contains("cargo xtask data fetch kmnist"), "{err}");
+        let err = DataRoots::only(vec![PathBuf::from("/nowhere")])
+            .locate("omniglot", Split::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cargo xtask data import omniglot DIR"),
+            "{err}"
+        );
+        let err = DataRoots::only(vec![PathBuf::from("/nowhere")])
+            .locate("mnsit", Split::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a known dataset") && err.contains("fashion_mnist"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_embedded_data_is_found() {
         let roots = DataRoots::only(vec![embedded_data_dir()]);
-        let names = roots.available();
+        let names = roots.available(Split::Test);
         assert!(names.contains(&"mnist".to_string()), "{names:?}");
         let set = ImageSet::load(&roots, "mnist", Split::Test, &DataConfig::default()).unwrap();
         assert_eq!(set.n_x, 196);

@@ -16,8 +16,23 @@ pub enum TaskError {
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     /// A dataset was asked for by name but is nowhere to be found.
-    #[error("dataset `{name}` not found; looked in: {searched}. Pass --data-dir DIR (or set GPICL_DATA_DIR) to a folder holding `{name}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]`")]
-    MissingDataset { name: String, searched: String },
+    #[error("dataset `{name}` (split `{split}`) not found; looked in: {searched}. {hint}")]
+    MissingDataset {
+        name: String,
+        split: String,
+        searched: String,
+        hint: String,
+    },
+    /// A cached file's content does not match its recorded sha256.
+    #[error("{path}: sha256 {found} does not match the recorded {expected}; the file is corrupt: re-fetch or re-import the dataset")]
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// The Hugging Face Hub could not provide a dataset.
+    #[error("dataset `{dataset}`: {reason}")]
+    Hub { dataset: String, reason: String },
     /// A configuration option has an impossible value.
     #[error("option `{option}`: {reason}")]
     Config { option: String, reason: String },

@@ -123,7 +123,7 @@ pub fn write_idx(path: &Path, array: &IdxArray) -> Result<()> {
     };
     let raw = encode_idx(array);
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(&raw).map_err(io_err)?;
         enc.finish().map_err(io_err)?
     } else {

@@ -8,6 +8,13 @@
 //! tokens ([`batch`]); the meta-training distribution over tasks, with its
 //! biasing options, is [`sampler::TrainSampler`].
 //!
+//! Datasets are found by name ([`catalog`]) under the data roots
+//! ([`dataset::DataRoots`]): an explicit folder, `GPICL_DATA_DIR`, gpicl's
+//! cache ([`cache`], filled by [`hub::fetch`] from the Hugging Face Hub or
+//! by [`import::import_dir`] from a local copy) and the embedded `data/`.
+//! Datasets with more than 10 classes, and mixtures of datasets, are drawn
+//! from per task ([`pool`]).
+//!
 //! ```
 //! use gpicl_tasks::task::TaskFamily;
 //! let family = TaskFamily::new(0, 196, 0.0);
@@ -17,10 +24,16 @@
 //! ```
 
 pub mod batch;
+pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod hub;
 pub mod idx;
+pub mod import;
+pub mod parquet_images;
+pub mod pool;
 pub mod sampler;
 pub mod task;
 

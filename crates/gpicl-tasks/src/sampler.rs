@@ -36,10 +36,7 @@ impl TrainSampler {
         source: ExampleSource,
         seed: u64,
     ) -> Self {
-        let examples = match &source {
-            ExampleSource::Images(set) => set.len(),
-            ExampleSource::Random { .. } => 0,
-        };
+        let examples = source.examples();
         let stream = StreamState {
             seed: Rng::from_stream(seed, &[stream::TRAIN_DATA, 1]).next_u64(),
             epoch: 0,
@@ -64,22 +61,25 @@ impl TrainSampler {
         source: ExampleSource,
         state: SamplerState,
     ) -> Result<Self> {
+        if state.stream.examples != source.examples() {
+            let path = match &source {
+                ExampleSource::Images(set) => set.source.clone(),
+                ExampleSource::Pool(pool) => pool.sets()[0].source.clone(),
+                ExampleSource::Random { .. } => source.name().into(),
+            };
+            return Err(TaskError::Corrupt {
+                path,
+                reason: format!(
+                    "the run was trained on a copy of `{}` with {} examples, this one has {}: resume with the same --data-dir",
+                    source.name(),
+                    state.stream.examples,
+                    source.examples()
+                ),
+            });
+        }
         let stream = match &source {
-            ExampleSource::Images(set) => {
-                if state.stream.examples != set.len() {
-                    return Err(TaskError::Corrupt {
-                        path: set.source.clone(),
-                        reason: format!(
-                            "the run was trained on a copy of `{}` with {} examples, this one has {}: resume with the same --data-dir",
-                            set.name,
-                            state.stream.examples,
-                            set.len()
-                        ),
-                    });
-                }
-                Some(ExampleStream::new(set.len(), state.stream))
-            }
-            ExampleSource::Random { .. } => None,
+            ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), state.stream)),
+            ExampleSource::Pool(_) | ExampleSource::Random { .. } => None,
         };
         Ok(Self {
             tasks,
@@ -112,7 +112,7 @@ impl TrainSampler {
                     seed: 0,
                     epoch: 0,
                     cursor: 0,
-                    examples: 0,
+                    examples: self.source.examples(),
                 }),
         }
     }

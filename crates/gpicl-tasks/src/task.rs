@@ -8,6 +8,7 @@ use gpicl_kernels::rng::{stream, Rng};
 const PROJECTION: u64 = 0;
 const PERMUTATION: u64 = 1;
 const BIAS: u64 = 2;
+const VIEW: u64 = 3;
 
 /// Which transformation a group of sequences is seen through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +60,12 @@ impl TaskFamily {
 
     fn rng(&self, id: i64, purpose: u64) -> Rng {
         Rng::from_stream(self.seed, &[stream::TASK, id as u64, purpose])
+    }
+
+    /// The generator of task `id`'s view of a pool (its dataset and
+    /// classes, see [`crate::pool`]).
+    pub fn view_rng(&self, id: i64) -> Rng {
+        self.rng(id, VIEW)
     }
 
     /// Task `id`'s projection `A` (`n_x × n_x`, row-major, entries

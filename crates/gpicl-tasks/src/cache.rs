@@ -1,0 +1,352 @@
+//! gpicl's dataset cache: one folder per dataset in the layout of
+//! `../shared/data` (gzipped IDX per split, `classes.txt`), plus a
+//! `manifest.json` with the sha256 of every file.
+//!
+//! Datasets are assembled in a hidden staging folder and renamed into place
+//! in one step, so an interrupted fetch or import never leaves a
+//! half-written dataset under its final name.
+
+use crate::dataset::Split;
+use crate::error::{Result, TaskError};
+use crate::idx::{write_idx, IdxArray};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// File name of a cached dataset's manifest.
+pub const MANIFEST: &str = "manifest.json";
+
+/// The cache folder: `GPICL_CACHE_DIR`, else `$XDG_CACHE_HOME/gpicl/datasets`,
+/// else `$HOME/.cache/gpicl/datasets`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GPICL_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("gpicl").join("datasets")
+}
+
+/// What a cached dataset holds and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Dataset name.
+    pub name: String,
+    /// Provenance, e.g. `hub:ylecun/mnist@<commit>` or `import:<dir>`.
+    pub source: String,
+    /// Examples per split (`train`, `t10k`).
+    pub examples: BTreeMap<String, usize>,
+    /// Stored image shape: height, width, channels.
+    pub shape: [usize; 3],
+    /// sha256 (hex) of every file beside the manifest.
+    pub sha256: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Reads `dir/manifest.json`, or `None` when there is none.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(MANIFEST);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| TaskError::Corrupt {
+                path,
+                reason: format!("not a gpicl dataset manifest: {e}"),
+            })
+    }
+}
+
+/// sha256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let io = |source| TaskError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Checks `file` (inside `dir`) against `dir`'s manifest, if it has one.
+/// Files the manifest does not list are refused too: they were not written
+/// by gpicl.
+pub fn verify_file(dir: &Path, file: &Path) -> Result<()> {
+    let Some(manifest) = Manifest::read(dir)? else {
+        return Ok(());
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let expected = manifest
+        .sha256
+        .get(&name)
+        .ok_or_else(|| TaskError::Corrupt {
+            path: file.to_path_buf(),
+            reason: format!(
+                "not listed in {}: re-fetch or re-import the dataset",
+                dir.join(MANIFEST).display()
+            ),
+        })?;
+    let found = sha256_file(file)?;
+    if &found != expected {
+        return Err(TaskError::HashMismatch {
+            path: file.to_path_buf(),
+            expected: expected.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Re-hashes every file a cached dataset's manifest lists.
+pub fn verify_dataset(dir: &Path) -> Result<Manifest> {
+    let manifest = Manifest::read(dir)?.ok_or_else(|| TaskError::Corrupt {
+        path: dir.join(MANIFEST),
+        reason: "missing: this folder is not a complete gpicl dataset".into(),
+    })?;
+    for name in manifest.sha256.keys() {
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(TaskError::Corrupt {
+                path,
+                reason: "listed in the manifest but missing".into(),
+            });
+        }
+        verify_file(dir, &path)?;
+    }
+    Ok(manifest)
+}
+
+/// Names of the datasets in a cache folder (folders with a manifest).
+pub fn cached_datasets(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(MANIFEST).is_file())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A dataset being assembled; renamed into the cache by [`Staging::commit`],
+/// removed if dropped before that.
+pub struct Staging {
+    name: String,
+    cache: PathBuf,
+    dir: PathBuf,
+    manifest: Manifest,
+    committed: bool,
+}
+
+impl Staging {
+    /// Starts assembling dataset `name` in `cache`. Leftovers of earlier
+    /// interrupted attempts at the same dataset are removed.
+    pub fn new(cache: &Path, name: &str, shape: (usize, usize, usize)) -> Result<Self> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TaskError::Io { path, source }
+        };
+        std::fs::create_dir_all(cache).map_err(io(cache))?;
+        let prefix = format!(".partial-{name}-");
+        for entry in std::fs::read_dir(cache).map_err(io(cache))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = cache.join(format!("{prefix}{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(Self {
+            name: name.to_string(),
+            cache: cache.to_path_buf(),
+            dir,
+            manifest: Manifest {
+                name: name.to_string(),
+                source: String::new(),
+                examples: BTreeMap::new(),
+                shape: [shape.0, shape.1, shape.2],
+                sha256: BTreeMap::new(),
+            },
+            committed: false,
+        })
+    }
+
+    /// Writes one split: `images` is `N×H×W` or `N×H×W×C`, `labels` is `N`.
+    pub fn write_split(
+        &mut self,
+        split: Split,
+        images: &IdxArray,
+        labels: &IdxArray,
+    ) -> Result<()> {
+        let prefix = split.file_prefix();
+        for (kind, array) in [("images-idx3", images), ("labels-idx1", labels)] {
+            let file = format!("{prefix}-{kind}-ubyte.gz");
+            let path = self.dir.join(&file);
+            write_idx(&path, array)?;
+            self.manifest.sha256.insert(file, sha256_file(&path)?);
+        }
+        self.manifest
+            .examples
+            .insert(prefix.to_string(), labels.dims[0]);
+        Ok(())
+    }
+
+    /// Writes `classes.txt` (`index<TAB>name` per line).
+    pub fn write_class_names(&mut self, names: &[String]) -> Result<()> {
+        let path = self.dir.join("classes.txt");
+        let text: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{i}\t{n}\n"))
+            .collect();
+        std::fs::write(&path, text).map_err(|source| TaskError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.manifest
+            .sha256
+            .insert("classes.txt".into(), sha256_file(&path)?);
+        Ok(())
+    }
+
+    /// Splits written so far.
+    pub fn splits(&self) -> usize {
+        self.manifest.examples.len()
+    }
+
+    /// Writes the manifest and moves the dataset into place, replacing an
+    /// older copy. Returns the dataset's folder.
+    pub fn commit(mut self, source: String) -> Result<PathBuf> {
+        self.manifest.source = source;
+        let manifest_path = self.dir.join(MANIFEST);
+        let text = serde_json::to_string_pretty(&self.manifest).expect("manifests serialise");
+        std::fs::write(&manifest_path, text).map_err(|source| TaskError::Io {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        let target = self.cache.join(&self.name);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TaskError::Io { path, source }
+        };
+        if target.exists() {
+            let old = self
+                .cache
+                .join(format!(".old-{}-{}", self.name, std::process::id()));
+            std::fs::rename(&target, &old).map_err(io(&target))?;
+            std::fs::rename(&self.dir, &target).map_err(io(&target))?;
+            let _ = std::fs::remove_dir_all(old);
+        } else {
+            std::fs::rename(&self.dir, &target).map_err(io(&target))?;
+        }
+        self.committed = true;
+        Ok(target)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gpicl-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn arrays(n: usize) -> (IdxArray, IdxArray) {
+        (
+            IdxArray {
+                dims: vec![n, 2, 2],
+                data: (0..n * 4).map(|i| i as u8).collect(),
+            },
+            IdxArray {
+                dims: vec![n],
+                data: (0..n).map(|i| (i % 10) as u8).collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_committed_dataset_verifies_and_a_flipped_byte_is_caught() {
+        let cache = temp("verify");
+        let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
+        let (images, labels) = arrays(5);
+        staging.write_split(Split::Test, &images, &labels).unwrap();
+        let dir = staging.commit("test".into()).unwrap();
+        let manifest = verify_dataset(&dir).unwrap();
+        assert_eq!(manifest.examples["t10k"], 5);
+        assert_eq!(cached_datasets(&cache), vec!["toy".to_string()]);
+
+        let file = dir.join("t10k-labels-idx1-ubyte.gz");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&file, bytes).unwrap();
+        match verify_dataset(&dir) {
+            Err(TaskError::HashMismatch { path, .. }) => assert_eq!(path, file),
+            other => panic!("expected a hash mismatch, got {other:?}"),
+        }
+        std::fs::remove_dir_all(cache).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_staging_leaves_nothing_behind() {
+        let cache = temp("abandon");
+        {
+            let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
+            let (images, labels) = arrays(3);
+            staging.write_split(Split::Train, &images, &labels).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+        std::fs::remove_dir_all(cache).unwrap();
+    }
+
+    #[test]
+    fn committing_again_replaces_the_old_copy() {
+        let cache = temp("replace");
+        for n in [3, 4] {
+            let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
+            let (images, labels) = arrays(n);
+            staging.write_split(Split::Test, &images, &labels).unwrap();
+            staging.commit(format!("run {n}")).unwrap();
+        }
+        let manifest = verify_dataset(&cache.join("toy")).unwrap();
+        assert_eq!(manifest.source, "run 4");
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+        std::fs::remove_dir_all(cache).unwrap();
+    }
+}

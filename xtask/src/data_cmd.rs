@@ -1,0 +1,301 @@
+//! `cargo xtask data`: list, fetch, import and verify datasets.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use gpicl::tasks::cache::{cached_datasets, default_cache_dir, verify_dataset, Manifest};
+use gpicl::tasks::catalog::{self, DatasetInfo, ImportFormat};
+use gpicl::tasks::hub::{self, HubOptions};
+use gpicl::tasks::{import, DataRoots, Split};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+    /// gpicl's dataset cache [default: GPICL_CACHE_DIR, else
+    /// ~/.cache/gpicl/datasets].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Every known dataset: source, splits, shape, classes, licence, and
+    /// where it is present locally.
+    List {
+        /// Also search this folder (as --data-dir does for train).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download datasets from the Hugging Face Hub into the cache
+    /// (honours HF_ENDPOINT, HF_HOME, HF_TOKEN, HF_HUB_OFFLINE).
+    Fetch {
+        /// Dataset names (see `data list`).
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Hub revision (branch or commit) instead of the pinned one.
+        #[arg(long)]
+        revision: Option<String>,
+        /// Fetch again even if the cache already holds a verified copy.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Import a local copy in its original format (MNIST-style IDX files,
+    /// CIFAR-10 binary batches) into the cache.
+    Import {
+        /// Dataset name (see `data list`).
+        name: String,
+        /// Folder holding the files.
+        dir: PathBuf,
+    },
+    /// Re-hash cached datasets against their manifests.
+    Verify {
+        /// Datasets to check [default: every cached dataset].
+        names: Vec<String>,
+    },
+}
+
+pub fn run(args: DataArgs) -> Result<()> {
+    let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    match args.command {
+        DataCommand::List { data_dir, json } => list(&cache, data_dir.as_deref(), json),
+        DataCommand::Fetch {
+            names,
+            revision,
+            force,
+        } => {
+            let mut opts = HubOptions::from_env();
+            opts.revision = revision;
+            for name in names {
+                fetch(&cache, &name, &opts, force)?;
+            }
+            Ok(())
+        }
+        DataCommand::Import { name, dir } => {
+            let info = known(&name)?;
+            let path = import::import_dir(info, &dir, &cache)
+                .with_context(|| format!("importing `{name}` from {}", dir.display()))?;
+            report_installed(&path)
+        }
+        DataCommand::Verify { names } => verify(&cache, names),
+    }
+}
+
+fn known(name: &str) -> Result<&'static DatasetInfo> {
+    catalog::lookup(name).with_context(|| {
+        format!(
+            "unknown dataset `{name}`; known: {}",
+            catalog::known_names()
+        )
+    })
+}
+
+fn fetch(cache: &Path, name: &str, opts: &HubOptions, force: bool) -> Result<()> {
+    let info = known(name)?;
+    let existing = cache.join(name);
+    if !force && Manifest::read(&existing).ok().flatten().is_some() {
+        match verify_dataset(&existing) {
+            Ok(m) => {
+                println!(
+                    "{name}: already cached at {} (verified, from {}); --force fetches again",
+                    existing.display(),
+                    m.source
+                );
+                return Ok(());
+            }
+            Err(e) => eprintln!("{name}: the cached copy is damaged ({e}); fetching again"),
+        }
+    }
+    if let Some(src) = info.hub {
+        let revision = opts.revision.as_deref().unwrap_or(src.revision);
+        println!(
+            "{name}: fetching {}@{revision} from {}{}",
+            src.repo,
+            opts.endpoint,
+            if opts.offline {
+                " (offline: Hub cache only)"
+            } else {
+                ""
+            }
+        );
+    }
+    let path = hub::fetch(info, opts, cache).with_context(|| format!("fetching `{name}`"))?;
+    report_installed(&path)
+}
+
+fn report_installed(path: &Path) -> Result<()> {
+    let manifest = Manifest::read(path)?.context("the new dataset has no manifest")?;
+    let splits: Vec<String> = manifest
+        .examples
+        .iter()
+        .map(|(split, n)| format!("{split} {n}"))
+        .collect();
+    println!(
+        "{}: {} ({}; source {})",
+        manifest.name,
+        path.display(),
+        splits.join(", "),
+        manifest.source
+    );
+    Ok(())
+}
+
+fn verify(cache: &Path, names: Vec<String>) -> Result<()> {
+    let names = if names.is_empty() {
+        cached_datasets(cache)
+    } else {
+        names
+    };
+    if names.is_empty() {
+        println!("no dataset in {}", cache.display());
+        return Ok(());
+    }
+    let mut failed = 0;
+    for name in &names {
+        match verify_dataset(&cache.join(name)) {
+            Ok(m) => println!("ok      {name}: {} files match", m.sha256.len()),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {name}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} datasets failed verification", names.len());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Listing {
+    name: String,
+    title: String,
+    classes: Option<usize>,
+    shape: Option<[usize; 3]>,
+    licence: Option<String>,
+    hub: Option<String>,
+    import_formats: Vec<&'static str>,
+    /// Where it was found, if anywhere.
+    location: Option<PathBuf>,
+    /// Splits present at that location.
+    splits: Vec<&'static str>,
+    /// Examples per split, when a manifest records them.
+    examples: Option<std::collections::BTreeMap<String, usize>>,
+}
+
+fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
+    // The cache given here wins over the default one that DataRoots adds.
+    let mut roots = data_dir
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect::<Vec<_>>();
+    roots.push(cache.to_path_buf());
+    roots.extend(DataRoots::new(None).roots().iter().cloned());
+    let roots = DataRoots::only(roots);
+
+    let mut rows: Vec<Listing> = catalog::DATASETS
+        .iter()
+        .map(|info| listing(info.name, Some(info), &roots))
+        .collect();
+    let mut names: Vec<String> = roots
+        .roots()
+        .iter()
+        .flat_map(|r| std::fs::read_dir(r).into_iter().flatten().flatten())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.') && catalog::lookup(n).is_none())
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let row = listing(&name, None, &roots);
+        if row.location.is_some() {
+            rows.push(row);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>7} {:<11} {:<24} {:<44} location",
+        "name", "classes", "shape", "splits", "hub source"
+    );
+    for r in &rows {
+        let shape = r
+            .shape
+            .map(|[h, w, c]| format!("{h}×{w}×{c}"))
+            .unwrap_or_else(|| "?".into());
+        let splits = match &r.examples {
+            Some(ex) => ex
+                .iter()
+                .map(|(s, n)| format!("{s}:{n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None if r.splits.is_empty() => "-".into(),
+            None => r.splits.join(" "),
+        };
+        println!(
+            "{:<16} {:>7} {:<11} {:<24} {:<44} {}",
+            r.name,
+            r.classes.map_or("?".into(), |c| c.to_string()),
+            shape,
+            splits,
+            r.hub.as_deref().unwrap_or("- (import only)"),
+            r.location
+                .as_ref()
+                .map_or("not present".into(), |p| p.display().to_string())
+        );
+    }
+    println!("\nlicences:");
+    for r in rows.iter().filter(|r| r.licence.is_some()) {
+        println!("  {:<16} {}", r.name, r.licence.as_deref().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn listing(name: &str, info: Option<&DatasetInfo>, roots: &DataRoots) -> Listing {
+    let location = roots.find(name);
+    let splits = location
+        .as_ref()
+        .map(|_| {
+            [Split::Train, Split::Test]
+                .into_iter()
+                .filter(|&s| roots.has_split(name, s))
+                .map(|s| s.file_prefix())
+                .collect()
+        })
+        .unwrap_or_default();
+    let examples = location
+        .as_ref()
+        .and_then(|dir| Manifest::read(dir).ok().flatten())
+        .map(|m| m.examples);
+    Listing {
+        name: name.to_string(),
+        title: info.map_or("local dataset".into(), |i| i.title.to_string()),
+        classes: info.map(|i| i.classes),
+        shape: info.map(|i| [i.shape.0, i.shape.1, i.shape.2]),
+        licence: info.map(|i| i.licence.to_string()),
+        hub: info
+            .and_then(|i| i.hub)
+            .map(|h| format!("{}@{}", h.repo, &h.revision[..h.revision.len().min(10)])),
+        import_formats: info
+            .map(|i| {
+                i.import
+                    .iter()
+                    .map(|f| match f {
+                        ImportFormat::Idx => "idx",
+                        ImportFormat::CifarBinary => "cifar-binary",
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        location,
+        splits,
+        examples,
+    }
+}
