@@ -1,15 +1,37 @@
-//! `cargo xtask bench`: median time of full meta-training steps.
+//! `cargo xtask bench`: median time of full meta-training steps, optionally
+//! alternating with the PyTorch and JAX reference scripts of
+//! `../shared/refs` in the same invocation.
 
 use crate::config_overrides;
 use crate::model_flags::ModelFlags;
-use anyhow::Result;
-use clap::Args;
-use gpicl::meta::bench::bench_training_step;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use gpicl::meta::bench::{bench_training_step, BenchReport};
 use gpicl::meta::TrainConfig;
+use gpicl::models::ModelKind;
 use gpicl::tasks::dataset::feature_count;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Benchmark shapes with a counterpart in `../shared/refs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchPreset {
+    /// The paper's reference run (d_model 512, 16×32 sequences).
+    Paper,
+    /// `torch_step.py` / `jax_step.py`: pre-LN Transformer d_model 256,
+    /// 4 layers, 8 heads of 32, MLP 1024 with erf GELU, 784+10 inputs,
+    /// 32 sequences of 100, AdamW lr 1e-3 wd 0, clip 1.0.
+    Reference,
+    /// `torch_step.py --model lstm`: LSTM 794→256 and a 10-way head, same
+    /// batch and optimiser.
+    ReferenceLstm,
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Start from this shape; model flags and --set apply on top.
+    #[arg(long, value_enum, default_value = "paper")]
+    preset: BenchPreset,
     #[command(flatten)]
     model: ModelFlags,
     /// Override any config key (repeatable), e.g. --set batch.seqs_per_task=32.
@@ -21,24 +43,269 @@ pub struct BenchArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// Print the report as JSON (median_ms, fwd_ms, bwd_ms, opt_ms, ...).
+    /// Print the report as JSON (median_ms, fwd_ms, bwd_ms, opt_ms, gflops, ...).
     #[arg(long)]
     json: bool,
+    /// Also run the reference scripts with this Python interpreter,
+    /// alternating with our runs, and print the ratios (needs
+    /// --preset reference or reference-lstm).
+    #[arg(long, value_name = "PY")]
+    compare_python: Option<PathBuf>,
+    /// Folder of `torch_step.py` and `jax_step.py`.
+    #[arg(long, default_value = "../shared/refs")]
+    refs_dir: PathBuf,
+    /// Alternating rounds of (ours, PyTorch, JAX) with --compare-python.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Threads the Python references may use [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// The config of a preset.
+pub fn preset_config(preset: BenchPreset) -> TrainConfig {
+    let mut cfg = TrainConfig::paper();
+    if preset == BenchPreset::Paper {
+        return cfg;
+    }
+    cfg.model.d_model = 256;
+    cfg.model.num_layers = 4;
+    cfg.model.num_heads = 8;
+    cfg.model.key_size = 32;
+    cfg.model.widening_factor = 4;
+    cfg.model.gelu_tanh = false;
+    cfg.model.hidden = 256;
+    if preset == BenchPreset::ReferenceLstm {
+        cfg.model.kind = ModelKind::Lstm;
+    }
+    cfg.data.image_size = 28;
+    cfg.batch.tasks_per_step = 1;
+    cfg.batch.seqs_per_task = 32;
+    cfg.batch.seq_len = 100;
+    cfg.optim.lr = 1e-3;
+    cfg.optim.beta1 = 0.9;
+    cfg.optim.beta2 = 0.999;
+    cfg.optim.eps = 1e-8;
+    cfg.optim.eps_root = 0.0;
+    cfg.optim.weight_decay = 0.0;
+    cfg.optim.clip_norm = 1.0;
+    cfg
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let mut assignments = args.model.assignments();
     assignments.extend(args.set.iter().cloned());
-    let cfg: TrainConfig = config_overrides::apply(&TrainConfig::paper(), &assignments)?;
+    let cfg: TrainConfig = config_overrides::apply(&preset_config(args.preset), &assignments)?;
     let n_x = feature_count(&cfg.data, (28, 28));
-    let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
+    let Some(python) = &args.compare_python else {
+        let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            print_report(&r);
+        }
+        return Ok(());
+    };
+
+    let references: &[(&str, &[&str])] = match args.preset {
+        BenchPreset::Reference => &[("pytorch", &["torch_step.py"]), ("jax", &["jax_step.py"])],
+        BenchPreset::ReferenceLstm => &[("pytorch", &["torch_step.py", "--model", "lstm"])],
+        BenchPreset::Paper => {
+            bail!("--compare-python needs --preset reference or --preset reference-lstm, the shapes of ../shared/refs")
+        }
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut ours = Vec::new();
+    let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); references.len()];
+    let mut failed: Vec<Option<String>> = vec![None; references.len()];
+    let mut last = None;
+    for round in 0..args.rounds.max(1) {
+        let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
+        eprintln!("round {round}: gpicl {:.1} ms", r.median_ms);
+        ours.push(r.median_ms);
+        last = Some(r);
+        for (i, (name, script)) in references.iter().enumerate() {
+            if failed[i].is_some() {
+                continue;
+            }
+            match run_reference(
+                python,
+                &args.refs_dir,
+                script,
+                args.steps,
+                args.warmup,
+                threads,
+            ) {
+                Ok(ms) => {
+                    eprintln!("round {round}: {name} {ms:.1} ms");
+                    theirs[i].push(ms);
+                }
+                Err(e) => {
+                    eprintln!("{name}: {e:#}");
+                    failed[i] = Some(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    let ours_ms = median(&ours);
+    let mut report = serde_json::json!({
+        "gpicl": last,
+        "gpicl_median_ms": ours_ms,
+        "rounds": args.rounds,
+        "python_threads": threads,
+    });
+    if !args.json {
+        print_report(last.as_ref().expect("at least one round"));
         println!(
-            "{} ({} params, {} tokens/step): median {:.1} ms (min {:.1}, max {:.1}) = fwd {:.1} + bwd {:.1} + opt {:.1}; {:.0} tokens/s over {} steps",
-            r.model, r.params, r.tokens_per_step, r.median_ms, r.min_ms, r.max_ms, r.fwd_ms, r.bwd_ms, r.opt_ms, r.tokens_per_s, r.steps
+            "\nmedian over {} rounds (each the median of {} steps):",
+            args.rounds, args.steps
         );
+        println!("  gpicl    {ours_ms:8.1} ms");
+    }
+    for (i, (name, _)) in references.iter().enumerate() {
+        if let Some(error) = &failed[i] {
+            report[*name] = serde_json::json!({ "error": error });
+            if !args.json {
+                println!("  {name:<8} not run: {error}");
+            }
+            continue;
+        }
+        let ms = median(&theirs[i]);
+        report[*name] = serde_json::json!({ "median_ms": ms, "ratio": ours_ms / ms });
+        if !args.json {
+            println!(
+                "  {name:<8} {ms:8.1} ms   gpicl / {name} = {:.2}×",
+                ours_ms / ms
+            );
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    if failed.iter().all(Option::is_some) {
+        bail!("no reference script could be run with {}", python.display());
     }
     Ok(())
+}
+
+fn print_report(r: &BenchReport) {
+    println!(
+        "{} ({} params, {} tokens/step): median {:.1} ms (min {:.1}, max {:.1}) = fwd {:.1} + bwd {:.1} + opt {:.1}; {:.0} tokens/s, {:.1} GFLOP/step at {:.1} GFLOP/s; peak RSS {} over {} steps",
+        r.model,
+        r.params,
+        r.tokens_per_step,
+        r.median_ms,
+        r.min_ms,
+        r.max_ms,
+        r.fwd_ms,
+        r.bwd_ms,
+        r.opt_ms,
+        r.tokens_per_s,
+        r.flops_per_step / 1e9,
+        r.gflops,
+        r.peak_rss_mib
+            .map_or("n/a".to_string(), |m| format!("{m:.0} MiB")),
+        r.steps
+    );
+}
+
+/// Runs one reference script and returns its `MEDIAN … <x> ms` line's value.
+fn run_reference(
+    python: &Path,
+    refs_dir: &Path,
+    script: &[&str],
+    steps: usize,
+    warmup: usize,
+    threads: usize,
+) -> Result<f64> {
+    let path = refs_dir.join(script[0]);
+    if !path.is_file() {
+        bail!("{} not found (set --refs-dir)", path.display());
+    }
+    let mut cmd = Command::new(python);
+    cmd.arg(&path).args(&script[1..]).args([
+        "--steps",
+        &steps.to_string(),
+        "--warmup",
+        &warmup.to_string(),
+    ]);
+    if script[0] == "torch_step.py" {
+        cmd.args(["--threads", &threads.to_string()]);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        bail!(
+            "{} {} failed ({}): {}",
+            python.display(),
+            path.display(),
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    parse_median(&stdout)
+        .with_context(|| format!("{} printed no `MEDIAN … ms` line", path.display()))
+}
+
+/// The milliseconds of the reference scripts' final `MEDIAN … <x> ms over
+/// <n> steps` line.
+fn parse_median(stdout: &str) -> Option<f64> {
+    let line = stdout.lines().rev().find(|l| l.starts_with("MEDIAN"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let ms = words.iter().position(|w| *w == "ms")?;
+    words.get(ms.checked_sub(1)?)?.parse().ok()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_scripts_median_line_is_parsed() {
+        let out = "torch 2.5 threads=2\nstep 0 loss 2.3 300.0 ms\nMEDIAN torch model=tf sdpa=False compile=False bf16=False 305.4 ms over 20 steps\n";
+        assert_eq!(parse_median(out), Some(305.4));
+        assert_eq!(
+            parse_median("MEDIAN jax bf16=False 780.0 ms over 20 steps"),
+            Some(780.0)
+        );
+        assert_eq!(parse_median("step 0 loss 2.3 300.0 ms"), None);
+    }
+
+    #[test]
+    fn the_reference_preset_is_the_shape_of_the_python_scripts() {
+        let cfg = preset_config(BenchPreset::Reference);
+        assert_eq!(feature_count(&cfg.data, (28, 28)) + 10, 784 + 10);
+        assert_eq!(cfg.batch.sequences(), 32);
+        assert_eq!(cfg.model.d_model * cfg.model.widening_factor, 1024);
+        assert!(!cfg.model.gelu_tanh);
+        assert_eq!(
+            (
+                cfg.optim.weight_decay,
+                cfg.optim.clip_norm,
+                cfg.optim.eps_root
+            ),
+            (0.0, 1.0, 0.0)
+        );
+        cfg.validate().unwrap();
+        assert_eq!(
+            preset_config(BenchPreset::ReferenceLstm).model.kind,
+            ModelKind::Lstm
+        );
+    }
 }

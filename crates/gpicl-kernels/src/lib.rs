@@ -10,6 +10,8 @@
 //!   pure functions of `(seed, stream id)`, so projections, permutations and
 //!   initial weights are identical on every machine (candle's own CPU RNG
 //!   cannot be seeded);
+//! - [`fused`]: multi-threaded CPU kernels with their backward passes
+//!   (LayerNorm, GELU, causal attention), tested against [`ops`];
 //! - [`ops`]: layer norm, softmax, causal attention and cross-entropy written
 //!   as compositions of candle primitives that all record a backward pass
 //!   (candle's fused fast paths do not).
@@ -27,6 +29,7 @@
 mod cpu;
 pub mod device;
 pub mod error;
+pub mod fused;
 pub mod lstm;
 pub mod ops;
 pub mod outer_lstm;

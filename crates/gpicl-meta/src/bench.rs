@@ -33,8 +33,30 @@ pub struct BenchReport {
     pub opt_ms: f64,
     /// Tokens per second at the median step.
     pub tokens_per_s: f64,
+    /// Floating-point operations of one step: the model's forward count
+    /// times 3 (the backward pass costs about twice the forward).
+    pub flops_per_step: f64,
+    /// Achieved GFLOP/s at the median step.
+    pub gflops: f64,
+    /// Peak resident memory of the process during the timed steps, in MiB
+    /// (Linux; `None` elsewhere).
+    pub peak_rss_mib: Option<f64>,
     /// Timed steps.
     pub steps: usize,
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux ≥ 4.0), so
+/// that [`peak_rss_mib`] measures from here.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory of this process (`VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -84,6 +106,9 @@ pub fn bench_training_step(
     let mut adam = Adam::new(cfg.optim.clone(), model.params());
     let (mut total, mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..warmup + steps {
+        if i == warmup {
+            reset_peak_rss();
+        }
         let t0 = Instant::now();
         let loss = ops::cross_entropy(&model.forward(&tokens)?, &targets)?;
         loss.to_scalar::<f32>()?;
@@ -110,6 +135,7 @@ pub fn bench_training_step(
         }
     }
     let median_ms = median(total.clone());
+    let flops_per_step = 3.0 * model.forward_flops(b, t);
     Ok(BenchReport {
         model: cfg.model.kind.to_string(),
         params: model.param_count(),
@@ -121,6 +147,9 @@ pub fn bench_training_step(
         bwd_ms: median(bwd),
         opt_ms: median(opt),
         tokens_per_s: (b * t) as f64 / (median_ms / 1e3),
+        flops_per_step,
+        gflops: flops_per_step / (median_ms / 1e3) / 1e9,
+        peak_rss_mib: peak_rss_mib(),
         steps,
     })
 }
@@ -141,6 +170,10 @@ mod tests {
         assert_eq!((r.steps, r.tokens_per_step), (3, 10));
         assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms);
         assert!(r.fwd_ms > 0.0 && r.bwd_ms > 0.0 && r.opt_ms > 0.0);
+        assert!(r.flops_per_step > 0.0 && r.gflops > 0.0);
+        if cfg!(target_os = "linux") {
+            assert!(r.peak_rss_mib.unwrap() > 1.0);
+        }
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 }

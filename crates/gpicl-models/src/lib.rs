@@ -56,6 +56,13 @@ pub trait SequenceModel: Send + Sync {
     fn kind(&self) -> ModelKind;
     /// Token width the model reads (`N_x + classes`).
     fn input_dim(&self) -> usize;
+    /// Floating-point operations of one forward pass over `batch` sequences
+    /// of `seq_len` tokens, counting a multiply-add as two. The default
+    /// treats every parameter as a weight used once per token, which is
+    /// exact up to biases and elementwise work for dense recurrent models.
+    fn forward_flops(&self, batch: usize, seq_len: usize) -> f64 {
+        2.0 * (batch * seq_len) as f64 * self.param_count() as f64
+    }
 }
 
 /// Builds the model a config describes, with parameters drawn from the

@@ -83,6 +83,15 @@ impl LayerNorm {
 
     /// Normalises over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(ops::layer_norm(x, &self.gain, &self.bias, self.eps)?)
+        self.forward_with(x, gpicl_kernels::fused::use_fused(x))
+    }
+
+    /// The fused kernel or the composed reference.
+    pub fn forward_with(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
+        Ok(if fused {
+            gpicl_kernels::fused::layer_norm(x, &self.gain, &self.bias, self.eps)?
+        } else {
+            ops::layer_norm(x, &self.gain, &self.bias, self.eps)?
+        })
     }
 }

@@ -139,7 +139,7 @@ impl Transformer {
         })
     }
 
-    fn attention(&self, block: &Block, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    fn attention(&self, block: &Block, x: &Tensor, mask: &Tensor, fused: bool) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         let split = |lin: &Linear| -> Result<Tensor> {
@@ -150,14 +150,20 @@ impl Transformer {
                 .contiguous()?)
         };
         let (q, k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
-        let attended = ops::causal_attention(&q, &k, &v, mask)?;
+        let attended = if fused {
+            gpicl_kernels::fused::causal_attention(&q, &k, &v)?
+        } else {
+            ops::causal_attention(&q, &k, &v, mask)?
+        };
         let merged = attended.transpose(1, 2)?.reshape((b, t, heads * key))?;
         block.out.forward(&merged)
     }
 
-    fn mlp(&self, block: &Block, x: &Tensor) -> Result<Tensor> {
+    fn mlp(&self, block: &Block, x: &Tensor, fused: bool) -> Result<Tensor> {
         let hidden = block.fc_in.forward(x)?;
-        let activated = if self.cfg.gelu_tanh {
+        let activated = if fused {
+            gpicl_kernels::fused::gelu(&hidden, self.cfg.gelu_tanh)?
+        } else if self.cfg.gelu_tanh {
             hidden.gelu()?
         } else {
             hidden.gelu_erf()?
@@ -166,8 +172,10 @@ impl Transformer {
     }
 }
 
-impl SequenceModel for Transformer {
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+impl Transformer {
+    /// The forward pass with the fused kernels of `gpicl_kernels::fused`
+    /// (LayerNorm, attention, GELU) or with the composed reference ops.
+    pub fn forward_with(&self, tokens: &Tensor, fused: bool) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
         let t = tokens.dim(1)?;
         let mask = ops::causal_mask(t, tokens.device())?;
@@ -176,16 +184,36 @@ impl SequenceModel for Transformer {
             .forward(tokens)?
             .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
         for block in &self.blocks {
-            let a = self.attention(block, &block.ln_attn.forward(&h)?, &mask)?;
+            let normed = block.ln_attn.forward_with(&h, fused)?;
+            let a = self.attention(block, &normed, &mask, fused)?;
             h = (h + a)?;
-            let m = self.mlp(block, &block.ln_mlp.forward(&h)?)?;
+            let m = self.mlp(block, &block.ln_mlp.forward_with(&h, fused)?, fused)?;
             h = (h + m)?;
         }
-        self.head.forward(&self.ln_final.forward(&h)?)
+        self.head.forward(&self.ln_final.forward_with(&h, fused)?)
+    }
+}
+
+impl SequenceModel for Transformer {
+    /// Fused kernels on CPU `f32`, composed ops elsewhere.
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.forward_with(tokens, gpicl_kernels::fused::use_fused(tokens))
     }
 
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    /// Dense layers (every parameter but the positional embeddings, which
+    /// are added, not multiplied) plus attention scores and the weighted
+    /// sum: `2·2·B·H·T²·K` per layer.
+    fn forward_flops(&self, batch: usize, seq_len: usize) -> f64 {
+        let tokens = (batch * seq_len) as f64;
+        let dense = (self.param_count() - self.max_seq_len * self.cfg.d_model) as f64;
+        let attention = 4.0
+            * (batch * self.cfg.num_heads * seq_len * seq_len * self.cfg.key_size) as f64
+            * self.cfg.num_layers as f64;
+        2.0 * tokens * dense + attention
     }
 
     fn state_size(&self, seq_len: usize) -> usize {
@@ -239,6 +267,22 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_step_of_shared_refs_costs_about_65_gflop() {
+        // d_model 256, 4 layers, 8 heads of 32, 784 + 10 inputs, 32 × 100.
+        let cfg = ModelConfig {
+            d_model: 256,
+            ..ModelConfig::default()
+        };
+        let m = Transformer::new(&cfg, 794, 10, 100, 0, &Device::Cpu).unwrap();
+        assert_eq!(m.param_count(), 3_391_242, "the PyTorch reference's count");
+        let dense = 2.0 * 3200.0 * (3_391_242.0 - 100.0 * 256.0);
+        let attention = 4.0 * 32.0 * 8.0 * 100.0 * 100.0 * 32.0 * 4.0;
+        assert_eq!(m.forward_flops(32, 100), dense + attention);
+        let step = 3.0 * m.forward_flops(32, 100) / 1e9;
+        assert!((60.0..75.0).contains(&step), "{step} GFLOP");
+    }
+
+    #[test]
     fn state_size_is_the_kv_cache() {
         let m = Transformer::new(&ModelConfig::default(), 206, 10, 100, 0, &Device::Cpu).unwrap();
         assert_eq!(m.state_size(100), 2 * 4 * 8 * 32 * 100);
@@ -277,6 +321,45 @@ mod tests {
         crate::testing::assert_gradient_matches_finite_differences(
             &Transformer::new(&tiny(), 5, 3, 6, 5, &Device::Cpu).unwrap(),
         );
+    }
+
+    #[test]
+    fn the_fused_model_equals_the_composed_one_with_gradients() {
+        for (cfg, t) in [
+            (tiny(), 7),
+            (
+                ModelConfig {
+                    num_heads: 1,
+                    gelu_tanh: false,
+                    ..tiny()
+                },
+                1,
+            ),
+        ] {
+            let m = Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu).unwrap();
+            let (x, y) = crate::testing::tokens(3, t, 5, 8);
+            let run = |fused: bool| {
+                let logits = m.forward_with(&x, fused).unwrap();
+                let loss = ops::cross_entropy(&logits, &y).unwrap();
+                let grads = loss.backward().unwrap();
+                let mut all = vec![logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
+                for (name, v) in m.params().iter() {
+                    let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}"));
+                    all.push(g.flatten_all().unwrap().to_vec1().unwrap());
+                }
+                all
+            };
+            let (fused, composed) = (run(true), run(false));
+            for (i, (f, c)) in fused.iter().zip(&composed).enumerate() {
+                let tol = if i == 0 { 1e-5 } else { 1e-4 };
+                for (a, b) in f.iter().zip(c) {
+                    assert!(
+                        (a - b).abs() <= tol * b.abs().max(1.0),
+                        "tensor {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -329,7 +329,12 @@ mod tests {
         {
             let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
             let (images, labels) = arrays(3);
-            staging.write_split(Split::Train, &images, &labels).unwrap();
+            staging.write_split(Split::Test, &images, &labels).unwrap();
+            let roots = crate::DataRoots::only(vec![cache.clone()]);
+            assert!(
+                roots.available(Split::Test).is_empty(),
+                "an unfinished copy is not a dataset"
+            );
         }
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
         std::fs::remove_dir_all(cache).unwrap();

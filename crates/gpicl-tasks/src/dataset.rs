@@ -154,6 +154,10 @@ impl DataRoots {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
+                // Hidden folders are the cache's unfinished or replaced copies.
+                if name.starts_with('.') {
+                    continue;
+                }
                 if Self::files(&entry.path(), split).is_some() && !names.contains(&name) {
                     names.push(name);
                 }
