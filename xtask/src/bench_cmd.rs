@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// Threads the Python references may use [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Time the composed candle ops instead of the fused kernels.
+    #[arg(long)]
+    composed: bool,
 }
 
 /// The config of a preset.
@@ -97,6 +100,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     assignments.extend(args.set.iter().cloned());
     let cfg: TrainConfig = config_overrides::apply(&preset_config(args.preset), &assignments)?;
     let n_x = feature_count(&cfg.data, (28, 28));
+    if args.composed {
+        gpicl::kernels::fused::set_enabled(false);
+    }
     let Some(python) = &args.compare_python else {
         let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
         if args.json {

@@ -245,7 +245,9 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
             r.classes.map_or("?".into(), |c| c.to_string()),
             shape,
             splits,
-            r.hub.as_deref().unwrap_or("- (import only)"),
+            r.hub
+                .as_deref()
+                .map_or("- (import only)".to_string(), short_revision),
             r.location
                 .as_ref()
                 .map_or("not present".into(), |p| p.display().to_string())
@@ -256,6 +258,14 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
         println!("  {:<16} {}", r.name, r.licence.as_deref().unwrap_or(""));
     }
     Ok(())
+}
+
+/// `repo@<first 10 characters of the revision>`, for the table.
+fn short_revision(hub: &str) -> String {
+    match hub.split_once('@') {
+        Some((repo, rev)) => format!("{repo}@{}", &rev[..rev.len().min(10)]),
+        None => hub.to_string(),
+    }
 }
 
 fn listing(name: &str, info: Option<&DatasetInfo>, roots: &DataRoots) -> Listing {
@@ -282,7 +292,7 @@ fn listing(name: &str, info: Option<&DatasetInfo>, roots: &DataRoots) -> Listing
         licence: info.map(|i| i.licence.to_string()),
         hub: info
             .and_then(|i| i.hub)
-            .map(|h| format!("{}@{}", h.repo, &h.revision[..h.revision.len().min(10)])),
+            .map(|h| format!("{}@{}", h.repo, h.revision)),
         import_formats: info
             .map(|i| {
                 i.import

@@ -1,5 +1,6 @@
-//! Fused CPU kernels for the Transformer: LayerNorm, GELU and causal
-//! multi-head attention, each one op forward and one pass backward,
+//! Fused CPU kernels for the Transformer: linear layers with their bias,
+//! LayerNorm, GELU and causal multi-head attention, each one op forward
+//! and one pass backward,
 //! multi-threaded over rows or heads with rayon.
 //!
 //! Composed from candle primitives, a LayerNorm is eight ops forward (each
@@ -10,18 +11,130 @@
 //! tested against) in one pass each. They run on CPU `f32` tensors; callers
 //! use the composed ops on other devices (see [`use_fused`]).
 
-use crate::cpu::f32_slice;
+use crate::cpu::{f32_slice, matmul};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Whether the fused kernels apply to `x`: a CPU `f32` tensor.
+static DISABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the fused kernels off (or back on) for the whole process, e.g. to
+/// time the composed reference; `GPICL_FUSED_KERNELS=0` does the same.
+pub fn set_enabled(enabled: bool) {
+    DISABLED.store(!enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the fused kernels apply to `x`: a CPU `f32` tensor, with the
+/// kernels enabled.
 pub fn use_fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == candle_core::DType::F32
+    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let env_off = *ENV_OFF.get_or_init(|| {
+        std::env::var("GPICL_FUSED_KERNELS").is_ok_and(|v| v == "0" || v == "false")
+    });
+    !env_off
+        && !DISABLED.load(std::sync::atomic::Ordering::Relaxed)
+        && x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
 }
 
 /// Rows per rayon task: big enough to amortise scheduling.
 fn rows_per_task(rows: usize, width: usize) -> usize {
     (16_384 / width.max(1)).clamp(1, rows.max(1))
+}
+
+// ------------------------------------------------------------------- Linear
+
+/// `x W + b` over the last dimension of `x` (`[.., in]`, `W: [in, out]`,
+/// `b: [out]`), with the products on `gemm` forward and backward and the
+/// bias gradient a parallel column sum.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearOp)
+}
+
+struct LinearOp;
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (
+            f32_slice(self.name(), s1, l1)?,
+            f32_slice(self.name(), s2, l2)?,
+            f32_slice(self.name(), s3, l3)?,
+        );
+        let (k, n) = l2.shape().dims2()?;
+        let dims = l1.dims();
+        if dims.last() != Some(&k) || b.len() != n {
+            candle_core::bail!(
+                "fused-linear: input {:?}, weight [{k}, {n}] and bias [{}] do not fit",
+                dims,
+                b.len()
+            );
+        }
+        let m = x.len() / k;
+        let mut out = vec![0f32; m * n];
+        // Start from the bias so that the product accumulates onto it.
+        out.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
+        matmul(&mut out, x, false, w, false, m, k, n, true);
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("non-empty") = n;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (k, n) = weight.dims2()?;
+        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let gs: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+        let w: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+        let m = xs.len() / k;
+        let mut dx = vec![0f32; m * k];
+        matmul(&mut dx, &gs, false, &w, true, m, n, k, false);
+        let mut dw = vec![0f32; k * n];
+        matmul(&mut dw, &xs, true, &gs, false, k, m, n, false);
+        let rows = rows_per_task(m, n);
+        let db = gs
+            .par_chunks(rows * n)
+            .map(|chunk| {
+                let mut acc = vec![0f32; n];
+                for row in chunk.chunks_exact(n) {
+                    for (a, g) in acc.iter_mut().zip(row) {
+                        *a += g;
+                    }
+                }
+                acc
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0f32; n], |mut sum, part| {
+                for (s, p) in sum.iter_mut().zip(part) {
+                    *s += p;
+                }
+                sum
+            });
+        let device = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), device)?),
+            Some(Tensor::from_vec(dw, (k, n), device)?),
+            Some(Tensor::from_vec(db, bias.shape(), device)?),
+        ))
+    }
 }
 
 // ---------------------------------------------------------------- LayerNorm
@@ -166,6 +279,28 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_TANH_COEF: f32 = 0.044_715;
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
+/// `e^x` to about 2e-7 relative error, written so that loops over it
+/// vectorise (libm's `expf` is a scalar call): Cody–Waite reduction to
+/// `x = k·ln 2 + r`, `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for
+/// `e^r`, and `2^k` built from the exponent bits.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer
+    // without a call to `round`.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * LOG2E + ROUND) - ROUND;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+}
+
 /// erf with about 1e-7 absolute error (Abramowitz & Stegun 7.1.26 is too
 /// coarse near 0 for 1e-5 relative GELU accuracy, so this uses the
 /// Numerical Recipes `erfc` Chebyshev fit, relative error below 1.2e-7).
@@ -180,7 +315,7 @@ fn erf(x: f32) -> f32 {
                         + t * (0.278_868_07
                             + t * (-1.135_203_98
                                 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = 1.0 - t * poly.exp();
+    let r = 1.0 - t * exp(poly);
     if x >= 0.0 {
         r
     } else {
@@ -206,7 +341,7 @@ impl GeluOp {
             0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du
         } else {
             let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-            let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
+            let pdf = exp(-0.5 * x * x) * 0.398_942_3;
             cdf + x * pdf
         }
     }
@@ -257,6 +392,26 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 
 struct CausalAttention;
 
+/// Dot product with eight independent accumulators, so that the compiler
+/// can keep them in one SIMD register (a single running sum forces
+/// sequential, scalar adds).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut sum = ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>();
+    for v in acc {
+        sum += v;
+    }
+    sum
+}
+
 /// Softmax weights of one head: row `i` of `p` (`t × t`, only `j ≤ i`
 /// written) is `softmax_j(q_i·k_j / sqrt(K))`.
 fn attention_weights(q: &[f32], k: &[f32], t: usize, key: usize, p: &mut [f32]) {
@@ -267,13 +422,13 @@ fn attention_weights(q: &[f32], k: &[f32], t: usize, key: usize, p: &mut [f32]) 
         let mut max = f32::NEG_INFINITY;
         for j in 0..=i {
             let kj = &k[j * key..(j + 1) * key];
-            let s = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+            let s = dot(qi, kj) * scale;
             row[j] = s;
             max = max.max(s);
         }
         let mut sum = 0f32;
         for s in &mut row[..=i] {
-            *s = (*s - max).exp();
+            *s = exp(*s - max);
             sum += *s;
         }
         let inv = 1.0 / sum;
@@ -375,19 +530,15 @@ impl CustomOp3 for CausalAttention {
                 for i in 0..t {
                     let gi = &g[i * key..(i + 1) * key];
                     // dP_ij = dO_i · v_j; dS_ij = P_ij (dP_ij − Σ_j' P_ij' dP_ij').
-                    let mut dot = 0f32;
+                    let mut row_dot = 0f32;
                     for j in 0..=i {
-                        let dp = gi
-                            .iter()
-                            .zip(&v[j * key..(j + 1) * key])
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>();
+                        let dp = dot(gi, &v[j * key..(j + 1) * key]);
                         ds[i * t + j] = dp;
-                        dot += p[i * t + j] * dp;
+                        row_dot += p[i * t + j] * dp;
                     }
                     for j in 0..=i {
                         let pij = p[i * t + j];
-                        ds[i * t + j] = pij * (ds[i * t + j] - dot) * scale;
+                        ds[i * t + j] = pij * (ds[i * t + j] - row_dot) * scale;
                         // dV_j += P_ij dO_i
                         for (d, &gv) in dv[j * key..(j + 1) * key].iter_mut().zip(gi) {
                             *d += pij * gv;
@@ -493,6 +644,50 @@ mod tests {
             close(&fv, &cv, 1e-5, "layer norm");
             for (i, (f, c)) in fg.iter().zip(&cg).enumerate() {
                 close(f, c, 1e-4, &format!("layer norm grad {i} {shape:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_vectorisable_exp_is_accurate_over_the_float_range() {
+        for i in -869..=878 {
+            let x = i as f32 * 0.1 + 0.037;
+            let (ours, libm) = (exp(x) as f64, (x as f64).exp());
+            assert!(
+                ((ours - libm) / libm).abs() < 5e-7,
+                "exp({x}) = {ours}, libm {libm}"
+            );
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(f32::NEG_INFINITY), exp(-87.0));
+    }
+
+    #[test]
+    fn linear_matches_the_composed_op_on_odd_shapes() {
+        for (x_shape, k, n) in [
+            (vec![3, 7, 5], 5, 9),
+            (vec![1, 1], 1, 1),
+            (vec![37, 16], 16, 3),
+        ] {
+            let x = random(&x_shape, 20, 1.0);
+            let w = random(&[k, n], 21, 1.0);
+            let b = random(&[n], 22, 1.0);
+            let (fv, fg) = value_and_grads(&linear(&x, &w, &b).unwrap(), &[&x, &w, &b]);
+            let rows: usize = x_shape[..x_shape.len() - 1].iter().product();
+            let composed = x
+                .reshape((rows, k))
+                .unwrap()
+                .matmul(&w)
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            let mut out_shape = x_shape.clone();
+            *out_shape.last_mut().unwrap() = n;
+            let composed = composed.reshape(out_shape).unwrap();
+            let (cv, cg) = value_and_grads(&composed, &[&x, &w, &b]);
+            close(&fv, &cv, 1e-5, "linear");
+            for (i, (f, c)) in fg.iter().zip(&cg).enumerate() {
+                close(f, c, 1e-4, &format!("linear grad {i} {x_shape:?}"));
             }
         }
     }

@@ -41,6 +41,19 @@ impl Linear {
 
     /// Applies the map.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, gpicl_kernels::fused::use_fused(x))
+    }
+
+    /// The fused kernel or the composed reference.
+    pub fn forward_with(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
+        if fused {
+            return Ok(gpicl_kernels::fused::linear(x, &self.weight, &self.bias)?);
+        }
+        self.forward_composed(x)
+    }
+
+    /// `x W + b` from candle ops: the reference, and the path off the CPU.
+    pub fn forward_composed(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = *dims.last().expect("input has a last dimension");
         let rows: usize = dims[..dims.len() - 1].iter().product();

@@ -66,7 +66,7 @@ impl SequenceModel for Lstm {
             .matmul(&w_in)?
             .broadcast_add(&self.cell.bias)?
             .reshape((b, t, 4 * h))?;
-        let hidden = if tokens.device().is_cpu() {
+        let hidden = if gpicl_kernels::fused::use_fused(tokens) {
             lstm_recurrence(&from_input, &w_rec)?
         } else {
             lstm_recurrence_composed(&from_input, &w_rec)?

@@ -116,7 +116,7 @@ impl SequenceModel for OuterLstm {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
         let s = softplus(&self.kappa)?;
-        if !tokens.device().is_cpu() {
+        if !gpicl_kernels::fused::use_fused(tokens) {
             return self.forward_composed(tokens, &s);
         }
         let (b, t, _) = tokens.dims3()?;

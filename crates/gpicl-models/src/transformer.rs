@@ -144,7 +144,7 @@ impl Transformer {
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         let split = |lin: &Linear| -> Result<Tensor> {
             Ok(lin
-                .forward(x)?
+                .forward_with(x, fused)?
                 .reshape((b, t, heads, key))?
                 .transpose(1, 2)?
                 .contiguous()?)
@@ -156,11 +156,11 @@ impl Transformer {
             ops::causal_attention(&q, &k, &v, mask)?
         };
         let merged = attended.transpose(1, 2)?.reshape((b, t, heads * key))?;
-        block.out.forward(&merged)
+        block.out.forward_with(&merged, fused)
     }
 
     fn mlp(&self, block: &Block, x: &Tensor, fused: bool) -> Result<Tensor> {
-        let hidden = block.fc_in.forward(x)?;
+        let hidden = block.fc_in.forward_with(x, fused)?;
         let activated = if fused {
             gpicl_kernels::fused::gelu(&hidden, self.cfg.gelu_tanh)?
         } else if self.cfg.gelu_tanh {
@@ -168,7 +168,7 @@ impl Transformer {
         } else {
             hidden.gelu_erf()?
         };
-        block.fc_out.forward(&activated)
+        block.fc_out.forward_with(&activated, fused)
     }
 }
 
@@ -181,7 +181,7 @@ impl Transformer {
         let mask = ops::causal_mask(t, tokens.device())?;
         let mut h = self
             .embed
-            .forward(tokens)?
+            .forward_with(tokens, fused)?
             .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
         for block in &self.blocks {
             let normed = block.ln_attn.forward_with(&h, fused)?;
@@ -190,7 +190,8 @@ impl Transformer {
             let m = self.mlp(block, &block.ln_mlp.forward_with(&h, fused)?, fused)?;
             h = (h + m)?;
         }
-        self.head.forward(&self.ln_final.forward_with(&h, fused)?)
+        self.head
+            .forward_with(&self.ln_final.forward_with(&h, fused)?, fused)
     }
 }
 
