@@ -301,9 +301,10 @@ fn exp(x: f32) -> f32 {
     p * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
-/// erf with about 1e-7 absolute error (Abramowitz & Stegun 7.1.26 is too
-/// coarse near 0 for 1e-5 relative GELU accuracy, so this uses the
-/// Numerical Recipes `erfc` Chebyshev fit, relative error below 1.2e-7).
+/// erf with about 1e-7 absolute error: the Numerical Recipes `erfc`
+/// Chebyshev fit (relative error below 1.2e-7), evaluated in `f32`.
+// The published coefficients, kept as printed.
+#[allow(clippy::excessive_precision)]
 fn erf(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
