@@ -52,6 +52,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    gpicl::kernels::allocator::tune_for_training();
     let result = match cli.command {
         Command::Train(args) => train_cmd::run(*args),
         Command::EvalOod(args) => eval_cmd::run(args),

@@ -384,8 +384,10 @@ impl CustomOp1 for GeluOp {
 // ---------------------------------------------------------------- attention
 
 /// Causal scaled dot-product attention, as [`crate::ops::causal_attention`]
-/// with its causal mask built in: `q`, `k`, `v` are
-/// `[batch, heads, t, key_size]`; position `i` attends to `0..=i`.
+/// with its causal mask built in, in the layout a linear layer produces:
+/// `q`, `k`, `v` and the result are `[batch, t, heads, key_size]` (a free
+/// reshape of `[batch, t, heads·key_size]`), so the model needs no head
+/// transposes. Position `i` attends to `0..=i`.
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, CausalAttention)
@@ -439,9 +441,32 @@ fn attention_weights(q: &[f32], k: &[f32], t: usize, key: usize, p: &mut [f32]) 
     }
 }
 
-fn attention_dims(l: &Layout) -> Result<(usize, usize, usize)> {
-    let (b, h, t, k) = l.shape().dims4()?;
-    Ok((b * h, t, k))
+/// `[b, t, h, k]` → `[b, h, t, k]`, heads in parallel.
+fn to_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(t * k).enumerate().for_each(|(n, head)| {
+        let (bi, hi) = (n / h, n % h);
+        for i in 0..t {
+            let src = ((bi * t + i) * h + hi) * k;
+            head[i * k..(i + 1) * k].copy_from_slice(&x[src..src + k]);
+        }
+    });
+    out
+}
+
+/// `[b, h, t, k]` → `[b, t, h, k]`, rows in parallel.
+fn from_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(h * k)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (bi, i) = (row / t, row % t);
+            for hi in 0..h {
+                let src = ((bi * h + hi) * t + i) * k;
+                dst[hi * k..(hi + 1) * k].copy_from_slice(&x[src..src + k]);
+            }
+        });
+    out
 }
 
 impl CustomOp3 for CausalAttention {
@@ -458,7 +483,8 @@ impl CustomOp3 for CausalAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (heads, t, key) = attention_dims(l1)?;
+        let (b, t, h, key) = l1.shape().dims4()?;
+        let heads = b * h;
         if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
             candle_core::bail!(
                 "fused-causal-attention: q {:?}, k {:?}, v {:?} must have one shape",
@@ -468,9 +494,9 @@ impl CustomOp3 for CausalAttention {
             );
         }
         let (q, k, v) = (
-            f32_slice(self.name(), s1, l1)?,
-            f32_slice(self.name(), s2, l2)?,
-            f32_slice(self.name(), s3, l3)?,
+            to_heads(f32_slice(self.name(), s1, l1)?, t, h, key),
+            to_heads(f32_slice(self.name(), s2, l2)?, t, h, key),
+            to_heads(f32_slice(self.name(), s3, l3)?, t, h, key),
         );
         let head = t * key;
         let mut out = vec![0f32; heads * head];
@@ -494,6 +520,7 @@ impl CustomOp3 for CausalAttention {
                 }
             },
         );
+        let out = from_heads(&out, t, h, key);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -505,13 +532,13 @@ impl CustomOp3 for CausalAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, h, t, key) = q.dims4()?;
+        let (b, t, h, key) = q.dims4()?;
         let heads = b * h;
         let head = t * key;
-        let qs: Vec<f32> = q.flatten_all()?.to_vec1()?;
-        let ks: Vec<f32> = k.flatten_all()?.to_vec1()?;
-        let vs: Vec<f32> = v.flatten_all()?.to_vec1()?;
-        let gs: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+        let gather = |x: &Tensor| -> Result<Vec<f32>> {
+            Ok(to_heads(&x.flatten_all()?.to_vec1()?, t, h, key))
+        };
+        let (qs, ks, vs, gs) = (gather(q)?, gather(k)?, gather(v)?, gather(grad)?);
         let scale = 1.0 / (key as f32).sqrt();
         // One buffer of [dq | dk | dv] per head, filled in parallel.
         let mut packed = vec![0f32; heads * 3 * head];
@@ -577,11 +604,8 @@ impl CustomOp3 for CausalAttention {
             dv.extend_from_slice(&chunk[2 * head..]);
         }
         let (shape, device) = (q.shape(), q.device());
-        Ok((
-            Some(Tensor::from_vec(dq, shape, device)?),
-            Some(Tensor::from_vec(dk, shape, device)?),
-            Some(Tensor::from_vec(dv, shape, device)?),
-        ))
+        let scatter = |x: Vec<f32>| Tensor::from_vec(from_heads(&x, t, h, key), shape, device);
+        Ok((Some(scatter(dq)?), Some(scatter(dk)?), Some(scatter(dv)?)))
     }
 }
 
@@ -712,16 +736,23 @@ mod tests {
 
     #[test]
     fn attention_matches_the_composed_op_on_odd_shapes() {
-        for shape in [[2, 3, 7, 5], [1, 1, 1, 4], [1, 2, 17, 8]] {
+        for shape in [[2, 7, 3, 5], [1, 1, 1, 4], [1, 17, 2, 8], [3, 9, 1, 6]] {
             let q = random(&shape, 5, 1.0);
             let k = random(&shape, 6, 1.0);
             let v = random(&shape, 7, 1.0);
-            let mask = ops::causal_mask(shape[2], &Device::Cpu).unwrap();
+            // Shapes are [batch, t, heads, key]; the composed op wants heads
+            // before positions.
+            let mask = ops::causal_mask(shape[1], &Device::Cpu).unwrap();
             let (fv, fg) = value_and_grads(&causal_attention(&q, &k, &v).unwrap(), &[&q, &k, &v]);
-            let (cv, cg) = value_and_grads(
-                &ops::causal_attention(&q, &k, &v, &mask).unwrap(),
-                &[&q, &k, &v],
-            );
+            let heads_first = |x: &Var| x.transpose(1, 2).unwrap().contiguous().unwrap();
+            let composed =
+                ops::causal_attention(&heads_first(&q), &heads_first(&k), &heads_first(&v), &mask)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap();
+            let (cv, cg) = value_and_grads(&composed, &[&q, &k, &v]);
             close(&fv, &cv, 1e-5, "attention");
             for (i, (f, c)) in fg.iter().zip(&cg).enumerate() {
                 close(f, c, 1e-4, &format!("attention grad {i} {shape:?}"));
@@ -773,9 +804,9 @@ mod tests {
         let (_, g) = value_and_grads(&gelu(&x, false).unwrap(), &[&x]);
         finite_difference_check(|x| gelu(x, false).unwrap(), &x, &g[0], "gelu");
 
-        let q = random(&[1, 2, 5, 3], 11, 1.0);
-        let k = random(&[1, 2, 5, 3], 12, 1.0);
-        let v = random(&[1, 2, 5, 3], 13, 1.0);
+        let q = random(&[1, 5, 2, 3], 11, 1.0);
+        let k = random(&[1, 5, 2, 3], 12, 1.0);
+        let v = random(&[1, 5, 2, 3], 13, 1.0);
         let (_, g) = value_and_grads(&causal_attention(&q, &k, &v).unwrap(), &[&q, &k, &v]);
         finite_difference_check(
             |q| causal_attention(q, &k, &v).unwrap(),

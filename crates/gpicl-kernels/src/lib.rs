@@ -26,6 +26,7 @@
 //! assert!((row[0] - 1.0).abs() < 1e-6);
 //! ```
 
+pub mod allocator;
 mod cpu;
 pub mod device;
 pub mod error;

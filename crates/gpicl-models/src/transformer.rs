@@ -142,20 +142,19 @@ impl Transformer {
     fn attention(&self, block: &Block, x: &Tensor, mask: &Tensor, fused: bool) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
+        // [b, t, heads, key]: a free reshape of the projection.
         let split = |lin: &Linear| -> Result<Tensor> {
-            Ok(lin
-                .forward_with(x, fused)?
-                .reshape((b, t, heads, key))?
-                .transpose(1, 2)?
-                .contiguous()?)
+            Ok(lin.forward_with(x, fused)?.reshape((b, t, heads, key))?)
         };
         let (q, k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
         let attended = if fused {
             gpicl_kernels::fused::causal_attention(&q, &k, &v)?
         } else {
-            ops::causal_attention(&q, &k, &v, mask)?
+            let heads_first = |x: Tensor| x.transpose(1, 2)?.contiguous();
+            ops::causal_attention(&heads_first(q)?, &heads_first(k)?, &heads_first(v)?, mask)?
+                .transpose(1, 2)?
         };
-        let merged = attended.transpose(1, 2)?.reshape((b, t, heads * key))?;
+        let merged = attended.reshape((b, t, heads * key))?;
         block.out.forward_with(&merged, fused)
     }
 
