@@ -1,11 +1,6 @@
 //! Plain-CPU helpers shared by the fused kernels.
 
-use candle_core::{CpuStorage, Layout, Result};
-
-/// The logistic function.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 
 /// The contiguous `f32` data of a custom op's argument.
 pub(crate) fn f32_slice<'a>(
@@ -18,6 +13,29 @@ pub(crate) fn f32_slice<'a>(
         (CpuStorage::F32(_), None) => candle_core::bail!("{op} needs contiguous inputs"),
         _ => candle_core::bail!("{op} supports f32 only"),
     }
+}
+
+/// Runs `f` on the `f32` data of CPU tensors, borrowed in place (a
+/// backward pass would otherwise copy every saved activation out with
+/// `to_vec1`). Non-contiguous tensors are made contiguous first.
+pub(crate) fn with_f32<R>(
+    op: &str,
+    tensors: &[&Tensor],
+    f: impl FnOnce(&[&[f32]]) -> R,
+) -> Result<R> {
+    let contiguous = tensors
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = contiguous.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        match &**storage {
+            Storage::Cpu(s) => slices.push(f32_slice(op, s, layout)?),
+            _ => candle_core::bail!("{op} runs on CPU tensors only"),
+        }
+    }
+    Ok(f(&slices))
 }
 
 /// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]`, row-major, where `op`
@@ -34,6 +52,64 @@ pub(crate) fn matmul(
     n: usize,
     accumulate: bool,
 ) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallelism = gemm::Parallelism::Rayon(threads);
+    matmul_with(
+        dst,
+        lhs,
+        lhs_t,
+        rhs,
+        rhs_t,
+        m,
+        k,
+        n,
+        accumulate,
+        parallelism,
+    );
+}
+
+/// [`matmul`] on the calling thread only, for products inside a task that
+/// is already one of many parallel ones (e.g. one attention head).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_serial(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    let parallelism = gemm::Parallelism::None;
+    matmul_with(
+        dst,
+        lhs,
+        lhs_t,
+        rhs,
+        rhs_t,
+        m,
+        k,
+        n,
+        accumulate,
+        parallelism,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_with(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
     let (lhs_rs, lhs_cs) = if lhs_t {
         (1, m as isize)
@@ -45,7 +121,6 @@ pub(crate) fn matmul(
     } else {
         (n as isize, 1)
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: the asserts above keep every index of the strided views in bounds.
     unsafe {
         gemm::gemm(
@@ -67,7 +142,7 @@ pub(crate) fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(threads),
+            parallelism,
         );
     }
 }

@@ -11,7 +11,9 @@
 //! tested against) in one pass each. They run on CPU `f32` tensors; callers
 //! use the composed ops on other devices (see [`use_fused`]).
 
-use crate::cpu::{f32_slice, matmul};
+use crate::cpu::{f32_slice, matmul, matmul_serial, with_f32};
+use crate::math::{erf, exp, tanh};
+use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -100,41 +102,56 @@ impl CustomOp3 for LinearOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (k, n) = weight.dims2()?;
-        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let gs: Vec<f32> = grad.flatten_all()?.to_vec1()?;
-        let w: Vec<f32> = weight.flatten_all()?.to_vec1()?;
-        let m = xs.len() / k;
-        let mut dx = vec![0f32; m * k];
-        matmul(&mut dx, &gs, false, &w, true, m, n, k, false);
-        let mut dw = vec![0f32; k * n];
-        matmul(&mut dw, &xs, true, &gs, false, k, m, n, false);
-        let rows = rows_per_task(m, n);
-        let db = gs
-            .par_chunks(rows * n)
-            .map(|chunk| {
-                let mut acc = vec![0f32; n];
-                for row in chunk.chunks_exact(n) {
-                    for (a, g) in acc.iter_mut().zip(row) {
-                        *a += g;
-                    }
-                }
-                acc
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .fold(vec![0f32; n], |mut sum, part| {
-                for (s, p) in sum.iter_mut().zip(part) {
-                    *s += p;
-                }
-                sum
+        let (dx, dw, db) = with_f32(self.name(), &[x, grad, weight], |s| {
+            let (xs, gs, w) = (s[0], s[1], s[2]);
+            let m = xs.len() / k;
+            // The input of a first layer (data) needs no gradient: skip
+            // its product, as large as the weight gradient's.
+            let dx = x.track_op().then(|| {
+                let mut dx = vec![0f32; m * k];
+                matmul(&mut dx, gs, false, w, true, m, n, k, false);
+                dx
             });
+            let mut dw = vec![0f32; k * n];
+            matmul(&mut dw, xs, true, gs, false, k, m, n, false);
+            (dx, dw, column_sums(gs, n))
+        })?;
         let device = x.device();
         Ok((
-            Some(Tensor::from_vec(dx, x.shape(), device)?),
+            dx.map(|dx| Tensor::from_vec(dx, x.shape(), device))
+                .transpose()?,
             Some(Tensor::from_vec(dw, (k, n), device)?),
             Some(Tensor::from_vec(db, bias.shape(), device)?),
         ))
     }
+}
+
+simd_fn! {
+    fn add_rows(acc: &mut [f32], rows: &[f32]) {
+        for row in rows.chunks_exact(acc.len()) {
+            for (a, g) in acc.iter_mut().zip(row) {
+                *a += g;
+            }
+        }
+    }
+}
+
+/// Column sums of a row-major `[m, n]` matrix, over row blocks in parallel
+/// (the bias gradient of a linear layer).
+fn column_sums(x: &[f32], n: usize) -> Vec<f32> {
+    let rows = rows_per_task(x.len() / n, n);
+    x.par_chunks(rows * n)
+        .map(|chunk| {
+            let mut acc = vec![0f32; n];
+            add_rows(&mut acc, chunk);
+            acc
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0f32; n], |mut total, part| {
+            add_rows(&mut total, &part);
+            total
+        })
 }
 
 // ---------------------------------------------------------------- LayerNorm
@@ -152,12 +169,95 @@ struct LayerNormOp {
     eps: f32,
 }
 
+/// Sum with eight independent accumulators (see [`dot`]).
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let mut total = chunks.remainder().iter().sum::<f32>();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    for v in acc {
+        total += v;
+    }
+    total
+}
+
 /// Mean and reciprocal standard deviation of one row.
+#[inline(always)]
 fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     let d = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / d;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
-    (mean, 1.0 / (var + eps).sqrt())
+    let mean = sum(row) / d;
+    let mut acc = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let mut var = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum::<f32>();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    for v in acc {
+        var += v;
+    }
+    (mean, 1.0 / (var / d + eps).sqrt())
+}
+
+simd_fn! {
+    fn layer_norm_rows_forward(x: &[f32], gain: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+        let d = gain.len();
+        for (o, row) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            let (mean, rstd) = row_stats(row, eps);
+            for j in 0..d {
+                o[j] = (row[j] - mean) * rstd * gain[j] + bias[j];
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// `dx` for a block of rows, accumulating the gain and bias gradients
+    /// into `dgain` and `dbias`; `dxhat` is `d` floats of scratch.
+    fn layer_norm_rows_backward(
+        x: &[f32],
+        grad: &[f32],
+        gain: &[f32],
+        eps: f32,
+        dx: &mut [f32],
+        dgain: &mut [f32],
+        dbias: &mut [f32],
+        dxhat: &mut [f32],
+    ) {
+        let d = gain.len();
+        for ((dx, row), g) in dx
+            .chunks_exact_mut(d)
+            .zip(x.chunks_exact(d))
+            .zip(grad.chunks_exact(d))
+        {
+            let (mean, rstd) = row_stats(row, eps);
+            let (mut sum_dxhat, mut sum_dxhat_xhat) = ([0f32; 8], [0f32; 8]);
+            for j in 0..d {
+                let xhat = (row[j] - mean) * rstd;
+                dgain[j] += g[j] * xhat;
+                dbias[j] += g[j];
+                dxhat[j] = g[j] * gain[j];
+                sum_dxhat[j % 8] += dxhat[j];
+                sum_dxhat_xhat[j % 8] += dxhat[j] * xhat;
+            }
+            let m1 = sum(&sum_dxhat) / d as f32;
+            let m2 = sum(&sum_dxhat_xhat) / d as f32;
+            for j in 0..d {
+                let xhat = (row[j] - mean) * rstd;
+                dx[j] = rstd * (dxhat[j] - m1 - xhat * m2);
+            }
+        }
+    }
 }
 
 impl CustomOp3 for LayerNormOp {
@@ -191,14 +291,7 @@ impl CustomOp3 for LayerNormOp {
         let chunk = rows_per_task(x.len() / d, d) * d;
         out.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
-            .for_each(|(out, x)| {
-                for (o, row) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                    let (mean, rstd) = row_stats(row, self.eps);
-                    for j in 0..d {
-                        o[j] = (row[j] - mean) * rstd * gain[j] + bias[j];
-                    }
-                }
-            });
+            .for_each(|(out, x)| layer_norm_rows_forward(x, gain, bias, self.eps, out));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -211,50 +304,33 @@ impl CustomOp3 for LayerNormOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = x.dim(candle_core::D::Minus1)?;
-        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let gs: Vec<f32> = grad.flatten_all()?.to_vec1()?;
-        let gain_v: Vec<f32> = gain.flatten_all()?.to_vec1()?;
-        let mut dx = vec![0f32; xs.len()];
-        let chunk = rows_per_task(xs.len() / d, d) * d;
-        // Each task accumulates its rows' gain and bias gradients; the
-        // partial sums are added at the end (a parallel reduction).
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(chunk)
-            .zip(xs.par_chunks(chunk).zip(gs.par_chunks(chunk)))
-            .map(|(dx, (x, g))| {
-                let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
-                let mut dxhat = vec![0f32; d];
-                for ((dx, row), g) in dx
-                    .chunks_exact_mut(d)
-                    .zip(x.chunks_exact(d))
-                    .zip(g.chunks_exact(d))
-                {
-                    let (mean, rstd) = row_stats(row, self.eps);
-                    let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f32, 0f32);
-                    for j in 0..d {
-                        let xhat = (row[j] - mean) * rstd;
-                        dgain[j] += g[j] * xhat;
-                        dbias[j] += g[j];
-                        dxhat[j] = g[j] * gain_v[j];
-                        sum_dxhat += dxhat[j];
-                        sum_dxhat_xhat += dxhat[j] * xhat;
-                    }
-                    let (m1, m2) = (sum_dxhat / d as f32, sum_dxhat_xhat / d as f32);
-                    for j in 0..d {
-                        let xhat = (row[j] - mean) * rstd;
-                        dx[j] = rstd * (dxhat[j] - m1 - xhat * m2);
-                    }
+        let (dx, dgain, dbias) = with_f32(self.name(), &[x, grad, gain], |s| {
+            let (xs, gs, gain) = (s[0], s[1], s[2]);
+            let mut dx = vec![0f32; xs.len()];
+            let chunk = rows_per_task(xs.len() / d, d) * d;
+            // Each task accumulates its rows' gain and bias gradients; the
+            // partial sums are added at the end (a parallel reduction).
+            let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+                .par_chunks_mut(chunk)
+                .zip(xs.par_chunks(chunk).zip(gs.par_chunks(chunk)))
+                .map(|(dx, (x, g))| {
+                    let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
+                    let mut dxhat = vec![0f32; d];
+                    layer_norm_rows_backward(
+                        x, g, gain, self.eps, dx, &mut dgain, &mut dbias, &mut dxhat,
+                    );
+                    (dgain, dbias)
+                })
+                .collect();
+            let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
+            for (pg, pb) in partials {
+                for j in 0..d {
+                    dgain[j] += pg[j];
+                    dbias[j] += pb[j];
                 }
-                (dgain, dbias)
-            })
-            .collect();
-        let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
-        for (pg, pb) in partials {
-            for j in 0..d {
-                dgain[j] += pg[j];
-                dbias[j] += pb[j];
             }
-        }
+            (dx, dgain, dbias)
+        })?;
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), device)?),
@@ -279,74 +355,47 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_TANH_COEF: f32 = 0.044_715;
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
-/// `e^x` to about 2e-7 relative error, written so that loops over it
-/// vectorise (libm's `expf` is a scalar call): Cody–Waite reduction to
-/// `x = k·ln 2 + r`, `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for
-/// `e^r`, and `2^k` built from the exponent bits.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer
-    // without a call to `round`.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + ROUND) - ROUND;
-    let r = x - k * LN2_HI - k * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
-}
-
-/// erf with about 1e-7 absolute error: the Numerical Recipes `erfc`
-/// Chebyshev fit (relative error below 1.2e-7), evaluated in `f32`.
-// The published coefficients, kept as printed.
-#[allow(clippy::excessive_precision)]
-fn erf(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = 1.0 - t * exp(poly);
-    if x >= 0.0 {
-        r
-    } else {
-        -r
-    }
-}
-
-impl GeluOp {
-    fn value(&self, x: f32) -> f32 {
-        if self.tanh_approximation {
-            let u = SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x);
-            0.5 * x * (1.0 + u.tanh())
-        } else {
-            0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
-        }
-    }
-
-    fn derivative(&self, x: f32) -> f32 {
-        if self.tanh_approximation {
-            let u = SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x);
-            let th = u.tanh();
-            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * x * x);
-            0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du
-        } else {
-            let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-            let pdf = exp(-0.5 * x * x) * 0.398_942_3;
-            cdf + x * pdf
+simd_fn! {
+    fn gelu_erf_forward(x: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
         }
     }
 }
+
+simd_fn! {
+    fn gelu_tanh_forward(x: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
+            *o = 0.5 * v * (1.0 + tanh(u));
+        }
+    }
+}
+
+simd_fn! {
+    /// `dx = g · (Φ(x) + x φ(x))`.
+    fn gelu_erf_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
+        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
+            let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+            let pdf = exp(-0.5 * v * v) * 0.398_942_3;
+            *d = g * (cdf + v * pdf);
+        }
+    }
+}
+
+simd_fn! {
+    fn gelu_tanh_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
+        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
+            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
+            let th = tanh(u);
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * v * v);
+            *d = g * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du);
+        }
+    }
+}
+
+/// Elements per rayon task for elementwise kernels.
+const ELEMENTWISE_CHUNK: usize = 16_384;
 
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {
@@ -356,27 +405,34 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(8192)
-            .zip(x.par_chunks(8192))
-            .for_each(|(o, x)| {
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = self.value(v);
-                }
-            });
+        let forward = if self.tanh_approximation {
+            gelu_tanh_forward
+        } else {
+            gelu_erf_forward
+        };
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(o, x)| forward(x, o));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let gs: Vec<f32> = grad.flatten_all()?.to_vec1()?;
-        let mut dx = vec![0f32; xs.len()];
-        dx.par_chunks_mut(8192)
-            .zip(xs.par_chunks(8192).zip(gs.par_chunks(8192)))
-            .for_each(|(dx, (x, g))| {
-                for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
-                    *d = g * self.derivative(v);
-                }
-            });
+        let backward = if self.tanh_approximation {
+            gelu_tanh_backward
+        } else {
+            gelu_erf_backward
+        };
+        let dx = with_f32(self.name(), &[x, grad], |s| {
+            let (xs, gs) = (s[0], s[1]);
+            let mut dx = vec![0f32; xs.len()];
+            dx.par_chunks_mut(ELEMENTWISE_CHUNK)
+                .zip(
+                    xs.par_chunks(ELEMENTWISE_CHUNK)
+                        .zip(gs.par_chunks(ELEMENTWISE_CHUNK)),
+                )
+                .for_each(|(dx, (x, g))| backward(x, g, dx));
+            dx
+        })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
@@ -395,49 +451,30 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 
 struct CausalAttention;
 
-/// Dot product with eight independent accumulators, so that the compiler
-/// can keep them in one SIMD register (a single running sum forces
-/// sequential, scalar adds).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut sum = ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>();
-    for v in acc {
-        sum += v;
-    }
-    sum
-}
-
-/// Softmax weights of one head: row `i` of `p` (`t × t`, only `j ≤ i`
-/// written) is `softmax_j(q_i·k_j / sqrt(K))`.
-fn attention_weights(q: &[f32], k: &[f32], t: usize, key: usize, p: &mut [f32]) {
-    let scale = 1.0 / (key as f32).sqrt();
+/// Turns raw scores `q_i·k_j` (a full `t × t` block) into causal softmax
+/// weights in place: row `i` becomes `softmax_{j≤i}(scale · s_ij)`, and
+/// entries above the diagonal become 0 so that products with the block
+/// need no mask.
+#[inline(always)]
+fn causal_softmax_rows(p: &mut [f32], t: usize, scale: f32) {
     for i in 0..t {
-        let qi = &q[i * key..(i + 1) * key];
         let row = &mut p[i * t..(i + 1) * t];
+        let (visible, future) = row.split_at_mut(i + 1);
         let mut max = f32::NEG_INFINITY;
-        for j in 0..=i {
-            let kj = &k[j * key..(j + 1) * key];
-            let s = dot(qi, kj) * scale;
-            row[j] = s;
-            max = max.max(s);
+        for s in visible.iter_mut() {
+            *s *= scale;
+            max = max.max(*s);
         }
         let mut sum = 0f32;
-        for s in &mut row[..=i] {
+        for s in visible.iter_mut() {
             *s = exp(*s - max);
             sum += *s;
         }
         let inv = 1.0 / sum;
-        for s in &mut row[..=i] {
+        for s in visible.iter_mut() {
             *s *= inv;
         }
+        future.fill(0.0);
     }
 }
 
@@ -456,17 +493,89 @@ fn to_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
 
 /// `[b, h, t, k]` → `[b, t, h, k]`, rows in parallel.
 fn from_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
+    from_heads_strided(x, t, h, k, t * k, 0)
+}
+
+/// [`from_heads`] where head `n`'s `t × k` block starts at
+/// `n · head_stride + offset` (e.g. one of several blocks packed per head).
+fn from_heads_strided(
+    x: &[f32],
+    t: usize,
+    h: usize,
+    k: usize,
+    head_stride: usize,
+    offset: usize,
+) -> Vec<f32> {
+    let heads = x.len() / head_stride;
+    let mut out = vec![0f32; heads * t * k];
     out.par_chunks_mut(h * k)
         .enumerate()
         .for_each(|(row, dst)| {
             let (bi, i) = (row / t, row % t);
             for hi in 0..h {
-                let src = ((bi * h + hi) * t + i) * k;
+                let src = (bi * h + hi) * head_stride + offset + i * k;
                 dst[hi * k..(hi + 1) * k].copy_from_slice(&x[src..src + k]);
             }
         });
     out
+}
+
+simd_fn! {
+    /// One head's output `o = P v`, leaving the weights `P` (`t × t`, zero
+    /// above the diagonal) in `p`. The products run on `gemm` over the full
+    /// square: at `t = 100` that is faster than skipping the masked half
+    /// with scalar loops.
+    fn attention_head_forward(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        t: usize,
+        key: usize,
+        p: &mut [f32],
+        o: &mut [f32],
+    ) {
+        matmul_serial(p, q, false, k, true, t, key, t, false);
+        causal_softmax_rows(p, t, 1.0 / (key as f32).sqrt());
+        matmul_serial(o, p, false, v, false, t, t, key, false);
+    }
+}
+
+simd_fn! {
+    /// One head's `[dq | dk | dv]` into `out`, given the output gradient
+    /// `g`; `p` and `ds` are `t × t` scratch.
+    fn attention_head_backward(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        g: &[f32],
+        t: usize,
+        key: usize,
+        p: &mut [f32],
+        ds: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let head = t * key;
+        let scale = 1.0 / (key as f32).sqrt();
+        matmul_serial(p, q, false, k, true, t, key, t, false);
+        causal_softmax_rows(p, t, scale);
+        let (dq, rest) = out.split_at_mut(head);
+        let (dk, dv) = rest.split_at_mut(head);
+        // dP = dO vᵀ; dS_ij = P_ij (dP_ij − Σ_j' P_ij' dP_ij') · scale,
+        // which is 0 above the diagonal because P is.
+        matmul_serial(ds, g, false, v, true, t, key, t, false);
+        for (prow, drow) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+            let mut row_dot = 0f32;
+            for (&pij, &dp) in prow.iter().zip(drow.iter()) {
+                row_dot += pij * dp;
+            }
+            for (&pij, d) in prow.iter().zip(drow.iter_mut()) {
+                *d = pij * (*d - row_dot) * scale;
+            }
+        }
+        matmul_serial(dv, p, true, g, false, t, t, key, false);
+        matmul_serial(dq, ds, false, k, false, t, t, key, false);
+        matmul_serial(dk, ds, true, q, false, t, t, key, false);
+    }
 }
 
 impl CustomOp3 for CausalAttention {
@@ -503,21 +612,16 @@ impl CustomOp3 for CausalAttention {
         out.par_chunks_mut(head).enumerate().for_each_init(
             || vec![0f32; t * t],
             |p, (n, o)| {
-                let (q, k, v) = (
-                    &q[n * head..(n + 1) * head],
-                    &k[n * head..(n + 1) * head],
-                    &v[n * head..(n + 1) * head],
+                let range = n * head..(n + 1) * head;
+                attention_head_forward(
+                    &q[range.clone()],
+                    &k[range.clone()],
+                    &v[range],
+                    t,
+                    key,
+                    p,
+                    o,
                 );
-                attention_weights(q, k, t, key, p);
-                for i in 0..t {
-                    let oi = &mut o[i * key..(i + 1) * key];
-                    for j in 0..=i {
-                        let w = p[i * t + j];
-                        for (o, &vj) in oi.iter_mut().zip(&v[j * key..(j + 1) * key]) {
-                            *o += w * vj;
-                        }
-                    }
-                }
             },
         );
         let out = from_heads(&out, t, h, key);
@@ -535,11 +639,9 @@ impl CustomOp3 for CausalAttention {
         let (b, t, h, key) = q.dims4()?;
         let heads = b * h;
         let head = t * key;
-        let gather = |x: &Tensor| -> Result<Vec<f32>> {
-            Ok(to_heads(&x.flatten_all()?.to_vec1()?, t, h, key))
-        };
-        let (qs, ks, vs, gs) = (gather(q)?, gather(k)?, gather(v)?, gather(grad)?);
-        let scale = 1.0 / (key as f32).sqrt();
+        let [qs, ks, vs, gs] = with_f32(self.name(), &[q, k, v, grad], |s| {
+            [s[0], s[1], s[2], s[3]].map(|x| to_heads(x, t, h, key))
+        })?;
         // One buffer of [dq | dk | dv] per head, filled in parallel.
         let mut packed = vec![0f32; heads * 3 * head];
         packed.par_chunks_mut(3 * head).enumerate().for_each_init(
@@ -552,61 +654,157 @@ impl CustomOp3 for CausalAttention {
                     &vs[range.clone()],
                     &gs[range],
                 );
-                attention_weights(q, k, t, key, p);
-                let (dq, rest) = out.split_at_mut(head);
-                let (dk, dv) = rest.split_at_mut(head);
-                for i in 0..t {
-                    let gi = &g[i * key..(i + 1) * key];
-                    // dP_ij = dO_i · v_j; dS_ij = P_ij (dP_ij − Σ_j' P_ij' dP_ij').
-                    let mut row_dot = 0f32;
-                    for j in 0..=i {
-                        let dp = dot(gi, &v[j * key..(j + 1) * key]);
-                        ds[i * t + j] = dp;
-                        row_dot += p[i * t + j] * dp;
-                    }
-                    for j in 0..=i {
-                        let pij = p[i * t + j];
-                        ds[i * t + j] = pij * (ds[i * t + j] - row_dot) * scale;
-                        // dV_j += P_ij dO_i
-                        for (d, &gv) in dv[j * key..(j + 1) * key].iter_mut().zip(gi) {
-                            *d += pij * gv;
-                        }
-                    }
-                }
-                for i in 0..t {
-                    let dqi = &mut dq[i * key..(i + 1) * key];
-                    for j in 0..=i {
-                        let s = ds[i * t + j];
-                        for (d, &kv) in dqi.iter_mut().zip(&k[j * key..(j + 1) * key]) {
-                            *d += s * kv;
-                        }
-                    }
-                }
-                for j in 0..t {
-                    let dkj = &mut dk[j * key..(j + 1) * key];
-                    for i in j..t {
-                        let s = ds[i * t + j];
-                        for (d, &qv) in dkj.iter_mut().zip(&q[i * key..(i + 1) * key]) {
-                            *d += s * qv;
-                        }
-                    }
-                }
+                attention_head_backward(q, k, v, g, t, key, p, ds, out);
             },
         );
-        let (mut dq, mut dk, mut dv) = (
-            Vec::with_capacity(heads * head),
-            Vec::with_capacity(heads * head),
-            Vec::with_capacity(heads * head),
-        );
-        for chunk in packed.chunks_exact(3 * head) {
-            dq.extend_from_slice(&chunk[..head]);
-            dk.extend_from_slice(&chunk[head..2 * head]);
-            dv.extend_from_slice(&chunk[2 * head..]);
-        }
         let (shape, device) = (q.shape(), q.device());
-        let scatter = |x: Vec<f32>| Tensor::from_vec(from_heads(&x, t, h, key), shape, device);
-        Ok((Some(scatter(dq)?), Some(scatter(dk)?), Some(scatter(dv)?)))
+        let scatter = |part: usize| {
+            let x = from_heads_strided(&packed, t, h, key, 3 * head, part * head);
+            Tensor::from_vec(x, shape, device)
+        };
+        Ok((Some(scatter(0)?), Some(scatter(1)?), Some(scatter(2)?)))
     }
+}
+
+// ------------------------------------------------------------ cross-entropy
+
+/// Mean softmax cross-entropy of `logits` `[.., classes]` against integer
+/// `targets` of the same leading shape, as [`crate::ops::cross_entropy`], in
+/// one pass forward and one backward (`(softmax − one_hot) / rows`).
+/// Targets outside `0..classes` are an error, not garbage.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let classes = logits.dim(candle_core::D::Minus1)?;
+    let targets: Vec<u32> = targets
+        .flatten_all()?
+        .to_dtype(candle_core::DType::U32)?
+        .to_vec1()?;
+    if targets.len() * classes != logits.elem_count() {
+        candle_core::bail!(
+            "fused-cross-entropy: {} targets for logits {:?}",
+            targets.len(),
+            logits.shape()
+        );
+    }
+    if let Some(bad) = targets.iter().find(|&&y| y as usize >= classes) {
+        candle_core::bail!("fused-cross-entropy: target {bad} is not below {classes} classes");
+    }
+    logits
+        .contiguous()?
+        .apply_op1(CrossEntropyOp { targets, classes })
+}
+
+struct CrossEntropyOp {
+    targets: Vec<u32>,
+    classes: usize,
+}
+
+/// `log Σ_j e^{z_j}` of one row, stably.
+#[inline(always)]
+fn log_sum_exp(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|&z| exp(z - max)).sum();
+    (max, sum.ln())
+}
+
+impl CustomOp1 for CrossEntropyOp {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let z = f32_slice(self.name(), s, l)?;
+        let c = self.classes;
+        let total: f64 = z
+            .par_chunks(c * 256)
+            .zip(self.targets.par_chunks(256))
+            .map(|(rows, ys)| {
+                rows.chunks_exact(c)
+                    .zip(ys)
+                    .map(|(row, &y)| {
+                        let (max, lse) = log_sum_exp(row);
+                        (max + lse - row[y as usize]) as f64
+                    })
+                    .sum::<f64>()
+            })
+            .sum();
+        let mean = (total / self.targets.len().max(1) as f64) as f32;
+        Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
+    }
+
+    fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let c = self.classes;
+        let scale = grad.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?
+            / self.targets.len().max(1) as f32;
+        let dz = with_f32(self.name(), &[logits], |s| {
+            let mut dz = vec![0f32; s[0].len()];
+            dz.par_chunks_mut(c * 256)
+                .zip(s[0].par_chunks(c * 256).zip(self.targets.par_chunks(256)))
+                .for_each(|(d, (rows, ys))| {
+                    for ((d, row), &y) in d.chunks_exact_mut(c).zip(rows.chunks_exact(c)).zip(ys) {
+                        let (max, lse) = log_sum_exp(row);
+                        for (d, &z) in d.iter_mut().zip(row) {
+                            *d = exp(z - max - lse) * scale;
+                        }
+                        d[y as usize] -= scale;
+                    }
+                });
+            dz
+        })?;
+        Ok(Some(Tensor::from_vec(dz, logits.shape(), logits.device())?))
+    }
+}
+
+// --------------------------------------------------------------------- Adam
+
+/// The scalars of one Adam update, with the bias corrections
+/// `1 − β^t` precomputed by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// First-moment decay β₁.
+    pub beta1: f32,
+    /// Second-moment decay β₂.
+    pub beta2: f32,
+    /// Added to `sqrt(v̂ + eps_root)`.
+    pub eps: f32,
+    /// Added to `v̂` inside the square root.
+    pub eps_root: f32,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// `1 − β₁^t`.
+    pub correction1: f32,
+    /// `1 − β₂^t`.
+    pub correction2: f32,
+}
+
+simd_fn! {
+    fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
+        let (b1, b2) = (s.beta1, s.beta2);
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            let m_hat = *m / s.correction1;
+            let v_hat = *v / s.correction2;
+            let update = m_hat / ((v_hat + s.eps_root).sqrt() + s.eps) + s.weight_decay * *p;
+            *p -= s.lr * update;
+        }
+    }
+}
+
+/// One Adam update of a parameter in place, moments included, in one
+/// vectorised pass over parallel chunks:
+/// `p −= lr · (m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p)`.
+pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: &AdamStep) {
+    assert!(
+        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+        "adam_update: parameter, gradient and moments must have one length"
+    );
+    p.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(g.par_chunks(ELEMENTWISE_CHUNK))
+        .zip(m.par_chunks_mut(ELEMENTWISE_CHUNK))
+        .zip(v.par_chunks_mut(ELEMENTWISE_CHUNK))
+        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, step));
 }
 
 #[cfg(test)]
@@ -673,18 +871,89 @@ mod tests {
         }
     }
 
+    fn random_targets(n: usize, classes: usize, seed: u64) -> Tensor {
+        let mut rng = Rng::new(seed);
+        let ys: Vec<u32> = (0..n).map(|_| rng.below(classes as u64) as u32).collect();
+        Tensor::from_vec(ys, n, &Device::Cpu).unwrap()
+    }
+
     #[test]
-    fn the_vectorisable_exp_is_accurate_over_the_float_range() {
-        for i in -869..=878 {
-            let x = i as f32 * 0.1 + 0.037;
-            let (ours, libm) = (exp(x) as f64, (x as f64).exp());
-            assert!(
-                ((ours - libm) / libm).abs() < 5e-7,
-                "exp({x}) = {ours}, libm {libm}"
+    fn cross_entropy_matches_the_composed_op_on_odd_shapes() {
+        for shape in [vec![3, 7, 10], vec![1, 1, 3], vec![37, 5]] {
+            let logits = random(&shape, 30, 3.0);
+            let rows: usize = shape[..shape.len() - 1].iter().product();
+            let targets = random_targets(rows, *shape.last().unwrap(), 31)
+                .reshape(&shape[..shape.len() - 1])
+                .unwrap();
+            let fused = cross_entropy(&logits, &targets).unwrap();
+            let composed = ops::cross_entropy(&logits, &targets).unwrap();
+            let (f, c) = (
+                fused.to_scalar::<f32>().unwrap(),
+                composed.to_scalar::<f32>().unwrap(),
             );
+            assert!((f - c).abs() <= 1e-5 * c.abs().max(1.0), "{f} vs {c}");
+            let fg = flat(fused.backward().unwrap().get(&logits).unwrap());
+            let cg = flat(composed.backward().unwrap().get(&logits).unwrap());
+            close(&fg, &cg, 1e-4, &format!("cross-entropy grad {shape:?}"));
         }
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(f32::NEG_INFINITY), exp(-87.0));
+    }
+
+    #[test]
+    fn cross_entropy_refuses_targets_outside_the_classes() {
+        let logits = random(&[2, 3], 32, 1.0);
+        let targets = Tensor::from_vec(vec![0u32, 3], 2, &Device::Cpu).unwrap();
+        let err = cross_entropy(&logits, &targets).unwrap_err().to_string();
+        assert!(err.contains("target 3 is not below 3 classes"), "{err}");
+        let short = Tensor::from_vec(vec![0u32], 1, &Device::Cpu).unwrap();
+        assert!(cross_entropy(&logits, &short).is_err());
+    }
+
+    #[test]
+    fn linear_of_a_data_input_skips_only_the_input_gradient() {
+        // A plain tensor (no gradient needed) as the input of a first layer.
+        let x = random(&[9, 4], 40, 1.0).as_tensor().detach();
+        let w = random(&[4, 3], 41, 1.0);
+        let b = random(&[3], 42, 1.0);
+        let (_, fused) = value_and_grads(&linear(&x, &w, &b).unwrap(), &[&w, &b]);
+        let composed = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
+        let (_, reference) = value_and_grads(&composed, &[&w, &b]);
+        close(&fused[0], &reference[0], 1e-4, "weight grad");
+        close(&fused[1], &reference[1], 1e-4, "bias grad");
+    }
+
+    #[test]
+    fn adam_update_matches_the_scalar_formula_across_chunks() {
+        // Longer than one parallel chunk and not a multiple of the SIMD width.
+        let n = 2 * ELEMENTWISE_CHUNK + 13;
+        let mut rng = Rng::new(50);
+        let mut draw = || -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let (p0, g, m0) = (draw(), draw(), draw());
+        let v0: Vec<f32> = draw().iter().map(|x| x * x).collect();
+        let step = AdamStep {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            eps_root: 1e-6,
+            weight_decay: 0.1,
+            correction1: 1.0 - 0.9f32.powi(3),
+            correction2: 1.0 - 0.99f32.powi(3),
+        };
+        let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+        adam_update(&mut p, &g, &mut m, &mut v, &step);
+        for i in (0..n).step_by(997).chain([n - 1]) {
+            let m1 = 0.9 * m0[i] as f64 + 0.1 * g[i] as f64;
+            let v1 = 0.99 * v0[i] as f64 + 0.01 * (g[i] as f64).powi(2);
+            let (m_hat, v_hat) = (m1 / step.correction1 as f64, v1 / step.correction2 as f64);
+            let update = m_hat / ((v_hat + 1e-6).sqrt() + 1e-8) + 0.1 * p0[i] as f64;
+            let expected = p0[i] as f64 - 1e-2 * update;
+            assert!(
+                (p[i] as f64 - expected).abs() < 1e-5,
+                "p[{i}]: {} vs {expected}",
+                p[i]
+            );
+            assert!((m[i] as f64 - m1).abs() < 1e-6 && (v[i] as f64 - v1).abs() < 1e-5);
+        }
     }
 
     #[test]
@@ -803,6 +1072,13 @@ mod tests {
 
         let (_, g) = value_and_grads(&gelu(&x, false).unwrap(), &[&x]);
         finite_difference_check(|x| gelu(x, false).unwrap(), &x, &g[0], "gelu");
+        let (_, g) = value_and_grads(&gelu(&x, true).unwrap(), &[&x]);
+        finite_difference_check(|x| gelu(x, true).unwrap(), &x, &g[0], "gelu tanh");
+
+        let targets = random_targets(3, 6, 14);
+        let ce = |x: &Tensor| cross_entropy(x, &targets).unwrap();
+        let (_, g) = value_and_grads(&ce(x.as_tensor()), &[&x]);
+        finite_difference_check(ce, &x, &g[0], "cross-entropy");
 
         let q = random(&[1, 5, 2, 3], 11, 1.0);
         let k = random(&[1, 5, 2, 3], 12, 1.0);

@@ -32,9 +32,22 @@ pub mod device;
 pub mod error;
 pub mod fused;
 pub mod lstm;
+mod math;
 pub mod ops;
 pub mod outer_lstm;
 pub mod rng;
+mod simd;
 
 pub use candle_core::{DType, Device, Tensor, Var, D};
+
+/// Mean cross-entropy of `logits` `[.., classes]` against integer
+/// `targets`: the fused kernel ([`fused::cross_entropy`]) on CPU `f32`, the
+/// composed reference ([`ops::cross_entropy`]) elsewhere. Training uses this.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    if fused::use_fused(logits) {
+        fused::cross_entropy(logits, targets)
+    } else {
+        ops::cross_entropy(logits, targets)
+    }
+}
 pub use error::{KernelError, Result};

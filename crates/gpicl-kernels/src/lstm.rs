@@ -6,7 +6,9 @@
 //! [`lstm_recurrence`] runs all `T` steps in one op and its backward in
 //! one pass, with the recurrent products on `gemm`.
 
-use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, sigmoid};
+use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32};
+use crate::math::{sigmoid, tanh};
+use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// Values stored per position: `h, c, i, g, f, o` (activated gates), so
@@ -28,6 +30,69 @@ pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
 }
 
 struct LstmRecurrence;
+
+simd_fn! {
+    /// One sequence's cell at one position: activates `gates` (`i, g, f, o`,
+    /// each `h` wide), updates `h_prev`/`c_prev` to this position's state and
+    /// writes `[h, c, i, g, f, o]` to `saved`.
+    fn cell_forward(gates: &[f32], h_prev: &mut [f32], c_prev: &mut [f32], saved: &mut [f32]) {
+        let h = h_prev.len();
+        let (gi, rest) = gates.split_at(h);
+        let (gg, rest) = rest.split_at(h);
+        let (gf, go) = rest.split_at(h);
+        let (sh, rest) = saved.split_at_mut(h);
+        let (sc, rest) = rest.split_at_mut(h);
+        let (si, rest) = rest.split_at_mut(h);
+        let (sg, rest) = rest.split_at_mut(h);
+        let (sf, so) = rest.split_at_mut(h);
+        for j in 0..h {
+            let (i, g, f, o) = (
+                sigmoid(gi[j]),
+                tanh(gg[j]),
+                sigmoid(gf[j] + 1.0),
+                sigmoid(go[j]),
+            );
+            let c = f * c_prev[j] + i * g;
+            let hn = o * tanh(c);
+            (sh[j], sc[j], si[j], sg[j], sf[j], so[j]) = (hn, c, i, g, f, o);
+            h_prev[j] = hn;
+            c_prev[j] = c;
+        }
+    }
+}
+
+simd_fn! {
+    /// One sequence's cell backward at one position: from the saved values
+    /// `s`, the gradient `gr` of everything saved, the previous cell state
+    /// and the gradients flowing back from the next position (`dh_next`,
+    /// `dc_next`, replaced by this position's `dc · f`), the pre-activation
+    /// gradients `dg`.
+    fn cell_backward(
+        s: &[f32],
+        gr: &[f32],
+        c_prev: &[f32],
+        dh_next: &mut [f32],
+        dc_next: &mut [f32],
+        dg: &mut [f32],
+    ) {
+        let h = c_prev.len();
+        for j in 0..h {
+            let (c, i, g, f, o) = (s[h + j], s[2 * h + j], s[3 * h + j], s[4 * h + j], s[5 * h + j]);
+            let dh = gr[j] + dh_next[j];
+            let tc = tanh(c);
+            let d_o = dh * tc + gr[5 * h + j];
+            let dc = dh * o * (1.0 - tc * tc) + dc_next[j] + gr[h + j];
+            let d_i = dc * g + gr[2 * h + j];
+            let d_g = dc * i + gr[3 * h + j];
+            let d_f = dc * c_prev[j] + gr[4 * h + j];
+            dc_next[j] = dc * f;
+            dg[j] = d_i * i * (1.0 - i);
+            dg[h + j] = d_g * (1.0 - g * g);
+            dg[2 * h + j] = d_f * f * (1.0 - f);
+            dg[3 * h + j] = d_o * o * (1.0 - o);
+        }
+    }
+}
 
 impl CustomOp2 for LstmRecurrence {
     fn name(&self) -> &'static str {
@@ -62,23 +127,13 @@ impl CustomOp2 for LstmRecurrence {
                 matmul(&mut gates, &h_prev, false, w, false, b, h, 4 * h, true);
             }
             for bi in 0..b {
-                let g = &gates[bi * 4 * h..(bi + 1) * 4 * h];
-                let saved = &mut out[(bi * t + step) * SAVED * h..(bi * t + step + 1) * SAVED * h];
-                for j in 0..h {
-                    let (i, gg, f, o) = (
-                        sigmoid(g[j]),
-                        g[h + j].tanh(),
-                        sigmoid(g[2 * h + j] + 1.0),
-                        sigmoid(g[3 * h + j]),
-                    );
-                    let c = f * c_prev[bi * h + j] + i * gg;
-                    let hn = o * c.tanh();
-                    for (slot, v) in [hn, c, i, gg, f, o].into_iter().enumerate() {
-                        saved[slot * h + j] = v;
-                    }
-                    h_prev[bi * h + j] = hn;
-                    c_prev[bi * h + j] = c;
-                }
+                let row = (bi * t + step) * SAVED * h;
+                cell_forward(
+                    &gates[bi * 4 * h..(bi + 1) * 4 * h],
+                    &mut h_prev[bi * h..(bi + 1) * h],
+                    &mut c_prev[bi * h..(bi + 1) * h],
+                    &mut out[row..row + SAVED * h],
+                );
             }
         }
         Ok((CpuStorage::F32(out), Shape::from((b, t, SAVED * h))))
@@ -93,53 +148,38 @@ impl CustomOp2 for LstmRecurrence {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, t, _) = input.dims3()?;
         let h = w_rec.dim(0)?;
-        let saved: Vec<f32> = res.flatten_all()?.to_vec1()?;
-        let grad: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
-        let w: Vec<f32> = w_rec.flatten_all()?.to_vec1()?;
-        let mut d_input = vec![0f32; b * t * 4 * h];
-        let (mut dh_next, mut dc_next) = (vec![0f32; b * h], vec![0f32; b * h]);
-        let mut d_gates = vec![0f32; b * 4 * h];
-        for step in (0..t).rev() {
-            for bi in 0..b {
-                let base = (bi * t + step) * SAVED * h;
-                let (s, gr) = (
-                    &saved[base..base + SAVED * h],
-                    &grad[base..base + SAVED * h],
-                );
-                let dg = &mut d_gates[bi * 4 * h..(bi + 1) * 4 * h];
-                for j in 0..h {
-                    let (c, i, g, f, o) = (
-                        s[h + j],
-                        s[2 * h + j],
-                        s[3 * h + j],
-                        s[4 * h + j],
-                        s[5 * h + j],
-                    );
+        let (d_input, d_w) = with_f32(self.name(), &[res, grad_res, w_rec], |s| {
+            let (saved, grad, w) = (s[0], s[1], s[2]);
+            let mut d_input = vec![0f32; b * t * 4 * h];
+            let (mut dh_next, mut dc_next) = (vec![0f32; b * h], vec![0f32; b * h]);
+            let mut d_gates = vec![0f32; b * 4 * h];
+            let zeros = vec![0f32; h];
+            for step in (0..t).rev() {
+                for bi in 0..b {
+                    let base = (bi * t + step) * SAVED * h;
                     let c_prev = if step > 0 {
-                        saved[base - SAVED * h + h + j]
+                        &saved[base - SAVED * h + h..base - SAVED * h + 2 * h]
                     } else {
-                        0.0
+                        &zeros[..]
                     };
-                    let dh = gr[j] + dh_next[bi * h + j];
-                    let tc = c.tanh();
-                    let d_o = dh * tc + gr[5 * h + j];
-                    let dc = dh * o * (1.0 - tc * tc) + dc_next[bi * h + j] + gr[h + j];
-                    let d_i = dc * g + gr[2 * h + j];
-                    let d_g = dc * i + gr[3 * h + j];
-                    let d_f = dc * c_prev + gr[4 * h + j];
-                    dc_next[bi * h + j] = dc * f;
-                    dg[j] = d_i * i * (1.0 - i);
-                    dg[h + j] = d_g * (1.0 - g * g);
-                    dg[2 * h + j] = d_f * f * (1.0 - f);
-                    dg[3 * h + j] = d_o * o * (1.0 - o);
+                    let dg = &mut d_gates[bi * 4 * h..(bi + 1) * 4 * h];
+                    cell_backward(
+                        &saved[base..base + SAVED * h],
+                        &grad[base..base + SAVED * h],
+                        c_prev,
+                        &mut dh_next[bi * h..(bi + 1) * h],
+                        &mut dc_next[bi * h..(bi + 1) * h],
+                        dg,
+                    );
+                    let dst = (bi * t + step) * 4 * h;
+                    d_input[dst..dst + 4 * h].copy_from_slice(dg);
                 }
-                let dst = (bi * t + step) * 4 * h;
-                d_input[dst..dst + 4 * h].copy_from_slice(dg);
+                // dh_{t−1} = d_gates · Wᵀ
+                matmul(&mut dh_next, &d_gates, false, w, true, b, 4 * h, h, false);
             }
-            // dh_{t−1} = d_gates · Wᵀ
-            matmul(&mut dh_next, &d_gates, false, &w, true, b, 4 * h, h, false);
-        }
-        let d_w = recurrent_weight_grad(&saved, SAVED * h, h, &d_input, 4 * h, b, t);
+            let d_w = recurrent_weight_grad(saved, SAVED * h, h, &d_input, 4 * h, b, t);
+            (d_input, d_w)
+        })?;
         let device = input.device();
         Ok((
             Some(Tensor::from_vec(d_input, (b, t, 4 * h), device)?),

@@ -7,7 +7,9 @@
 //! Composed from candle ops every step is ~40 ops over `b·n·H²` floats;
 //! here it is one op forward and one pass backward.
 
-use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, sigmoid};
+use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32};
+use crate::math::{sigmoid, tanh};
+use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -41,137 +43,139 @@ fn saved_width(n: usize, h: usize) -> usize {
     10 * n * h + n * h * h
 }
 
-/// One position of one sequence: the cell update and read-out of every head.
-/// `seq` holds the sequence's saved values, `g` its gate pre-activations.
-#[allow(clippy::too_many_arguments)]
-fn forward_position(
-    seq: &mut [f32],
-    step: usize,
-    sw: usize,
-    g: &[f32],
-    h_prev: &mut [f32],
-    n: usize,
-    hs: usize,
-    s: f32,
-) {
-    let width = n * hs;
-    let (before, rest) = seq.split_at_mut(step * sw);
-    let here = &mut rest[..sw];
-    let prev = step.checked_sub(1).map(|p| &before[p * sw..(p + 1) * sw]);
-    here[2 * width..10 * width].copy_from_slice(g);
-    for head in 0..n {
-        let gh = &g[head * 8 * hs..(head + 1) * 8 * hs];
-        let c_off = 10 * width + head * hs * hs;
-        // Gate vectors: a = tanh(k1)·s and b = tanh(k2), O(H) each.
-        let a: Vec<f32> = gh[..3 * hs].iter().map(|v| v.tanh() * s).collect();
-        let bv: Vec<f32> = gh[3 * hs..6 * hs].iter().map(|v| v.tanh()).collect();
-        for j in 0..hs {
-            let (a_i, a_g, a_f) = (a[j], a[hs + j], a[2 * hs + j]);
-            let row = c_off + j * hs;
-            for l in 0..hs {
-                let c_prev = prev.map_or(0.0, |p| p[row + l]);
-                here[row + l] = sigmoid(a_f * bv[2 * hs + l] + 1.0) * c_prev
-                    + sigmoid(a_i * bv[l]) * (a_g * bv[hs + l]);
+simd_fn! {
+    /// One position of one sequence: the cell update and read-out of every head.
+    /// `seq` holds the sequence's saved values, `g` its gate pre-activations.
+    fn forward_position(
+        seq: &mut [f32],
+        step: usize,
+        sw: usize,
+        g: &[f32],
+        h_prev: &mut [f32],
+        n: usize,
+        hs: usize,
+        s: f32,
+    ) {
+        let width = n * hs;
+        let (before, rest) = seq.split_at_mut(step * sw);
+        let here = &mut rest[..sw];
+        let prev = step.checked_sub(1).map(|p| &before[p * sw..(p + 1) * sw]);
+        here[2 * width..10 * width].copy_from_slice(g);
+        for head in 0..n {
+            let gh = &g[head * 8 * hs..(head + 1) * 8 * hs];
+            let c_off = 10 * width + head * hs * hs;
+            // Gate vectors: a = tanh(k1)·s and b = tanh(k2), O(H) each.
+            let a: Vec<f32> = gh[..3 * hs].iter().map(|v| tanh(*v) * s).collect();
+            let bv: Vec<f32> = gh[3 * hs..6 * hs].iter().map(|v| tanh(*v)).collect();
+            for j in 0..hs {
+                let (a_i, a_g, a_f) = (a[j], a[hs + j], a[2 * hs + j]);
+                let row = c_off + j * hs;
+                for l in 0..hs {
+                    let c_prev = prev.map_or(0.0, |p| p[row + l]);
+                    here[row + l] = sigmoid(a_f * bv[2 * hs + l] + 1.0) * c_prev
+                        + sigmoid(a_i * bv[l]) * (a_g * bv[hs + l]);
+                }
             }
-        }
-        for l in 0..hs {
-            let read: f32 = (0..hs)
-                .map(|j| here[c_off + j * hs + l] * gh[6 * hs + j])
-                .sum();
-            let hv = sigmoid(gh[7 * hs + l]) * read.tanh();
-            here[width + head * hs + l] = read;
-            here[head * hs + l] = hv;
-            h_prev[head * hs + l] = hv;
+            for l in 0..hs {
+                let read: f32 = (0..hs)
+                    .map(|j| here[c_off + j * hs + l] * gh[6 * hs + j])
+                    .sum();
+                let hv = sigmoid(gh[7 * hs + l]) * tanh(read);
+                here[width + head * hs + l] = read;
+                here[head * hs + l] = hv;
+                h_prev[head * hs + l] = hv;
+            }
         }
     }
 }
 
-/// Backpropagates one position of one sequence: fills the sequence's gate
-/// gradients `dg` (and its slot in `d_input`), carries the cell gradient
-/// `dcn` one step back, and returns this position's gradient of the scale.
-#[allow(clippy::too_many_arguments)]
-fn backward_position(
-    seq: &[f32],
-    seq_grad: &[f32],
-    step: usize,
-    sw: usize,
-    dg_all: &mut [f32],
-    dcn_all: &mut [f32],
-    dh_next: &[f32],
-    d_input: &mut [f32],
-    n: usize,
-    hs: usize,
-    s: f32,
-) -> f64 {
-    let width = n * hs;
-    let here = &seq[step * sw..(step + 1) * sw];
-    let gr = &seq_grad[step * sw..(step + 1) * sw];
-    let prev = step.checked_sub(1).map(|p| &seq[p * sw..(p + 1) * sw]);
-    let g = &here[2 * width..10 * width];
-    let mut d_scale = 0f64;
-    let mut dc = vec![0f32; hs * hs];
-    dg_all.iter_mut().for_each(|v| *v = 0.0);
-    for head in 0..n {
-        let gh = &g[head * 8 * hs..(head + 1) * 8 * hs];
-        let dg = &mut dg_all[head * 8 * hs..(head + 1) * 8 * hs];
-        let c_off = 10 * width + head * hs * hs;
-        let dcn = &mut dcn_all[head * hs * hs..(head + 1) * hs * hs];
-        // Read-out: h = σ(o) tanh(read), read = Cᵀ q.
-        let mut d_read = vec![0f32; hs];
-        for l in 0..hs {
-            let dh = gr[head * hs + l] + dh_next[head * hs + l];
-            let so = sigmoid(gh[7 * hs + l]);
-            let tr = here[width + head * hs + l].tanh();
-            dg[7 * hs + l] = dh * tr * so * (1.0 - so);
-            d_read[l] = dh * so * (1.0 - tr * tr) + gr[width + head * hs + l];
-        }
-        for j in 0..hs {
-            let q = gh[6 * hs + j];
-            let row = c_off + j * hs;
-            let mut dq = 0f32;
+simd_fn! {
+    /// Backpropagates one position of one sequence: fills the sequence's gate
+    /// gradients `dg` (and its slot in `d_input`), carries the cell gradient
+    /// `dcn` one step back, and returns this position's gradient of the scale.
+    fn backward_position(
+        seq: &[f32],
+        seq_grad: &[f32],
+        step: usize,
+        sw: usize,
+        dg_all: &mut [f32],
+        dcn_all: &mut [f32],
+        dh_next: &[f32],
+        d_input: &mut [f32],
+        n: usize,
+        hs: usize,
+        s: f32,
+    ) -> f64 {
+        let width = n * hs;
+        let here = &seq[step * sw..(step + 1) * sw];
+        let gr = &seq_grad[step * sw..(step + 1) * sw];
+        let prev = step.checked_sub(1).map(|p| &seq[p * sw..(p + 1) * sw]);
+        let g = &here[2 * width..10 * width];
+        let mut d_scale = 0f64;
+        let mut dc = vec![0f32; hs * hs];
+        dg_all.iter_mut().for_each(|v| *v = 0.0);
+        for head in 0..n {
+            let gh = &g[head * 8 * hs..(head + 1) * 8 * hs];
+            let dg = &mut dg_all[head * 8 * hs..(head + 1) * 8 * hs];
+            let c_off = 10 * width + head * hs * hs;
+            let dcn = &mut dcn_all[head * hs * hs..(head + 1) * hs * hs];
+            // Read-out: h = σ(o) tanh(read), read = Cᵀ q.
+            let mut d_read = vec![0f32; hs];
             for l in 0..hs {
-                dq += here[row + l] * d_read[l];
-                dc[j * hs + l] = dcn[j * hs + l] + q * d_read[l] + gr[row + l];
+                let dh = gr[head * hs + l] + dh_next[head * hs + l];
+                let so = sigmoid(gh[7 * hs + l]);
+                let tr = tanh(here[width + head * hs + l]);
+                dg[7 * hs + l] = dh * tr * so * (1.0 - so);
+                d_read[l] = dh * so * (1.0 - tr * tr) + gr[width + head * hs + l];
             }
-            dg[6 * hs + j] = dq;
-        }
-        // Cell update through the three outer-product gates.
-        let ta: Vec<f32> = gh[..3 * hs].iter().map(|v| v.tanh()).collect();
-        let tb: Vec<f32> = gh[3 * hs..6 * hs].iter().map(|v| v.tanh()).collect();
-        let mut d_a = vec![0f32; 3 * hs];
-        let mut d_b = vec![0f32; 3 * hs];
-        for j in 0..hs {
-            let a = [ta[j] * s, ta[hs + j] * s, ta[2 * hs + j] * s];
-            let row = c_off + j * hs;
-            for l in 0..hs {
-                let bb = [tb[l], tb[hs + l], tb[2 * hs + l]];
-                let c_prev = prev.map_or(0.0, |p| p[row + l]);
-                let d = dc[j * hs + l];
-                let (si, gv, f) = (
-                    sigmoid(a[0] * bb[0]),
-                    a[1] * bb[1],
-                    sigmoid(a[2] * bb[2] + 1.0),
-                );
-                let d_pre = [d * gv * si * (1.0 - si), d * si, d * c_prev * f * (1.0 - f)];
-                for x in 0..3 {
-                    d_a[x * hs + j] += d_pre[x] * bb[x];
-                    d_b[x * hs + l] += d_pre[x] * a[x];
+            for j in 0..hs {
+                let q = gh[6 * hs + j];
+                let row = c_off + j * hs;
+                let mut dq = 0f32;
+                for l in 0..hs {
+                    dq += here[row + l] * d_read[l];
+                    dc[j * hs + l] = dcn[j * hs + l] + q * d_read[l] + gr[row + l];
                 }
-                dcn[j * hs + l] = d * f;
+                dg[6 * hs + j] = dq;
+            }
+            // Cell update through the three outer-product gates.
+            let ta: Vec<f32> = gh[..3 * hs].iter().map(|v| tanh(*v)).collect();
+            let tb: Vec<f32> = gh[3 * hs..6 * hs].iter().map(|v| tanh(*v)).collect();
+            let mut d_a = vec![0f32; 3 * hs];
+            let mut d_b = vec![0f32; 3 * hs];
+            for j in 0..hs {
+                let a = [ta[j] * s, ta[hs + j] * s, ta[2 * hs + j] * s];
+                let row = c_off + j * hs;
+                for l in 0..hs {
+                    let bb = [tb[l], tb[hs + l], tb[2 * hs + l]];
+                    let c_prev = prev.map_or(0.0, |p| p[row + l]);
+                    let d = dc[j * hs + l];
+                    let (si, gv, f) = (
+                        sigmoid(a[0] * bb[0]),
+                        a[1] * bb[1],
+                        sigmoid(a[2] * bb[2] + 1.0),
+                    );
+                    let d_pre = [d * gv * si * (1.0 - si), d * si, d * c_prev * f * (1.0 - f)];
+                    for x in 0..3 {
+                        d_a[x * hs + j] += d_pre[x] * bb[x];
+                        d_b[x * hs + l] += d_pre[x] * a[x];
+                    }
+                    dcn[j * hs + l] = d * f;
+                }
+            }
+            for k in 0..3 * hs {
+                dg[k] = d_a[k] * s * (1.0 - ta[k] * ta[k]);
+                d_scale += (d_a[k] * ta[k]) as f64;
+                dg[3 * hs + k] = d_b[k] * (1.0 - tb[k] * tb[k]);
             }
         }
-        for k in 0..3 * hs {
-            dg[k] = d_a[k] * s * (1.0 - ta[k] * ta[k]);
-            d_scale += (d_a[k] * ta[k]) as f64;
-            dg[3 * hs + k] = d_b[k] * (1.0 - tb[k] * tb[k]);
+        // Gradient reaching the saved pre-activations directly.
+        for (d, extra) in dg_all.iter_mut().zip(&gr[2 * width..10 * width]) {
+            *d += extra;
         }
+        d_input[step * 8 * width..(step + 1) * 8 * width].copy_from_slice(dg_all);
+        d_scale
     }
-    // Gradient reaching the saved pre-activations directly.
-    for (d, extra) in dg_all.iter_mut().zip(&gr[2 * width..10 * width]) {
-        *d += extra;
-    }
-    d_input[step * 8 * width..(step + 1) * 8 * width].copy_from_slice(dg_all);
-    d_scale
 }
 
 impl CustomOp3 for OuterLstmRecurrence {
@@ -245,42 +249,43 @@ impl CustomOp3 for OuterLstmRecurrence {
         let width = n * hs;
         let (b, t, _) = input.dims3()?;
         let sw = saved_width(n, hs);
-        let saved: Vec<f32> = res.flatten_all()?.to_vec1()?;
-        let grad: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
-        let w: Vec<f32> = w_rec.flatten_all()?.to_vec1()?;
         let s: f32 = scale.flatten_all()?.to_vec1::<f32>()?[0];
-        let mut d_input = vec![0f32; b * t * 8 * width];
-        let mut d_scale = 0f64;
-        let mut dh_next = vec![0f32; b * width];
-        let mut dc_next = vec![0f32; b * n * hs * hs];
-        let mut d_gates = vec![0f32; b * 8 * width];
-        for step in (0..t).rev() {
-            let partials: Vec<f64> = saved
-                .par_chunks(t * sw)
-                .zip(grad.par_chunks(t * sw))
-                .zip(d_gates.par_chunks_mut(8 * width))
-                .zip(dc_next.par_chunks_mut(n * hs * hs))
-                .zip(dh_next.par_chunks(width))
-                .zip(d_input.par_chunks_mut(t * 8 * width))
-                .map(|(((((seq, seq_grad), dg), dcn), dh), d_in)| {
-                    backward_position(seq, seq_grad, step, sw, dg, dcn, dh, d_in, n, hs, s)
-                })
-                .collect();
-            // Summed in sequence order, so the result does not depend on threads.
-            d_scale += partials.iter().sum::<f64>();
-            matmul(
-                &mut dh_next,
-                &d_gates,
-                false,
-                &w,
-                true,
-                b,
-                8 * width,
-                width,
-                false,
-            );
-        }
-        let d_w = recurrent_weight_grad(&saved, sw, width, &d_input, 8 * width, b, t);
+        let (d_input, d_w, d_scale) = with_f32(self.name(), &[res, grad_res, w_rec], |x| {
+            let (saved, grad, w) = (x[0], x[1], x[2]);
+            let mut d_input = vec![0f32; b * t * 8 * width];
+            let mut d_scale = 0f64;
+            let mut dh_next = vec![0f32; b * width];
+            let mut dc_next = vec![0f32; b * n * hs * hs];
+            let mut d_gates = vec![0f32; b * 8 * width];
+            for step in (0..t).rev() {
+                let partials: Vec<f64> = saved
+                    .par_chunks(t * sw)
+                    .zip(grad.par_chunks(t * sw))
+                    .zip(d_gates.par_chunks_mut(8 * width))
+                    .zip(dc_next.par_chunks_mut(n * hs * hs))
+                    .zip(dh_next.par_chunks(width))
+                    .zip(d_input.par_chunks_mut(t * 8 * width))
+                    .map(|(((((seq, seq_grad), dg), dcn), dh), d_in)| {
+                        backward_position(seq, seq_grad, step, sw, dg, dcn, dh, d_in, n, hs, s)
+                    })
+                    .collect();
+                // Summed in sequence order, so the result does not depend on threads.
+                d_scale += partials.iter().sum::<f64>();
+                matmul(
+                    &mut dh_next,
+                    &d_gates,
+                    false,
+                    w,
+                    true,
+                    b,
+                    8 * width,
+                    width,
+                    false,
+                );
+            }
+            let d_w = recurrent_weight_grad(saved, sw, width, &d_input, 8 * width, b, t);
+            (d_input, d_w, d_scale)
+        })?;
         let device = input.device();
         Ok((
             Some(Tensor::from_vec(d_input, (b, t, 8 * width), device)?),

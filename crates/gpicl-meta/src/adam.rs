@@ -2,6 +2,7 @@
 
 use crate::config::OptimConfig;
 use crate::error::Result;
+use gpicl_kernels::fused::{adam_update, AdamStep};
 use gpicl_kernels::Tensor;
 use gpicl_models::ParamStore;
 
@@ -38,26 +39,19 @@ impl Adam {
         self.step += 1;
         let c = &self.cfg;
         let t = self.step as i32;
-        let (b1, b2) = (c.beta1 as f32, c.beta2 as f32);
-        let correction1 = (1.0 - c.beta1.powi(t)) as f32;
-        let correction2 = (1.0 - c.beta2.powi(t)) as f32;
-        let (lr, eps, eps_root, wd) = (
-            c.lr as f32,
-            c.eps as f32,
-            c.eps_root as f32,
-            c.weight_decay as f32,
-        );
+        let step = AdamStep {
+            lr: c.lr as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            eps_root: c.eps_root as f32,
+            weight_decay: c.weight_decay as f32,
+            correction1: (1.0 - c.beta1.powi(t)) as f32,
+            correction2: (1.0 - c.beta2.powi(t)) as f32,
+        };
         for (i, (_, var)) in params.iter().enumerate() {
             let mut p: Vec<f32> = var.flatten_all()?.to_vec1()?;
-            let (m, v, g) = (&mut self.m[i], &mut self.v[i], &grads[i]);
-            for j in 0..p.len() {
-                m[j] = b1 * m[j] + (1.0 - b1) * g[j];
-                v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
-                let m_hat = m[j] / correction1;
-                let v_hat = v[j] / correction2;
-                let update = m_hat / ((v_hat + eps_root).sqrt() + eps) + wd * p[j];
-                p[j] -= lr * update;
-            }
+            adam_update(&mut p, &grads[i], &mut self.m[i], &mut self.v[i], &step);
             var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
         Ok(())

@@ -4,7 +4,7 @@ use crate::adam::{clip_global_norm, Adam};
 use crate::config::TrainConfig;
 use crate::error::Result;
 use gpicl_kernels::rng::Rng;
-use gpicl_kernels::{ops, Tensor};
+use gpicl_kernels::Tensor;
 use gpicl_models::build_model;
 use gpicl_tasks::NUM_CLASSES;
 use serde::Serialize;
@@ -110,7 +110,7 @@ pub fn bench_training_step(
             reset_peak_rss();
         }
         let t0 = Instant::now();
-        let loss = ops::cross_entropy(&model.forward(&tokens)?, &targets)?;
+        let loss = gpicl_kernels::cross_entropy(&model.forward(&tokens)?, &targets)?;
         loss.to_scalar::<f32>()?;
         let t1 = Instant::now();
         let grads = loss.backward()?;

@@ -205,7 +205,7 @@ impl Trainer {
             let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
             let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
             let logits = self.model.forward(&tokens)?;
-            let loss = ops::cross_entropy(&logits, &targets)?;
+            let loss = gpicl_kernels::cross_entropy(&logits, &targets)?;
             let step_grads = loss.backward()?;
             for (g, (_, var)) in grads.iter_mut().zip(self.model.params().iter()) {
                 if let Some(part) = step_grads.get(var.as_tensor()) {
