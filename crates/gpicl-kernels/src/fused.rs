@@ -1,7 +1,7 @@
-//! Fused CPU kernels for the Transformer: linear layers with their bias,
-//! LayerNorm, GELU and causal multi-head attention, each one op forward
-//! and one pass backward,
-//! multi-threaded over rows or heads with rayon.
+//! Fused CPU kernels as candle ops: linear layers with their bias,
+//! LayerNorm, GELU, causal multi-head attention and softmax cross-entropy,
+//! each one op forward and one pass backward, multi-threaded over rows or
+//! heads with rayon (the loops themselves live in [`crate::host`]).
 //!
 //! Composed from candle primitives, a LayerNorm is eight ops forward (each
 //! a fresh allocation and mostly single-threaded) and more backward, with
@@ -11,11 +11,11 @@
 //! tested against) in one pass each. They run on CPU `f32` tensors; callers
 //! use the composed ops on other devices (see [`use_fused`]).
 
-use crate::cpu::{f32_slice, matmul, matmul_serial, with_f32};
-use crate::math::{erf, exp, tanh};
-use crate::simd::simd_fn;
+use crate::cpu::{f32_slice, with_f32};
+use crate::host::{self, AttentionShape};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+
+pub use crate::host::{adam_update, AdamStep};
 
 static DISABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -38,16 +38,12 @@ pub fn use_fused(x: &Tensor) -> bool {
         && x.dtype() == candle_core::DType::F32
 }
 
-/// Rows per rayon task: big enough to amortise scheduling.
-fn rows_per_task(rows: usize, width: usize) -> usize {
-    (16_384 / width.max(1)).clamp(1, rows.max(1))
-}
-
 // ------------------------------------------------------------------- Linear
 
 /// `x W + b` over the last dimension of `x` (`[.., in]`, `W: [in, out]`,
 /// `b: [out]`), with the products on `gemm` forward and backward and the
-/// bias gradient a parallel column sum.
+/// bias gradient a parallel column sum. The input's gradient is skipped
+/// when the input is data (tracks no gradient).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearOp)
@@ -83,11 +79,8 @@ impl CustomOp3 for LinearOp {
                 b.len()
             );
         }
-        let m = x.len() / k;
-        let mut out = vec![0f32; m * n];
-        // Start from the bias so that the product accumulates onto it.
-        out.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
-        matmul(&mut out, x, false, w, false, m, k, n, true);
+        let mut out = vec![0f32; x.len() / k * n];
+        host::linear_forward(x, w, b, &mut out);
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("non-empty") = n;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -104,17 +97,12 @@ impl CustomOp3 for LinearOp {
         let (k, n) = weight.dims2()?;
         let (dx, dw, db) = with_f32(self.name(), &[x, grad, weight], |s| {
             let (xs, gs, w) = (s[0], s[1], s[2]);
-            let m = xs.len() / k;
             // The input of a first layer (data) needs no gradient: skip
             // its product, as large as the weight gradient's.
-            let dx = x.track_op().then(|| {
-                let mut dx = vec![0f32; m * k];
-                matmul(&mut dx, gs, false, w, true, m, n, k, false);
-                dx
-            });
-            let mut dw = vec![0f32; k * n];
-            matmul(&mut dw, xs, true, gs, false, k, m, n, false);
-            (dx, dw, column_sums(gs, n))
+            let mut dx = x.track_op().then(|| vec![0f32; xs.len()]);
+            let (mut dw, mut db) = (vec![0f32; k * n], vec![0f32; n]);
+            host::linear_backward(xs, w, gs, dx.as_deref_mut(), &mut dw, &mut db, false);
+            (dx, dw, db)
         })?;
         let device = x.device();
         Ok((
@@ -124,34 +112,6 @@ impl CustomOp3 for LinearOp {
             Some(Tensor::from_vec(db, bias.shape(), device)?),
         ))
     }
-}
-
-simd_fn! {
-    fn add_rows(acc: &mut [f32], rows: &[f32]) {
-        for row in rows.chunks_exact(acc.len()) {
-            for (a, g) in acc.iter_mut().zip(row) {
-                *a += g;
-            }
-        }
-    }
-}
-
-/// Column sums of a row-major `[m, n]` matrix, over row blocks in parallel
-/// (the bias gradient of a linear layer).
-fn column_sums(x: &[f32], n: usize) -> Vec<f32> {
-    let rows = rows_per_task(x.len() / n, n);
-    x.par_chunks(rows * n)
-        .map(|chunk| {
-            let mut acc = vec![0f32; n];
-            add_rows(&mut acc, chunk);
-            acc
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold(vec![0f32; n], |mut total, part| {
-            add_rows(&mut total, &part);
-            total
-        })
 }
 
 // ---------------------------------------------------------------- LayerNorm
@@ -167,97 +127,6 @@ pub fn layer_norm(x: &Tensor, gain: &Tensor, bias: &Tensor, eps: f64) -> Result<
 
 struct LayerNormOp {
     eps: f32,
-}
-
-/// Sum with eight independent accumulators (see [`dot`]).
-#[inline(always)]
-fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = a.chunks_exact(8);
-    let mut total = chunks.remainder().iter().sum::<f32>();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += c[l];
-        }
-    }
-    for v in acc {
-        total += v;
-    }
-    total
-}
-
-/// Mean and reciprocal standard deviation of one row.
-#[inline(always)]
-fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
-    let d = row.len() as f32;
-    let mean = sum(row) / d;
-    let mut acc = [0f32; 8];
-    let chunks = row.chunks_exact(8);
-    let mut var = chunks
-        .remainder()
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum::<f32>();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += (c[l] - mean) * (c[l] - mean);
-        }
-    }
-    for v in acc {
-        var += v;
-    }
-    (mean, 1.0 / (var / d + eps).sqrt())
-}
-
-simd_fn! {
-    fn layer_norm_rows_forward(x: &[f32], gain: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
-        let d = gain.len();
-        for (o, row) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-            let (mean, rstd) = row_stats(row, eps);
-            for j in 0..d {
-                o[j] = (row[j] - mean) * rstd * gain[j] + bias[j];
-            }
-        }
-    }
-}
-
-simd_fn! {
-    /// `dx` for a block of rows, accumulating the gain and bias gradients
-    /// into `dgain` and `dbias`; `dxhat` is `d` floats of scratch.
-    fn layer_norm_rows_backward(
-        x: &[f32],
-        grad: &[f32],
-        gain: &[f32],
-        eps: f32,
-        dx: &mut [f32],
-        dgain: &mut [f32],
-        dbias: &mut [f32],
-        dxhat: &mut [f32],
-    ) {
-        let d = gain.len();
-        for ((dx, row), g) in dx
-            .chunks_exact_mut(d)
-            .zip(x.chunks_exact(d))
-            .zip(grad.chunks_exact(d))
-        {
-            let (mean, rstd) = row_stats(row, eps);
-            let (mut sum_dxhat, mut sum_dxhat_xhat) = ([0f32; 8], [0f32; 8]);
-            for j in 0..d {
-                let xhat = (row[j] - mean) * rstd;
-                dgain[j] += g[j] * xhat;
-                dbias[j] += g[j];
-                dxhat[j] = g[j] * gain[j];
-                sum_dxhat[j % 8] += dxhat[j];
-                sum_dxhat_xhat[j % 8] += dxhat[j] * xhat;
-            }
-            let m1 = sum(&sum_dxhat) / d as f32;
-            let m2 = sum(&sum_dxhat_xhat) / d as f32;
-            for j in 0..d {
-                let xhat = (row[j] - mean) * rstd;
-                dx[j] = rstd * (dxhat[j] - m1 - xhat * m2);
-            }
-        }
-    }
 }
 
 impl CustomOp3 for LayerNormOp {
@@ -288,10 +157,7 @@ impl CustomOp3 for LayerNormOp {
             );
         }
         let mut out = vec![0f32; x.len()];
-        let chunk = rows_per_task(x.len() / d, d) * d;
-        out.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(out, x)| layer_norm_rows_forward(x, gain, bias, self.eps, out));
+        host::layer_norm_forward(x, gain, bias, self.eps, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -305,30 +171,9 @@ impl CustomOp3 for LayerNormOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = x.dim(candle_core::D::Minus1)?;
         let (dx, dgain, dbias) = with_f32(self.name(), &[x, grad, gain], |s| {
-            let (xs, gs, gain) = (s[0], s[1], s[2]);
-            let mut dx = vec![0f32; xs.len()];
-            let chunk = rows_per_task(xs.len() / d, d) * d;
-            // Each task accumulates its rows' gain and bias gradients; the
-            // partial sums are added at the end (a parallel reduction).
-            let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-                .par_chunks_mut(chunk)
-                .zip(xs.par_chunks(chunk).zip(gs.par_chunks(chunk)))
-                .map(|(dx, (x, g))| {
-                    let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
-                    let mut dxhat = vec![0f32; d];
-                    layer_norm_rows_backward(
-                        x, g, gain, self.eps, dx, &mut dgain, &mut dbias, &mut dxhat,
-                    );
-                    (dgain, dbias)
-                })
-                .collect();
+            let mut dx = vec![0f32; s[0].len()];
             let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
-            for (pg, pb) in partials {
-                for j in 0..d {
-                    dgain[j] += pg[j];
-                    dbias[j] += pb[j];
-                }
-            }
+            host::layer_norm_backward(s[0], s[1], s[2], self.eps, &mut dx, &mut dgain, &mut dbias);
             (dx, dgain, dbias)
         })?;
         let device = x.device();
@@ -351,52 +196,6 @@ struct GeluOp {
     tanh_approximation: bool,
 }
 
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_TANH_COEF: f32 = 0.044_715;
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-
-simd_fn! {
-    fn gelu_erf_forward(x: &[f32], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
-        }
-    }
-}
-
-simd_fn! {
-    fn gelu_tanh_forward(x: &[f32], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
-            *o = 0.5 * v * (1.0 + tanh(u));
-        }
-    }
-}
-
-simd_fn! {
-    /// `dx = g · (Φ(x) + x φ(x))`.
-    fn gelu_erf_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
-        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
-            let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-            let pdf = exp(-0.5 * v * v) * 0.398_942_3;
-            *d = g * (cdf + v * pdf);
-        }
-    }
-}
-
-simd_fn! {
-    fn gelu_tanh_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
-        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
-            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
-            let th = tanh(u);
-            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * v * v);
-            *d = g * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du);
-        }
-    }
-}
-
-/// Elements per rayon task for elementwise kernels.
-const ELEMENTWISE_CHUNK: usize = 16_384;
-
 impl CustomOp1 for GeluOp {
     fn name(&self) -> &'static str {
         "fused-gelu"
@@ -405,32 +204,14 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let mut out = vec![0f32; x.len()];
-        let forward = if self.tanh_approximation {
-            gelu_tanh_forward
-        } else {
-            gelu_erf_forward
-        };
-        out.par_chunks_mut(ELEMENTWISE_CHUNK)
-            .zip(x.par_chunks(ELEMENTWISE_CHUNK))
-            .for_each(|(o, x)| forward(x, o));
+        host::gelu_forward(x, self.tanh_approximation, &mut out);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let backward = if self.tanh_approximation {
-            gelu_tanh_backward
-        } else {
-            gelu_erf_backward
-        };
         let dx = with_f32(self.name(), &[x, grad], |s| {
-            let (xs, gs) = (s[0], s[1]);
-            let mut dx = vec![0f32; xs.len()];
-            dx.par_chunks_mut(ELEMENTWISE_CHUNK)
-                .zip(
-                    xs.par_chunks(ELEMENTWISE_CHUNK)
-                        .zip(gs.par_chunks(ELEMENTWISE_CHUNK)),
-                )
-                .for_each(|(dx, (x, g))| backward(x, g, dx));
+            let mut dx = vec![0f32; s[0].len()];
+            host::gelu_backward(s[0], s[1], self.tanh_approximation, &mut dx);
             dx
         })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
@@ -451,131 +232,14 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 
 struct CausalAttention;
 
-/// Turns raw scores `q_i·k_j` (a full `t × t` block) into causal softmax
-/// weights in place: row `i` becomes `softmax_{j≤i}(scale · s_ij)`, and
-/// entries above the diagonal become 0 so that products with the block
-/// need no mask.
-#[inline(always)]
-fn causal_softmax_rows(p: &mut [f32], t: usize, scale: f32) {
-    for i in 0..t {
-        let row = &mut p[i * t..(i + 1) * t];
-        let (visible, future) = row.split_at_mut(i + 1);
-        let mut max = f32::NEG_INFINITY;
-        for s in visible.iter_mut() {
-            *s *= scale;
-            max = max.max(*s);
-        }
-        let mut sum = 0f32;
-        for s in visible.iter_mut() {
-            *s = exp(*s - max);
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
-        for s in visible.iter_mut() {
-            *s *= inv;
-        }
-        future.fill(0.0);
-    }
-}
-
-/// `[b, t, h, k]` → `[b, h, t, k]`, heads in parallel.
-fn to_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(t * k).enumerate().for_each(|(n, head)| {
-        let (bi, hi) = (n / h, n % h);
-        for i in 0..t {
-            let src = ((bi * t + i) * h + hi) * k;
-            head[i * k..(i + 1) * k].copy_from_slice(&x[src..src + k]);
-        }
-    });
-    out
-}
-
-/// `[b, h, t, k]` → `[b, t, h, k]`, rows in parallel.
-fn from_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
-    from_heads_strided(x, t, h, k, t * k, 0)
-}
-
-/// [`from_heads`] where head `n`'s `t × k` block starts at
-/// `n · head_stride + offset` (e.g. one of several blocks packed per head).
-fn from_heads_strided(
-    x: &[f32],
-    t: usize,
-    h: usize,
-    k: usize,
-    head_stride: usize,
-    offset: usize,
-) -> Vec<f32> {
-    let heads = x.len() / head_stride;
-    let mut out = vec![0f32; heads * t * k];
-    out.par_chunks_mut(h * k)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (bi, i) = (row / t, row % t);
-            for hi in 0..h {
-                let src = (bi * h + hi) * head_stride + offset + i * k;
-                dst[hi * k..(hi + 1) * k].copy_from_slice(&x[src..src + k]);
-            }
-        });
-    out
-}
-
-simd_fn! {
-    /// One head's output `o = P v`, leaving the weights `P` (`t × t`, zero
-    /// above the diagonal) in `p`. The products run on `gemm` over the full
-    /// square: at `t = 100` that is faster than skipping the masked half
-    /// with scalar loops.
-    fn attention_head_forward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        t: usize,
-        key: usize,
-        p: &mut [f32],
-        o: &mut [f32],
-    ) {
-        matmul_serial(p, q, false, k, true, t, key, t, false);
-        causal_softmax_rows(p, t, 1.0 / (key as f32).sqrt());
-        matmul_serial(o, p, false, v, false, t, t, key, false);
-    }
-}
-
-simd_fn! {
-    /// One head's `[dq | dk | dv]` into `out`, given the output gradient
-    /// `g`; `p` and `ds` are `t × t` scratch.
-    fn attention_head_backward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        g: &[f32],
-        t: usize,
-        key: usize,
-        p: &mut [f32],
-        ds: &mut [f32],
-        out: &mut [f32],
-    ) {
-        let head = t * key;
-        let scale = 1.0 / (key as f32).sqrt();
-        matmul_serial(p, q, false, k, true, t, key, t, false);
-        causal_softmax_rows(p, t, scale);
-        let (dq, rest) = out.split_at_mut(head);
-        let (dk, dv) = rest.split_at_mut(head);
-        // dP = dO vᵀ; dS_ij = P_ij (dP_ij − Σ_j' P_ij' dP_ij') · scale,
-        // which is 0 above the diagonal because P is.
-        matmul_serial(ds, g, false, v, true, t, key, t, false);
-        for (prow, drow) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
-            let mut row_dot = 0f32;
-            for (&pij, &dp) in prow.iter().zip(drow.iter()) {
-                row_dot += pij * dp;
-            }
-            for (&pij, d) in prow.iter().zip(drow.iter_mut()) {
-                *d = pij * (*d - row_dot) * scale;
-            }
-        }
-        matmul_serial(dv, p, true, g, false, t, t, key, false);
-        matmul_serial(dq, ds, false, k, false, t, t, key, false);
-        matmul_serial(dk, ds, true, q, false, t, t, key, false);
-    }
+fn attention_shape(shape: &Shape) -> Result<AttentionShape> {
+    let (batch, t, heads, key) = shape.dims4()?;
+    Ok(AttentionShape {
+        batch,
+        t,
+        heads,
+        key,
+    })
 }
 
 impl CustomOp3 for CausalAttention {
@@ -592,8 +256,7 @@ impl CustomOp3 for CausalAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, t, h, key) = l1.shape().dims4()?;
-        let heads = b * h;
+        let shape = attention_shape(l1.shape())?;
         if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
             candle_core::bail!(
                 "fused-causal-attention: q {:?}, k {:?}, v {:?} must have one shape",
@@ -603,28 +266,12 @@ impl CustomOp3 for CausalAttention {
             );
         }
         let (q, k, v) = (
-            to_heads(f32_slice(self.name(), s1, l1)?, t, h, key),
-            to_heads(f32_slice(self.name(), s2, l2)?, t, h, key),
-            to_heads(f32_slice(self.name(), s3, l3)?, t, h, key),
+            f32_slice(self.name(), s1, l1)?,
+            f32_slice(self.name(), s2, l2)?,
+            f32_slice(self.name(), s3, l3)?,
         );
-        let head = t * key;
-        let mut out = vec![0f32; heads * head];
-        out.par_chunks_mut(head).enumerate().for_each_init(
-            || vec![0f32; t * t],
-            |p, (n, o)| {
-                let range = n * head..(n + 1) * head;
-                attention_head_forward(
-                    &q[range.clone()],
-                    &k[range.clone()],
-                    &v[range],
-                    t,
-                    key,
-                    p,
-                    o,
-                );
-            },
-        );
-        let out = from_heads(&out, t, h, key);
+        let mut out = vec![0f32; q.len()];
+        host::causal_attention_forward(q, k, v, shape, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -636,33 +283,19 @@ impl CustomOp3 for CausalAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, t, h, key) = q.dims4()?;
-        let heads = b * h;
-        let head = t * key;
-        let [qs, ks, vs, gs] = with_f32(self.name(), &[q, k, v, grad], |s| {
-            [s[0], s[1], s[2], s[3]].map(|x| to_heads(x, t, h, key))
+        let shape = attention_shape(q.shape())?;
+        let [dq, dk, dv] = with_f32(self.name(), &[q, k, v, grad], |s| {
+            let mut out = [(); 3].map(|_| vec![0f32; s[0].len()]);
+            let [dq, dk, dv] = &mut out;
+            host::causal_attention_backward(s[0], s[1], s[2], s[3], shape, dq, dk, dv);
+            out
         })?;
-        // One buffer of [dq | dk | dv] per head, filled in parallel.
-        let mut packed = vec![0f32; heads * 3 * head];
-        packed.par_chunks_mut(3 * head).enumerate().for_each_init(
-            || (vec![0f32; t * t], vec![0f32; t * t]),
-            |(p, ds), (n, out)| {
-                let range = n * head..(n + 1) * head;
-                let (q, k, v, g) = (
-                    &qs[range.clone()],
-                    &ks[range.clone()],
-                    &vs[range.clone()],
-                    &gs[range],
-                );
-                attention_head_backward(q, k, v, g, t, key, p, ds, out);
-            },
-        );
         let (shape, device) = (q.shape(), q.device());
-        let scatter = |part: usize| {
-            let x = from_heads_strided(&packed, t, h, key, 3 * head, part * head);
-            Tensor::from_vec(x, shape, device)
-        };
-        Ok((Some(scatter(0)?), Some(scatter(1)?), Some(scatter(2)?)))
+        Ok((
+            Some(Tensor::from_vec(dq, shape, device)?),
+            Some(Tensor::from_vec(dk, shape, device)?),
+            Some(Tensor::from_vec(dv, shape, device)?),
+        ))
     }
 }
 
@@ -698,14 +331,6 @@ struct CrossEntropyOp {
     classes: usize,
 }
 
-/// `log Σ_j e^{z_j}` of one row, stably.
-#[inline(always)]
-fn log_sum_exp(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&z| exp(z - max)).sum();
-    (max, sum.ln())
-}
-
 impl CustomOp1 for CrossEntropyOp {
     fn name(&self) -> &'static str {
         "fused-cross-entropy"
@@ -713,98 +338,20 @@ impl CustomOp1 for CrossEntropyOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let z = f32_slice(self.name(), s, l)?;
-        let c = self.classes;
-        let total: f64 = z
-            .par_chunks(c * 256)
-            .zip(self.targets.par_chunks(256))
-            .map(|(rows, ys)| {
-                rows.chunks_exact(c)
-                    .zip(ys)
-                    .map(|(row, &y)| {
-                        let (max, lse) = log_sum_exp(row);
-                        (max + lse - row[y as usize]) as f64
-                    })
-                    .sum::<f64>()
-            })
-            .sum();
-        let mean = (total / self.targets.len().max(1) as f64) as f32;
+        let mean = host::cross_entropy_forward(z, &self.targets, self.classes);
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
 
     fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let c = self.classes;
         let scale = grad.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?
             / self.targets.len().max(1) as f32;
         let dz = with_f32(self.name(), &[logits], |s| {
             let mut dz = vec![0f32; s[0].len()];
-            dz.par_chunks_mut(c * 256)
-                .zip(s[0].par_chunks(c * 256).zip(self.targets.par_chunks(256)))
-                .for_each(|(d, (rows, ys))| {
-                    for ((d, row), &y) in d.chunks_exact_mut(c).zip(rows.chunks_exact(c)).zip(ys) {
-                        let (max, lse) = log_sum_exp(row);
-                        for (d, &z) in d.iter_mut().zip(row) {
-                            *d = exp(z - max - lse) * scale;
-                        }
-                        d[y as usize] -= scale;
-                    }
-                });
+            host::cross_entropy_backward(s[0], &self.targets, self.classes, scale, &mut dz);
             dz
         })?;
         Ok(Some(Tensor::from_vec(dz, logits.shape(), logits.device())?))
     }
-}
-
-// --------------------------------------------------------------------- Adam
-
-/// The scalars of one Adam update, with the bias corrections
-/// `1 − β^t` precomputed by the caller.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    /// Learning rate.
-    pub lr: f32,
-    /// First-moment decay β₁.
-    pub beta1: f32,
-    /// Second-moment decay β₂.
-    pub beta2: f32,
-    /// Added to `sqrt(v̂ + eps_root)`.
-    pub eps: f32,
-    /// Added to `v̂` inside the square root.
-    pub eps_root: f32,
-    /// Decoupled weight decay.
-    pub weight_decay: f32,
-    /// `1 − β₁^t`.
-    pub correction1: f32,
-    /// `1 − β₂^t`.
-    pub correction2: f32,
-}
-
-simd_fn! {
-    fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
-        let (b1, b2) = (s.beta1, s.beta2);
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            let m_hat = *m / s.correction1;
-            let v_hat = *v / s.correction2;
-            let update = m_hat / ((v_hat + s.eps_root).sqrt() + s.eps) + s.weight_decay * *p;
-            *p -= s.lr * update;
-        }
-    }
-}
-
-/// One Adam update of a parameter in place, moments included, in one
-/// vectorised pass over parallel chunks:
-/// `p −= lr · (m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p)`.
-pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: &AdamStep) {
-    assert!(
-        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
-        "adam_update: parameter, gradient and moments must have one length"
-    );
-    p.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(g.par_chunks(ELEMENTWISE_CHUNK))
-        .zip(m.par_chunks_mut(ELEMENTWISE_CHUNK))
-        .zip(v.par_chunks_mut(ELEMENTWISE_CHUNK))
-        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, step));
 }
 
 #[cfg(test)]
@@ -924,7 +471,7 @@ mod tests {
     #[test]
     fn adam_update_matches_the_scalar_formula_across_chunks() {
         // Longer than one parallel chunk and not a multiple of the SIMD width.
-        let n = 2 * ELEMENTWISE_CHUNK + 13;
+        let n = 2 * host::ELEMENTWISE_CHUNK + 13;
         let mut rng = Rng::new(50);
         let mut draw = || -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
         let (p0, g, m0) = (draw(), draw(), draw());

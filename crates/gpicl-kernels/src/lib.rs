@@ -11,7 +11,10 @@
 //!   initial weights are identical on every machine (candle's own CPU RNG
 //!   cannot be seeded);
 //! - [`fused`]: multi-threaded CPU kernels with their backward passes
-//!   (LayerNorm, GELU, causal attention), tested against [`ops`];
+//!   (linear, LayerNorm, GELU, causal attention, cross-entropy), as candle
+//!   ops tested against [`ops`]; [`host`] holds the same kernels over plain
+//!   slices (and Adam) for hand-written training steps;
+//! - [`lstm`], [`outer_lstm`]: the recurrences as single fused ops;
 //! - [`ops`]: layer norm, softmax, causal attention and cross-entropy written
 //!   as compositions of candle primitives that all record a backward pass
 //!   (candle's fused fast paths do not).
@@ -31,6 +34,7 @@ mod cpu;
 pub mod device;
 pub mod error;
 pub mod fused;
+pub mod host;
 pub mod lstm;
 mod math;
 pub mod ops;

@@ -110,18 +110,9 @@ pub fn bench_training_step(
             reset_peak_rss();
         }
         let t0 = Instant::now();
-        let loss = gpicl_kernels::cross_entropy(&model.forward(&tokens)?, &targets)?;
-        loss.to_scalar::<f32>()?;
-        let t1 = Instant::now();
-        let grads = loss.backward()?;
-        let mut flat: Vec<Vec<f32>> = model
-            .params()
-            .iter()
-            .map(|(_, v)| match grads.get(v.as_tensor()) {
-                Some(g) => g.flatten_all().and_then(|g| g.to_vec1()),
-                None => Ok(vec![0.0; v.elem_count()]),
-            })
-            .collect::<candle_core::Result<_>>()?;
+        let step = model.loss_and_grads(&tokens, &targets)?;
+        let mut flat = step.grads;
+        let t1 = t0 + std::time::Duration::from_secs_f64(step.forward_seconds);
         let t2 = Instant::now();
         clip_global_norm(&mut flat, cfg.optim.clip_norm);
         adam.update(model.params(), &flat)?;

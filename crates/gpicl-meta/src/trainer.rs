@@ -204,19 +204,15 @@ impl Trainer {
         for chunk in 0..chunks {
             let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
             let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
-            let logits = self.model.forward(&tokens)?;
-            let loss = gpicl_kernels::cross_entropy(&logits, &targets)?;
-            let step_grads = loss.backward()?;
-            for (g, (_, var)) in grads.iter_mut().zip(self.model.params().iter()) {
-                if let Some(part) = step_grads.get(var.as_tensor()) {
-                    let part: Vec<f32> = part.flatten_all()?.to_vec1()?;
-                    g.iter_mut()
-                        .zip(part)
-                        .for_each(|(a, p)| *a += p / chunks as f32);
-                }
+            let step = self.model.loss_and_grads(&tokens, &targets)?;
+            for (g, part) in grads.iter_mut().zip(&step.grads) {
+                g.iter_mut()
+                    .zip(part)
+                    .for_each(|(a, p)| *a += p / chunks as f32);
             }
-            loss_sum += loss.to_scalar::<f32>()? / chunks as f32;
-            let correct = ops::correct(&logits.detach(), &targets)?;
+            loss_sum += step.loss / chunks as f32;
+            let logits = step.logits;
+            let correct = ops::correct(&logits, &targets)?;
             correct_sum += correct.sum_all()?.to_scalar::<f32>()?;
             last_sum += correct.narrow(1, t - 1, 1)?.sum_all()?.to_scalar::<f32>()?;
         }

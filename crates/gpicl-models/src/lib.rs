@@ -63,6 +63,56 @@ pub trait SequenceModel: Send + Sync {
     fn forward_flops(&self, batch: usize, seq_len: usize) -> f64 {
         2.0 * (batch * seq_len) as f64 * self.param_count() as f64
     }
+    /// The mean cross-entropy of one batch (`targets`: `[batch, t]` class
+    /// indices), the gradient of every parameter and the logits. The
+    /// default runs candle's autograd through [`SequenceModel::forward`];
+    /// a model with a hand-written training step overrides it.
+    fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<LossAndGrads> {
+        autograd_loss_and_grads(self, tokens, targets)
+    }
+}
+
+/// What one training batch yields: see [`SequenceModel::loss_and_grads`].
+pub struct LossAndGrads {
+    /// Mean cross-entropy over every position.
+    pub loss: f32,
+    /// One flat gradient per parameter, in [`ParamStore::iter`] order
+    /// (zeros for parameters the loss does not reach).
+    pub grads: Vec<Vec<f32>>,
+    /// `[batch, t, classes]`, detached from any graph.
+    pub logits: Tensor,
+    /// Seconds spent on the forward pass and the loss (the rest of the
+    /// call is the backward pass), for benchmarks.
+    pub forward_seconds: f64,
+}
+
+/// [`SequenceModel::loss_and_grads`] by autograd: forward, the loss of
+/// [`gpicl_kernels::cross_entropy`] (fused on CPU) and candle's backward.
+pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
+    model: &M,
+    tokens: &Tensor,
+    targets: &Tensor,
+) -> Result<LossAndGrads> {
+    let started = std::time::Instant::now();
+    let logits = model.forward(tokens)?;
+    let loss = gpicl_kernels::cross_entropy(&logits, targets)?;
+    let loss_value = loss.to_scalar::<f32>()?;
+    let forward_seconds = started.elapsed().as_secs_f64();
+    let grads = loss.backward()?;
+    let grads = model
+        .params()
+        .iter()
+        .map(|(_, var)| match grads.get(var.as_tensor()) {
+            Some(g) => g.flatten_all().and_then(|g| g.to_vec1()),
+            None => Ok(vec![0.0; var.elem_count()]),
+        })
+        .collect::<candle_core::Result<_>>()?;
+    Ok(LossAndGrads {
+        loss: loss_value,
+        grads,
+        logits: logits.detach(),
+        forward_seconds,
+    })
 }
 
 /// Builds the model a config describes, with parameters drawn from the

@@ -63,27 +63,25 @@ pub fn assert_causal(model: &dyn SequenceModel) {
     }
 }
 
-/// Every parameter's gradient of the loss has a non-zero entry.
+/// Every parameter's gradient of the loss, as training computes it
+/// ([`SequenceModel::loss_and_grads`]), has a non-zero entry.
 pub fn assert_every_parameter_gets_a_gradient(model: &dyn SequenceModel) {
     let (x, y) = tokens(B, T, input_width(model), 4);
-    let grads = ops::cross_entropy(&model.forward(&x).unwrap(), &y)
-        .unwrap()
-        .backward()
-        .unwrap();
-    for (name, var) in model.params().iter() {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{}: {name} has no gradient", model.kind()));
+    let step = model.loss_and_grads(&x, &y).unwrap();
+    assert_eq!(step.grads.len(), model.params().len());
+    for ((name, var), g) in model.params().iter().zip(&step.grads) {
+        assert_eq!(g.len(), var.elem_count(), "{}: {name}", model.kind());
         assert!(
-            flat(g).iter().any(|v| *v != 0.0),
+            g.iter().any(|v| *v != 0.0),
             "{}: {name} gradient is zero",
             model.kind()
         );
     }
 }
 
-/// Backpropagated gradients agree with central finite differences on the
-/// two largest-gradient coordinates of every parameter.
+/// The training gradients ([`SequenceModel::loss_and_grads`]) agree with
+/// central finite differences on the two largest-gradient coordinates of
+/// every parameter.
 pub fn assert_gradient_matches_finite_differences(model: &dyn SequenceModel) {
     let dev = Device::Cpu;
     let (x, y) = tokens(1, 5, input_width(model), 6);
@@ -93,13 +91,9 @@ pub fn assert_gradient_matches_finite_differences(model: &dyn SequenceModel) {
             .to_scalar::<f32>()
             .unwrap() as f64
     };
-    let grads = ops::cross_entropy(&model.forward(&x).unwrap(), &y)
-        .unwrap()
-        .backward()
-        .unwrap();
+    let grads = model.loss_and_grads(&x, &y).unwrap().grads;
     let mut checked = 0;
-    for (name, var) in model.params().iter() {
-        let g = flat(grads.get(var.as_tensor()).unwrap());
+    for ((name, var), g) in model.params().iter().zip(grads) {
         let orig = flat(var.as_tensor());
         let mut idx: Vec<usize> = (0..g.len()).collect();
         idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));

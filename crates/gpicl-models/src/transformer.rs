@@ -9,6 +9,8 @@ use crate::SequenceModel;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{ops, Device, Tensor};
 
+mod step;
+
 struct Block {
     ln_attn: LayerNorm,
     q: Linear,
@@ -204,6 +206,16 @@ impl SequenceModel for Transformer {
         &self.params
     }
 
+    /// The hand-written step of [`step`] where the fused kernels apply
+    /// (CPU `f32`), autograd otherwise.
+    fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<crate::LossAndGrads> {
+        if gpicl_kernels::fused::use_fused(tokens) {
+            self.loss_and_grads_by_hand(tokens, targets)
+        } else {
+            crate::autograd_loss_and_grads(self, tokens, targets)
+        }
+    }
+
     /// Dense layers (every parameter but the positional embeddings, which
     /// are added, not multiplied) plus attention scores and the weighted
     /// sum: `2·2·B·H·T²·K` per layer.
@@ -360,6 +372,72 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_hand_written_step_equals_autograd_through_the_composed_ops() {
+        for (cfg, b, t) in [
+            (tiny(), 3, 7),
+            (
+                ModelConfig {
+                    num_heads: 1,
+                    gelu_tanh: false,
+                    ..tiny()
+                },
+                1,
+                1,
+            ),
+            (
+                ModelConfig {
+                    num_layers: 3,
+                    key_size: 3,
+                    gelu_tanh: true,
+                    ..tiny()
+                },
+                2,
+                9,
+            ),
+        ] {
+            // max_seq_len 9 ≥ t: unused positional rows get zero gradient.
+            let m = Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu).unwrap();
+            let (x, y) = crate::testing::tokens(b, t, 5, 8);
+            let by_hand = m.loss_and_grads_by_hand(&x, &y).unwrap();
+            let logits = m.forward_with(&x, false).unwrap();
+            let loss = ops::cross_entropy(&logits, &y).unwrap();
+            let grads = loss.backward().unwrap();
+            let reference = loss.to_scalar::<f32>().unwrap();
+            assert!((by_hand.loss - reference).abs() <= 1e-5 * reference.abs().max(1.0));
+            let close = |a: &[f32], b: &[f32], tol: f32, what: &str| {
+                assert_eq!(a.len(), b.len(), "{what}");
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= tol * y.abs().max(1.0),
+                        "{what}: {x} vs {y}"
+                    );
+                }
+            };
+            let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            close(&flat(&by_hand.logits), &flat(&logits), 1e-5, "logits");
+            for ((name, v), g) in m.params().iter().zip(&by_hand.grads) {
+                let expected = flat(grads.get(v.as_tensor()).unwrap());
+                close(g, &expected, 1e-4, name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_hand_written_step_refuses_bad_targets() {
+        let m = Transformer::new(&tiny(), 5, 3, 9, 4, &Device::Cpu).unwrap();
+        let (x, _) = crate::testing::tokens(2, 4, 5, 8);
+        let out_of_range = Tensor::from_vec(vec![3u32; 8], (2, 4), &Device::Cpu).unwrap();
+        let err = m
+            .loss_and_grads(&x, &out_of_range)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("below 3"), "{err}");
+        let too_few = Tensor::from_vec(vec![0u32; 4], (1, 4), &Device::Cpu).unwrap();
+        assert!(m.loss_and_grads(&x, &too_few).is_err());
     }
 
     #[test]

@@ -1,0 +1,719 @@
+//! The fused kernels over plain `f32` slices: what the ops of
+//! [`crate::fused`] run inside, and what a hand-written training step (one
+//! that keeps its activations in its own buffers instead of candle's
+//! autograd graph) calls directly.
+//!
+//! Every function is multi-threaded with rayon where the work is large and
+//! runs its inner loops through [`crate::simd`]'s AVX2 dispatch. Shapes are
+//! implied by slice lengths and checked with assertions: these are
+//! building blocks for callers that have validated their shapes already
+//! (the candle ops in [`crate::fused`] check and return errors).
+//!
+//! ```
+//! use gpicl_kernels::host;
+//! // y = x W + b for two rows of three features into two outputs.
+//! let (x, w, b) = ([1.0, 2.0, 3.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [0.5, -0.5]);
+//! let mut y = [0.0; 4];
+//! host::linear_forward(&x, &w, &b, &mut y);
+//! assert_eq!(y, [4.5, 4.5, 0.5, 0.5]);
+//! ```
+
+use crate::cpu::{self, matmul_serial};
+use crate::math::{erf, exp, tanh};
+use crate::simd::simd_fn;
+use rayon::prelude::*;
+
+/// Elements per rayon task for elementwise kernels.
+pub(crate) const ELEMENTWISE_CHUNK: usize = 16_384;
+
+/// Rows per rayon task: big enough to amortise scheduling.
+fn rows_per_task(rows: usize, width: usize) -> usize {
+    (16_384 / width.max(1)).clamp(1, rows.max(1))
+}
+
+/// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]` on `gemm`, row-major, where
+/// `op` transposes a stored `[k×m]` / `[n×k]` operand when asked.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    cpu::matmul(dst, lhs, lhs_t, rhs, rhs_t, m, k, n, accumulate)
+}
+
+/// Runs `f` on the `f32` data of CPU tensors, borrowed in place (tensors
+/// that are not contiguous are copied into contiguous ones first). Errors
+/// for tensors off the CPU or of another dtype.
+pub fn with_tensor_data<R>(
+    tensors: &[&candle_core::Tensor],
+    f: impl FnOnce(&[&[f32]]) -> R,
+) -> candle_core::Result<R> {
+    cpu::with_f32("host::with_tensor_data", tensors, f)
+}
+
+simd_fn! {
+    /// `dst += src`, elementwise.
+    fn add_slices(dst: &mut [f32], src: &[f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    }
+}
+
+/// `dst += src` elementwise, in parallel chunks.
+pub fn add_assign(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "add_assign: lengths");
+    dst.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(src.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(d, s)| add_slices(d, s));
+}
+
+// ------------------------------------------------------------------- Linear
+
+/// `out = x W + b` for `x: [m, k]`, `W: [k, n]`, `b: [n]`, `out: [m, n]`.
+pub fn linear_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = b.len();
+    let k = w.len() / n;
+    let m = x.len() / k;
+    assert!(
+        w.len() == k * n && x.len() == m * k && out.len() == m * n,
+        "linear_forward: shapes"
+    );
+    // Start from the bias so that the product accumulates onto it.
+    out.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
+    cpu::matmul(out, x, false, w, false, m, k, n, true);
+}
+
+/// The backward pass of [`linear_forward`] given `grad = ∂L/∂out`:
+/// `dW (+)= xᵀ grad`, `db (+)= Σ_rows grad` (added to when `accumulate`),
+/// and `dx = grad Wᵀ` (overwritten) when asked for.
+pub fn linear_backward(
+    x: &[f32],
+    w: &[f32],
+    grad: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: &mut [f32],
+    accumulate: bool,
+) {
+    let n = db.len();
+    let k = w.len() / n;
+    let m = x.len() / k;
+    assert!(
+        grad.len() == m * n && dw.len() == k * n,
+        "linear_backward: shapes"
+    );
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), m * k, "linear_backward: dx");
+        cpu::matmul(dx, grad, false, w, true, m, n, k, false);
+    }
+    cpu::matmul(dw, x, true, grad, false, k, m, n, accumulate);
+    let sums = column_sums(grad, n);
+    if accumulate {
+        add_rows(db, &sums);
+    } else {
+        db.copy_from_slice(&sums);
+    }
+}
+
+simd_fn! {
+    fn add_rows(acc: &mut [f32], rows: &[f32]) {
+        for row in rows.chunks_exact(acc.len()) {
+            for (a, g) in acc.iter_mut().zip(row) {
+                *a += g;
+            }
+        }
+    }
+}
+
+/// Column sums of a row-major `[m, n]` matrix, over row blocks in parallel
+/// (the bias gradient of a linear layer).
+fn column_sums(x: &[f32], n: usize) -> Vec<f32> {
+    let rows = rows_per_task(x.len() / n, n);
+    x.par_chunks(rows * n)
+        .map(|chunk| {
+            let mut acc = vec![0f32; n];
+            add_rows(&mut acc, chunk);
+            acc
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0f32; n], |mut total, part| {
+            add_rows(&mut total, &part);
+            total
+        })
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+/// Sum with eight independent accumulators (see [`dot`]).
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let mut total = chunks.remainder().iter().sum::<f32>();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    for v in acc {
+        total += v;
+    }
+    total
+}
+
+/// Mean and reciprocal standard deviation of one row.
+#[inline(always)]
+fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let d = row.len() as f32;
+    let mean = sum(row) / d;
+    let mut acc = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let mut var = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum::<f32>();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    for v in acc {
+        var += v;
+    }
+    (mean, 1.0 / (var / d + eps).sqrt())
+}
+
+simd_fn! {
+    fn layer_norm_rows_forward(x: &[f32], gain: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+        let d = gain.len();
+        for (o, row) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            let (mean, rstd) = row_stats(row, eps);
+            for j in 0..d {
+                o[j] = (row[j] - mean) * rstd * gain[j] + bias[j];
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// `dx` for a block of rows, accumulating the gain and bias gradients
+    /// into `dgain` and `dbias`; `dxhat` is `d` floats of scratch.
+    fn layer_norm_rows_backward(
+        x: &[f32],
+        grad: &[f32],
+        gain: &[f32],
+        eps: f32,
+        dx: &mut [f32],
+        dgain: &mut [f32],
+        dbias: &mut [f32],
+        dxhat: &mut [f32],
+    ) {
+        let d = gain.len();
+        for ((dx, row), g) in dx
+            .chunks_exact_mut(d)
+            .zip(x.chunks_exact(d))
+            .zip(grad.chunks_exact(d))
+        {
+            let (mean, rstd) = row_stats(row, eps);
+            let (mut sum_dxhat, mut sum_dxhat_xhat) = ([0f32; 8], [0f32; 8]);
+            for j in 0..d {
+                let xhat = (row[j] - mean) * rstd;
+                dgain[j] += g[j] * xhat;
+                dbias[j] += g[j];
+                dxhat[j] = g[j] * gain[j];
+                sum_dxhat[j % 8] += dxhat[j];
+                sum_dxhat_xhat[j % 8] += dxhat[j] * xhat;
+            }
+            let m1 = sum(&sum_dxhat) / d as f32;
+            let m2 = sum(&sum_dxhat_xhat) / d as f32;
+            for j in 0..d {
+                let xhat = (row[j] - mean) * rstd;
+                dx[j] = rstd * (dxhat[j] - m1 - xhat * m2);
+            }
+        }
+    }
+}
+
+/// Layer normalisation of every `d`-wide row of `x` (`d = gain.len()`).
+pub fn layer_norm_forward(x: &[f32], gain: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let d = gain.len();
+    assert!(
+        bias.len() == d && x.len().is_multiple_of(d) && out.len() == x.len(),
+        "layer_norm_forward: shapes"
+    );
+    let chunk = rows_per_task(x.len() / d, d) * d;
+    out.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(out, x)| layer_norm_rows_forward(x, gain, bias, eps, out));
+}
+
+/// The backward pass of [`layer_norm_forward`]: `dx` overwritten, the gain
+/// and bias gradients added to `dgain` and `dbias` (a parallel reduction
+/// over row blocks, summed in block order so results do not depend on
+/// thread timing).
+pub fn layer_norm_backward(
+    x: &[f32],
+    grad: &[f32],
+    gain: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dgain: &mut [f32],
+    dbias: &mut [f32],
+) {
+    let d = gain.len();
+    assert!(
+        grad.len() == x.len() && dx.len() == x.len() && dgain.len() == d && dbias.len() == d,
+        "layer_norm_backward: shapes"
+    );
+    let chunk = rows_per_task(x.len() / d, d) * d;
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk).zip(grad.par_chunks(chunk)))
+        .map(|(dx, (x, g))| {
+            let (mut pg, mut pb) = (vec![0f32; d], vec![0f32; d]);
+            let mut dxhat = vec![0f32; d];
+            layer_norm_rows_backward(x, g, gain, eps, dx, &mut pg, &mut pb, &mut dxhat);
+            (pg, pb)
+        })
+        .collect();
+    for (pg, pb) in partials {
+        add_rows(dgain, &pg);
+        add_rows(dbias, &pb);
+    }
+}
+
+// --------------------------------------------------------------------- GELU
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_TANH_COEF: f32 = 0.044_715;
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+
+simd_fn! {
+    fn gelu_erf_forward(x: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
+        }
+    }
+}
+
+simd_fn! {
+    fn gelu_tanh_forward(x: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
+            *o = 0.5 * v * (1.0 + tanh(u));
+        }
+    }
+}
+
+simd_fn! {
+    /// `dx = g · (Φ(x) + x φ(x))`.
+    fn gelu_erf_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
+        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
+            let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+            let pdf = exp(-0.5 * v * v) * 0.398_942_3;
+            *d = g * (cdf + v * pdf);
+        }
+    }
+}
+
+simd_fn! {
+    fn gelu_tanh_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
+        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
+            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
+            let th = tanh(u);
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * v * v);
+            *d = g * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du);
+        }
+    }
+}
+
+/// GELU of every element, exact (erf) or with the tanh approximation.
+pub fn gelu_forward(x: &[f32], tanh_approximation: bool, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "gelu_forward: shapes");
+    let forward = if tanh_approximation {
+        gelu_tanh_forward
+    } else {
+        gelu_erf_forward
+    };
+    out.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(o, x)| forward(x, o));
+}
+
+/// `dx = grad · gelu'(x)`.
+pub fn gelu_backward(x: &[f32], grad: &[f32], tanh_approximation: bool, dx: &mut [f32]) {
+    assert!(
+        x.len() == grad.len() && x.len() == dx.len(),
+        "gelu_backward: shapes"
+    );
+    let backward = if tanh_approximation {
+        gelu_tanh_backward
+    } else {
+        gelu_erf_backward
+    };
+    dx.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(
+            x.par_chunks(ELEMENTWISE_CHUNK)
+                .zip(grad.par_chunks(ELEMENTWISE_CHUNK)),
+        )
+        .for_each(|(dx, (x, g))| backward(x, g, dx));
+}
+
+// ---------------------------------------------------------------- attention
+
+/// The shape of a causal attention call: `q`, `k`, `v` and the output are
+/// `[batch, t, heads, key]` (a free reshape of a linear layer's
+/// `[batch, t, heads·key]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    /// Sequences.
+    pub batch: usize,
+    /// Positions per sequence.
+    pub t: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Key (and value) size per head.
+    pub key: usize,
+}
+
+impl AttentionShape {
+    fn len(&self) -> usize {
+        self.batch * self.t * self.heads * self.key
+    }
+}
+
+/// Turns raw scores `q_i·k_j` (a full `t × t` block) into causal softmax
+/// weights in place: row `i` becomes `softmax_{j≤i}(scale · s_ij)`, and
+/// entries above the diagonal become 0 so that products with the block
+/// need no mask.
+#[inline(always)]
+fn causal_softmax_rows(p: &mut [f32], t: usize, scale: f32) {
+    for i in 0..t {
+        let row = &mut p[i * t..(i + 1) * t];
+        let (visible, future) = row.split_at_mut(i + 1);
+        let mut max = f32::NEG_INFINITY;
+        for s in visible.iter_mut() {
+            *s *= scale;
+            max = max.max(*s);
+        }
+        let mut sum = 0f32;
+        for s in visible.iter_mut() {
+            *s = exp(*s - max);
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        for s in visible.iter_mut() {
+            *s *= inv;
+        }
+        future.fill(0.0);
+    }
+}
+
+/// `[b, t, h, k]` → `[b, h, t, k]`, heads in parallel.
+fn to_heads(x: &[f32], t: usize, h: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(t * k).enumerate().for_each(|(n, head)| {
+        let (bi, hi) = (n / h, n % h);
+        for i in 0..t {
+            let src = ((bi * t + i) * h + hi) * k;
+            head[i * k..(i + 1) * k].copy_from_slice(&x[src..src + k]);
+        }
+    });
+    out
+}
+
+/// Writes per-head blocks back to `[b, t, h, k]` rows in `dst`, rows in
+/// parallel; head `n`'s `t × k` block starts at `n · head_stride + offset`
+/// of `src` (e.g. one of several blocks packed per head).
+fn scatter_heads(
+    src: &[f32],
+    t: usize,
+    h: usize,
+    k: usize,
+    head_stride: usize,
+    offset: usize,
+    dst: &mut [f32],
+) {
+    dst.par_chunks_mut(h * k)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (bi, i) = (row / t, row % t);
+            for hi in 0..h {
+                let from = (bi * h + hi) * head_stride + offset + i * k;
+                out[hi * k..(hi + 1) * k].copy_from_slice(&src[from..from + k]);
+            }
+        });
+}
+
+simd_fn! {
+    /// One head's output `o = P v`, leaving the weights `P` (`t × t`, zero
+    /// above the diagonal) in `p`. The products run on `gemm` over the full
+    /// square: at `t = 100` that is faster than skipping the masked half
+    /// with scalar loops.
+    fn attention_head_forward(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        t: usize,
+        key: usize,
+        p: &mut [f32],
+        o: &mut [f32],
+    ) {
+        matmul_serial(p, q, false, k, true, t, key, t, false);
+        causal_softmax_rows(p, t, 1.0 / (key as f32).sqrt());
+        matmul_serial(o, p, false, v, false, t, t, key, false);
+    }
+}
+
+simd_fn! {
+    /// One head's `[dq | dk | dv]` into `out`, given the output gradient
+    /// `g`; `p` and `ds` are `t × t` scratch.
+    fn attention_head_backward(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        g: &[f32],
+        t: usize,
+        key: usize,
+        p: &mut [f32],
+        ds: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let head = t * key;
+        let scale = 1.0 / (key as f32).sqrt();
+        matmul_serial(p, q, false, k, true, t, key, t, false);
+        causal_softmax_rows(p, t, scale);
+        let (dq, rest) = out.split_at_mut(head);
+        let (dk, dv) = rest.split_at_mut(head);
+        // dP = dO vᵀ; dS_ij = P_ij (dP_ij − Σ_j' P_ij' dP_ij') · scale,
+        // which is 0 above the diagonal because P is.
+        matmul_serial(ds, g, false, v, true, t, key, t, false);
+        for (prow, drow) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+            let mut row_dot = 0f32;
+            for (&pij, &dp) in prow.iter().zip(drow.iter()) {
+                row_dot += pij * dp;
+            }
+            for (&pij, d) in prow.iter().zip(drow.iter_mut()) {
+                *d = pij * (*d - row_dot) * scale;
+            }
+        }
+        matmul_serial(dv, p, true, g, false, t, t, key, false);
+        matmul_serial(dq, ds, false, k, false, t, t, key, false);
+        matmul_serial(dk, ds, true, q, false, t, t, key, false);
+    }
+}
+
+/// Causal scaled dot-product attention: position `i` of each head attends
+/// to `0..=i`. Heads run in parallel.
+pub fn causal_attention_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttentionShape,
+    out: &mut [f32],
+) {
+    let AttentionShape {
+        t, heads: h, key, ..
+    } = s;
+    assert!(
+        q.len() == s.len() && k.len() == s.len() && v.len() == s.len() && out.len() == s.len(),
+        "causal_attention_forward: shapes"
+    );
+    let (q, k, v) = (
+        to_heads(q, t, h, key),
+        to_heads(k, t, h, key),
+        to_heads(v, t, h, key),
+    );
+    let head = t * key;
+    let mut per_head = vec![0f32; s.len()];
+    per_head.par_chunks_mut(head).enumerate().for_each_init(
+        || vec![0f32; t * t],
+        |p, (n, o)| {
+            let range = n * head..(n + 1) * head;
+            attention_head_forward(
+                &q[range.clone()],
+                &k[range.clone()],
+                &v[range],
+                t,
+                key,
+                p,
+                o,
+            );
+        },
+    );
+    scatter_heads(&per_head, t, h, key, head, 0, out);
+}
+
+/// The backward pass of [`causal_attention_forward`] given the output
+/// gradient: `dq`, `dk`, `dv` overwritten. The weights are recomputed per
+/// head rather than stored (`t²` floats per head).
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    grad: &[f32],
+    s: AttentionShape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let AttentionShape {
+        t, heads: h, key, ..
+    } = s;
+    for x in [q, k, v, grad] {
+        assert_eq!(x.len(), s.len(), "causal_attention_backward: shapes");
+    }
+    let [qs, ks, vs, gs] = [q, k, v, grad].map(|x| to_heads(x, t, h, key));
+    let head = t * key;
+    // One buffer of [dq | dk | dv] per head, filled in parallel.
+    let mut packed = vec![0f32; 3 * s.len()];
+    packed.par_chunks_mut(3 * head).enumerate().for_each_init(
+        || (vec![0f32; t * t], vec![0f32; t * t]),
+        |(p, ds), (n, out)| {
+            let range = n * head..(n + 1) * head;
+            attention_head_backward(
+                &qs[range.clone()],
+                &ks[range.clone()],
+                &vs[range.clone()],
+                &gs[range],
+                t,
+                key,
+                p,
+                ds,
+                out,
+            );
+        },
+    );
+    for (part, dst) in [dq, dk, dv].into_iter().enumerate() {
+        scatter_heads(&packed, t, h, key, 3 * head, part * head, dst);
+    }
+}
+
+// ------------------------------------------------------------ cross-entropy
+
+/// `log Σ_j e^{z_j}` of one row, stably.
+#[inline(always)]
+fn log_sum_exp(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|&z| exp(z - max)).sum();
+    (max, sum.ln())
+}
+
+/// Mean softmax cross-entropy of `classes`-wide rows of `logits` against
+/// `targets` (each below `classes`), accumulated in `f64` over row blocks
+/// in order.
+pub fn cross_entropy_forward(logits: &[f32], targets: &[u32], classes: usize) -> f32 {
+    assert_eq!(
+        logits.len(),
+        targets.len() * classes,
+        "cross_entropy_forward: shapes"
+    );
+    let total: f64 = logits
+        .par_chunks(classes * 256)
+        .zip(targets.par_chunks(256))
+        .map(|(rows, ys)| {
+            rows.chunks_exact(classes)
+                .zip(ys)
+                .map(|(row, &y)| {
+                    let (max, lse) = log_sum_exp(row);
+                    (max + lse - row[y as usize]) as f64
+                })
+                .sum::<f64>()
+        })
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum();
+    (total / targets.len().max(1) as f64) as f32
+}
+
+/// `dlogits = (softmax(logits) − one_hot(targets)) · scale` (overwritten);
+/// `scale` is the upstream gradient over the number of rows for a mean.
+pub fn cross_entropy_backward(
+    logits: &[f32],
+    targets: &[u32],
+    classes: usize,
+    scale: f32,
+    dlogits: &mut [f32],
+) {
+    assert!(
+        logits.len() == targets.len() * classes && dlogits.len() == logits.len(),
+        "cross_entropy_backward: shapes"
+    );
+    let c = classes;
+    dlogits
+        .par_chunks_mut(c * 256)
+        .zip(logits.par_chunks(c * 256).zip(targets.par_chunks(256)))
+        .for_each(|(d, (rows, ys))| {
+            for ((d, row), &y) in d.chunks_exact_mut(c).zip(rows.chunks_exact(c)).zip(ys) {
+                let (max, lse) = log_sum_exp(row);
+                for (d, &z) in d.iter_mut().zip(row) {
+                    *d = exp(z - max - lse) * scale;
+                }
+                d[y as usize] -= scale;
+            }
+        });
+}
+
+// --------------------------------------------------------------------- Adam
+
+/// The scalars of one Adam update, with the bias corrections
+/// `1 − β^t` precomputed by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// First-moment decay β₁.
+    pub beta1: f32,
+    /// Second-moment decay β₂.
+    pub beta2: f32,
+    /// Added to `sqrt(v̂ + eps_root)`.
+    pub eps: f32,
+    /// Added to `v̂` inside the square root.
+    pub eps_root: f32,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// `1 − β₁^t`.
+    pub correction1: f32,
+    /// `1 − β₂^t`.
+    pub correction2: f32,
+}
+
+simd_fn! {
+    fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
+        let (b1, b2) = (s.beta1, s.beta2);
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            let m_hat = *m / s.correction1;
+            let v_hat = *v / s.correction2;
+            let update = m_hat / ((v_hat + s.eps_root).sqrt() + s.eps) + s.weight_decay * *p;
+            *p -= s.lr * update;
+        }
+    }
+}
+
+/// One Adam update of a parameter in place, moments included, in one
+/// vectorised pass over parallel chunks:
+/// `p −= lr · (m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p)`.
+pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: &AdamStep) {
+    assert!(
+        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+        "adam_update: parameter, gradient and moments must have one length"
+    );
+    p.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(g.par_chunks(ELEMENTWISE_CHUNK))
+        .zip(m.par_chunks_mut(ELEMENTWISE_CHUNK))
+        .zip(v.par_chunks_mut(ELEMENTWISE_CHUNK))
+        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, step));
+}
