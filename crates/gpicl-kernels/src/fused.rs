@@ -45,15 +45,34 @@ pub fn use_fused(x: &Tensor) -> bool {
 /// bias gradient a parallel column sum. The input's gradient is skipped
 /// when the input is data (tracks no gradient).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearOp)
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        LinearOp { relu: false },
+    )
 }
 
-struct LinearOp;
+/// `max(x W + b, 0)`: [`linear`] with the bias and a ReLU in one op, whose
+/// backward masks the gradient by the saved output.
+pub fn linear_relu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        LinearOp { relu: true },
+    )
+}
+
+struct LinearOp {
+    relu: bool,
+}
 
 impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
-        "fused-linear"
+        if self.relu {
+            "fused-linear-relu"
+        } else {
+            "fused-linear"
+        }
     }
 
     fn cpu_fwd(
@@ -80,7 +99,11 @@ impl CustomOp3 for LinearOp {
             );
         }
         let mut out = vec![0f32; x.len() / k * n];
-        host::linear_forward(x, w, b, &mut out);
+        if self.relu {
+            host::linear_relu_forward(x, w, b, &mut out);
+        } else {
+            host::linear_forward(x, w, b, &mut out);
+        }
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("non-empty") = n;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -91,12 +114,21 @@ impl CustomOp3 for LinearOp {
         x: &Tensor,
         weight: &Tensor,
         bias: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (k, n) = weight.dims2()?;
-        let (dx, dw, db) = with_f32(self.name(), &[x, grad, weight], |s| {
-            let (xs, gs, w) = (s[0], s[1], s[2]);
+        let (dx, dw, db) = with_f32(self.name(), &[x, grad, weight, res], |s| {
+            let (xs, w) = (s[0], s[2]);
+            let masked;
+            let gs = if self.relu {
+                let mut m = vec![0f32; s[1].len()];
+                host::relu_backward(s[3], s[1], &mut m);
+                masked = m;
+                &masked[..]
+            } else {
+                s[1]
+            };
             // The input of a first layer (data) needs no gradient: skip
             // its product, as large as the weight gradient's.
             let mut dx = x.track_op().then(|| vec![0f32; xs.len()]);
@@ -453,6 +485,29 @@ mod tests {
         assert!(err.contains("target 3 is not below 3 classes"), "{err}");
         let short = Tensor::from_vec(vec![0u32], 1, &Device::Cpu).unwrap();
         assert!(cross_entropy(&logits, &short).is_err());
+    }
+
+    #[test]
+    fn linear_relu_matches_the_composed_ops() {
+        for (rows, k, n) in [(7, 5, 9), (1, 1, 1), (37, 16, 3)] {
+            let x = random(&[rows, k], 43, 1.0);
+            let w = random(&[k, n], 44, 1.0);
+            let b = random(&[n], 45, 1.0);
+            let (fv, fg) = value_and_grads(&linear_relu(&x, &w, &b).unwrap(), &[&x, &w, &b]);
+            let composed = x
+                .matmul(&w)
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap()
+                .relu()
+                .unwrap();
+            let (cv, cg) = value_and_grads(&composed, &[&x, &w, &b]);
+            assert!(fv.contains(&0.0) || rows == 1, "some outputs clipped");
+            close(&fv, &cv, 1e-5, "linear relu");
+            for (i, (f, c)) in fg.iter().zip(&cg).enumerate() {
+                close(f, c, 1e-4, &format!("linear relu grad {i}"));
+            }
+        }
     }
 
     #[test]

@@ -151,6 +151,46 @@ fn column_sums(x: &[f32], n: usize) -> Vec<f32> {
         })
 }
 
+simd_fn! {
+    /// `x = max(x, 0)` in place.
+    fn relu_in_place(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+}
+
+simd_fn! {
+    /// `out = grad` where `y > 0`, else 0.
+    fn relu_mask(y: &[f32], grad: &[f32], out: &mut [f32]) {
+        for ((o, &y), &g) in out.iter_mut().zip(y).zip(grad) {
+            *o = if y > 0.0 { g } else { 0.0 };
+        }
+    }
+}
+
+/// `out = max(x W + b, 0)`: [`linear_forward`] with a ReLU applied in the
+/// same pass over the output.
+pub fn linear_relu_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
+    linear_forward(x, w, b, out);
+    out.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .for_each(relu_in_place);
+}
+
+/// The gradient through a ReLU from its output `y`: `grad` where `y > 0`.
+pub fn relu_backward(y: &[f32], grad: &[f32], out: &mut [f32]) {
+    assert!(
+        y.len() == grad.len() && y.len() == out.len(),
+        "relu_backward: shapes"
+    );
+    out.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(
+            y.par_chunks(ELEMENTWISE_CHUNK)
+                .zip(grad.par_chunks(ELEMENTWISE_CHUNK)),
+        )
+        .for_each(|(o, (y, g))| relu_mask(y, g, o));
+}
+
 // ---------------------------------------------------------------- LayerNorm
 
 /// Sum with eight independent accumulators (see [`dot`]).

@@ -52,6 +52,18 @@ impl Linear {
         self.forward_composed(x)
     }
 
+    /// `max(x W + b, 0)`, fused into one op where the kernels apply.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        if gpicl_kernels::fused::use_fused(x) {
+            return Ok(gpicl_kernels::fused::linear_relu(
+                x,
+                &self.weight,
+                &self.bias,
+            )?);
+        }
+        Ok(self.forward_composed(x)?.relu()?)
+    }
+
     /// `x W + b` from candle ops: the reference, and the path off the CPU.
     pub fn forward_composed(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();

@@ -53,19 +53,15 @@ impl Lstm {
 impl SequenceModel for Lstm {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
-        let (b, t, _) = tokens.dims3()?;
         let h = self.hidden;
-        let u = self
-            .enc2
-            .forward(&self.enc1.forward(tokens)?.relu()?)?
-            .relu()?;
+        let u = self.enc2.forward_relu(&self.enc1.forward_relu(tokens)?)?;
         let w_in = self.cell.weight.narrow(0, 0, h)?;
         let w_rec = self.cell.weight.narrow(0, h, h)?;
-        let from_input = u
-            .reshape((b * t, h))?
-            .matmul(&w_in)?
-            .broadcast_add(&self.cell.bias)?
-            .reshape((b, t, 4 * h))?;
+        let input_half = Linear {
+            weight: w_in,
+            bias: self.cell.bias.clone(),
+        };
+        let from_input = input_half.forward(&u)?;
         let hidden = if gpicl_kernels::fused::use_fused(tokens) {
             lstm_recurrence(&from_input, &w_rec)?
         } else {

@@ -49,8 +49,8 @@ impl SequenceModel for Mlp {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
         let x = tokens.narrow(2, 0, self.n_x)?;
-        let h = self.layers[0].forward(&x)?.relu()?;
-        let h = self.layers[1].forward(&h)?.relu()?;
+        let h = self.layers[0].forward_relu(&x)?;
+        let h = self.layers[1].forward_relu(&h)?;
         self.layers[2].forward(&h)
     }
 

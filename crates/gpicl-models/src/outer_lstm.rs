@@ -119,19 +119,15 @@ impl SequenceModel for OuterLstm {
         if !gpicl_kernels::fused::use_fused(tokens) {
             return self.forward_composed(tokens, &s);
         }
-        let (b, t, _) = tokens.dims3()?;
         let width = self.heads * self.size;
-        let u = self
-            .enc2
-            .forward(&self.enc1.forward(tokens)?.relu()?)?
-            .relu()?;
+        let u = self.enc2.forward_relu(&self.enc1.forward_relu(tokens)?)?;
         let w_in = self.gates.weight.narrow(0, 0, width)?;
         let w_rec = self.gates.weight.narrow(0, width, width)?;
-        let from_input = u
-            .reshape((b * t, width))?
-            .matmul(&w_in)?
-            .broadcast_add(&self.gates.bias)?
-            .reshape((b, t, 8 * width))?;
+        let input_half = Linear {
+            weight: w_in,
+            bias: self.gates.bias.clone(),
+        };
+        let from_input = input_half.forward(&u)?;
         let hidden = outer_lstm_recurrence(&from_input, &w_rec, &s, self.heads)?;
         self.head.forward(&hidden)
     }
