@@ -6,7 +6,8 @@ use crate::progress::TrainProgress;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gpicl::eval::run::{evaluate_run, PeriodicEval};
-use gpicl::meta::{RunDir, TrainConfig, Trainer};
+use gpicl::meta::plateau::{plateau_of_run, PlateauCriteria};
+use gpicl::meta::{MetricsLog, RunDir, TrainConfig, Trainer};
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -210,6 +211,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         dir.checkpoints().display()
     );
+    report_plateau(&dir)?;
     if !args.no_eval {
         let report = evaluate_run(&dir, &roots, None, None)?;
         println!("\n{}", report.table());
@@ -247,4 +249,27 @@ fn utc_timestamp() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Prints the run's loss plateau and saves it as `plateau.json`.
+fn report_plateau(dir: &RunDir) -> Result<()> {
+    let criteria = PlateauCriteria::for_classes(gpicl::tasks::NUM_CLASSES);
+    let plateau = plateau_of_run(&MetricsLog::open(&dir.metrics()), &criteria)?;
+    match plateau.drop_step {
+        Some(step) => println!(
+            "loss plateau: {} steps within {:.2} of chance (ln 10 = {:.3}) before the drop at step {step}",
+            plateau.steps_near_chance, criteria.tolerance, criteria.chance_loss
+        ),
+        None => println!(
+            "loss plateau: the loss never fell below {:.2} (chance ln 10 = {:.3} minus {:.2}) in {} steps",
+            criteria.chance_loss - criteria.tolerance,
+            criteria.chance_loss,
+            criteria.tolerance,
+            plateau.last_step
+        ),
+    }
+    let path = dir.plateau();
+    std::fs::write(&path, serde_json::to_string_pretty(&plateau)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

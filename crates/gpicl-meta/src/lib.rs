@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod plateau;
 pub mod run_dir;
 pub mod trainer;
 

@@ -36,6 +36,12 @@ impl RunDir {
         self.root.join("metrics.jsonl")
     }
 
+    /// `plateau.json`: the training loss plateau
+    /// ([`crate::plateau::Plateau`]), written when training finishes.
+    pub fn plateau(&self) -> PathBuf {
+        self.root.join("plateau.json")
+    }
+
     /// `checkpoints/`.
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
