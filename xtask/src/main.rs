@@ -15,6 +15,8 @@ mod eval_cmd;
 mod inspect_cmd;
 mod model_flags;
 mod progress;
+mod report_cmd;
+mod sweep_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,12 @@ enum Command {
     /// List, fetch (Hugging Face Hub), import (local copies) and verify
     /// datasets in gpicl's cache.
     Data(data_cmd::DataArgs),
+    /// Train a grid of runs from a sweep file (configs/*.toml), N at a
+    /// time, skipping finished cells with --resume; or emit a Slurm job array.
+    Sweep(sweep_cmd::SweepArgs),
+    /// Write a Markdown report (tables with mean ± std over seeds, SVG
+    /// plots) from a sweep's run directories.
+    Report(report_cmd::ReportArgs),
 }
 
 fn main() {
@@ -59,6 +67,8 @@ fn main() {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),
+        Command::Sweep(args) => sweep_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

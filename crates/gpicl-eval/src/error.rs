@@ -27,6 +27,9 @@ pub enum EvalError {
         got: usize,
         expected: usize,
     },
+    /// A run's file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Input { path: PathBuf, reason: String },
     /// A file could not be written.
     #[error("{path}: {reason}")]
     Output { path: PathBuf, reason: String },

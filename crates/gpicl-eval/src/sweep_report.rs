@@ -1,0 +1,602 @@
+//! Reports over many runs (a sweep): one table row per configuration, with
+//! the mean ± standard deviation over seeds, and a plot of accuracy against
+//! the swept quantity.
+//!
+//! Each run directory contributes its `config.toml`, the `"train"` records
+//! of `metrics.jsonl` (final loss, loss plateau) and its final evaluation
+//! `eval/eval.json`. Runs without an evaluation are listed as unfinished.
+//! The columns are the config keys that differ between runs; `seed` is
+//! never a column but the axis runs are averaged over.
+
+use crate::error::{EvalError, Result};
+use crate::report::EvalReport;
+use gpicl_meta::plateau::{plateau_of_run, Plateau, PlateauCriteria};
+use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What one finished run measured.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run's folder name.
+    pub name: String,
+    /// Its config, flattened to dotted keys and TOML literals.
+    pub config: BTreeMap<String, String>,
+    /// The last training loss.
+    pub final_loss: Option<f64>,
+    /// The training loss plateau.
+    pub plateau: Plateau,
+    /// The final evaluation.
+    pub eval: EvalReport,
+}
+
+fn input_error(path: &Path, reason: impl std::fmt::Display) -> EvalError {
+    EvalError::Input {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads one run directory; `Ok(None)` if it has no final evaluation yet.
+pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
+    let run = RunDir::new(dir);
+    let eval_path = run.eval().join("eval.json");
+    if !eval_path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&eval_path).map_err(|e| input_error(&eval_path, e))?;
+    let eval: EvalReport = serde_json::from_str(&text).map_err(|e| input_error(&eval_path, e))?;
+    let config = TrainConfig::load(&run.config())?;
+    let log = MetricsLog::open(&run.metrics());
+    let final_loss = log
+        .read()?
+        .iter()
+        .rev()
+        .find(|r| r.get("kind").and_then(|k| k.as_str()) == Some("train"))
+        .and_then(|r| r.get("loss")?.as_f64());
+    let plateau = plateau_of_run(
+        &log,
+        &PlateauCriteria::for_classes(gpicl_tasks::NUM_CLASSES),
+    )?;
+    let mut flat = BTreeMap::new();
+    let value = toml::Value::try_from(&config).map_err(|e| input_error(&run.config(), e))?;
+    flatten("", &value, &mut flat);
+    Ok(Some(RunSummary {
+        name: dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into()),
+        config: flat,
+        final_loss,
+        plateau,
+        eval,
+    }))
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Every run directory directly inside `sweep` (folders with a
+/// `config.toml`), in name order.
+pub fn run_dirs(sweep: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(sweep).map_err(|e| input_error(sweep, e))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| RunDir::new(p).config().is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Mean and sample standard deviation (`None` for a single value).
+fn mean_std(values: &[f64]) -> Option<(f64, Option<f64>)> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.len() > 1)
+        .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    Some((mean, std))
+}
+
+fn cell(values: &[f64], digits: usize) -> String {
+    match mean_std(values) {
+        None => "–".into(),
+        Some((m, None)) => format!("{m:.digits$}"),
+        Some((m, Some(s))) => format!("{m:.digits$} ± {s:.digits$}"),
+    }
+}
+
+/// One row of the report: runs that differ only in their seed.
+#[derive(Clone, Debug)]
+pub struct ReportRow {
+    /// Values of the varying keys (seed excluded), in column order.
+    pub key_values: Vec<String>,
+    /// The runs averaged in this row.
+    pub runs: Vec<RunSummary>,
+}
+
+impl ReportRow {
+    /// Accuracy at the last position of `dataset`/`group`, per run.
+    pub fn acc_last(&self, dataset: &str, group: &str) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.eval.datasets.get(dataset)?.get(group))
+            .map(|g| g.acc_last as f64)
+            .collect()
+    }
+}
+
+/// The sweep's rows and columns.
+#[derive(Clone, Debug)]
+pub struct SweepReport {
+    /// Config keys that differ between runs, without `seed`.
+    pub varying: Vec<String>,
+    /// Seeds seen (empty if every run had the same one).
+    pub seeds: Vec<String>,
+    /// Rows, in the order of their key values.
+    pub rows: Vec<ReportRow>,
+    /// Runs without a final evaluation.
+    pub unfinished: Vec<String>,
+    /// Datasets in the evaluations.
+    pub datasets: Vec<String>,
+}
+
+impl SweepReport {
+    /// Groups `runs` into rows by their non-seed varying keys.
+    pub fn new(runs: Vec<RunSummary>, unfinished: Vec<String>) -> Self {
+        let keys: Vec<String> = runs
+            .first()
+            .map(|r| r.config.keys().cloned().collect())
+            .unwrap_or_default();
+        let differs = |k: &str| {
+            runs.iter()
+                .any(|r| r.config.get(k) != runs[0].config.get(k))
+        };
+        let varying: Vec<String> = keys
+            .iter()
+            .filter(|k| k.as_str() != "seed" && differs(k))
+            .cloned()
+            .collect();
+        let mut seeds: Vec<String> = if differs("seed") {
+            runs.iter()
+                .filter_map(|r| r.config.get("seed").cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        seeds.sort();
+        seeds.dedup();
+        let mut rows: BTreeMap<Vec<SortKey>, ReportRow> = BTreeMap::new();
+        let mut datasets: Vec<String> = Vec::new();
+        for run in runs {
+            let values: Vec<String> = varying
+                .iter()
+                .map(|k| run.config.get(k).cloned().unwrap_or_default())
+                .collect();
+            for d in run.eval.datasets.keys() {
+                if !datasets.contains(d) {
+                    datasets.push(d.clone());
+                }
+            }
+            rows.entry(values.iter().map(|v| SortKey::of(v)).collect())
+                .or_insert_with(|| ReportRow {
+                    key_values: values,
+                    runs: Vec::new(),
+                })
+                .runs
+                .push(run);
+        }
+        datasets.sort();
+        Self {
+            varying,
+            seeds,
+            rows: rows.into_values().collect(),
+            unfinished,
+            datasets,
+        }
+    }
+
+    /// The Markdown table: varying keys, runs, final loss, plateau steps,
+    /// and seen/unseen accuracy at the last position per dataset.
+    pub fn markdown(&self, title: &str, command: &str) -> String {
+        let mut out = format!("# {title}\n\nGenerated by `{command}`.\n\n");
+        let runs: usize = self.rows.iter().map(|r| r.runs.len()).sum();
+        write!(out, "{runs} finished runs").unwrap();
+        if !self.seeds.is_empty() {
+            write!(
+                out,
+                "; cells are mean ± sample standard deviation over seeds {}",
+                self.seeds.join(", ")
+            )
+            .unwrap();
+        }
+        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100.\n\n");
+        let mut header: Vec<String> = self.varying.clone();
+        header.extend(["runs", "final loss", "plateau steps"].map(String::from));
+        for d in &self.datasets {
+            header.push(format!("{d} seen"));
+            header.push(format!("{d} unseen"));
+        }
+        writeln!(out, "| {} |", header.join(" | ")).unwrap();
+        writeln!(out, "|{}|", vec!["---"; header.len()].join("|")).unwrap();
+        for row in &self.rows {
+            let mut cells = row.key_values.clone();
+            cells.push(row.runs.len().to_string());
+            let losses: Vec<f64> = row.runs.iter().filter_map(|r| r.final_loss).collect();
+            cells.push(cell(&losses, 3));
+            let plateaus: Vec<f64> = row
+                .runs
+                .iter()
+                .map(|r| r.plateau.steps_near_chance as f64)
+                .collect();
+            cells.push(cell(&plateaus, 0));
+            for d in &self.datasets {
+                cells.push(cell(&row.acc_last(d, "seen"), 3));
+                cells.push(cell(&row.acc_last(d, "unseen"), 3));
+            }
+            writeln!(out, "| {} |", cells.join(" | ")).unwrap();
+        }
+        if !self.unfinished.is_empty() {
+            writeln!(
+                out,
+                "\nUnfinished (no final evaluation yet): {}.",
+                self.unfinished.join(", ")
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    /// Plots seen and unseen accuracy of `dataset` against the first
+    /// numeric varying key (log₂ axis when every value is a power of two),
+    /// one pair of lines per combination of the other varying keys.
+    /// Returns `None` when no varying key is numeric.
+    pub fn plot(&self, path: &Path, dataset: &str) -> Result<Option<String>> {
+        let numeric = |i: usize| {
+            self.rows
+                .iter()
+                .all(|r| r.key_values[i].parse::<f64>().is_ok())
+        };
+        let Some(axis) = (0..self.varying.len()).find(|&i| numeric(i)) else {
+            return Ok(None);
+        };
+        let fail = |e: &dyn std::fmt::Display| EvalError::Output {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let xs: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r.key_values[axis].parse::<f64>().expect("checked numeric"))
+            .collect();
+        let log2 = xs.iter().all(|&x| x >= 1.0 && (x.log2().fract() == 0.0));
+        let to_x = |x: f64| if log2 { x.log2() } else { x };
+        let (lo, hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(to_x(x)), b.max(to_x(x)))
+            });
+        let (lo, hi) = if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 1.0, hi + 1.0)
+        };
+        let key = &self.varying[axis];
+        let root = SVGBackend::new(path, (760, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{dataset}: accuracy after the sequence vs {key}"),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(lo..hi, 0f64..1f64)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(if log2 {
+                format!("log2 {key}")
+            } else {
+                key.clone()
+            })
+            .y_desc("accuracy at the last position")
+            .draw()
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(lo, 0.1), (hi, 0.1)],
+                4,
+                4,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(|e| fail(&e))?
+            .label("chance")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
+        // Series: rows sharing every other varying key's value.
+        let mut series: BTreeMap<Vec<String>, Vec<(f64, &ReportRow)>> = BTreeMap::new();
+        for (row, &x) in self.rows.iter().zip(&xs) {
+            let mut others = row.key_values.clone();
+            others.remove(axis);
+            series.entry(others).or_default().push((to_x(x), row));
+        }
+        let palette = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+        ];
+        let mut colour_index = 0;
+        for (others, mut points) in series {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for group in ["seen", "unseen"] {
+                let colour = palette[colour_index % palette.len()];
+                colour_index += 1;
+                let line: Vec<(f64, f64)> = points
+                    .iter()
+                    .filter_map(|(x, row)| Some((*x, mean_std(&row.acc_last(dataset, group))?.0)))
+                    .collect();
+                let label = if others.is_empty() {
+                    group.to_string()
+                } else {
+                    format!("{group} ({})", others.join(", "))
+                };
+                chart
+                    .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+                    .map_err(|e| fail(&e))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
+                    });
+                chart
+                    .draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(|e| fail(&e))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+        Ok(Some(key.clone()))
+    }
+}
+
+/// Orders values numerically where they are numbers, as text otherwise.
+#[derive(Clone, Debug)]
+enum SortKey {
+    Number(f64),
+    Text(String),
+}
+
+impl SortKey {
+    fn of(value: &str) -> Self {
+        value
+            .parse::<f64>()
+            .map_or_else(|_| Self::Text(value.to_string()), Self::Number)
+    }
+}
+
+impl PartialEq for SortKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for SortKey {}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (Self::Number(a), Self::Number(b)) => a.total_cmp(b),
+            (Self::Number(_), Self::Text(_)) => std::cmp::Ordering::Less,
+            (Self::Text(_), Self::Number(_)) => std::cmp::Ordering::Greater,
+            (Self::Text(a), Self::Text(b)) => a.cmp(b),
+        }
+    }
+}
+
+/// Reads every run in `sweep`, writes `report.md` and one
+/// `accuracy-<dataset>.svg` per dataset (when a varying key is numeric)
+/// into `out`. Returns the written paths.
+pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec<PathBuf>> {
+    let mut runs = Vec::new();
+    let mut unfinished = Vec::new();
+    for dir in run_dirs(sweep)? {
+        match summarise_run(&dir)? {
+            Some(summary) => runs.push(summary),
+            None => unfinished.push(
+                dir.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into()),
+            ),
+        }
+    }
+    if runs.is_empty() {
+        return Err(input_error(
+            sweep,
+            format!(
+                "no finished runs (run folders with eval/eval.json) here; unfinished: {}",
+                if unfinished.is_empty() {
+                    "none".to_string()
+                } else {
+                    unfinished.join(", ")
+                }
+            ),
+        ));
+    }
+    let report = SweepReport::new(runs, unfinished);
+    std::fs::create_dir_all(out).map_err(|e| EvalError::Output {
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let title = format!(
+        "Sweep report: {}",
+        sweep.file_name().map_or_else(
+            || sweep.display().to_string(),
+            |n| n.to_string_lossy().into()
+        )
+    );
+    let mut markdown = report.markdown(&title, command);
+    let mut written = Vec::new();
+    for dataset in &report.datasets {
+        let svg = out.join(format!("accuracy-{dataset}.svg"));
+        if let Some(key) = report.plot(&svg, dataset)? {
+            writeln!(
+                markdown,
+                "\n![{dataset}: seen and unseen accuracy vs {key}](accuracy-{dataset}.svg)"
+            )
+            .unwrap();
+            written.push(svg);
+        }
+    }
+    let md = out.join("report.md");
+    std::fs::write(&md, markdown).map_err(|e| EvalError::Output {
+        path: md.clone(),
+        reason: e.to_string(),
+    })?;
+    written.insert(0, md);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::GroupResult;
+
+    /// A fake finished run: config, a loss curve, and an evaluation with
+    /// the given seen/unseen accuracy on MNIST.
+    fn fake_run(root: &Path, name: &str, num_tasks: u64, seed: u64, seen: f32, unseen: f32) {
+        let dir = RunDir::new(root.join(name));
+        std::fs::create_dir_all(dir.eval()).unwrap();
+        let mut cfg = TrainConfig::quickstart();
+        cfg.tasks.num_tasks = num_tasks;
+        cfg.seed = seed;
+        std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
+        let log = MetricsLog::open(&dir.metrics());
+        for step in 1..=60u64 {
+            let loss = if step <= 30 {
+                10f64.ln()
+            } else {
+                0.5 + seed as f64 * 0.1
+            };
+            log.append(&serde_json::json!({"kind": "train", "step": step, "loss": loss}))
+                .unwrap();
+        }
+        let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
+        let mut report = EvalReport {
+            step: 60,
+            ..Default::default()
+        };
+        report.datasets.insert(
+            "mnist".into(),
+            [
+                ("seen".to_string(), group(seen)),
+                ("unseen".to_string(), group(unseen)),
+            ]
+            .into(),
+        );
+        report.write(&dir.eval()).unwrap();
+    }
+
+    #[test]
+    fn the_report_averages_seeds_per_configuration_and_plots_the_swept_key() {
+        let root = std::env::temp_dir().join(format!("gpicl-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        fake_run(&root, "a", 16, 0, 0.9, 0.1);
+        fake_run(&root, "b", 16, 1, 0.8, 0.2);
+        fake_run(&root, "c", 1024, 0, 0.7, 0.6);
+        // Started but not evaluated.
+        let pending = RunDir::new(root.join("d"));
+        std::fs::create_dir_all(pending.checkpoints()).unwrap();
+        std::fs::write(
+            pending.config(),
+            toml::to_string(&TrainConfig::quickstart()).unwrap(),
+        )
+        .unwrap();
+        let out = root.join("report");
+        let written = write_sweep_report(&root, &out, "cargo xtask report --sweep X").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(md.contains("| tasks.num_tasks | runs | final loss | plateau steps | mnist seen | mnist unseen |"), "{md}");
+        // 16 tasks: seeds 0 and 1 averaged; sample std of (0.9, 0.8) = 0.0707.
+        assert!(md.contains("| 16 | 2 | 0.550 ± 0.071 | "), "{md}");
+        assert!(md.contains("| 0.850 ± 0.071 | 0.150 ± 0.071 |"), "{md}");
+        assert!(md.contains("| 1024 | 1 | 0.500 | "), "{md}");
+        assert!(md.contains("| 0.700 | 0.600 |"), "{md}");
+        assert!(md.contains("seeds 0, 1"), "{md}");
+        assert!(
+            md.contains("Unfinished (no final evaluation yet): d."),
+            "{md}"
+        );
+        // Plateau: 30 steps at chance; the trailing mean reaches the drop a few steps later.
+        let row16 = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        let plateau_cell = row16.split('|').nth(4).unwrap();
+        let plateau: f64 = plateau_cell.split_whitespace().next().unwrap().parse().unwrap();
+        assert!((30.0..=35.0).contains(&plateau), "{row16}");
+        let svg = out.join("accuracy-mnist.svg");
+        assert!(written.contains(&svg));
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.contains("<svg") && text.contains("log2 tasks.num_tasks"),
+            "plot axis"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_folder_without_finished_runs_is_an_error_naming_it() {
+        let root = std::env::temp_dir().join(format!("gpicl-report-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let err = write_sweep_report(&root, &root.join("out"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no finished runs") && err.contains(&root.display().to_string()),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn numbers_sort_numerically_and_before_text() {
+        let mut keys = ["1024", "16", "b", "2", "a"].map(SortKey::of).to_vec();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                SortKey::Number(2.0),
+                SortKey::Number(16.0),
+                SortKey::Number(1024.0),
+                SortKey::Text("a".into()),
+                SortKey::Text("b".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! `cargo xtask report`: a Markdown report with tables and plots from a
+//! sweep's run directories (`gpicl_eval::sweep_report`).
+
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A sweep folder (each subfolder with a config.toml is one run).
+    #[arg(long, value_name = "DIR")]
+    sweep: PathBuf,
+    /// Where report.md and the plots go [default: docs/experiments/<sweep folder name>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let name = args
+        .sweep
+        .file_name()
+        .map_or_else(|| "sweep".to_string(), |n| n.to_string_lossy().into());
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("docs/experiments").join(&name));
+    let command = format!("cargo xtask report --sweep {}", args.sweep.display());
+    let written = gpicl::eval::sweep_report::write_sweep_report(&args.sweep, &out, &command)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
