@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

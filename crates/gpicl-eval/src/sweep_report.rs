@@ -339,12 +339,7 @@ impl SweepReport {
             others.remove(axis);
             series.entry(others).or_default().push((to_x(x), row));
         }
-        let palette = [
-            RGBColor(31, 119, 180),
-            RGBColor(255, 127, 14),
-            RGBColor(44, 160, 44),
-            RGBColor(214, 39, 40),
-        ];
+        let palette = crate::plot::PALETTE;
         let mut colour_index = 0;
         for (others, mut points) in series {
             points.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -38,10 +38,11 @@ pub(crate) fn with_f32<R>(
     Ok(f(&slices))
 }
 
-/// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]`, row-major, where `op`
-/// transposes a `[k×m]` / `[n×k]` operand when asked.
+/// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]` on `gemm` with every
+/// thread, row-major, where `op` transposes a stored `[k×m]` / `[n×k]`
+/// operand when asked.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
+pub fn matmul(
     dst: &mut [f32],
     lhs: &[f32],
     lhs_t: bool,

@@ -31,22 +31,7 @@ fn rows_per_task(rows: usize, width: usize) -> usize {
     (16_384 / width.max(1)).clamp(1, rows.max(1))
 }
 
-/// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]` on `gemm`, row-major, where
-/// `op` transposes a stored `[k×m]` / `[n×k]` operand when asked.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_t: bool,
-    rhs: &[f32],
-    rhs_t: bool,
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-) {
-    cpu::matmul(dst, lhs, lhs_t, rhs, rhs_t, m, k, n, accumulate)
-}
+pub use crate::cpu::matmul;
 
 /// Runs `f` on the `f32` data of CPU tensors, borrowed in place (tensors
 /// that are not contiguous are copied into contiguous ones first). Errors
