@@ -553,7 +553,12 @@ mod tests {
         // Plateau: 30 steps at chance; the trailing mean reaches the drop a few steps later.
         let row16 = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
         let plateau_cell = row16.split('|').nth(4).unwrap();
-        let plateau: f64 = plateau_cell.split_whitespace().next().unwrap().parse().unwrap();
+        let plateau: f64 = plateau_cell
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((30.0..=35.0).contains(&plateau), "{row16}");
         let svg = out.join("accuracy-mnist.svg");
         assert!(written.contains(&svg));
