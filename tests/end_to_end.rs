@@ -486,3 +486,53 @@ fn a_mixture_of_datasets_trains_and_resumes_bit_for_bit() {
     let err = Trainer::open(longer, parts, &roots).err().unwrap();
     assert!(err.to_string().contains("bright+dim"), "{err}");
 }
+
+fn unbiased_losses(dir: &RunDir) -> Vec<Option<f64>> {
+    gpicl::meta::MetricsLog::open(&dir.metrics())
+        .read()
+        .unwrap()
+        .iter()
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v.get("loss_unbiased").and_then(|l| l.as_f64()))
+        .collect()
+}
+
+#[test]
+fn a_biased_run_logs_the_loss_outside_its_fixed_task_whatever_the_accumulation() {
+    let plain = RunDir::new(scratch("bias-plain"));
+    Trainer::open(tiny(2), plain.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert_eq!(unbiased_losses(&plain), vec![None, None]);
+
+    let mut biased = tiny(2);
+    biased.tasks.single_task_fraction = 0.25; // 2 of 8 sequences
+    let mut accumulated = biased.clone();
+    accumulated.optim.accumulation_steps = 2; // the fixed rows sit in chunk 0 only
+    let (a, b) = (
+        RunDir::new(scratch("bias-one")),
+        RunDir::new(scratch("bias-two")),
+    );
+    Trainer::open(biased, a.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    Trainer::open(accumulated, b.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let (ua, ub) = (unbiased_losses(&a), unbiased_losses(&b));
+    let first = ua[0].expect("a biased run logs loss_unbiased");
+    assert!(first.is_finite() && first > 0.0);
+    // Same batch and weights at step 1: only the chunking differs.
+    assert!((first - ub[0].unwrap()).abs() < 1e-5, "{ua:?} vs {ub:?}");
+    let total = f32::from_bits(train_losses(&a)[0].1) as f64;
+    assert_ne!(
+        first, total,
+        "the unbiased loss must leave out the fixed task"
+    );
+    // The mean over all 8 sequences splits into 2 fixed and 6 other ones.
+    let fixed_loss = (8.0 * total - 6.0 * first) / 2.0;
+    assert!(fixed_loss > 0.0, "fixed-task loss {fixed_loss}");
+}

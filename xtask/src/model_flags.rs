@@ -15,7 +15,7 @@ fn parse_kind(name: &str) -> Result<ModelKind, String> {
 
 #[derive(Args, Clone, Default)]
 pub struct ModelFlags {
-    /// Model: transformer, lstm, outer-lstm, mlp, maml (sgd: the untrained baseline) (model.kind).
+    /// Model: transformer, lstm, outer-lstm, mlp, maml, or sgd (the baseline: no meta-training, only its evaluation) (model.kind).
     #[arg(long, value_parser = parse_kind)]
     pub model: Option<ModelKind>,
     /// Residual width of the Transformer (model.d_model).

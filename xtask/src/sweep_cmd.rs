@@ -72,8 +72,14 @@ pub struct SweepSpec {
     /// Overrides for every cell: dotted key → value.
     #[serde(default)]
     pub set: BTreeMap<String, toml::Value>,
+    /// Named cells that are not a product of values, e.g. one per model
+    /// at matched parameter counts: each `[[variants]]` table has a `name`
+    /// and dotted-key overrides. The grid is crossed with every variant.
+    #[serde(default)]
+    pub variants: Vec<BTreeMap<String, toml::Value>>,
     /// The grid: dotted key → values. Axes vary in key order (the last
     /// key fastest).
+    #[serde(default)]
     pub grid: BTreeMap<String, Vec<toml::Value>>,
 }
 
@@ -97,9 +103,15 @@ impl SweepSpec {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let spec: Self =
             toml::from_str(&text).with_context(|| format!("sweep file {}", path.display()))?;
-        if spec.grid.is_empty() || spec.grid.values().any(|v| v.is_empty()) {
+        if spec.grid.values().any(|v| v.is_empty()) {
             bail!(
-                "sweep file {}: [grid] needs at least one key with a non-empty list of values",
+                "sweep file {}: every [grid] key needs a non-empty list of values",
+                path.display()
+            );
+        }
+        if spec.grid.is_empty() && spec.variants.is_empty() {
+            bail!(
+                "sweep file {}: needs a [grid] or at least one [[variants]] table",
                 path.display()
             );
         }
@@ -130,10 +142,34 @@ impl SweepSpec {
     /// cell, before anything runs).
     pub fn cells(&self, base: &TrainConfig) -> Result<Vec<Cell>> {
         let fixed: Vec<String> = self.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut cells = vec![Cell {
-            name: String::new(),
-            assignments: fixed,
-        }];
+        let mut cells = if self.variants.is_empty() {
+            vec![Cell {
+                name: String::new(),
+                assignments: fixed,
+            }]
+        } else {
+            self.variants
+                .iter()
+                .enumerate()
+                .map(|(i, variant)| {
+                    let name = match variant.get("name") {
+                        Some(toml::Value::String(n)) if !n.is_empty() => folder_safe(n),
+                        _ => bail!(
+                            "[[variants]] table {} needs a non-empty `name` string",
+                            i + 1
+                        ),
+                    };
+                    let mut assignments = fixed.clone();
+                    assignments.extend(
+                        variant
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != "name")
+                            .map(|(k, v)| format!("{k}={v}")),
+                    );
+                    Ok(Cell { name, assignments })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
         for (key, values) in &self.grid {
             let short = key.rsplit('.').next().unwrap_or(key);
             cells = cells
@@ -165,7 +201,7 @@ impl SweepSpec {
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             bail!(
-                "two sweep cells would share the folder {}: grid keys need distinct last parts",
+                "two sweep cells would share the folder {}: variant names and the last parts of grid keys must be distinct",
                 w[0]
             );
         }
@@ -380,8 +416,12 @@ fn run_cell(
     threads: usize,
 ) -> Result<()> {
     let log_path = out.join("logs").join(format!("{}.log", cell.name));
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    // Appending keeps the log of an interrupted attempt beside the resumed one.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let status = std::process::Command::new(binary)
         .args(train_args(base_flags, cell, out, args.data_dir.as_deref()))
         .env("RAYON_NUM_THREADS", threads.to_string())
@@ -432,6 +472,52 @@ mod tests {
             config_overrides::apply(&TrainConfig::quickstart(), &cells[4].assignments).unwrap();
         assert_eq!((cfg.model.d_model, cfg.tasks.num_tasks), (64, 256));
         assert_eq!(cfg.schedule.steps, 20);
+    }
+
+    #[test]
+    fn variants_are_named_cells_crossed_with_the_grid() {
+        let s = spec(
+            r#"
+            name = "state"
+            [set]
+            "schedule.steps" = 20
+            [[variants]]
+            name = "lstm-h86"
+            "model.kind" = "lstm"
+            "model.hidden" = 86
+            [[variants]]
+            name = "sgd"
+            "model.kind" = "sgd"
+            [grid]
+            "seed" = [0, 1]
+        "#,
+        );
+        let cells = s.cells(&TrainConfig::quickstart()).unwrap();
+        let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "lstm-h86__seed-0",
+                "lstm-h86__seed-1",
+                "sgd__seed-0",
+                "sgd__seed-1"
+            ]
+        );
+        assert_eq!(
+            cells[1].assignments,
+            [
+                "schedule.steps=20",
+                "model.hidden=86",
+                "model.kind=\"lstm\"",
+                "seed=1"
+            ]
+        );
+        let nameless = spec("name = \"x\"\n[[variants]]\n\"seed\" = 1\n");
+        let err = format!(
+            "{:#}",
+            nameless.cells(&TrainConfig::quickstart()).unwrap_err()
+        );
+        assert!(err.contains("needs a non-empty `name`"), "{err}");
     }
 
     #[test]

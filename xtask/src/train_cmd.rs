@@ -5,9 +5,11 @@ use crate::model_flags::ModelFlags;
 use crate::progress::TrainProgress;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use gpicl::eval::run::{evaluate_run, PeriodicEval};
+use gpicl::eval::run::{evaluate_run, evaluate_sgd_baseline, PeriodicEval};
+use gpicl::eval::GROUPS;
 use gpicl::meta::plateau::{plateau_of_run, PlateauCriteria};
 use gpicl::meta::{MetricsLog, RunDir, TrainConfig, Trainer};
+use gpicl::models::ModelKind;
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -172,6 +174,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let roots = DataRoots::new(args.data_dir.as_deref());
+    if cfg.model.kind == ModelKind::Sgd {
+        return run_sgd_baseline(cfg, &dir, &roots);
+    }
     let started = Instant::now();
     let mut trainer = Trainer::open(cfg, dir.clone(), &roots)?;
     let params = trainer.model().param_count();
@@ -218,6 +223,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("evaluation written to {}", dir.eval().display());
     }
     println!("total wall time {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The SGD baseline has nothing to meta-train: its "run" is its config
+/// and its evaluation, in the layout of a trained run, so sweeps, reports
+/// and Slurm arrays treat it like any other learner (Table 2).
+fn run_sgd_baseline(cfg: TrainConfig, dir: &RunDir, roots: &DataRoots) -> Result<()> {
+    std::fs::create_dir_all(dir.root())
+        .with_context(|| format!("creating {}", dir.root().display()))?;
+    let config = dir.config();
+    std::fs::write(&config, toml::to_string(&cfg)?)
+        .with_context(|| format!("writing {}", config.display()))?;
+    println!(
+        "run {}: the SGD baseline (a fresh {}-unit MLP per sequence, one Adam step per example at lr {}) needs no meta-training; evaluating",
+        dir.root().display(),
+        cfg.model.learner_hidden,
+        cfg.model.learner_lr
+    );
+    let report = evaluate_sgd_baseline(&cfg, roots, None, &GROUPS)?;
+    report.write(&dir.eval())?;
+    println!("\n{}", report.table());
+    println!("evaluation written to {}", dir.eval().display());
     Ok(())
 }
 
@@ -272,4 +299,51 @@ fn report_plateau(dir: &RunDir) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&plateau)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    #[test]
+    fn the_sgd_baseline_trains_nothing_and_leaves_a_finished_run_directory() {
+        let out = std::env::temp_dir().join(format!("gpicl-train-sgd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let cli = Cli::parse_from([
+            "train",
+            "--model",
+            "sgd",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "eval.datasets=[\"random\"]",
+            "--set",
+            "eval.tasks_per_group=1",
+            "--set",
+            "eval.seqs_per_task=2",
+            "--set",
+            "batch.seq_len=12",
+        ]);
+        run(cli.train).unwrap();
+        let dir = RunDir::new(&out);
+        let saved = TrainConfig::load(&dir.config()).unwrap();
+        assert_eq!(saved.model.kind, ModelKind::Sgd);
+        assert!(crate::sweep_cmd::is_finished(&dir));
+        assert!(!dir.metrics().exists(), "nothing was meta-trained");
+        let eval: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.eval().join("eval.json")).unwrap())
+                .unwrap();
+        let curve = eval["datasets"]["random"]["unseen"]["acc_curve"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{eval}"));
+        assert_eq!(curve.len(), 12);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }

@@ -10,7 +10,7 @@
 
 use crate::error::{EvalError, Result};
 use crate::report::EvalReport;
-use gpicl_meta::plateau::{plateau_of_run, Plateau, PlateauCriteria};
+use gpicl_meta::plateau::{detect_plateau, plateau_curve, Plateau, PlateauCriteria};
 use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -24,12 +24,74 @@ pub struct RunSummary {
     pub name: String,
     /// Its config, flattened to dotted keys and TOML literals.
     pub config: BTreeMap<String, String>,
+    /// What meta-training recorded; `None` for learners that are not
+    /// meta-trained (the SGD baseline).
+    pub training: Option<TrainingSummary>,
+    /// The final evaluation.
+    pub eval: EvalReport,
+}
+
+/// The training side of a run, from its `metrics.jsonl`.
+#[derive(Clone, Debug)]
+pub struct TrainingSummary {
+    /// Trainable parameters (from the log's `"model"` line).
+    pub params: Option<usize>,
+    /// Accessible state size at the sequence length.
+    pub state_size: Option<usize>,
     /// The last training loss.
     pub final_loss: Option<f64>,
     /// The training loss plateau.
     pub plateau: Plateau,
-    /// The final evaluation.
-    pub eval: EvalReport,
+    /// `(step, loss)` of every training step.
+    pub loss_curve: Vec<(u64, f64)>,
+    /// `(step, accuracy at the last position)` of the periodic evaluations
+    /// on unseen tasks of the training dataset.
+    pub unseen_progress: Vec<(u64, f64)>,
+}
+
+impl RunSummary {
+    fn final_loss(&self) -> Option<f64> {
+        self.training.as_ref()?.final_loss
+    }
+    fn plateau(&self) -> Option<&Plateau> {
+        self.training.as_ref().map(|t| &t.plateau)
+    }
+}
+
+/// Reads the model line, loss curve, plateau and periodic evaluations of
+/// a run's metrics log.
+fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSummary> {
+    let log = MetricsLog::open(&run.metrics());
+    let records = log.read()?;
+    let of_kind = |kind: &'static str| {
+        records
+            .iter()
+            .filter(move |r| r.get("kind").and_then(|k| k.as_str()) == Some(kind))
+    };
+    let model = of_kind("model").next();
+    let count = |key: &str| Some(model?.get(key)?.as_u64()? as usize);
+    let loss_curve: Vec<(u64, f64)> = of_kind("train")
+        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("loss")?.as_f64()?)))
+        .collect();
+    let training_dataset = config.data.dataset.as_str();
+    let unseen_progress = of_kind("eval")
+        .filter(|r| {
+            r.get("dataset").and_then(|d| d.as_str()) == Some(training_dataset)
+                && r.get("group").and_then(|g| g.as_str()) == Some("unseen")
+        })
+        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("acc_last")?.as_f64()?)))
+        .collect();
+    Ok(TrainingSummary {
+        params: count("params"),
+        state_size: count("state_size"),
+        final_loss: loss_curve.last().map(|&(_, loss)| loss),
+        plateau: detect_plateau(
+            &plateau_curve(&records),
+            &PlateauCriteria::for_classes(gpicl_tasks::NUM_CLASSES),
+        ),
+        loss_curve,
+        unseen_progress,
+    })
 }
 
 fn input_error(path: &Path, reason: impl std::fmt::Display) -> EvalError {
@@ -49,17 +111,11 @@ pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
     let text = std::fs::read_to_string(&eval_path).map_err(|e| input_error(&eval_path, e))?;
     let eval: EvalReport = serde_json::from_str(&text).map_err(|e| input_error(&eval_path, e))?;
     let config = TrainConfig::load(&run.config())?;
-    let log = MetricsLog::open(&run.metrics());
-    let final_loss = log
-        .read()?
-        .iter()
-        .rev()
-        .find(|r| r.get("kind").and_then(|k| k.as_str()) == Some("train"))
-        .and_then(|r| r.get("loss")?.as_f64());
-    let plateau = plateau_of_run(
-        &log,
-        &PlateauCriteria::for_classes(gpicl_tasks::NUM_CLASSES),
-    )?;
+    let training = if run.metrics().is_file() {
+        Some(summarise_training(&run, &config)?)
+    } else {
+        None
+    };
     let mut flat = BTreeMap::new();
     let value = toml::Value::try_from(&config).map_err(|e| input_error(&run.config(), e))?;
     flatten("", &value, &mut flat);
@@ -68,8 +124,7 @@ pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into()),
         config: flat,
-        final_loss,
-        plateau,
+        training,
         eval,
     }))
 }
@@ -142,6 +197,145 @@ impl ReportRow {
             .map(|g| g.acc_last as f64)
             .collect()
     }
+
+    /// The row's key values, for legends.
+    pub fn label(&self) -> String {
+        if self.key_values.is_empty() {
+            "all runs".to_string()
+        } else {
+            self.key_values.join(", ")
+        }
+    }
+
+    /// Accuracy gained within the sequence (last minus first position) of
+    /// `dataset`/`group`, per run.
+    pub fn improvement(&self, dataset: &str, group: &str) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.eval.datasets.get(dataset)?.get(group))
+            .map(|g| g.improvement() as f64)
+            .collect()
+    }
+
+    /// The per-position accuracy of `dataset`/`group` averaged over the
+    /// row's runs (over the positions every run has).
+    pub fn mean_curve(&self, dataset: &str, group: &str) -> Option<Vec<f64>> {
+        let curves: Vec<&Vec<f32>> = self
+            .runs
+            .iter()
+            .filter_map(|r| Some(&r.eval.datasets.get(dataset)?.get(group)?.acc_curve))
+            .collect();
+        let len = curves.iter().map(|c| c.len()).min()?;
+        (len > 0).then(|| {
+            (0..len)
+                .map(|i| curves.iter().map(|c| c[i] as f64).sum::<f64>() / curves.len() as f64)
+                .collect()
+        })
+    }
+}
+
+/// Examples in context at which the learning-curve table reads accuracy
+/// (the points the paper quotes, with the last position as a column of
+/// its own).
+const CURVE_POINTS: [usize; 5] = [0, 10, 20, 40, 60];
+
+fn table_header(out: &mut String, header: &[String]) {
+    writeln!(out, "| {} |", header.join(" | ")).unwrap();
+    writeln!(out, "|{}|", vec!["---"; header.len()].join("|")).unwrap();
+}
+
+fn table_row(out: &mut String, cells: &[String]) {
+    writeln!(out, "| {} |", cells.join(" | ")).unwrap();
+}
+
+/// Trailing mean of `curve` over `window` points, one point per 10 steps
+/// (plots need no more).
+fn smoothed(curve: &[(u64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    let mut sum = 0.0;
+    let mut out = Vec::new();
+    for (i, &(step, loss)) in curve.iter().enumerate() {
+        sum += loss;
+        if i >= window {
+            sum -= curve[i - window].1;
+        }
+        if i + 1 >= window.min(curve.len()) && (i % 10 == 0 || i + 1 == curve.len()) {
+            out.push((step as f64, sum / (i + 1).min(window) as f64));
+        }
+    }
+    out
+}
+
+/// Draws labelled lines into an SVG; `y` defaults to the data's range.
+fn line_chart(
+    path: &Path,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    y: Option<std::ops::Range<f64>>,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| EvalError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let range = |f: fn(&(f64, f64)) -> f64| {
+        let (lo, hi) = points()
+            .map(f)
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        if hi > lo {
+            lo..hi
+        } else if lo.is_finite() {
+            lo - 1.0..lo + 1.0
+        } else {
+            0.0..1.0
+        }
+    };
+    let x = range(|p| p.0);
+    let y = y.unwrap_or_else(|| {
+        let r = range(|p| p.1);
+        let pad = 0.05 * (r.end - r.start);
+        r.start - pad..r.end + pad
+    });
+    let root = SVGBackend::new(path, (760, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    let palette = crate::plot::PALETTE;
+    for (i, (label, line)) in series.iter().enumerate() {
+        let colour = palette[i % palette.len()];
+        chart
+            .draw_series(LineSeries::new(
+                line.iter().copied(),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| fail(&e))?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
 }
 
 /// The sweep's rows and columns.
@@ -214,8 +408,11 @@ impl SweepReport {
         }
     }
 
-    /// The Markdown table: varying keys, runs, final loss, plateau steps,
-    /// and seen/unseen accuracy at the last position per dataset.
+    /// The Markdown report: the accuracy table (varying keys, runs,
+    /// parameters, final loss, plateau, seen/unseen accuracy at the last
+    /// position per dataset), the within-sequence improvement table (the
+    /// paper's "phases") and the learning-curve table (accuracy on unseen
+    /// tasks after k examples in context).
     pub fn markdown(&self, title: &str, command: &str) -> String {
         let mut out = format!("# {title}\n\nGenerated by `{command}`.\n\n");
         let runs: usize = self.rows.iter().map(|r| r.runs.len()).sum();
@@ -228,32 +425,102 @@ impl SweepReport {
             )
             .unwrap();
         }
-        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100.\n\n");
+        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100. \"Plateau steps\" counts training steps whose smoothed loss stayed within 10 % of ln 10 before it first fell below; \"(no drop)\" marks rows where a run never left the plateau.\n\n");
+        let with_params = self
+            .rows
+            .iter()
+            .flat_map(|r| &r.runs)
+            .any(|r| r.training.as_ref().is_some_and(|t| t.params.is_some()));
         let mut header: Vec<String> = self.varying.clone();
-        header.extend(["runs", "final loss", "plateau steps"].map(String::from));
+        header.push("runs".into());
+        if with_params {
+            header.extend(["params", "state size"].map(String::from));
+        }
+        header.extend(["final loss", "plateau steps"].map(String::from));
         for d in &self.datasets {
             header.push(format!("{d} seen"));
             header.push(format!("{d} unseen"));
         }
-        writeln!(out, "| {} |", header.join(" | ")).unwrap();
-        writeln!(out, "|{}|", vec!["---"; header.len()].join("|")).unwrap();
+        table_header(&mut out, &header);
         for row in &self.rows {
             let mut cells = row.key_values.clone();
             cells.push(row.runs.len().to_string());
-            let losses: Vec<f64> = row.runs.iter().filter_map(|r| r.final_loss).collect();
+            if with_params {
+                let count = |f: fn(&TrainingSummary) -> Option<usize>| {
+                    let values: Vec<usize> = row
+                        .runs
+                        .iter()
+                        .filter_map(|r| f(r.training.as_ref()?))
+                        .collect();
+                    match values.first() {
+                        Some(v) if values.iter().all(|w| w == v) => v.to_string(),
+                        _ => cell(&values.iter().map(|&v| v as f64).collect::<Vec<_>>(), 0),
+                    }
+                };
+                cells.push(count(|t| t.params));
+                cells.push(count(|t| t.state_size));
+            }
+            let losses: Vec<f64> = row.runs.iter().filter_map(|r| r.final_loss()).collect();
             cells.push(cell(&losses, 3));
             let plateaus: Vec<f64> = row
                 .runs
                 .iter()
-                .map(|r| r.plateau.steps_near_chance as f64)
+                .filter_map(|r| Some(r.plateau()?.steps_near_chance as f64))
                 .collect();
-            cells.push(cell(&plateaus, 0));
+            let stuck = row
+                .runs
+                .iter()
+                .any(|r| r.plateau().is_some_and(|p| p.drop_step.is_none()));
+            cells.push(cell(&plateaus, 0) + if stuck { " (no drop)" } else { "" });
             for d in &self.datasets {
                 cells.push(cell(&row.acc_last(d, "seen"), 3));
                 cells.push(cell(&row.acc_last(d, "unseen"), 3));
             }
-            writeln!(out, "| {} |", cells.join(" | ")).unwrap();
+            table_row(&mut out, &cells);
         }
+        out.push_str("\n## Within-sequence improvement\n\nAccuracy at the last position minus accuracy at the first (no examples in context). Near 0 on seen tasks means instance memorisation (the answer is known without context), positive on seen tasks only means task identification, positive on unseen tasks and datasets means learning-to-learn (the paper's phases).\n\n");
+        let mut header: Vec<String> = self.varying.clone();
+        for d in &self.datasets {
+            header.push(format!("{d} seen"));
+            header.push(format!("{d} unseen"));
+        }
+        table_header(&mut out, &header);
+        for row in &self.rows {
+            let mut cells = row.key_values.clone();
+            for d in &self.datasets {
+                for group in ["seen", "unseen"] {
+                    cells.push(cell(&row.improvement(d, group), 3));
+                }
+            }
+            table_row(&mut out, &cells);
+        }
+        out.push_str("\n## Learning curves on unseen tasks\n\nAccuracy after k examples in context (position k + 1 of the sequence); \"last\" is the last position.\n\n");
+        let mut header: Vec<String> = self.varying.clone();
+        header.push("dataset".into());
+        header.extend(CURVE_POINTS.iter().map(|k| format!("k = {k}")));
+        header.push("last".into());
+        table_header(&mut out, &header);
+        for row in &self.rows {
+            for d in &self.datasets {
+                let Some(curve) = row.mean_curve(d, "unseen") else {
+                    continue;
+                };
+                let mut cells = row.key_values.clone();
+                cells.push(d.clone());
+                cells.extend(CURVE_POINTS.iter().map(|&k| {
+                    curve
+                        .get(k)
+                        .map_or_else(|| "–".to_string(), |a| format!("{a:.3}"))
+                }));
+                cells.push(
+                    curve
+                        .last()
+                        .map_or_else(|| "–".to_string(), |a| format!("{a:.3}")),
+                );
+                table_row(&mut out, &cells);
+            }
+        }
+        self.progress_table(&mut out);
         if !self.unfinished.is_empty() {
             writeln!(
                 out,
@@ -263,6 +530,137 @@ impl SweepReport {
             .unwrap();
         }
         out
+    }
+
+    /// The periodic evaluations on unseen tasks of the training dataset, at
+    /// up to 10 evenly spaced evaluation steps, mean over each row's runs.
+    fn progress_table(&self, out: &mut String) {
+        let mut steps: Vec<u64> = self
+            .rows
+            .iter()
+            .flat_map(|r| &r.runs)
+            .filter_map(|r| r.training.as_ref())
+            .flat_map(|t| t.unseen_progress.iter().map(|&(s, _)| s))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        if steps.is_empty() {
+            return;
+        }
+        let stride = steps.len().div_ceil(10);
+        let mut shown: Vec<u64> = steps.iter().copied().step_by(stride).collect();
+        if shown.last() != steps.last() {
+            shown.push(*steps.last().expect("not empty"));
+        }
+        out.push_str("\n## Unseen-task accuracy during meta-training\n\nPeriodic evaluations on unseen tasks of the training dataset (accuracy at the last position) at these steps. Unlike the training loss, this is not lowered by memorising the fixed task of a biased distribution.\n\n");
+        let mut header = self.varying.clone();
+        header.extend(shown.iter().map(|s| format!("step {s}")));
+        table_header(out, &header);
+        for row in &self.rows {
+            let mut cells = row.key_values.clone();
+            for step in &shown {
+                let values: Vec<f64> = row
+                    .runs
+                    .iter()
+                    .filter_map(|r| {
+                        let t = r.training.as_ref()?;
+                        t.unseen_progress
+                            .iter()
+                            .find(|(s, _)| s == step)
+                            .map(|&(_, a)| a)
+                    })
+                    .collect();
+                cells.push(cell(&values, 3));
+            }
+            table_row(out, &cells);
+        }
+    }
+
+    /// Plots the mean accuracy on unseen tasks of `dataset` against the
+    /// number of examples in context, one line per row. Returns `false`
+    /// when no row has such a curve.
+    pub fn plot_curves(&self, path: &Path, dataset: &str) -> Result<bool> {
+        let series: Vec<(String, Vec<(f64, f64)>)> = self
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let curve = row.mean_curve(dataset, "unseen")?;
+                Some((
+                    row.label(),
+                    curve
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, a)| (k as f64, a))
+                        .collect(),
+                ))
+            })
+            .collect();
+        if series.is_empty() {
+            return Ok(false);
+        }
+        line_chart(
+            path,
+            &format!("{dataset}, unseen tasks: accuracy vs examples in context"),
+            ("examples in context", "accuracy"),
+            Some(0.0..1.0),
+            &series,
+        )?;
+        Ok(true)
+    }
+
+    /// Every run's series of `f`, labelled by its row and seed.
+    fn run_series(
+        &self,
+        f: impl Fn(&TrainingSummary) -> Vec<(f64, f64)>,
+    ) -> Vec<(String, Vec<(f64, f64)>)> {
+        self.rows
+            .iter()
+            .flat_map(|row| row.runs.iter().map(move |run| (row, run)))
+            .filter_map(|(row, run)| {
+                let points = f(run.training.as_ref()?);
+                let seed = run.config.get("seed").map_or("", String::as_str);
+                (!points.is_empty()).then(|| (format!("{} (seed {seed})", row.label()), points))
+            })
+            .collect()
+    }
+
+    /// Plots every run's training loss (trailing mean over the plateau
+    /// window) and its periodic accuracy on unseen tasks against the step:
+    /// `training-loss.svg` and `training-unseen.svg` in `dir`. Returns the
+    /// files written.
+    pub fn plot_training(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let window = PlateauCriteria::for_classes(gpicl_tasks::NUM_CLASSES).window;
+        let mut written = Vec::new();
+        let losses = self.run_series(|t| smoothed(&t.loss_curve, window));
+        if !losses.is_empty() {
+            let path = dir.join("training-loss.svg");
+            line_chart(
+                &path,
+                &format!("training loss ({window}-step trailing mean); chance ln 10 = 2.303"),
+                ("step", "loss"),
+                None,
+                &losses,
+            )?;
+            written.push(path);
+        }
+        let progress = self.run_series(|t| {
+            t.unseen_progress
+                .iter()
+                .map(|&(step, acc)| (step as f64, acc))
+                .collect()
+        });
+        if !progress.is_empty() {
+            let path = dir.join("training-unseen.svg");
+            line_chart(
+                &path,
+                "accuracy on unseen tasks of the training dataset during meta-training",
+                ("step", "accuracy at the last position"),
+                Some(0.0..1.0),
+                &progress,
+            )?;
+            written.push(path);
+        }
+        Ok(written)
     }
 
     /// Plots seen and unseen accuracy of `dataset` against the first
@@ -472,6 +870,25 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
             written.push(svg);
         }
     }
+    for dataset in &report.datasets {
+        let svg = out.join(format!("curves-{dataset}.svg"));
+        if report.plot_curves(&svg, dataset)? {
+            writeln!(
+                markdown,
+                "\n![{dataset}: accuracy on unseen tasks vs examples in context](curves-{dataset}.svg)"
+            )
+            .unwrap();
+            written.push(svg);
+        }
+    }
+    let training = report.plot_training(out)?;
+    for path in &training {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into());
+        writeln!(markdown, "\n![{name}]({name})").unwrap();
+    }
+    written.extend(training);
     let md = out.join("report.md");
     std::fs::write(&md, markdown).map_err(|e| EvalError::Output {
         path: md.clone(),
@@ -496,6 +913,8 @@ mod tests {
         cfg.seed = seed;
         std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
         let log = MetricsLog::open(&dir.metrics());
+        log.append(&serde_json::json!({"kind": "model", "step": 0, "model": "transformer", "params": 1000 + num_tasks, "state_size": 64, "n_x": 196}))
+            .unwrap();
         for step in 1..=60u64 {
             let loss = if step <= 30 {
                 10f64.ln()
@@ -504,6 +923,11 @@ mod tests {
             };
             log.append(&serde_json::json!({"kind": "train", "step": step, "loss": loss}))
                 .unwrap();
+            if step % 20 == 0 {
+                let acc = unseen * step as f32 / 60.0;
+                log.append(&serde_json::json!({"kind": "eval", "step": step, "dataset": "mnist", "group": "unseen", "acc_first": 0.1, "acc_last": acc, "loss_last": 2.0}))
+                    .unwrap();
+            }
         }
         let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
         let mut report = EvalReport {
@@ -539,12 +963,28 @@ mod tests {
         let out = root.join("report");
         let written = write_sweep_report(&root, &out, "cargo xtask report --sweep X").unwrap();
         let md = std::fs::read_to_string(&written[0]).unwrap();
-        assert!(md.contains("| tasks.num_tasks | runs | final loss | plateau steps | mnist seen | mnist unseen |"), "{md}");
+        assert!(md.contains("| tasks.num_tasks | runs | params | state size | final loss | plateau steps | mnist seen | mnist unseen |"), "{md}");
         // 16 tasks: seeds 0 and 1 averaged; sample std of (0.9, 0.8) = 0.0707.
-        assert!(md.contains("| 16 | 2 | 0.550 ± 0.071 | "), "{md}");
+        assert!(
+            md.contains("| 16 | 2 | 1016 | 64 | 0.550 ± 0.071 | "),
+            "{md}"
+        );
         assert!(md.contains("| 0.850 ± 0.071 | 0.150 ± 0.071 |"), "{md}");
-        assert!(md.contains("| 1024 | 1 | 0.500 | "), "{md}");
+        assert!(md.contains("| 1024 | 1 | 2024 | 64 | 0.500 | "), "{md}");
         assert!(md.contains("| 0.700 | 0.600 |"), "{md}");
+        // Within-sequence improvement: last minus first position (0.1).
+        assert!(md.contains("| 1024 | 0.600 | 0.500 |"), "{md}");
+        // Learning curve on unseen tasks: the curve has 2 positions.
+        assert!(
+            md.contains("| 1024 | mnist | 0.100 | – | – | – | – | 0.600 |"),
+            "{md}"
+        );
+        // Periodic unseen accuracy at steps 20, 40, 60 (linear in the step).
+        assert!(
+            md.contains("| tasks.num_tasks | step 20 | step 40 | step 60 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1024 | 0.200 | 0.400 | 0.600 |"), "{md}");
         assert!(md.contains("seeds 0, 1"), "{md}");
         assert!(
             md.contains("Unfinished (no final evaluation yet): d."),
@@ -552,7 +992,7 @@ mod tests {
         );
         // Plateau: 30 steps at chance; the trailing mean reaches the drop a few steps later.
         let row16 = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
-        let plateau_cell = row16.split('|').nth(4).unwrap();
+        let plateau_cell = row16.split('|').nth(6).unwrap();
         let plateau: f64 = plateau_cell
             .split_whitespace()
             .next()
@@ -560,12 +1000,52 @@ mod tests {
             .parse()
             .unwrap();
         assert!((30.0..=35.0).contains(&plateau), "{row16}");
+        for plot in [
+            "curves-mnist.svg",
+            "training-loss.svg",
+            "training-unseen.svg",
+        ] {
+            assert!(written.contains(&out.join(plot)), "{plot} in {written:?}");
+            assert!(md.contains(&format!("({plot})")), "{plot} linked");
+        }
         let svg = out.join("accuracy-mnist.svg");
         assert!(written.contains(&svg));
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(
             text.contains("<svg") && text.contains("log2 tasks.num_tasks"),
             "plot axis"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn runs_that_never_leave_the_plateau_and_baselines_without_training_are_marked() {
+        let root = std::env::temp_dir().join(format!("gpicl-report-stuck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        fake_run(&root, "trained", 16, 0, 0.9, 0.1);
+        let stuck = RunDir::new(root.join("stuck"));
+        fake_run(&root, "stuck", 64, 0, 0.1, 0.1);
+        let log: String = (1..=60)
+            .map(|s| format!("{{\"kind\":\"train\",\"step\":{s},\"loss\":2.3}}\n"))
+            .collect();
+        std::fs::write(stuck.metrics(), log).unwrap();
+        // The SGD baseline: a config and an evaluation, no metrics log.
+        fake_run(&root, "sgd", 256, 0, 0.5, 0.5);
+        std::fs::remove_file(RunDir::new(root.join("sgd")).metrics()).unwrap();
+        let out = root.join("report");
+        let written = write_sweep_report(&root, &out, "x").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        let row = |prefix: &str| {
+            md.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap()
+                .to_string()
+        };
+        assert!(row("| 64 | 1 |").contains("| 60 (no drop) |"), "{md}");
+        assert!(!row("| 16 | 1 |").contains("no drop"), "{md}");
+        assert!(
+            row("| 256 | 1 |").starts_with("| 256 | 1 | – | – | – | – | 0.500 | 0.500 |"),
+            "{md}"
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

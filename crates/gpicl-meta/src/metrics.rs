@@ -18,6 +18,12 @@ pub struct StepMetrics {
     pub acc: f32,
     /// Accuracy at the last position.
     pub acc_last: f32,
+    /// Mean cross-entropy over the sequences that did not come from the
+    /// fixed task of a biased distribution (`tasks.single_task_fraction >
+    /// 0` only). Memorising the fixed task lowers `loss` without any
+    /// learning-to-learn, so plateaus are measured on this curve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_unbiased: Option<f32>,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
     /// Wall time of the step in seconds.

@@ -96,16 +96,29 @@ pub fn detect_plateau(curve: &[(u64, f64)], criteria: &PlateauCriteria) -> Plate
     }
 }
 
+/// The loss curve a run's plateau is judged on, from its metrics records:
+/// the loss on the sequences outside a biased distribution's fixed task
+/// (`loss_unbiased`) where the run logged it, else the training loss.
+pub fn plateau_curve(records: &[serde_json::Value]) -> Vec<(u64, f64)> {
+    let train = || {
+        records
+            .iter()
+            .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("train"))
+    };
+    let key = if train().any(|r| r.get("loss_unbiased").is_some()) {
+        "loss_unbiased"
+    } else {
+        "loss"
+    };
+    train()
+        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get(key)?.as_f64()?)))
+        .collect()
+}
+
 /// The plateau of a run's training loss, read from its `metrics.jsonl`
-/// (`"train"` records).
+/// (see [`plateau_curve`]).
 pub fn plateau_of_run(log: &MetricsLog, criteria: &PlateauCriteria) -> Result<Plateau> {
-    let curve: Vec<(u64, f64)> = log
-        .read()?
-        .iter()
-        .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("train"))
-        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("loss")?.as_f64()?)))
-        .collect();
-    Ok(detect_plateau(&curve, criteria))
+    Ok(detect_plateau(&plateau_curve(&log.read()?), criteria))
 }
 
 #[cfg(test)]
@@ -218,5 +231,26 @@ mod tests {
             "{p:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_biased_run_is_judged_on_the_loss_outside_its_fixed_task() {
+        // The fixed task is memorised at once (loss falls from step 1),
+        // while the other sequences sit at chance for 60 steps.
+        let records: Vec<serde_json::Value> = synthetic(60, 120, 0.0, 7)
+            .into_iter()
+            .map(|(step, unbiased)| {
+                serde_json::json!({"kind": "train", "step": step,
+                    "loss": 0.75 * unbiased + 0.25 * 0.01, "loss_unbiased": unbiased})
+            })
+            .collect();
+        let p = detect_plateau(&plateau_curve(&records), &criteria());
+        assert!(p.drop_step.unwrap() > 60, "{p:?}");
+        let without: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| serde_json::json!({"kind": "train", "step": r["step"], "loss": r["loss"]}))
+            .collect();
+        let q = detect_plateau(&plateau_curve(&without), &criteria());
+        assert!(q.drop_step.unwrap() < p.drop_step.unwrap(), "{q:?}");
     }
 }

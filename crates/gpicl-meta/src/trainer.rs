@@ -201,6 +201,8 @@ impl Trainer {
             .map(|(_, v)| vec![0.0; v.elem_count()])
             .collect();
         let (mut loss_sum, mut correct_sum, mut last_sum) = (0f32, 0f32, 0f32);
+        let fixed = self.sampler.fixed_task_sequences();
+        let mut unbiased_sum = 0f32;
         for chunk in 0..chunks {
             let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
             let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
@@ -212,6 +214,18 @@ impl Trainer {
             }
             loss_sum += step.loss / chunks as f32;
             let logits = step.logits;
+            if fixed > 0 {
+                // Rows [0, fixed) of the batch are the fixed task's.
+                let start = fixed.saturating_sub(chunk * per_chunk).min(per_chunk);
+                if start < per_chunk {
+                    let rows = per_chunk - start;
+                    let ce = ops::cross_entropy(
+                        &logits.narrow(0, start, rows)?,
+                        &targets.narrow(0, start, rows)?,
+                    )?;
+                    unbiased_sum += ce.to_scalar::<f32>()? * rows as f32;
+                }
+            }
             let correct = ops::correct(&logits, &targets)?;
             correct_sum += correct.sum_all()?.to_scalar::<f32>()?;
             last_sum += correct.narrow(1, t - 1, 1)?.sum_all()?.to_scalar::<f32>()?;
@@ -238,6 +252,7 @@ impl Trainer {
             loss: loss_sum,
             acc: correct_sum / (b * t) as f32,
             acc_last: last_sum / b as f32,
+            loss_unbiased: (fixed > 0 && fixed < b).then(|| unbiased_sum / (b - fixed) as f32),
             grad_norm,
             seconds: started.elapsed().as_secs_f64(),
         })

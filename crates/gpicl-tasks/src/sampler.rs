@@ -117,6 +117,15 @@ impl TrainSampler {
         }
     }
 
+    /// How many sequences at the start of every batch come from the fixed
+    /// task 0 of a biased distribution (`tasks.single_task_fraction`).
+    pub fn fixed_task_sequences(&self) -> usize {
+        if self.tasks.num_tasks == 0 {
+            return 0;
+        }
+        (self.tasks.single_task_fraction * self.batch.sequences() as f64).round() as usize
+    }
+
     /// Task assignment of each sequence of the next batch.
     pub fn draw_tasks(&mut self) -> Vec<TaskRef> {
         let cfg = &self.tasks;
@@ -135,8 +144,8 @@ impl TrainSampler {
             };
             tasks.extend(std::iter::repeat_n(task, self.batch.seqs_per_task));
         }
-        let fixed = (cfg.single_task_fraction * tasks.len() as f64).round() as usize;
-        if fixed > 0 && cfg.num_tasks > 0 {
+        let fixed = self.fixed_task_sequences();
+        if fixed > 0 {
             let task0 = TaskRef::task(0, cfg.permute_labels_prob > 0.0);
             tasks[..fixed].iter_mut().for_each(|t| *t = task0);
         }
