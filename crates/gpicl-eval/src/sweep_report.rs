@@ -42,7 +42,9 @@ pub struct TrainingSummary {
     pub final_loss: Option<f64>,
     /// The training loss plateau.
     pub plateau: Plateau,
-    /// `(step, loss)` of every training step.
+    /// `(step, loss)` of every training step, on the curve the plateau is
+    /// judged on (for a biased distribution, the loss outside its fixed
+    /// task; see `gpicl_meta::plateau::plateau_curve`).
     pub loss_curve: Vec<(u64, f64)>,
     /// `(step, accuracy at the last position)` of the periodic evaluations
     /// on unseen tasks of the training dataset.
@@ -70,9 +72,10 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     };
     let model = of_kind("model").next();
     let count = |key: &str| Some(model?.get(key)?.as_u64()? as usize);
-    let loss_curve: Vec<(u64, f64)> = of_kind("train")
-        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("loss")?.as_f64()?)))
-        .collect();
+    let final_loss = of_kind("train")
+        .filter_map(|r| r.get("loss")?.as_f64())
+        .last();
+    let loss_curve = plateau_curve(&records);
     let training_dataset = config.data.dataset.as_str();
     let unseen_progress = of_kind("eval")
         .filter(|r| {
@@ -84,9 +87,9 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     Ok(TrainingSummary {
         params: count("params"),
         state_size: count("state_size"),
-        final_loss: loss_curve.last().map(|&(_, loss)| loss),
+        final_loss,
         plateau: detect_plateau(
-            &plateau_curve(&records),
+            &loss_curve,
             &PlateauCriteria::for_classes(gpicl_tasks::NUM_CLASSES),
         ),
         loss_curve,
@@ -140,6 +143,10 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
                 };
                 flatten(&key, v, out);
             }
+        }
+        // Strings without their TOML quotes: they label table rows.
+        toml::Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
         }
         other => {
             out.insert(prefix.to_string(), other.to_string());
@@ -425,7 +432,7 @@ impl SweepReport {
             )
             .unwrap();
         }
-        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100. \"Plateau steps\" counts training steps whose smoothed loss stayed within 10 % of ln 10 before it first fell below; \"(no drop)\" marks rows where a run never left the plateau.\n\n");
+        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100. \"Plateau steps\" counts training steps whose smoothed loss stayed within 10 % of ln 10 before it first fell below (for a biased distribution, the loss of the sequences outside its fixed task); \"(no drop)\" marks rows where a run never left the plateau.\n\n");
         let with_params = self
             .rows
             .iter()
@@ -636,7 +643,7 @@ impl SweepReport {
             let path = dir.join("training-loss.svg");
             line_chart(
                 &path,
-                &format!("training loss ({window}-step trailing mean); chance ln 10 = 2.303"),
+                &format!("training loss ({window}-step trailing mean; biased runs: outside the fixed task); chance ln 10 = 2.303"),
                 ("step", "loss"),
                 None,
                 &losses,
