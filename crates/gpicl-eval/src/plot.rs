@@ -15,6 +15,37 @@ pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// A short line in `colour`: a series' mark in the legend.
+pub(crate) fn legend_mark(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
+}
+
+/// Draws the legend of `chart` at `position` and writes the plot to
+/// `path` (the file `root` draws into).
+pub(crate) fn finish_chart<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    let fail = |e: &dyn std::fmt::Display| EvalError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))
+}
+
 /// One line per group: accuracy at each position, with chance (10%) dashed.
 pub fn accuracy_curves(
     path: &Path,
@@ -71,15 +102,7 @@ pub fn accuracy_curves(
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
             .map_err(|e| fail(&e))?
             .label(group)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+            .legend(legend_mark(colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
+    finish_chart(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
 }

@@ -9,6 +9,7 @@
 //! never a column but the axis runs are averaged over.
 
 use crate::error::{EvalError, Result};
+use crate::plot::{finish_chart, legend_mark};
 use crate::report::EvalReport;
 use gpicl_meta::plateau::{detect_plateau, plateau_curve, Plateau, PlateauCriteria};
 use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
@@ -74,7 +75,7 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     let count = |key: &str| Some(model?.get(key)?.as_u64()? as usize);
     let final_loss = of_kind("train")
         .filter_map(|r| r.get("loss")?.as_f64())
-        .last();
+        .next_back();
     let loss_curve = plateau_curve(&records);
     let training_dataset = config.data.dataset.as_str();
     let unseen_progress = of_kind("eval")
@@ -332,17 +333,9 @@ fn line_chart(
             ))
             .map_err(|e| fail(&e))?
             .label(label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+            .legend(legend_mark(colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
+    finish_chart(&mut chart, &root, SeriesLabelPosition::UpperRight, path)
 }
 
 /// The sweep's rows and columns.
@@ -415,6 +408,14 @@ impl SweepReport {
         }
     }
 
+    /// "<dataset> seen" and "<dataset> unseen" for every dataset.
+    fn seen_unseen_columns(&self) -> Vec<String> {
+        self.datasets
+            .iter()
+            .flat_map(|d| [format!("{d} seen"), format!("{d} unseen")])
+            .collect()
+    }
+
     /// The Markdown report: the accuracy table (varying keys, runs,
     /// parameters, final loss, plateau, seen/unseen accuracy at the last
     /// position per dataset), the within-sequence improvement table (the
@@ -444,10 +445,7 @@ impl SweepReport {
             header.extend(["params", "state size"].map(String::from));
         }
         header.extend(["final loss", "plateau steps"].map(String::from));
-        for d in &self.datasets {
-            header.push(format!("{d} seen"));
-            header.push(format!("{d} unseen"));
-        }
+        header.extend(self.seen_unseen_columns());
         table_header(&mut out, &header);
         for row in &self.rows {
             let mut cells = row.key_values.clone();
@@ -487,10 +485,7 @@ impl SweepReport {
         }
         out.push_str("\n## Within-sequence improvement\n\nAccuracy at the last position minus accuracy at the first (no examples in context). Near 0 on seen tasks means instance memorisation (the answer is known without context), positive on seen tasks only means task identification, positive on unseen tasks and datasets means learning-to-learn (the paper's phases).\n\n");
         let mut header: Vec<String> = self.varying.clone();
-        for d in &self.datasets {
-            header.push(format!("{d} seen"));
-            header.push(format!("{d} unseen"));
-        }
+        header.extend(self.seen_unseen_columns());
         table_header(&mut out, &header);
         for row in &self.rows {
             let mut cells = row.key_values.clone();
@@ -764,22 +759,13 @@ impl SweepReport {
                     .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
                     .map_err(|e| fail(&e))?
                     .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
-                    });
+                    .legend(legend_mark(colour));
                 chart
                     .draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                     .map_err(|e| fail(&e))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        root.present().map_err(|e| fail(&e))?;
+        finish_chart(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)?;
         Ok(Some(key.clone()))
     }
 }
