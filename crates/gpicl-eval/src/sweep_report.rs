@@ -149,6 +149,10 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
         toml::Value::String(text) => {
             out.insert(prefix.to_string(), text.clone());
         }
+        // Tiny values (Adam's eps) in scientific notation, not 17 digits.
+        toml::Value::Float(x) if *x != 0.0 && x.abs() < 1e-3 => {
+            out.insert(prefix.to_string(), format!("{x:e}"));
+        }
         other => {
             out.insert(prefix.to_string(), other.to_string());
         }
@@ -1071,5 +1075,19 @@ mod tests {
                 SortKey::Text("b".into())
             ]
         );
+    }
+
+    #[test]
+    fn row_labels_show_strings_unquoted_and_tiny_floats_in_scientific_notation() {
+        let value: toml::Value = toml::from_str(
+            "[data]\ndataset = \"fashion_mnist\"\n[optim]\neps = 1e-16\nlr = 0.001\n[tasks]\nnum_tasks = 16384\n",
+        )
+        .unwrap();
+        let mut flat = BTreeMap::new();
+        flatten("", &value, &mut flat);
+        assert_eq!(flat["data.dataset"], "fashion_mnist");
+        assert_eq!(flat["optim.eps"], "1e-16");
+        assert_eq!(flat["optim.lr"], "0.001");
+        assert_eq!(flat["tasks.num_tasks"], "16384");
     }
 }
