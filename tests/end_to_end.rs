@@ -1,6 +1,6 @@
 //! End-to-end behaviour of a meta-training run on the embedded data.
 
-use gpicl::eval::run::{evaluate_run, PeriodicEval};
+use gpicl::eval::run::{evaluate_run, evaluate_run_on, PeriodicEval};
 use gpicl::eval::GROUPS;
 use gpicl::meta::{MetaError, RunDir, Silent, TrainConfig, Trainer};
 use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
@@ -304,6 +304,28 @@ fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
     // The saved config reproduces the run.
     let saved = TrainConfig::load(&dir.config()).unwrap();
     assert_eq!(saved, cfg);
+}
+
+#[test]
+fn a_run_saved_for_a_missing_gpu_is_evaluated_on_the_device_asked_for() {
+    let dir = RunDir::new(scratch("other-device"));
+    Trainer::open(tiny(2), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let config = std::fs::read_to_string(dir.config()).unwrap();
+    let moved = config.replace("device = \"cpu\"", "device = \"cuda:7\"");
+    assert_ne!(config, moved, "config.toml names its device");
+    std::fs::write(dir.config(), moved).unwrap();
+    let datasets = Some(vec!["random".to_string()]);
+    if gpicl::kernels::device::parse_device("cuda:7").is_err() {
+        let err = evaluate_run(&dir, &roots(), datasets.clone(), None)
+            .expect_err("no such GPU here")
+            .to_string();
+        assert!(err.contains("cuda:7"), "{err}");
+    }
+    let report = evaluate_run_on(&dir, &roots(), datasets, None, Some("cpu")).unwrap();
+    assert!(report.to_json()["random"]["unseen"]["acc_last"].is_number());
 }
 
 #[test]

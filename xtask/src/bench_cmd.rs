@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Override any config key (repeatable), e.g. --set batch.seqs_per_task=32.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Device to time on: cpu, cuda or cuda:N (`--set precision=\"bf16\"` for bf16 products on CUDA).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Timed steps.
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -97,6 +100,7 @@ pub fn preset_config(preset: BenchPreset) -> TrainConfig {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let mut assignments = args.model.assignments();
+    assignments.push(format!("device={:?}", args.device));
     assignments.extend(args.set.iter().cloned());
     let cfg: TrainConfig = config_overrides::apply(&preset_config(args.preset), &assignments)?;
     let n_x = feature_count(&cfg.data, (28, 28));

@@ -3,7 +3,7 @@
 use crate::config_overrides;
 use anyhow::{bail, Result};
 use clap::Args;
-use gpicl::eval::run::{evaluate_run, evaluate_sgd_baseline};
+use gpicl::eval::run::{evaluate_run_on, evaluate_sgd_baseline};
 use gpicl::eval::GROUPS;
 use gpicl::meta::{RunDir, TrainConfig};
 use gpicl::tasks::DataRoots;
@@ -31,6 +31,9 @@ pub struct EvalArgs {
     /// With --baseline: also write eval.json, eval.md and SVG curves into this folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Evaluate on this device (cpu, cuda or cuda:N) [default: the run's device; cpu for --baseline].
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
     /// Print one JSON object {"<dataset>": {"<group>": {"acc_last", "loss_last", "acc_curve", ...}}} instead of a table.
     #[arg(long)]
     json: bool,
@@ -59,7 +62,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     overridden.validate()?;
     let protocol = overridden.eval;
     let roots = DataRoots::new(args.data_dir.as_deref());
-    let report = evaluate_run(&dir, &roots, args.datasets, Some(&protocol))?;
+    let report = evaluate_run_on(
+        &dir,
+        &roots,
+        args.datasets,
+        Some(&protocol),
+        args.device.as_deref(),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&report.to_json())?);
     } else {
@@ -78,6 +87,9 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
         bail!("--baseline and --run exclude each other");
     }
     let mut cfg: TrainConfig = config_overrides::apply(&TrainConfig::paper(), &args.set)?;
+    if let Some(device) = &args.device {
+        cfg.device = device.clone();
+    }
     cfg.validate()?;
     cfg.model.kind = gpicl::models::ModelKind::Sgd;
     let roots = DataRoots::new(args.data_dir.as_deref());

@@ -6,12 +6,18 @@
 //! - `cargo xtask inspect`: parameter count and state size of a model;
 //! - `cargo xtask bench`: median time of full training steps;
 //! - `cargo xtask data list|fetch|import|verify`: datasets from the Hugging
-//!   Face Hub or local copies, cached and verified.
+//!   Face Hub or local copies, cached and verified;
+//! - `cargo xtask build-cuda`: a release binary with CUDA support, built
+//!   with or without a GPU (docs/gpu.md);
+//! - `cargo xtask gpu-check`: on a GPU machine, CUDA-vs-CPU parity and the
+//!   paper-scale step benchmark in one command.
 
 mod bench_cmd;
+mod build_cuda_cmd;
 mod config_overrides;
 mod data_cmd;
 mod eval_cmd;
+mod gpu_check_cmd;
 mod inspect_cmd;
 mod model_flags;
 mod progress;
@@ -56,6 +62,13 @@ enum Command {
     /// Write a Markdown report (tables with mean ± std over seeds, SVG
     /// plots) from a sweep's run directories.
     Report(report_cmd::ReportArgs),
+    /// Build a release binary with CUDA support (target/cuda/release/xtask),
+    /// installing the CUDA 13.0 toolkit wheels if needed; no GPU required.
+    BuildCuda(build_cuda_cmd::BuildCudaArgs),
+    /// On a GPU machine: device info, CUDA-vs-CPU parity of every fused op
+    /// and of 50 training steps, bf16 vs fp32, and the paper-scale
+    /// Transformer step benchmark (with PyTorch eager when importable).
+    GpuCheck(gpu_check_cmd::GpuCheckArgs),
 }
 
 fn main() {
@@ -69,6 +82,8 @@ fn main() {
         Command::Data(args) => data_cmd::run(args),
         Command::Sweep(args) => sweep_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),
+        Command::BuildCuda(args) => build_cuda_cmd::run(args),
+        Command::GpuCheck(args) => gpu_check_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -52,6 +52,9 @@ pub struct SweepArgs {
     /// Folder holding datasets, passed on to every cell's `train`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Train every cell on this device (cpu, cuda or cuda:N) [default: the sweep's config].
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
     /// Print the cells and their status without running anything.
     #[arg(long)]
     dry_run: bool,
@@ -317,7 +320,10 @@ eval exec "${{GPICL_BIN:-{binary}}}" "$ARGS"
 
 pub fn run(args: SweepArgs) -> Result<()> {
     let spec = SweepSpec::load(&args.config)?;
-    let (base_flags, base) = spec.base(&args.config)?;
+    let (mut base_flags, base) = spec.base(&args.config)?;
+    if let Some(device) = &args.device {
+        base_flags.extend(["--device".to_string(), device.clone()]);
+    }
     let cells = spec.cells(&base)?;
     let out = args
         .out

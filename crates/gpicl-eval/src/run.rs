@@ -77,7 +77,23 @@ pub fn evaluate_run(
     datasets: Option<Vec<String>>,
     protocol: Option<&EvalConfig>,
 ) -> Result<EvalReport> {
-    let device = gpicl_kernels::device::parse_device(&TrainConfig::load(&dir.config())?.device)?;
+    evaluate_run_on(dir, roots, datasets, protocol, None)
+}
+
+/// [`evaluate_run`] on `device` (`cpu`, `cuda`, `cuda:N`) instead of the
+/// device the run was trained on, when given.
+pub fn evaluate_run_on(
+    dir: &RunDir,
+    roots: &DataRoots,
+    datasets: Option<Vec<String>>,
+    protocol: Option<&EvalConfig>,
+    device: Option<&str>,
+) -> Result<EvalReport> {
+    let name = match device {
+        Some(name) => name.to_string(),
+        None => TrainConfig::load(&dir.config())?.device,
+    };
+    let device = gpicl_kernels::device::parse_device(&name)?;
     let run = load_run(dir, &device)?;
     let cfg = &run.config;
     let eval_cfg = protocol.unwrap_or(&cfg.eval);

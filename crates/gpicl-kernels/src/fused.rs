@@ -8,8 +8,10 @@
 //! reductions over broadcast dimensions; causal attention materialises
 //! scores, mask, exponentials and weights for every head. These kernels
 //! compute the same functions as [`crate::ops`] (the reference they are
-//! tested against) in one pass each. They run on CPU `f32` tensors; callers
-//! use the composed ops on other devices (see [`use_fused`]).
+//! tested against) in one pass each. They run on CPU `f32` tensors and, in
+//! builds with the `cuda` feature, on CUDA `f32` tensors (the GPU halves
+//! are in `crate::cuda`); callers use the composed ops elsewhere (see
+//! [`use_fused`]).
 
 use crate::cpu::{f32_slice, with_f32};
 use crate::host::{self, AttentionShape};
@@ -25,17 +27,41 @@ pub fn set_enabled(enabled: bool) {
     DISABLED.store(!enabled, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether the fused kernels apply to `x`: a CPU `f32` tensor, with the
-/// kernels enabled.
-pub fn use_fused(x: &Tensor) -> bool {
+static BF16_MATMULS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs the matrix products of [`linear`] and [`linear_relu`] on CUDA in
+/// bf16 (inputs and weights rounded, f32 accumulation in cuBLAS, f32
+/// result) for the whole process; no effect on the CPU. Off by default.
+pub fn set_bf16_matmuls(on: bool) {
+    BF16_MATMULS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_bf16_matmuls`] is on.
+pub fn bf16_matmuls() -> bool {
+    BF16_MATMULS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn enabled() -> bool {
     static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let env_off = *ENV_OFF.get_or_init(|| {
         std::env::var("GPICL_FUSED_KERNELS").is_ok_and(|v| v == "0" || v == "false")
     });
-    !env_off
-        && !DISABLED.load(std::sync::atomic::Ordering::Relaxed)
-        && x.device().is_cpu()
+    !env_off && !DISABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the fused ops apply to `x`: an `f32` tensor on the CPU, or on a
+/// CUDA device in builds with the `cuda` feature, with the kernels enabled.
+pub fn use_fused(x: &Tensor) -> bool {
+    enabled()
         && x.dtype() == candle_core::DType::F32
+        && (x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda()))
+}
+
+/// Whether the host kernels of [`crate::host`] apply to `x` (CPU `f32`,
+/// kernels enabled): the hand-written training steps read tensors as
+/// slices and are CPU-only.
+pub fn use_host_kernels(x: &Tensor) -> bool {
+    use_fused(x) && x.device().is_cpu()
 }
 
 // ------------------------------------------------------------------- Linear
@@ -45,6 +71,10 @@ pub fn use_fused(x: &Tensor) -> bool {
 /// bias gradient a parallel column sum. The input's gradient is skipped
 /// when the input is data (tracks no gradient).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return crate::cuda::linear(x, weight, bias, false);
+    }
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
@@ -55,6 +85,10 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// `max(x W + b, 0)`: [`linear`] with the bias and a ReLU in one op, whose
 /// backward masks the gradient by the saved output.
 pub fn linear_relu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return crate::cuda::linear(x, weight, bias, true);
+    }
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
@@ -193,6 +227,27 @@ impl CustomOp3 for LayerNormOp {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = *l1.dims().last().unwrap_or(&0);
+        if d == 0 || l2.shape().elem_count() != d || l3.shape().elem_count() != d {
+            candle_core::bail!(
+                "fused-layer-norm: last dimension {d} does not match gain {:?} and bias {:?}",
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        crate::cuda::layer_norm_forward(s1, l1, (s2, l2), (s3, l3), self.eps)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -201,6 +256,11 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let (dx, dgain, dbias) = crate::cuda::layer_norm_backward(x, gain, grad, self.eps)?;
+            return Ok((Some(dx), Some(dgain), Some(dbias)));
+        }
         let d = x.dim(candle_core::D::Minus1)?;
         let (dx, dgain, dbias) = with_f32(self.name(), &[x, grad, gain], |s| {
             let mut dx = vec![0f32; s[0].len()];
@@ -240,7 +300,24 @@ impl CustomOp1 for GeluOp {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::cuda::gelu_forward(s, l, self.tanh_approximation)
+    }
+
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return Ok(Some(crate::cuda::gelu_backward(
+                x,
+                grad,
+                self.tanh_approximation,
+            )?));
+        }
         let dx = with_f32(self.name(), &[x, grad], |s| {
             let mut dx = vec![0f32; s[0].len()];
             host::gelu_backward(s[0], s[1], self.tanh_approximation, &mut dx);
@@ -307,6 +384,28 @@ impl CustomOp3 for CausalAttention {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        attention_shape(l1.shape())?;
+        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
+            candle_core::bail!(
+                "fused-causal-attention: q {:?}, k {:?}, v {:?} must have one shape",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        crate::cuda::attention_forward((s1, l1), (s2, l2), (s3, l3))
+    }
+
     fn bwd(
         &self,
         q: &Tensor,
@@ -315,6 +414,11 @@ impl CustomOp3 for CausalAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if q.device().is_cuda() {
+            let (dq, dk, dv) = crate::cuda::attention_backward(q, k, v, grad)?;
+            return Ok((Some(dq), Some(dk), Some(dv)));
+        }
         let shape = attention_shape(q.shape())?;
         let [dq, dk, dv] = with_f32(self.name(), &[q, k, v, grad], |s| {
             let mut out = [(); 3].map(|_| vec![0f32; s[0].len()]);
@@ -353,14 +457,37 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if let Some(bad) = targets.iter().find(|&&y| y as usize >= classes) {
         candle_core::bail!("fused-cross-entropy: target {bad} is not below {classes} classes");
     }
-    logits
-        .contiguous()?
-        .apply_op1(CrossEntropyOp { targets, classes })
+    // The GPU kernels read the targets from the logits' device.
+    let targets_on_device = if logits.device().is_cpu() {
+        None
+    } else {
+        Some(Tensor::from_slice(
+            &targets,
+            targets.len(),
+            logits.device(),
+        )?)
+    };
+    logits.contiguous()?.apply_op1(CrossEntropyOp {
+        targets,
+        targets_on_device,
+        classes,
+    })
 }
 
 struct CrossEntropyOp {
     targets: Vec<u32>,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    targets_on_device: Option<Tensor>,
     classes: usize,
+}
+
+impl CrossEntropyOp {
+    #[cfg(feature = "cuda")]
+    fn device_targets(&self) -> Result<&Tensor> {
+        self.targets_on_device.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg("fused-cross-entropy: targets were not uploaded".into())
+        })
+    }
 }
 
 impl CustomOp1 for CrossEntropyOp {
@@ -374,9 +501,28 @@ impl CustomOp1 for CrossEntropyOp {
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::cuda::cross_entropy_forward(s, l, self.device_targets()?, self.classes)
+    }
+
     fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let scale = grad.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?
             / self.targets.len().max(1) as f32;
+        #[cfg(feature = "cuda")]
+        if logits.device().is_cuda() {
+            let dz = crate::cuda::cross_entropy_backward(
+                logits,
+                self.device_targets()?,
+                self.classes,
+                scale,
+            )?;
+            return Ok(Some(dz));
+        }
         let dz = with_f32(self.name(), &[logits], |s| {
             let mut dz = vec![0f32; s[0].len()];
             host::cross_entropy_backward(s[0], &self.targets, self.classes, scale, &mut dz);

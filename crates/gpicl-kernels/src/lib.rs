@@ -15,6 +15,9 @@
 //!   ops tested against [`ops`]; [`host`] holds the same kernels over plain
 //!   slices (and Adam) for hand-written training steps;
 //! - [`lstm`], [`outer_lstm`]: the recurrences as single fused ops;
+//! - `cuda` (with the `cuda` feature): the GPU halves of the fused ops;
+//! - [`parity`]: every fused op checked against its composed definition,
+//!   on any device;
 //! - [`ops`]: layer norm, softmax, causal attention and cross-entropy written
 //!   as compositions of candle primitives that all record a backward pass
 //!   (candle's fused fast paths do not).
@@ -31,6 +34,8 @@
 
 pub mod allocator;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod fused;
@@ -39,6 +44,7 @@ pub mod lstm;
 mod math;
 pub mod ops;
 pub mod outer_lstm;
+pub mod parity;
 pub mod rng;
 mod simd;
 

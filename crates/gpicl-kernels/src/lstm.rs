@@ -22,6 +22,10 @@ const SAVED: usize = 6;
 /// `input`: `[b, t, 4h]` pre-activations (the input projection and bias);
 /// returns `h_t` for every position, `[b, t, h]`.
 pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if input.device().is_cuda() {
+        return crate::cuda::lstm_recurrence(input, w_rec);
+    }
     let h = w_rec.dim(0)?;
     input
         .contiguous()?

@@ -22,6 +22,10 @@ pub fn outer_lstm_recurrence(
     scale: &Tensor,
     heads: usize,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if input.device().is_cuda() {
+        return crate::cuda::outer_lstm_recurrence(input, w_rec, scale, heads);
+    }
     let width = w_rec.dim(0)?;
     let op = OuterLstmRecurrence {
         heads,
@@ -31,6 +35,48 @@ pub fn outer_lstm_recurrence(
         .contiguous()?
         .apply_op3(&w_rec.contiguous()?, &scale.contiguous()?, op)?
         .narrow(2, 0, width)
+}
+
+/// The same recurrence composed from candle ops: the definition the
+/// fused op is tested against (`scale` broadcast over the gates).
+pub fn outer_lstm_recurrence_composed(
+    input: &Tensor,
+    w_rec: &Tensor,
+    scale: &Tensor,
+    heads: usize,
+) -> Result<Tensor> {
+    use candle_core::D;
+    let (b, t, _) = input.dims3()?;
+    let hs = w_rec.dim(0)? / heads.max(1);
+    let sig = |x: &Tensor| -> Result<Tensor> { x.affine(0.5, 0.0)?.tanh()?.affine(0.5, 0.5) };
+    let (dtype, device) = (input.dtype(), input.device());
+    let mut c = Tensor::zeros((b, heads, hs, hs), dtype, device)?;
+    let mut h = Tensor::zeros((b, heads * hs), dtype, device)?;
+    let mut outs = Vec::with_capacity(t);
+    for step in 0..t {
+        let g = (input.narrow(1, step, 1)?.squeeze(1)? + h.matmul(w_rec)?)?.reshape((
+            b,
+            heads,
+            8 * hs,
+        ))?;
+        let k1 = g
+            .narrow(D::Minus1, 0, 3 * hs)?
+            .tanh()?
+            .broadcast_mul(scale)?;
+        let k2 = g.narrow(D::Minus1, 3 * hs, 3 * hs)?.tanh()?;
+        let outer = |x: usize| -> Result<Tensor> {
+            k1.narrow(2, x * hs, hs)?
+                .unsqueeze(3)?
+                .broadcast_mul(&k2.narrow(2, x * hs, hs)?.unsqueeze(2)?)
+        };
+        let f = sig(&(outer(2)? + 1.0)?)?;
+        c = ((f * &c)? + (sig(&outer(0)?)? * outer(1)?)?)?;
+        let q = g.narrow(2, 6 * hs, hs)?;
+        let read = q.unsqueeze(2)?.matmul(&c)?.squeeze(2)?;
+        h = (sig(&g.narrow(2, 7 * hs, hs)?)? * read.tanh()?)?.reshape((b, heads * hs))?;
+        outs.push(h.clone());
+    }
+    Tensor::stack(&outs, 1)
 }
 
 struct OuterLstmRecurrence {
@@ -303,7 +349,7 @@ impl CustomOp3 for OuterLstmRecurrence {
 mod tests {
     use super::*;
     use crate::rng::Rng;
-    use candle_core::{Device, Var, D};
+    use candle_core::{Device, Var};
 
     fn random(shape: &[usize], seed: u64, scale: f64) -> Tensor {
         let mut rng = Rng::new(seed);
@@ -317,59 +363,8 @@ mod tests {
         x.flatten_all().unwrap().to_vec1().unwrap()
     }
 
-    /// The recurrence composed from candle ops (the definition).
     fn composed(input: &Tensor, w: &Tensor, s: &Tensor, n: usize) -> Tensor {
-        let (b, t, _) = input.dims3().unwrap();
-        let hs = w.dim(0).unwrap() / n;
-        let sig = |x: &Tensor| {
-            x.affine(0.5, 0.0)
-                .unwrap()
-                .tanh()
-                .unwrap()
-                .affine(0.5, 0.5)
-                .unwrap()
-        };
-        let mut c = Tensor::zeros((b, n, hs, hs), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let mut h = Tensor::zeros((b, n * hs), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let mut outs = Vec::new();
-        for step in 0..t {
-            let g = (input.narrow(1, step, 1).unwrap().squeeze(1).unwrap() + h.matmul(w).unwrap())
-                .unwrap()
-                .reshape((b, n, 8 * hs))
-                .unwrap();
-            let k1 = g
-                .narrow(D::Minus1, 0, 3 * hs)
-                .unwrap()
-                .tanh()
-                .unwrap()
-                .broadcast_mul(s)
-                .unwrap();
-            let k2 = g.narrow(D::Minus1, 3 * hs, 3 * hs).unwrap().tanh().unwrap();
-            let outer = |x: usize| {
-                k1.narrow(2, x * hs, hs)
-                    .unwrap()
-                    .unsqueeze(3)
-                    .unwrap()
-                    .broadcast_mul(&k2.narrow(2, x * hs, hs).unwrap().unsqueeze(2).unwrap())
-                    .unwrap()
-            };
-            let f = sig(&(outer(2) + 1.0).unwrap());
-            c = ((f * &c).unwrap() + (sig(&outer(0)) * outer(1)).unwrap()).unwrap();
-            let q = g.narrow(2, 6 * hs, hs).unwrap();
-            let read = q
-                .unsqueeze(2)
-                .unwrap()
-                .matmul(&c)
-                .unwrap()
-                .squeeze(2)
-                .unwrap();
-            h = (sig(&g.narrow(2, 7 * hs, hs).unwrap()) * read.tanh().unwrap())
-                .unwrap()
-                .reshape((b, n * hs))
-                .unwrap();
-            outs.push(h.clone());
-        }
-        Tensor::stack(&outs, 1).unwrap()
+        outer_lstm_recurrence_composed(input, w, s, n).unwrap()
     }
 
     #[test]

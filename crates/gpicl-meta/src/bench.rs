@@ -82,6 +82,7 @@ pub fn bench_training_step(
 ) -> Result<BenchReport> {
     cfg.validate()?;
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+    cfg.precision.apply();
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let model = build_model(
         &cfg.model,

@@ -120,6 +120,24 @@ impl Default for EvalConfig {
     }
 }
 
+/// Precision of the matrix products (see [`TrainConfig::precision`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// bf16 matrix products with f32 accumulation, on CUDA.
+    Bf16,
+}
+
+impl Precision {
+    /// Makes the fused linear layers use this precision (process-wide).
+    pub fn apply(self) {
+        gpicl_kernels::fused::set_bf16_matmuls(self == Precision::Bf16);
+    }
+}
+
 /// Everything that determines a meta-training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,6 +146,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// `cpu`, `cuda` or `cuda:N`. Default `cpu`.
     pub device: String,
+    /// Precision of the linear layers' matrix products: `f32` (default) or
+    /// `bf16` (CUDA only: inputs and weights rounded to bf16, products
+    /// accumulated in f32 by cuBLAS; weights, gradients, Adam and every
+    /// other op stay f32).
+    pub precision: Precision,
     /// The sequence model.
     pub model: ModelConfig,
     /// The meta-training dataset and preprocessing.
@@ -149,6 +172,7 @@ impl Default for TrainConfig {
         Self {
             seed: 0,
             device: "cpu".into(),
+            precision: Precision::F32,
             model: ModelConfig::default(),
             data: DataConfig::default(),
             tasks: TaskConfig::default(),
@@ -194,17 +218,36 @@ impl TrainConfig {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        cfg.validate()?;
+        cfg.validate_options()?;
         Ok(cfg)
     }
 
-    /// Checks every option; called once before a run starts.
+    /// Checks every option and that the device exists; called once before
+    /// a run starts.
     pub fn validate(&self) -> Result<()> {
+        self.validate_options()?;
+        gpicl_kernels::device::parse_device(&self.device)?;
+        if self.precision == Precision::Bf16
+            && !self.device.trim().to_ascii_lowercase().starts_with("cuda")
+        {
+            return Err(MetaError::config(
+                "precision",
+                format!(
+                    "\"bf16\" runs on CUDA only; device is \"{}\" (use precision = \"f32\")",
+                    self.device
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks every option but the device, which a saved run may name
+    /// without this machine having it (a GPU run evaluated on a CPU).
+    pub fn validate_options(&self) -> Result<()> {
         self.model.validate()?;
         self.data.validate()?;
         self.tasks.validate()?;
         self.batch.validate()?;
-        gpicl_kernels::device::parse_device(&self.device)?;
         let o = &self.optim;
         let positive = [
             ("optim.lr", o.lr),
@@ -293,6 +336,47 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_on_the_cpu_is_refused_naming_the_option() {
+        let mut c = TrainConfig::quickstart();
+        c.precision = Precision::Bf16;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("CUDA"), "{err}");
+    }
+
+    #[test]
+    fn configs_saved_before_precision_existed_load_as_f32() {
+        let mut text = toml::to_string(&TrainConfig::quickstart()).unwrap();
+        text = text
+            .lines()
+            .filter(|l| !l.starts_with("precision"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: TrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.precision, Precision::F32);
+        let bf16: TrainConfig = toml::from_str(&format!("precision = \"bf16\"\n{text}")).unwrap();
+        assert_eq!(bf16.precision, Precision::Bf16);
+    }
+
+    #[test]
+    fn a_saved_config_naming_a_missing_gpu_still_loads_for_evaluation_elsewhere() {
+        let dir = std::env::temp_dir().join(format!("gpicl-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        let mut c = TrainConfig::quickstart();
+        c.device = "cuda:3".into();
+        std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(TrainConfig::load(&path).unwrap().device, "cuda:3");
+        if !candle_core_has_cuda() {
+            assert!(c.validate().is_err(), "a run cannot start on a missing GPU");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn candle_core_has_cuda() -> bool {
+        gpicl_kernels::device::parse_device("cuda:3").is_ok()
+    }
 
     #[test]
     fn defaults_are_the_reference_hyperparameters() {

@@ -25,7 +25,7 @@ pub mod plateau;
 pub mod run_dir;
 pub mod trainer;
 
-pub use config::{EvalConfig, OptimConfig, ScheduleConfig, TrainConfig};
+pub use config::{EvalConfig, OptimConfig, Precision, ScheduleConfig, TrainConfig};
 pub use error::{MetaError, Result};
 pub use metrics::{MetricsLog, StepMetrics};
 pub use run_dir::RunDir;

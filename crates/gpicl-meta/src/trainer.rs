@@ -59,6 +59,7 @@ impl Trainer {
     pub fn open(cfg: TrainConfig, dir: RunDir, roots: &DataRoots) -> Result<Self> {
         cfg.validate()?;
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+        cfg.precision.apply();
         std::fs::create_dir_all(dir.root()).map_err(MetaError::io(dir.root()))?;
 
         let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
@@ -339,6 +340,9 @@ pub struct LoadedRun {
 /// Reads a run's config and newest checkpoint and rebuilds its model.
 pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
     let config = TrainConfig::load(&dir.config())?;
+    if device.is_cuda() {
+        config.precision.apply();
+    }
     let (_, path) =
         list_checkpoints(&dir.checkpoints())
             .pop()

@@ -209,7 +209,7 @@ impl SequenceModel for Transformer {
     /// The hand-written step of [`step`] where the fused kernels apply
     /// (CPU `f32`), autograd otherwise.
     fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<crate::LossAndGrads> {
-        if gpicl_kernels::fused::use_fused(tokens) {
+        if gpicl_kernels::fused::use_host_kernels(tokens) {
             self.loss_and_grads_by_hand(tokens, targets)
         } else {
             crate::autograd_loss_and_grads(self, tokens, targets)
