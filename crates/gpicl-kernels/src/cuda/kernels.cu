@@ -111,7 +111,7 @@ __device__ __forceinline__ void row_stats(const float* row, int d, float eps, fl
         v += c * c;
     }
     *mean = m;
-    *rstd = rsqrtf(warp_sum(v) / d + eps);
+    *rstd = 1.0f / sqrtf(warp_sum(v) / d + eps);
 }
 
 extern "C" __global__ void gpicl_layer_norm_fwd(const float* x, const float* gain,
@@ -202,7 +202,7 @@ extern "C" __global__ void gpicl_attention_fwd(const float* q, const float* k, c
     if (row >= batch * heads * t) return;
     int i = row % t, h = (row / t) % heads, b = row / (t * heads);
     float* p = shared + (size_t)w * t;
-    causal_softmax_row(q, k, b, i, h, t, heads, key, rsqrtf((float)key), p);
+    causal_softmax_row(q, k, b, i, h, t, heads, key, 1.0f / sqrtf((float)key), p);
     float* oi = out + at(b, i, h, t, heads, key);
     for (int d = lane; d < key; d += WARP) {
         float acc = 0.0f;
@@ -224,7 +224,7 @@ extern "C" __global__ void gpicl_attention_bwd_rows(const float* q, const float*
     int row = blockIdx.x * warps + w;
     if (row >= batch * heads * t) return;
     int i = row % t, h = (row / t) % heads, b = row / (t * heads);
-    float scale = rsqrtf((float)key);
+    float scale = 1.0f / sqrtf((float)key);
     float* p = shared + (size_t)w * t;
     causal_softmax_row(q, k, b, i, h, t, heads, key, scale, p);
     const float* doi = dout + at(b, i, h, t, heads, key);
@@ -286,6 +286,18 @@ extern "C" __global__ void gpicl_attention_bwd_cols(const float* q, const float*
 
 // --------------------------------------------------------- cross-entropy
 
+// One warp's row of logits: its max and log Σ exp(z − max).
+__device__ __forceinline__ void row_max_lse(const float* z, int classes, float* mx, float* lse) {
+    int lane = threadIdx.x % WARP;
+    float m = -INFINITY;
+    for (int c = lane; c < classes; c += WARP) m = fmaxf(m, z[c]);
+    m = warp_max(m);
+    float s = 0.0f;
+    for (int c = lane; c < classes; c += WARP) s += expf(z[c] - m);
+    *mx = m;
+    *lse = logf(warp_sum(s));
+}
+
 // One warp per row: loss[r] = (logsumexp(z_r) − z_r[y_r]) · inv_rows, so
 // that the column sum of `loss` is the mean.
 extern "C" __global__ void gpicl_cross_entropy_fwd(const float* logits, const uint32_t* targets,
@@ -295,13 +307,9 @@ extern "C" __global__ void gpicl_cross_entropy_fwd(const float* logits, const ui
     if (row >= rows) return;
     int lane = threadIdx.x % WARP;
     const float* z = logits + (size_t)row * classes;
-    float mx = -INFINITY;
-    for (int c = lane; c < classes; c += WARP) mx = fmaxf(mx, z[c]);
-    mx = warp_max(mx);
-    float s = 0.0f;
-    for (int c = lane; c < classes; c += WARP) s += expf(z[c] - mx);
-    s = warp_sum(s);
-    if (lane == 0) loss[row] = (mx + logf(s) - z[targets[row]]) * inv_rows;
+    float mx, lse;
+    row_max_lse(z, classes, &mx, &lse);
+    if (lane == 0) loss[row] = (mx + lse - z[targets[row]]) * inv_rows;
 }
 
 // dz = (softmax(z) − one_hot(y)) · scale.
@@ -313,12 +321,8 @@ extern "C" __global__ void gpicl_cross_entropy_bwd(const float* logits, const ui
     int lane = threadIdx.x % WARP;
     const float* z = logits + (size_t)row * classes;
     float* dz = dlogits + (size_t)row * classes;
-    float mx = -INFINITY;
-    for (int c = lane; c < classes; c += WARP) mx = fmaxf(mx, z[c]);
-    mx = warp_max(mx);
-    float s = 0.0f;
-    for (int c = lane; c < classes; c += WARP) s += expf(z[c] - mx);
-    float lse = logf(warp_sum(s));
+    float mx, lse;
+    row_max_lse(z, classes, &mx, &lse);
     uint32_t y = targets[row];
     for (int c = lane; c < classes; c += WARP)
         dz[c] = (expf(z[c] - mx - lse) - (c == (int)y ? 1.0f : 0.0f)) * scale;
