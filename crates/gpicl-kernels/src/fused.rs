@@ -341,6 +341,19 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 
 struct CausalAttention;
 
+/// The shared shape of `q`, `k` and `v`, which must agree.
+fn attention_layouts(q: &Layout, k: &Layout, v: &Layout) -> Result<AttentionShape> {
+    if k.shape() != q.shape() || v.shape() != q.shape() {
+        candle_core::bail!(
+            "fused-causal-attention: q {:?}, k {:?}, v {:?} must have one shape",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
+    }
+    attention_shape(q.shape())
+}
+
 fn attention_shape(shape: &Shape) -> Result<AttentionShape> {
     let (batch, t, heads, key) = shape.dims4()?;
     Ok(AttentionShape {
@@ -365,15 +378,7 @@ impl CustomOp3 for CausalAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let shape = attention_shape(l1.shape())?;
-        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
-            candle_core::bail!(
-                "fused-causal-attention: q {:?}, k {:?}, v {:?} must have one shape",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
-        }
+        let shape = attention_layouts(l1, l2, l3)?;
         let (q, k, v) = (
             f32_slice(self.name(), s1, l1)?,
             f32_slice(self.name(), s2, l2)?,
@@ -394,15 +399,7 @@ impl CustomOp3 for CausalAttention {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        attention_shape(l1.shape())?;
-        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
-            candle_core::bail!(
-                "fused-causal-attention: q {:?}, k {:?}, v {:?} must have one shape",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
-        }
+        attention_layouts(l1, l2, l3)?;
         crate::cuda::attention_forward((s1, l1), (s2, l2), (s3, l3))
     }
 
@@ -443,6 +440,7 @@ impl CustomOp3 for CausalAttention {
 /// Targets outside `0..classes` are an error, not garbage.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let classes = logits.dim(candle_core::D::Minus1)?;
+    let targets_tensor = targets;
     let targets: Vec<u32> = targets
         .flatten_all()?
         .to_dtype(candle_core::DType::U32)?
@@ -457,15 +455,18 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if let Some(bad) = targets.iter().find(|&&y| y as usize >= classes) {
         candle_core::bail!("fused-cross-entropy: target {bad} is not below {classes} classes");
     }
-    // The GPU kernels read the targets from the logits' device.
+    // The GPU kernels read the targets from the logits' device, where the
+    // caller usually has them already.
     let targets_on_device = if logits.device().is_cpu() {
         None
     } else {
-        Some(Tensor::from_slice(
-            &targets,
-            targets.len(),
-            logits.device(),
-        )?)
+        Some(
+            targets_tensor
+                .flatten_all()?
+                .to_dtype(candle_core::DType::U32)?
+                .to_device(logits.device())?
+                .contiguous()?,
+        )
     };
     logits.contiguous()?.apply_op1(CrossEntropyOp {
         targets,
