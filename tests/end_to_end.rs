@@ -114,6 +114,73 @@ fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
     assert_eq!(final_weights(&whole), final_weights(&killed));
 }
 
+/// `tiny` with every recipe lever of `docs/configuration.md` switched on.
+fn tiny_with_every_recipe_lever(steps: u64) -> TrainConfig {
+    let mut cfg = tiny(steps);
+    cfg.optim.warmup_steps = 3;
+    cfg.optim.decay = gpicl::meta::LrDecay::Cosine;
+    cfg.optim.min_lr_fraction = 0.2;
+    cfg.tasks.permute_labels_prob = 0.7;
+    cfg.tasks.permutation_mask = gpicl::tasks::PermutationMask::PerTask;
+    cfg.tasks.fixed_permutation_fraction = 0.5;
+    cfg.data.random_fraction = 0.5;
+    cfg.batch.curriculum_start_len = 8;
+    cfg.batch.curriculum_steps = 5;
+    cfg.model.previous_token_input = true;
+    cfg
+}
+
+#[test]
+fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
+    let whole = RunDir::new(scratch("levers-whole"));
+    Trainer::open(tiny_with_every_recipe_lever(7), whole.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let killed = RunDir::new(scratch("levers-killed"));
+    let mut first =
+        Trainer::open(tiny_with_every_recipe_lever(7), killed.clone(), &roots()).unwrap();
+    for _ in 0..5 {
+        let m = first.train_step().unwrap();
+        first.metrics().append(&m).unwrap();
+        if m.step == 3 {
+            first.checkpoint().unwrap();
+        }
+    }
+    drop(first);
+    let mut resumed =
+        Trainer::open(tiny_with_every_recipe_lever(7), killed.clone(), &roots()).unwrap();
+    assert_eq!(resumed.step(), 3);
+    resumed.run(&mut Silent).unwrap();
+    assert_eq!(train_losses(&whole), train_losses(&killed));
+    assert_eq!(final_weights(&whole), final_weights(&killed));
+
+    // The levers did what they say: the learning rate warmed up and
+    // decayed, and sequences grew from 8 examples to 20.
+    let log = gpicl::meta::MetricsLog::open(&whole.metrics())
+        .read()
+        .unwrap();
+    let train: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "train").collect();
+    let lr: Vec<f64> = train.iter().map(|v| v["lr"].as_f64().unwrap()).collect();
+    assert!(lr[0] < lr[1] && lr[1] < lr[2], "warm-up: {lr:?}");
+    assert!(
+        lr[2] > lr[6] && (lr[6] - 0.2e-3).abs() < 1e-9,
+        "cosine to the floor: {lr:?}"
+    );
+    let lengths: Vec<u64> = train
+        .iter()
+        .map(|v| v.get("seq_len").and_then(|l| l.as_u64()).unwrap_or(20))
+        .collect();
+    assert_eq!(lengths, vec![8, 11, 14, 17, 20, 20, 20]);
+    evaluate_run(
+        &whole,
+        &roots(),
+        Some(vec!["mnist".into(), "random".into()]),
+        None,
+    )
+    .unwrap();
+}
+
 #[test]
 fn gradient_accumulation_matches_the_full_batch_update() {
     let train_one = |accumulation: usize, name: &str| {

@@ -50,6 +50,26 @@ pub struct TrainingSummary {
     /// `(step, accuracy at the last position)` of the periodic evaluations
     /// on unseen tasks of the training dataset.
     pub unseen_progress: Vec<(u64, f64)>,
+    /// Per periodically evaluated dataset, `(step, acc@last − acc@1)` on
+    /// its unseen tasks: the in-context-learning signal during training.
+    pub icl_progress: BTreeMap<String, Vec<(u64, f64)>>,
+}
+
+/// The within-sequence gain on unseen tasks at which in-context learning
+/// counts as formed (`TrainingSummary::icl_onset`).
+pub const ICL_ONSET_GAIN: f64 = 0.1;
+
+impl TrainingSummary {
+    /// The first periodic evaluation step at which unseen tasks of
+    /// `dataset` gained at least [`ICL_ONSET_GAIN`] accuracy from their
+    /// context, if any.
+    pub fn icl_onset(&self, dataset: &str) -> Option<u64> {
+        self.icl_progress
+            .get(dataset)?
+            .iter()
+            .find(|&&(_, gain)| gain >= ICL_ONSET_GAIN)
+            .map(|&(step, _)| step)
+    }
 }
 
 impl RunSummary {
@@ -85,6 +105,24 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
         })
         .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("acc_last")?.as_f64()?)))
         .collect();
+    let mut icl_progress: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    for r in of_kind("eval").filter(|r| r.get("group").and_then(|g| g.as_str()) == Some("unseen")) {
+        let point = (|| {
+            let gain = r.get("acc_last")?.as_f64()? - r.get("acc_first")?.as_f64()?;
+            Some((r.get("dataset")?.as_str()?, r.get("step")?.as_u64()?, gain))
+        })();
+        if let Some((dataset, step, gain)) = point {
+            icl_progress
+                .entry(dataset.to_string())
+                .or_default()
+                .push((step, gain));
+        }
+    }
+    // The final evaluation is logged too; keep one point per step.
+    icl_progress.values_mut().for_each(|points| {
+        points.sort_by_key(|p| p.0);
+        points.dedup_by_key(|p| p.0);
+    });
     Ok(TrainingSummary {
         params: count("params"),
         state_size: count("state_size"),
@@ -95,6 +133,7 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
         ),
         loss_curve,
         unseen_progress,
+        icl_progress,
     })
 }
 
@@ -527,6 +566,7 @@ impl SweepReport {
             }
         }
         self.progress_table(&mut out);
+        self.icl_table(&mut out);
         if !self.unfinished.is_empty() {
             writeln!(
                 out,
@@ -577,6 +617,68 @@ impl SweepReport {
                     })
                     .collect();
                 cells.push(cell(&values, 3));
+            }
+            table_row(out, &cells);
+        }
+    }
+
+    /// Datasets with periodic in-context-learning signals in any run.
+    fn icl_datasets(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .rows
+            .iter()
+            .flat_map(|r| &r.runs)
+            .filter_map(|r| r.training.as_ref())
+            .flat_map(|t| t.icl_progress.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// When in-context learning formed: per row and periodically
+    /// evaluated dataset, the first step whose unseen tasks gained at least
+    /// [`ICL_ONSET_GAIN`] from their context, and the last gain measured.
+    fn icl_table(&self, out: &mut String) {
+        let datasets = self.icl_datasets();
+        if datasets.is_empty() {
+            return;
+        }
+        writeln!(out, "
+## In-context learning during meta-training
+
+From the periodic evaluations: on unseen tasks of each dataset, the first step at which accuracy at the last position exceeded accuracy at the first by at least {ICL_ONSET_GAIN} (\"onset\"; \"never\" if no evaluation did), and that gain at the last evaluation.\n").unwrap();
+        let mut header = self.varying.clone();
+        for d in &datasets {
+            header.push(format!("{d} onset"));
+            header.push(format!("{d} gain"));
+        }
+        table_header(out, &header);
+        for row in &self.rows {
+            let mut cells = row.key_values.clone();
+            for d in &datasets {
+                let trained: Vec<&TrainingSummary> = row
+                    .runs
+                    .iter()
+                    .filter_map(|r| r.training.as_ref())
+                    .filter(|t| t.icl_progress.contains_key(d))
+                    .collect();
+                let onsets: Vec<f64> = trained
+                    .iter()
+                    .filter_map(|t| t.icl_onset(d).map(|s| s as f64))
+                    .collect();
+                let never = trained.len() - onsets.len();
+                cells.push(match (onsets.is_empty(), never) {
+                    (true, 0) => "–".into(),
+                    (true, _) => "never".into(),
+                    (false, 0) => cell(&onsets, 0),
+                    (false, n) => format!("{} ({n} never)", cell(&onsets, 0)),
+                });
+                let gains: Vec<f64> = trained
+                    .iter()
+                    .filter_map(|t| t.icl_progress[d].last().map(|p| p.1))
+                    .collect();
+                cells.push(cell(&gains, 3));
             }
             table_row(out, &cells);
         }
@@ -663,6 +765,30 @@ impl SweepReport {
                 ("step", "accuracy at the last position"),
                 Some(0.0..1.0),
                 &progress,
+            )?;
+            written.push(path);
+        }
+        let datasets = self.icl_datasets();
+        let gains: Vec<(String, Vec<(f64, f64)>)> = datasets
+            .iter()
+            .flat_map(|d| {
+                self.run_series(|t| {
+                    t.icl_progress.get(d).map_or_else(Vec::new, |points| {
+                        points.iter().map(|&(s, g)| (s as f64, g)).collect()
+                    })
+                })
+                .into_iter()
+                .map(move |(label, points)| (format!("{d}: {label}"), points))
+            })
+            .collect();
+        if !gains.is_empty() {
+            let path = dir.join("training-icl.svg");
+            line_chart(
+                &path,
+                "in-context learning during meta-training: unseen tasks, acc@last − acc@1",
+                ("step", "accuracy gained from the context"),
+                Some(-0.1..1.0),
+                &gains,
             )?;
             written.push(path);
         }
@@ -997,10 +1123,18 @@ mod tests {
             .parse()
             .unwrap();
         assert!((30.0..=35.0).contains(&plateau), "{row16}");
+        // In-context learning during training: onset at gain ≥ 0.1.
+        assert!(
+            md.contains("| tasks.num_tasks | mnist onset | mnist gain |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1024 | 20 | 0.500 |"), "{md}");
+        assert!(md.contains("| 16 | 60 (1 never) | 0.050 ± 0.071 |"), "{md}");
         for plot in [
             "curves-mnist.svg",
             "training-loss.svg",
             "training-unseen.svg",
+            "training-icl.svg",
         ] {
             assert!(written.contains(&out.join(plot)), "{plot} in {written:?}");
             assert!(md.contains(&format!("({plot})")), "{plot} linked");

@@ -33,14 +33,25 @@ impl Adam {
     }
 
     /// Applies one update with `grads` (one flat vector per parameter, in
-    /// name order):
+    /// name order) at the configured `lr`:
     /// `m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p`, scaled by `lr`.
     pub fn update(&mut self, params: &ParamStore, grads: &[Vec<f32>]) -> Result<()> {
+        self.update_with_lr(params, grads, self.cfg.lr)
+    }
+
+    /// [`Adam::update`] at learning rate `lr` (a scheduled step, see
+    /// [`crate::lr_schedule`]).
+    pub fn update_with_lr(
+        &mut self,
+        params: &ParamStore,
+        grads: &[Vec<f32>],
+        lr: f64,
+    ) -> Result<()> {
         self.step += 1;
         let c = &self.cfg;
         let t = self.step as i32;
         let step = AdamStep {
-            lr: c.lr as f32,
+            lr: lr as f32,
             beta1: c.beta1 as f32,
             beta2: c.beta2 as f32,
             eps: c.eps as f32,

@@ -28,6 +28,29 @@ pub struct OptimConfig {
     /// Split each step's batch into this many micro-batches whose gradients
     /// are averaged. Default 1.
     pub accumulation_steps: usize,
+    /// Linear learning-rate warm-up from 0 over this many steps; 0 starts
+    /// at `lr`. Default 0 (the reference has no schedule).
+    pub warmup_steps: u64,
+    /// What the learning rate does after warm-up: `constant` (default, the
+    /// reference) or `cosine` (decay to `min_lr_fraction · lr` at
+    /// `decay_steps`).
+    pub decay: LrDecay,
+    /// Floor of the cosine decay as a fraction of `lr`. Default 0.1.
+    pub min_lr_fraction: f64,
+    /// Step at which the cosine decay reaches its floor; 0 means
+    /// `schedule.steps`. Default 0.
+    pub decay_steps: u64,
+}
+
+/// The learning rate after warm-up (see [`crate::lr_schedule`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    /// Stays at `optim.lr`.
+    #[default]
+    Constant,
+    /// Half a cosine from `optim.lr` down to `optim.min_lr_fraction · lr`.
+    Cosine,
 }
 
 impl Default for OptimConfig {
@@ -41,6 +64,10 @@ impl Default for OptimConfig {
             weight_decay: 0.0,
             clip_norm: 0.0,
             accumulation_steps: 1,
+            warmup_steps: 0,
+            decay: LrDecay::Constant,
+            min_lr_fraction: 0.1,
+            decay_steps: 0,
         }
     }
 }
@@ -286,6 +313,21 @@ impl TrainConfig {
             return Err(MetaError::config(
                 "optim.clip_norm",
                 format!("must be non-negative (0 = off), got {}", o.clip_norm),
+            ));
+        }
+        if !(0.0..=1.0).contains(&o.min_lr_fraction) {
+            return Err(MetaError::config(
+                "optim.min_lr_fraction",
+                format!("must be in [0, 1], got {}", o.min_lr_fraction),
+            ));
+        }
+        if o.decay == LrDecay::Cosine && o.decay_steps > 0 && o.decay_steps <= o.warmup_steps {
+            return Err(MetaError::config(
+                "optim.decay_steps",
+                format!(
+                    "the cosine decay must end after the warm-up: decay_steps {} ≤ warmup_steps {}",
+                    o.decay_steps, o.warmup_steps
+                ),
             ));
         }
         let sequences = self.batch.sequences();

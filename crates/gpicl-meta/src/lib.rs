@@ -20,12 +20,13 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod lr_schedule;
 pub mod metrics;
 pub mod plateau;
 pub mod run_dir;
 pub mod trainer;
 
-pub use config::{EvalConfig, OptimConfig, Precision, ScheduleConfig, TrainConfig};
+pub use config::{EvalConfig, LrDecay, OptimConfig, Precision, ScheduleConfig, TrainConfig};
 pub use error::{MetaError, Result};
 pub use metrics::{MetricsLog, StepMetrics};
 pub use run_dir::RunDir;

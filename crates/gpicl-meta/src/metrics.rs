@@ -26,6 +26,13 @@ pub struct StepMetrics {
     pub loss_unbiased: Option<f32>,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Sequence length of this step's batch, while a curriculum
+    /// (`batch.curriculum_start_len`) is shortening it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
+    /// Learning rate of this step's update (`optim.lr` unless a warm-up
+    /// or decay is configured).
+    pub lr: f64,
     /// Wall time of the step in seconds.
     pub seconds: f64,
 }

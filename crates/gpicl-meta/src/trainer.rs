@@ -4,6 +4,7 @@ use crate::adam::{clip_global_norm, Adam};
 use crate::checkpoint::{list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta};
 use crate::config::TrainConfig;
 use crate::error::{MetaError, Result};
+use crate::lr_schedule::learning_rate;
 use crate::metrics::{MetricsLog, StepMetrics};
 use crate::run_dir::RunDir;
 use gpicl_kernels::{ops, Device};
@@ -93,7 +94,8 @@ impl Trainer {
                     builder,
                     source,
                     ckpt.meta.sampler,
-                )?;
+                )?
+                .with_random_fraction(cfg.data.random_fraction);
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
@@ -113,7 +115,8 @@ impl Trainer {
                         builder,
                         source,
                         cfg.seed,
-                    ),
+                    )
+                    .with_random_fraction(cfg.data.random_fraction),
                     0,
                     None,
                 )
@@ -191,6 +194,8 @@ impl Trainer {
 
     fn try_train_step(&mut self) -> Result<StepMetrics> {
         let started = Instant::now();
+        let step = self.step + 1;
+        self.sampler.set_seq_len(self.cfg.batch.seq_len_at(step));
         let batch = self.sampler.next_batch()?;
         let chunks = self.cfg.optim.accumulation_steps;
         let (b, t) = batch.targets.dims2()?;
@@ -231,7 +236,6 @@ impl Trainer {
             correct_sum += correct.sum_all()?.to_scalar::<f32>()?;
             last_sum += correct.narrow(1, t - 1, 1)?.sum_all()?.to_scalar::<f32>()?;
         }
-        let step = self.step + 1;
         if !loss_sum.is_finite() {
             return Err(MetaError::NonFiniteLoss {
                 step,
@@ -245,7 +249,8 @@ impl Trainer {
                 loss: f32::NAN,
             });
         }
-        self.adam.update(self.model.params(), &grads)?;
+        let lr = learning_rate(&self.cfg.optim, self.cfg.schedule.steps, step);
+        self.adam.update_with_lr(self.model.params(), &grads, lr)?;
         self.step = step;
         Ok(StepMetrics {
             kind: "train",
@@ -255,6 +260,8 @@ impl Trainer {
             acc_last: last_sum / b as f32,
             loss_unbiased: (fixed > 0 && fixed < b).then(|| unbiased_sum / (b - fixed) as f32),
             grad_norm,
+            seq_len: (t < self.cfg.batch.seq_len).then_some(t),
+            lr,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

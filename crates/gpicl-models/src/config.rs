@@ -81,6 +81,16 @@ pub struct ModelConfig {
     pub hidden: usize,
     /// Heads `n` of the outer-product LSTM. Default 1.
     pub outer_heads: usize,
+    /// Transformer only: the input layer also reads the previous token,
+    /// `h_t = Linear([token_t, token_{t−1}]) + pos_t` (zeros before the
+    /// first token). Each position then holds a whole example `(x_{t−1},
+    /// y_{t−1})`, so one attention layer can look up the labels of
+    /// similar inputs without first learning a previous-token head: in
+    /// our runs this shortens the loss plateau from tens of thousands of
+    /// steps to hundreds (`docs/experiments/recipe-cpu`). Still causal,
+    /// still a black box over the same tokens. Default `false` (the
+    /// paper's model).
+    pub previous_token_input: bool,
     /// Hidden units of the MAML / SGD online learner. Default 128.
     pub learner_hidden: usize,
     /// Inner Adam learning rate of the MAML / SGD online learner.
@@ -102,6 +112,7 @@ impl Default for ModelConfig {
             gelu_tanh: true,
             hidden: 256,
             outer_heads: 1,
+            previous_token_input: false,
             learner_hidden: 128,
             learner_lr: 1e-3,
         }
@@ -139,6 +150,15 @@ impl ModelConfig {
             return Err(ModelError::Config {
                 option: "learner_lr",
                 reason: format!("must be a positive number, got {}", self.learner_lr),
+            });
+        }
+        if self.previous_token_input && self.kind != ModelKind::Transformer {
+            return Err(ModelError::Config {
+                option: "previous_token_input",
+                reason: format!(
+                    "is a Transformer option; model.kind is `{}` (set model.previous_token_input = false)",
+                    self.kind
+                ),
             });
         }
         if !(self.pos_init_std >= 0.0 && self.pos_init_std.is_finite()) {

@@ -68,10 +68,11 @@ impl Transformer {
         let scale = 2.0 / cfg.num_layers as f64;
         let zeros = |n: usize| Tensor::zeros(n, gpicl_kernels::DType::F32, device);
 
+        let embed_in = embedding_width(cfg, input_dim);
         let embed = Linear::register(
             &mut params,
             "embed",
-            init.truncated_normal(&[input_dim, d], 1.0 / (input_dim as f64).sqrt()),
+            init.truncated_normal(&[embed_in, d], 1.0 / (embed_in as f64).sqrt()),
             zeros(d)?,
         )?;
         let pos = params.insert(
@@ -173,7 +174,47 @@ impl Transformer {
     }
 }
 
+/// Features the input layer reads per position: the token, and with
+/// `previous_token_input` the previous token too.
+fn embedding_width(cfg: &ModelConfig, input_dim: usize) -> usize {
+    if cfg.previous_token_input {
+        2 * input_dim
+    } else {
+        input_dim
+    }
+}
+
+/// `[token_t, token_{t−1}]` for every position of `tokens` (`[b, t, n]`
+/// row-major), zeros standing in before the first token.
+pub(crate) fn with_previous_tokens(tokens: &[f32], t: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; tokens.len() * 2];
+    for (row, token) in tokens.chunks_exact(n).enumerate() {
+        let wide = &mut out[row * 2 * n..(row + 1) * 2 * n];
+        wide[..n].copy_from_slice(token);
+        if row % t > 0 {
+            wide[n..].copy_from_slice(&tokens[(row - 1) * n..row * n]);
+        }
+    }
+    out
+}
+
 impl Transformer {
+    /// What the input layer reads: the tokens, or with
+    /// `previous_token_input` each token next to its predecessor.
+    fn embedding_input(&self, tokens: &Tensor) -> Result<Tensor> {
+        if !self.cfg.previous_token_input {
+            return Ok(tokens.clone());
+        }
+        let (b, t, n) = tokens.dims3()?;
+        let shifted = Tensor::zeros((b, 1, n), tokens.dtype(), tokens.device())?;
+        let shifted = if t > 1 {
+            Tensor::cat(&[&shifted, &tokens.narrow(1, 0, t - 1)?], 1)?
+        } else {
+            shifted
+        };
+        Ok(Tensor::cat(&[tokens, &shifted], 2)?)
+    }
+
     /// The forward pass with the fused kernels of `gpicl_kernels::fused`
     /// (LayerNorm, attention, GELU) or with the composed reference ops.
     pub fn forward_with(&self, tokens: &Tensor, fused: bool) -> Result<Tensor> {
@@ -182,7 +223,7 @@ impl Transformer {
         let mask = ops::causal_mask(t, tokens.device())?;
         let mut h = self
             .embed
-            .forward_with(tokens, fused)?
+            .forward_with(&self.embedding_input(tokens)?, fused)?
             .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
         for block in &self.blocks {
             let normed = block.ln_attn.forward_with(&h, fused)?;
@@ -397,6 +438,14 @@ mod tests {
                 2,
                 9,
             ),
+            (
+                ModelConfig {
+                    previous_token_input: true,
+                    ..tiny()
+                },
+                3,
+                7,
+            ),
         ] {
             // max_seq_len 9 ≥ t: unused positional rows get zero gradient.
             let m = Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu).unwrap();
@@ -423,6 +472,54 @@ mod tests {
                 close(g, &expected, 1e-4, name);
             }
         }
+    }
+
+    fn reading_previous_tokens() -> ModelConfig {
+        ModelConfig {
+            previous_token_input: true,
+            ..tiny()
+        }
+    }
+
+    #[test]
+    fn previous_token_input_reads_each_token_beside_its_predecessor() {
+        let tokens: Vec<f32> = (0..2 * 3 * 2).map(|v| v as f32).collect();
+        // Two sequences of three 2-feature tokens.
+        let wide = with_previous_tokens(&tokens, 3, 2);
+        assert_eq!(
+            wide,
+            vec![
+                0., 1., 0., 0., 2., 3., 0., 1., 4., 5., 2., 3., //
+                6., 7., 0., 0., 8., 9., 6., 7., 10., 11., 8., 9.
+            ]
+        );
+        let m = Transformer::new(&reading_previous_tokens(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        assert_eq!(m.params().get("embed.weight").unwrap().dims(), &[10, 8]);
+        let plain = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        assert_eq!(m.param_count(), plain.param_count() + 5 * 8);
+        let x = random_tokens(2, 4, 5, 3);
+        let via_candle = m.embedding_input(&x).unwrap().flatten_all().unwrap();
+        let by_hand = with_previous_tokens(&x.flatten_all().unwrap().to_vec1().unwrap(), 4, 5);
+        assert_eq!(via_candle.to_vec1::<f32>().unwrap(), by_hand);
+    }
+
+    #[test]
+    fn a_model_reading_previous_tokens_stays_causal_and_trains_every_parameter() {
+        let m = Transformer::new(&reading_previous_tokens(), 5, 3, 6, 3, &Device::Cpu).unwrap();
+        crate::testing::assert_causal(&m);
+        crate::testing::assert_every_parameter_gets_a_gradient(&m);
+        crate::testing::assert_gradient_matches_finite_differences(&m);
+    }
+
+    #[test]
+    fn previous_token_input_is_a_transformer_option() {
+        let cfg = ModelConfig {
+            kind: ModelKind::Lstm,
+            previous_token_input: true,
+            ..ModelConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("previous_token_input"), "{err}");
     }
 
     #[test]

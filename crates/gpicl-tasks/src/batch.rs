@@ -154,6 +154,11 @@ impl BatchBuilder {
         &self.family
     }
 
+    /// Builds sequences of `seq_len` examples from now on (a curriculum).
+    pub fn set_seq_len(&mut self, seq_len: usize) {
+        self.seq_len = seq_len;
+    }
+
     /// Builds a batch with one sequence per entry of `tasks`. Consecutive
     /// equal entries form a slot (they share the random dataset's images).
     /// `rng` draws random-dataset images and examples; `stream` supplies

@@ -62,6 +62,17 @@ pub struct DataConfig {
     pub channels: ChannelPolicy,
     /// Normalisation. Default `per-batch`.
     pub normalization: Normalization,
+    /// Relative weights of the datasets of a comma-separated `dataset`
+    /// mixture: task `id` draws its dataset with these probabilities (as a
+    /// function of its id). Empty (default): uniform.
+    pub weights: Vec<f64>,
+    /// Fraction of each training step's task slots whose sequences come
+    /// from the synthetic `random` dataset (10 random images per slot,
+    /// drawn with replacement: exact repeats within every sequence), seen
+    /// through the slot's task like every other slot. The count per step
+    /// is `random_fraction · tasks_per_step`, rounded at random when it is
+    /// not whole. Default 0 (the reference: training data only).
+    pub random_fraction: f64,
 }
 
 impl Default for DataConfig {
@@ -72,6 +83,8 @@ impl Default for DataConfig {
             resize: ResizeMethod::Area,
             channels: ChannelPolicy::Gray,
             normalization: Normalization::PerBatch,
+            weights: Vec::new(),
+            random_fraction: 0.0,
         }
     }
 }
@@ -94,9 +107,33 @@ pub struct TaskConfig {
     /// Probability that a task slot draws a random task id; otherwise it
     /// uses task 0. Default 1 (no biasing).
     pub project_prob: f64,
-    /// Fraction of each batch's sequences that always use task 0 (the
-    /// paper's biased distribution). Default 0.
+    /// Fraction of each batch's sequences that always use task 0, its
+    /// projection *and* its labels. Default 0.
     pub single_task_fraction: f64,
+    /// Fraction of each step's task slots whose labels all use one fixed
+    /// permutation (task 0's) while their projections stay those of their
+    /// own random task ids: the paper's biased distribution. The count per
+    /// step is rounded at random when it is not whole. Default 0.
+    pub fixed_permutation_fraction: f64,
+    /// How `permute_labels_prob` decides which slots are permuted:
+    /// `per-slot` (default: redrawn for every slot) or `per-task` (a pure
+    /// function of the task id, as in the authors' code: task `id` is
+    /// always permuted or never).
+    pub permutation_mask: PermutationMask,
+}
+
+/// Whether a task slot's labels are permuted (see
+/// [`TaskConfig::permutation_mask`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PermutationMask {
+    /// Each slot draws anew with probability `permute_labels_prob`.
+    #[default]
+    PerSlot,
+    /// Task `id` is permuted iff its own uniform draw
+    /// ([`crate::TaskFamily::permutation_draw`]) is below
+    /// `permute_labels_prob`.
+    PerTask,
 }
 
 impl Default for TaskConfig {
@@ -108,6 +145,8 @@ impl Default for TaskConfig {
             bias_std: 0.0,
             project_prob: 1.0,
             single_task_fraction: 0.0,
+            fixed_permutation_fraction: 0.0,
+            permutation_mask: PermutationMask::PerSlot,
         }
     }
 }
@@ -123,6 +162,14 @@ pub struct BatchConfig {
     pub seqs_per_task: usize,
     /// Examples per sequence. Default 100.
     pub seq_len: usize,
+    /// Sequence-length curriculum: training sequences start this long and
+    /// grow linearly to `seq_len` over `curriculum_steps` steps (short
+    /// contexts give the in-context signal less to average over, which
+    /// shortens the loss plateau). 0 (default, the reference): always
+    /// `seq_len`.
+    pub curriculum_start_len: usize,
+    /// Steps over which the curriculum reaches `seq_len`. Default 0.
+    pub curriculum_steps: u64,
 }
 
 impl Default for BatchConfig {
@@ -131,6 +178,8 @@ impl Default for BatchConfig {
             tasks_per_step: 16,
             seqs_per_task: 32,
             seq_len: 100,
+            curriculum_start_len: 0,
+            curriculum_steps: 0,
         }
     }
 }
@@ -152,6 +201,32 @@ impl DataConfig {
         if self.dataset.trim().is_empty() {
             return Err(TaskError::config("data.dataset", "must name a dataset"));
         }
+        probability("data.random_fraction", self.random_fraction)?;
+        if !self.weights.is_empty() {
+            let names = crate::pool::dataset_names(&self.dataset)?;
+            if self.weights.len() != names.len() {
+                return Err(TaskError::config(
+                    "data.weights",
+                    format!(
+                        "has {} weights for the {} datasets of `{}`",
+                        self.weights.len(),
+                        names.len(),
+                        self.dataset
+                    ),
+                ));
+            }
+            if self.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+                || self.weights.iter().sum::<f64>() <= 0.0
+            {
+                return Err(TaskError::config(
+                    "data.weights",
+                    format!(
+                        "must be non-negative numbers with a positive sum, got {:?}",
+                        self.weights
+                    ),
+                ));
+            }
+        }
         if self.image_size > 512 {
             return Err(TaskError::config(
                 "data.image_size",
@@ -168,6 +243,10 @@ impl TaskConfig {
         probability("tasks.permute_labels_prob", self.permute_labels_prob)?;
         probability("tasks.project_prob", self.project_prob)?;
         probability("tasks.single_task_fraction", self.single_task_fraction)?;
+        probability(
+            "tasks.fixed_permutation_fraction",
+            self.fixed_permutation_fraction,
+        )?;
         if !(self.bias_std >= 0.0 && self.bias_std.is_finite()) {
             return Err(TaskError::config(
                 "tasks.bias_std",
@@ -193,11 +272,84 @@ impl BatchConfig {
                 return Err(TaskError::config(option, "must be at least 1"));
             }
         }
+        if self.curriculum_start_len > self.seq_len {
+            return Err(TaskError::config(
+                "batch.curriculum_start_len",
+                format!(
+                    "{} is longer than batch.seq_len {}: the curriculum grows sequences up to seq_len",
+                    self.curriculum_start_len, self.seq_len
+                ),
+            ));
+        }
+        if self.curriculum_start_len > 0 && self.curriculum_steps == 0 {
+            return Err(TaskError::config(
+                "batch.curriculum_steps",
+                "must be at least 1 when batch.curriculum_start_len is set",
+            ));
+        }
         Ok(())
+    }
+
+    /// Training sequence length at step `step` (1-based): `seq_len`, or
+    /// the curriculum's length, growing linearly from
+    /// `curriculum_start_len` at step 1 to `seq_len` at `curriculum_steps`.
+    pub fn seq_len_at(&self, step: u64) -> usize {
+        if self.curriculum_start_len == 0 || step >= self.curriculum_steps {
+            return self.seq_len;
+        }
+        let span = (self.seq_len - self.curriculum_start_len) as f64;
+        let progress = step.saturating_sub(1) as f64 / (self.curriculum_steps - 1).max(1) as f64;
+        self.curriculum_start_len + (span * progress).floor() as usize
     }
 
     /// Sequences per step.
     pub fn sequences(&self) -> usize {
         self.tasks_per_step * self.seqs_per_task
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curriculum_grows_sequences_linearly_to_seq_len() {
+        let b = BatchConfig {
+            curriculum_start_len: 10,
+            curriculum_steps: 1_001,
+            ..BatchConfig::default()
+        };
+        b.validate().unwrap();
+        assert_eq!(b.seq_len_at(1), 10);
+        assert_eq!(b.seq_len_at(501), 55);
+        assert_eq!(b.seq_len_at(1_000), 99);
+        assert_eq!(b.seq_len_at(1_001), 100);
+        assert_eq!(b.seq_len_at(50_000), 100);
+        let lengths: Vec<usize> = (1..=1_001).map(|s| b.seq_len_at(s)).collect();
+        assert!(lengths.windows(2).all(|w| w[0] <= w[1]));
+        assert!((1..100).all(|s| BatchConfig::default().seq_len_at(s) == 100));
+    }
+
+    #[test]
+    fn impossible_curricula_are_refused_by_name() {
+        let long = BatchConfig {
+            curriculum_start_len: 200,
+            curriculum_steps: 10,
+            ..BatchConfig::default()
+        };
+        assert!(long
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("batch.curriculum_start_len"));
+        let instant = BatchConfig {
+            curriculum_start_len: 10,
+            ..BatchConfig::default()
+        };
+        assert!(instant
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("batch.curriculum_steps"));
     }
 }

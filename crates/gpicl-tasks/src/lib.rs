@@ -38,7 +38,10 @@ pub mod sampler;
 pub mod task;
 
 pub use batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
-pub use config::{BatchConfig, ChannelPolicy, DataConfig, Normalization, ResizeMethod, TaskConfig};
+pub use config::{
+    BatchConfig, ChannelPolicy, DataConfig, Normalization, PermutationMask, ResizeMethod,
+    TaskConfig,
+};
 pub use dataset::{DataRoots, ImageSet, Split, RANDOM_DATASET};
 pub use error::{Result, TaskError};
 pub use sampler::{SamplerState, TrainSampler};

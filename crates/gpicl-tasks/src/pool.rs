@@ -25,6 +25,8 @@ pub struct ImagePool {
     /// `by_class[set][class]`: indices of that class's examples.
     by_class: Vec<Vec<Vec<u32>>>,
     mean_std: (f32, f32),
+    /// Cumulative dataset weights (`data.weights`); empty: uniform.
+    cumulative_weights: Vec<f64>,
 }
 
 /// What one task slot draws from: a dataset of the pool and, for each new
@@ -81,7 +83,38 @@ impl ImagePool {
             sets,
             by_class,
             mean_std: (mean as f32, std as f32),
+            cumulative_weights: Vec::new(),
         })
+    }
+
+    /// Draws datasets with these relative weights (`data.weights`, one per
+    /// dataset) instead of uniformly.
+    pub fn with_weights(mut self, weights: &[f64]) -> Result<Self> {
+        if weights.is_empty() {
+            return Ok(self);
+        }
+        let total: f64 = weights.iter().sum();
+        if weights.len() != self.sets.len()
+            || weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+            || total <= 0.0
+        {
+            return Err(TaskError::config(
+                "data.weights",
+                format!(
+                    "expected {} non-negative weights with a positive sum, got {weights:?}",
+                    self.sets.len()
+                ),
+            ));
+        }
+        let mut sum = 0.0;
+        self.cumulative_weights = weights
+            .iter()
+            .map(|w| {
+                sum += w / total;
+                sum
+            })
+            .collect();
+        Ok(self)
     }
 
     /// `mnist+fashion_mnist`-style name.
@@ -112,7 +145,15 @@ impl ImagePool {
     /// Draws a view: a dataset, then up to 10 of its non-empty classes.
     /// Datasets with at most 10 classes keep their labels.
     pub fn draw_view(&self, rng: &mut Rng) -> TaskView {
-        let set = rng.below(self.sets.len() as u64) as usize;
+        let set = if self.cumulative_weights.is_empty() {
+            rng.below(self.sets.len() as u64) as usize
+        } else {
+            let u = rng.uniform();
+            self.cumulative_weights
+                .iter()
+                .position(|&c| u < c)
+                .unwrap_or(self.sets.len() - 1)
+        };
         let present: Vec<usize> = (0..self.by_class[set].len())
             .filter(|&c| !self.by_class[set][c].is_empty())
             .collect();
@@ -172,12 +213,14 @@ pub fn load_example_source(
         .iter()
         .map(|name| ImageSet::load(roots, name, split, cfg).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
-    if sets.len() == 1 && sets[0].classes <= NUM_CLASSES {
+    if sets.len() == 1 && sets[0].classes <= NUM_CLASSES && cfg.weights.len() <= 1 {
         return Ok(ExampleSource::Images(
             sets.into_iter().next().expect("one set"),
         ));
     }
-    Ok(ExampleSource::Pool(Arc::new(ImagePool::new(sets)?)))
+    Ok(ExampleSource::Pool(Arc::new(
+        ImagePool::new(sets)?.with_weights(&cfg.weights)?,
+    )))
 }
 
 /// The dataset names of a `--dataset` value, checked for duplicates and for
@@ -260,6 +303,32 @@ mod tests {
         assert_eq!(views, again);
         assert!(views.iter().any(|v| v.set == 0) && views.iter().any(|v| v.set == 1));
         assert!(views.windows(2).any(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn mixture_weights_hold_over_many_draws() {
+        let pool = ImagePool::new(vec![set("a", 10, 2, 0.0), set("b", 10, 2, 1.0)])
+            .unwrap()
+            .with_weights(&[3.0, 1.0])
+            .unwrap();
+        let family = crate::task::TaskFamily::new(0, 2, 0.0);
+        let draws = 20_000;
+        let from_b = (0..draws)
+            .filter(|&id| pool.draw_view(&mut family.view_rng(id)).set == 1)
+            .count();
+        let share = from_b as f64 / draws as f64;
+        // 0.25 ± 4 standard errors (0.003).
+        assert!((share - 0.25).abs() < 0.012, "share of b: {share}");
+        let never_b = ImagePool::new(vec![set("a", 10, 2, 0.0), set("b", 10, 2, 1.0)])
+            .unwrap()
+            .with_weights(&[1.0, 0.0])
+            .unwrap();
+        assert!((0..500).all(|id| never_b.draw_view(&mut family.view_rng(id)).set == 0));
+        let err = ImagePool::new(vec![set("a", 10, 2, 0.0)])
+            .unwrap()
+            .with_weights(&[1.0, 2.0])
+            .unwrap_err();
+        assert!(err.to_string().contains("data.weights"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The meta-training distribution: which tasks and examples each step sees.
 
 use crate::batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
-use crate::config::{BatchConfig, TaskConfig};
+use crate::config::{BatchConfig, PermutationMask, TaskConfig};
 use crate::error::{Result, TaskError};
 use crate::task::TaskRef;
 use gpicl_kernels::rng::{stream, Rng};
+use gpicl_kernels::Tensor;
 use serde::{Deserialize, Serialize};
+
+/// The task whose label permutation every slot of the biased share uses
+/// (`tasks.fixed_permutation_fraction`).
+pub const FIXED_PERMUTATION_TASK: i64 = 0;
 
 /// Everything needed to continue the training distribution exactly where
 /// it stopped. Saved in checkpoints.
@@ -25,6 +30,7 @@ pub struct TrainSampler {
     source: ExampleSource,
     rng: Rng,
     stream: Option<ExampleStream>,
+    random_fraction: f64,
 }
 
 impl TrainSampler {
@@ -88,7 +94,31 @@ impl TrainSampler {
             source,
             rng: Rng::from_state(state.rng),
             stream,
+            random_fraction: 0.0,
         })
+    }
+
+    /// Sends this fraction of every step's task slots to the synthetic
+    /// `random` dataset (`data.random_fraction`).
+    pub fn with_random_fraction(mut self, fraction: f64) -> Self {
+        self.random_fraction = fraction;
+        self
+    }
+
+    /// Draws sequences of `seq_len` examples from now on
+    /// (`batch.curriculum_start_len`).
+    pub fn set_seq_len(&mut self, seq_len: usize) {
+        self.builder.set_seq_len(seq_len);
+    }
+
+    /// `fraction · total`, rounded down or up at random so that its mean is
+    /// exact; draws nothing when it is whole.
+    fn count_of(&mut self, fraction: f64, total: usize) -> usize {
+        let exact = fraction * total as f64;
+        let whole = exact.floor();
+        let rest = exact - whole;
+        let up = rest > 1e-9 && self.rng.uniform() < rest;
+        (whole as usize + usize::from(up)).min(total)
     }
 
     /// Puts the distribution back to a saved position (after a failed step).
@@ -128,7 +158,7 @@ impl TrainSampler {
 
     /// Task assignment of each sequence of the next batch.
     pub fn draw_tasks(&mut self) -> Vec<TaskRef> {
-        let cfg = &self.tasks;
+        let cfg = self.tasks.clone();
         let mut tasks = Vec::with_capacity(self.batch.sequences());
         for _ in 0..self.batch.tasks_per_step {
             let task = if cfg.num_tasks == 0 {
@@ -139,10 +169,22 @@ impl TrainSampler {
                 } else {
                     0
                 };
-                let permute = self.rng.uniform() < cfg.permute_labels_prob;
+                let permute = match cfg.permutation_mask {
+                    PermutationMask::PerSlot => self.rng.uniform() < cfg.permute_labels_prob,
+                    PermutationMask::PerTask => {
+                        self.builder.family().permutation_draw(id) < cfg.permute_labels_prob
+                    }
+                };
                 TaskRef::task(id, permute)
             };
             tasks.extend(std::iter::repeat_n(task, self.batch.seqs_per_task));
+        }
+        if cfg.fixed_permutation_fraction > 0.0 && cfg.num_tasks > 0 {
+            let fraction = cfg.fixed_permutation_fraction;
+            let slots = self.count_of(fraction, self.batch.tasks_per_step);
+            tasks[..slots * self.batch.seqs_per_task]
+                .iter_mut()
+                .for_each(|t| t.permutation = Some(FIXED_PERMUTATION_TASK));
         }
         let fixed = self.fixed_task_sequences();
         if fixed > 0 {
@@ -152,11 +194,41 @@ impl TrainSampler {
         tasks
     }
 
-    /// The next meta-training batch.
+    /// The next meta-training batch. With `data.random_fraction`, its last
+    /// slots hold `random`-dataset sequences.
     pub fn next_batch(&mut self) -> Result<Batch> {
         let tasks = self.draw_tasks();
-        self.builder
-            .build(&self.source, &tasks, self.stream.as_mut(), &mut self.rng)
+        let random_slots = if self.random_fraction > 0.0 {
+            self.count_of(self.random_fraction, self.batch.tasks_per_step)
+        } else {
+            0
+        };
+        if random_slots == 0 {
+            return self
+                .builder
+                .build(&self.source, &tasks, self.stream.as_mut(), &mut self.rng);
+        }
+        let split = (self.batch.tasks_per_step - random_slots) * self.batch.seqs_per_task;
+        let random = ExampleSource::Random {
+            n_x: self.source.n_x(),
+        };
+        let tail = self
+            .builder
+            .build(&random, &tasks[split..], None, &mut self.rng)?;
+        if split == 0 {
+            return Ok(tail);
+        }
+        let head = self.builder.build(
+            &self.source,
+            &tasks[..split],
+            self.stream.as_mut(),
+            &mut self.rng,
+        )?;
+        Ok(Batch {
+            tokens: Tensor::cat(&[&head.tokens, &tail.tokens], 0)?,
+            targets: Tensor::cat(&[&head.targets, &tail.targets], 0)?,
+            tasks,
+        })
     }
 }
 
@@ -164,14 +236,17 @@ impl TrainSampler {
 mod tests {
     use super::*;
     use crate::config::Normalization;
+    use crate::dataset::ImageSet;
     use crate::task::TaskFamily;
     use gpicl_kernels::Device;
+    use std::sync::Arc;
 
     fn sampler(tasks: TaskConfig) -> TrainSampler {
         let batch = BatchConfig {
             tasks_per_step: 4,
             seqs_per_task: 3,
             seq_len: 2,
+            ..BatchConfig::default()
         };
         let builder = BatchBuilder::new(
             TaskFamily::new(0, 2, 0.0),
@@ -254,6 +329,146 @@ mod tests {
     }
 
     #[test]
+    fn the_biased_share_uses_one_permutation_with_distinct_projections() {
+        let mut s = sampler(TaskConfig {
+            num_tasks: 1 << 40,
+            permute_labels_prob: 1.0,
+            fixed_permutation_fraction: 0.5,
+            ..TaskConfig::default()
+        });
+        for _ in 0..20 {
+            let tasks = s.draw_tasks();
+            let slots: Vec<TaskRef> = tasks.chunks(3).map(|c| c[0]).collect();
+            // 4 slots × 0.5: exactly 2 use the fixed permutation.
+            let fixed: Vec<&TaskRef> = slots
+                .iter()
+                .filter(|t| t.permutation == Some(FIXED_PERMUTATION_TASK))
+                .collect();
+            assert!(fixed.len() >= 2, "{slots:?}");
+            let mut projections: Vec<i64> = fixed.iter().map(|t| t.projection.unwrap()).collect();
+            projections.dedup();
+            assert_eq!(projections.len(), fixed.len(), "projections stay per task");
+            // The other slots keep their own permutation.
+            assert!(slots[2..].iter().all(|t| t.permutation == t.projection));
+        }
+        // A fraction that is not a whole number of slots holds on average.
+        let mut s = sampler(TaskConfig {
+            num_tasks: 1 << 40,
+            permute_labels_prob: 1.0,
+            fixed_permutation_fraction: 0.3,
+            ..TaskConfig::default()
+        });
+        let draws = 2_000;
+        let fixed_slots: usize = (0..draws)
+            .map(|_| {
+                s.draw_tasks()
+                    .chunks(3)
+                    .filter(|c| c[0].permutation == Some(FIXED_PERMUTATION_TASK))
+                    .count()
+            })
+            .sum();
+        let share = fixed_slots as f64 / (4 * draws) as f64;
+        assert!((share - 0.3).abs() < 0.02, "share {share}");
+    }
+
+    #[test]
+    fn a_per_task_mask_permutes_each_task_always_or_never() {
+        let tasks = TaskConfig {
+            num_tasks: 64,
+            permute_labels_prob: 0.5,
+            permutation_mask: PermutationMask::PerTask,
+            ..TaskConfig::default()
+        };
+        let family = TaskFamily::new(0, 2, 0.0);
+        let mut s = sampler(tasks.clone());
+        let mut permuted = std::collections::BTreeMap::new();
+        for _ in 0..300 {
+            for t in s.draw_tasks() {
+                let id = t.projection.unwrap();
+                let is = t.permutation.is_some();
+                assert_eq!(*permuted.entry(id).or_insert(is), is, "task {id} flipped");
+                assert_eq!(is, family.permutation_draw(id) < 0.5);
+            }
+        }
+        let share = permuted.values().filter(|&&p| p).count() as f64 / permuted.len() as f64;
+        assert!(
+            permuted.len() == 64 && (0.3..0.7).contains(&share),
+            "{share}"
+        );
+        // Another process (another sampler seed) marks the same tasks.
+        let batch = BatchConfig {
+            tasks_per_step: 4,
+            seqs_per_task: 3,
+            seq_len: 2,
+            ..BatchConfig::default()
+        };
+        let builder = BatchBuilder::new(family, Normalization::PerBatch, 2, Device::Cpu);
+        let mut other =
+            TrainSampler::new(tasks, batch, builder, ExampleSource::Random { n_x: 2 }, 99);
+        for t in (0..100).flat_map(|_| other.draw_tasks()) {
+            assert_eq!(
+                Some(&t.permutation.is_some()),
+                permuted.get(&t.projection.unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn a_random_fraction_sends_that_share_of_slots_to_the_random_dataset() {
+        let set = Arc::new(ImageSet {
+            name: "ones".into(),
+            x: vec![1.0; 2 * 50],
+            labels: (0..50).map(|i| (i % 10) as u8).collect(),
+            n_x: 2,
+            classes: 10,
+            source: "ones".into(),
+        });
+        let batch = BatchConfig {
+            tasks_per_step: 4,
+            seqs_per_task: 3,
+            seq_len: 6,
+            ..BatchConfig::default()
+        };
+        let builder = BatchBuilder::new(
+            TaskFamily::new(0, 2, 0.0),
+            Normalization::None,
+            6,
+            Device::Cpu,
+        );
+        let tasks = TaskConfig {
+            num_tasks: 0,
+            ..TaskConfig::default()
+        };
+        let mut s = TrainSampler::new(tasks, batch, builder, ExampleSource::Images(set), 1)
+            .with_random_fraction(0.5);
+        let b = s.next_batch().unwrap();
+        assert_eq!(b.tokens.dims(), &[12, 6, 12]);
+        let tokens: Vec<Vec<Vec<f32>>> = b.tokens.to_vec3().unwrap();
+        // Image rows are all ones; random-dataset rows are uniform in [0, 1).
+        let from_images =
+            |seq: &Vec<Vec<f32>>| seq.iter().all(|tok| tok[0] == 1.0 && tok[1] == 1.0);
+        assert!(
+            tokens[..6].iter().all(from_images),
+            "first slots: the dataset"
+        );
+        assert!(
+            tokens[6..].iter().all(|seq| !from_images(seq)),
+            "last 2 slots: random"
+        );
+        // A random-dataset slot's 18 examples are repeats of its ten images.
+        for slot in tokens[6..].chunks(3) {
+            let mut distinct: Vec<[u32; 2]> = slot
+                .iter()
+                .flatten()
+                .map(|t| [t[0].to_bits(), t[1].to_bits()])
+                .collect();
+            distinct.sort();
+            distinct.dedup();
+            assert!(distinct.len() <= 10, "{} distinct images", distinct.len());
+        }
+    }
+
+    #[test]
     fn raw_data_runs_use_the_identity_task() {
         let mut s = sampler(TaskConfig {
             num_tasks: 0,
@@ -272,6 +487,7 @@ mod tests {
             tasks_per_step: 4,
             seqs_per_task: 3,
             seq_len: 2,
+            ..BatchConfig::default()
         };
         let builder = BatchBuilder::new(
             TaskFamily::new(0, 2, 0.0),

@@ -9,6 +9,7 @@ const PROJECTION: u64 = 0;
 const PERMUTATION: u64 = 1;
 const BIAS: u64 = 2;
 const VIEW: u64 = 3;
+const PERMUTATION_MASK: u64 = 4;
 
 /// Which transformation a group of sequences is seen through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +96,13 @@ impl TaskFamily {
         std::array::from_fn(|i| perm[i] as u8)
     }
 
+    /// Task `id`'s uniform draw in `[0, 1)` deciding whether a `per-task`
+    /// permutation mask permutes it (permuted iff below
+    /// `permute_labels_prob`).
+    pub fn permutation_draw(&self, id: i64) -> f64 {
+        self.rng(id, PERMUTATION_MASK).uniform()
+    }
+
     /// Seen-task ids used for evaluation: the first `count` training ids.
     pub fn seen_ids(num_tasks: u64, count: usize) -> Vec<i64> {
         (0..num_tasks.min(count as u64) as i64).collect()
@@ -159,6 +167,29 @@ mod tests {
         assert_eq!(TaskFamily::seen_ids(4, 32), vec![0, 1, 2, 3]);
         assert_eq!(TaskFamily::seen_ids(1 << 20, 32).len(), 32);
     }
+
+    #[test]
+    fn per_task_permutation_draws_are_pinned_across_processes() {
+        let f = TaskFamily::new(0, 49, 0.0);
+        // Pinned: a per-task mask must mark the same ids in every process.
+        let draws: Vec<f64> = (0..4).map(|id| f.permutation_draw(id)).collect();
+        assert_eq!(draws, PINNED_PERMUTATION_DRAWS);
+        assert_eq!(
+            f.permutation_draw(3),
+            TaskFamily::new(0, 196, 0.5).permutation_draw(3)
+        );
+        assert_ne!(
+            f.permutation_draw(3),
+            TaskFamily::new(1, 49, 0.0).permutation_draw(3)
+        );
+    }
+
+    const PINNED_PERMUTATION_DRAWS: [f64; 4] = [
+        0.004033579978116042,
+        0.5684244682673825,
+        0.8997989989260403,
+        0.3007819518218031,
+    ];
 
     #[test]
     fn no_bias_unless_asked() {

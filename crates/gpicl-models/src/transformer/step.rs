@@ -191,6 +191,13 @@ impl Transformer {
         let tanh = self.cfg.gelu_tanh;
 
         // Forward.
+        let widened;
+        let tokens = if self.cfg.previous_token_input {
+            widened = super::with_previous_tokens(tokens, t, self.input_dim);
+            &widened[..]
+        } else {
+            tokens
+        };
         let mut h = linear_forward(p, &self.embed, tokens);
         let pos = &p.get(&self.pos)[..t * d];
         h.chunks_exact_mut(t * d)
