@@ -18,7 +18,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A model and batch small enough for a test: 7×7 images, 20-step sequences.
 fn tiny(steps: u64) -> TrainConfig {
-    let mut cfg = TrainConfig::quickstart();
+    let mut cfg = TrainConfig::small();
     cfg.model.d_model = 16;
     cfg.model.num_layers = 1;
     cfg.model.num_heads = 2;
@@ -420,7 +420,7 @@ fn an_eval_with_mismatched_input_size_is_an_error() {
 #[test]
 fn a_single_task_run_memorises_its_task_but_does_not_generalise() {
     let dir = RunDir::new(scratch("memorise"));
-    let mut cfg = TrainConfig::quickstart();
+    let mut cfg = TrainConfig::small();
     cfg.model.d_model = 32;
     cfg.model.num_layers = 1;
     cfg.model.num_heads = 2;

@@ -3,7 +3,7 @@
 use crate::config_overrides;
 use anyhow::{bail, Result};
 use clap::Args;
-use gpicl::eval::run::{evaluate_run_on, evaluate_sgd_baseline};
+use gpicl::eval::run::{evaluate_run_on, evaluate_sgd_baseline, measure_run};
 use gpicl::eval::GROUPS;
 use gpicl::meta::{RunDir, TrainConfig};
 use gpicl::tasks::DataRoots;
@@ -28,7 +28,7 @@ pub struct EvalArgs {
     /// paper defaults and --set (e.g. --set model.learner_lr=1e-3).
     #[arg(long, value_name = "NAME")]
     baseline: Option<String>,
-    /// With --baseline: also write eval.json, eval.md and SVG curves into this folder.
+    /// Write eval.json, eval.md and SVG curves into this folder [default: the run's eval/; with --baseline: nowhere].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Evaluate on this device (cpu, cuda or cuda:N) [default: the run's device; cpu for --baseline].
@@ -62,19 +62,35 @@ pub fn run(args: EvalArgs) -> Result<()> {
     overridden.validate()?;
     let protocol = overridden.eval;
     let roots = DataRoots::new(args.data_dir.as_deref());
-    let report = evaluate_run_on(
-        &dir,
-        &roots,
-        args.datasets,
-        Some(&protocol),
-        args.device.as_deref(),
-    )?;
+    let (report, written) = match &args.out {
+        Some(out) => {
+            let report = measure_run(
+                &dir,
+                &roots,
+                args.datasets,
+                Some(&protocol),
+                args.device.as_deref(),
+            )?;
+            report.write(out)?;
+            (report, out.clone())
+        }
+        None => (
+            evaluate_run_on(
+                &dir,
+                &roots,
+                args.datasets,
+                Some(&protocol),
+                args.device.as_deref(),
+            )?,
+            dir.eval(),
+        ),
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report.to_json())?);
     } else {
         println!("{} at step {}\n", dir.root().display(), report.step);
         print!("{}", report.table());
-        println!("\ncurves and tables written to {}", dir.eval().display());
+        println!("\ncurves and tables written to {}", written.display());
     }
     Ok(())
 }

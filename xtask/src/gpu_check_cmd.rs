@@ -274,7 +274,7 @@ fn data_roots(explicit: Option<&Path>) -> DataRoots {
 /// The small model of the parity and bf16 checks: the quickstart
 /// Transformer (d_model 64, 2 layers) on the embedded MNIST subset.
 fn small_config(device: &str, precision: Precision, steps: u64) -> TrainConfig {
-    let mut cfg = TrainConfig::quickstart();
+    let mut cfg = TrainConfig::small();
     cfg.device = device.to_string();
     cfg.precision = precision;
     cfg.schedule.steps = steps;

@@ -3,6 +3,7 @@
 //! - `cargo xtask train`: meta-train a model (a new run, or resume one);
 //! - `cargo xtask eval-ood`: evaluate a run (or the SGD baseline) on seen
 //!   and unseen tasks and other datasets;
+//! - `cargo xtask export`: a trained run as a learner to ship (models/);
 //! - `cargo xtask inspect`: parameter count and state size of a model;
 //! - `cargo xtask bench`: median time of full training steps;
 //! - `cargo xtask data list|fetch|import|verify`: datasets from the Hugging
@@ -17,6 +18,7 @@ mod build_cuda_cmd;
 mod config_overrides;
 mod data_cmd;
 mod eval_cmd;
+mod export_cmd;
 mod gpu_check_cmd;
 mod inspect_cmd;
 mod model_flags;
@@ -47,6 +49,10 @@ enum Command {
     /// Evaluate a trained run on seen, unseen and identity tasks of every
     /// dataset (labels permuted and not), as a table, JSON and SVG curves.
     EvalOod(eval_cmd::EvalArgs),
+    /// Export a trained run as a learner to ship (config, weights without
+    /// optimiser state, its evaluation and a reproducibility check), e.g.
+    /// into models/<name>.
+    Export(export_cmd::ExportArgs),
     /// Print a model's parameter count, accessible state size and
     /// per-module breakdown.
     Inspect(inspect_cmd::InspectArgs),
@@ -77,6 +83,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(args) => train_cmd::run(*args),
         Command::EvalOod(args) => eval_cmd::run(args),
+        Command::Export(args) => export_cmd::run(args),
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),

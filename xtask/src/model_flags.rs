@@ -41,6 +41,10 @@ impl ModelFlags {
         let mut out = Vec::new();
         if let Some(kind) = self.model {
             out.push(format!("model.kind=\"{kind}\""));
+            if kind != ModelKind::Transformer {
+                // A Transformer-only option of the quickstart preset.
+                out.push("model.previous_token_input=false".into());
+            }
         }
         let heads_key = if self.model == Some(ModelKind::OuterLstm) {
             "model.outer_heads"

@@ -66,7 +66,7 @@ pub struct SweepArgs {
 pub struct SweepSpec {
     /// Names the default output folder `runs/sweeps/<name>`.
     pub name: String,
-    /// Built-in starting config: `quickstart` (default) or `paper`.
+    /// Built-in starting config: `quickstart` (default), `small` or `paper`.
     #[serde(default = "default_preset")]
     pub preset: String,
     /// A TOML config to start from instead of the preset, relative to the
@@ -134,8 +134,9 @@ impl SweepSpec {
         }
         let cfg = match self.preset.as_str() {
             "quickstart" => TrainConfig::quickstart(),
+            "small" => TrainConfig::small(),
             "paper" => TrainConfig::paper(),
-            other => bail!("sweep preset `{other}`: expected quickstart or paper"),
+            other => bail!("sweep preset `{other}`: expected quickstart, small or paper"),
         };
         Ok((vec!["--preset".into(), self.preset.clone()], cfg))
     }
@@ -459,8 +460,29 @@ mod tests {
     "#;
 
     #[test]
+    fn every_committed_sweep_file_expands_into_valid_cells() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut checked = 0;
+        for folder in [root.clone(), root.join("cpu")] {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let sweep = SweepSpec::load(&path).unwrap();
+                    let (_, base) = sweep.base(&path).unwrap();
+                    let cells = sweep
+                        .cells(&base)
+                        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                    assert!(!cells.is_empty(), "{}", path.display());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 18, "{checked} sweep files");
+    }
+
+    #[test]
     fn the_grid_expands_to_every_combination_with_the_shared_overrides() {
-        let cells = spec(TRANSITION).cells(&TrainConfig::quickstart()).unwrap();
+        let cells = spec(TRANSITION).cells(&TrainConfig::small()).unwrap();
         assert_eq!(cells.len(), 6);
         // Keys in order; the last key varies fastest.
         assert_eq!(cells[0].name, "d_model-32__num_tasks-16");
@@ -475,7 +497,7 @@ mod tests {
             ]
         );
         let cfg: TrainConfig =
-            config_overrides::apply(&TrainConfig::quickstart(), &cells[4].assignments).unwrap();
+            config_overrides::apply(&TrainConfig::small(), &cells[4].assignments).unwrap();
         assert_eq!((cfg.model.d_model, cfg.tasks.num_tasks), (64, 256));
         assert_eq!(cfg.schedule.steps, 20);
     }
@@ -498,7 +520,7 @@ mod tests {
             "seed" = [0, 1]
         "#,
         );
-        let cells = s.cells(&TrainConfig::quickstart()).unwrap();
+        let cells = s.cells(&TrainConfig::small()).unwrap();
         let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -519,33 +541,27 @@ mod tests {
             ]
         );
         let nameless = spec("name = \"x\"\n[[variants]]\n\"seed\" = 1\n");
-        let err = format!(
-            "{:#}",
-            nameless.cells(&TrainConfig::quickstart()).unwrap_err()
-        );
+        let err = format!("{:#}", nameless.cells(&TrainConfig::small()).unwrap_err());
         assert!(err.contains("needs a non-empty `name`"), "{err}");
     }
 
     #[test]
     fn a_bad_cell_is_refused_naming_the_cell_before_anything_runs() {
         let bad = spec("name = \"x\"\n[grid]\n\"model.d_modle\" = [8]\n");
-        let err = format!("{:#}", bad.cells(&TrainConfig::quickstart()).unwrap_err());
+        let err = format!("{:#}", bad.cells(&TrainConfig::small()).unwrap_err());
         assert!(
             err.contains("d_modle-8") && err.contains("unknown key"),
             "{err}"
         );
         let impossible = spec("name = \"x\"\n[grid]\n\"model.d_model\" = [0, 32]\n");
-        let err = format!(
-            "{:#}",
-            impossible.cells(&TrainConfig::quickstart()).unwrap_err()
-        );
+        let err = format!("{:#}", impossible.cells(&TrainConfig::small()).unwrap_err());
         assert!(err.contains("sweep cell d_model-0"), "{err}");
     }
 
     #[test]
     fn finished_cells_are_recognised_by_their_evaluation() {
         let root = std::env::temp_dir().join(format!("gpicl-sweep-{}", std::process::id()));
-        let cells = spec(TRANSITION).cells(&TrainConfig::quickstart()).unwrap();
+        let cells = spec(TRANSITION).cells(&TrainConfig::small()).unwrap();
         let finished = RunDir::new(root.join(&cells[0].name));
         std::fs::create_dir_all(finished.eval()).unwrap();
         std::fs::write(finished.eval().join("eval.json"), "{}").unwrap();
@@ -564,7 +580,7 @@ mod tests {
     fn the_slurm_script_is_an_array_with_one_task_per_cell() {
         let root = std::env::temp_dir().join(format!("gpicl-slurm-{}", std::process::id()));
         let s = spec(TRANSITION);
-        let cells = s.cells(&TrainConfig::quickstart()).unwrap();
+        let cells = s.cells(&TrainConfig::small()).unwrap();
         let flags = vec!["--preset".to_string(), "quickstart".to_string()];
         let lines: Vec<Vec<String>> = cells
             .iter()
@@ -595,7 +611,7 @@ mod tests {
     #[test]
     fn string_values_are_quoted_for_the_shell_and_safe_as_folder_names() {
         let s = spec("name = \"x\"\n[grid]\n\"data.dataset\" = [\"mnist\", \"fashion_mnist\"]\n");
-        let cells = s.cells(&TrainConfig::quickstart()).unwrap();
+        let cells = s.cells(&TrainConfig::small()).unwrap();
         assert_eq!(cells[1].name, "dataset-fashion_mnist");
         assert_eq!(cells[1].assignments, ["data.dataset=\"fashion_mnist\""]);
         assert_eq!(

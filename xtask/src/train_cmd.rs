@@ -17,8 +17,10 @@ use std::time::Instant;
 /// Built-in starting configs.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Preset {
-    /// A small Transformer on 2^4 tasks that trains on 2 CPU cores in minutes.
+    /// A general-purpose in-context learner in about 5 minutes on 2 CPU cores: the small Transformer with the CPU recipe (docs/experiments/recipe-cpu).
     Quickstart,
+    /// The small Transformer with the paper's distribution (2^4 tasks, no recipe levers): the base of the CPU twins.
+    Small,
     /// The paper's reference run (d_model 512, 2^16 tasks, 16×32 sequences, 50,000 steps).
     Paper,
 }
@@ -128,6 +130,7 @@ impl TrainArgs {
             }
             None => Ok(match self.preset {
                 Preset::Quickstart => (TrainConfig::quickstart(), "quickstart".into()),
+                Preset::Small => (TrainConfig::small(), "small".into()),
                 Preset::Paper => (TrainConfig::paper(), "paper".into()),
             }),
         }

@@ -19,6 +19,7 @@
 
 pub mod baselines;
 pub mod error;
+pub mod learner_check;
 pub mod plot;
 pub mod protocol;
 pub mod report;

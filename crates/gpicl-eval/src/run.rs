@@ -89,6 +89,23 @@ pub fn evaluate_run_on(
     protocol: Option<&EvalConfig>,
     device: Option<&str>,
 ) -> Result<EvalReport> {
+    let report = measure_run(dir, roots, datasets, protocol, device)?;
+    report.write(&dir.eval())?;
+    if dir.metrics().is_file() {
+        log_report(&MetricsLog::open(&dir.metrics()), &report)?;
+    }
+    Ok(report)
+}
+
+/// [`evaluate_run_on`] without writing anything: the report of the run's
+/// newest checkpoint under `protocol` (default: the run's own).
+pub fn measure_run(
+    dir: &RunDir,
+    roots: &DataRoots,
+    datasets: Option<Vec<String>>,
+    protocol: Option<&EvalConfig>,
+    device: Option<&str>,
+) -> Result<EvalReport> {
     let name = match device {
         Some(name) => name.to_string(),
         None => TrainConfig::load(&dir.config())?.device,
@@ -111,16 +128,13 @@ pub fn evaluate_run_on(
         seq_len: cfg.batch.seq_len,
         device: &device,
     };
-    let report = evaluator.evaluate(
+    evaluator.evaluate(
         &sources,
         &GROUPS,
         eval_cfg,
         eval_cfg.seqs_per_task,
         run.step,
-    )?;
-    report.write(&dir.eval())?;
-    log_report(&MetricsLog::open(&dir.metrics()), &report)?;
-    Ok(report)
+    )
 }
 
 /// Evaluates seen and unseen tasks every `schedule.eval_every` steps while

@@ -73,6 +73,38 @@ impl TrainingSummary {
 }
 
 impl RunSummary {
+    /// The evaluation group that stands for `group` (`seen`, `unseen`) in
+    /// this run's columns: a run meta-trained with every label permuted
+    /// (`tasks.permute_labels_prob = 1`) never saw its tasks with their
+    /// original labels, so its seen and unseen tasks are read with their
+    /// permutations (`seen_permuted`, `unseen_permuted`).
+    pub fn column_group<'a>(&self, group: &'a str) -> std::borrow::Cow<'a, str> {
+        let always_permuted = self
+            .config
+            .get("tasks.permute_labels_prob")
+            .and_then(|p| p.parse::<f64>().ok())
+            == Some(1.0);
+        let has = |g: &str| {
+            self.eval
+                .datasets
+                .values()
+                .any(|groups| groups.contains_key(g))
+        };
+        let permuted = format!("{group}_permuted");
+        if always_permuted && (group == "seen" || group == "unseen") && has(&permuted) {
+            permuted.into()
+        } else {
+            group.into()
+        }
+    }
+
+    fn result(&self, dataset: &str, group: &str) -> Option<&crate::report::GroupResult> {
+        self.eval
+            .datasets
+            .get(dataset)?
+            .get(self.column_group(group).as_ref())
+    }
+
     fn final_loss(&self) -> Option<f64> {
         self.training.as_ref()?.final_loss
     }
@@ -98,15 +130,22 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
         .next_back();
     let loss_curve = plateau_curve(&records);
     let training_dataset = config.data.dataset.as_str();
+    // Always-permuted runs are read on their permuted tasks (see
+    // `RunSummary::column_group`).
+    let unseen = if config.tasks.permute_labels_prob == 1.0 {
+        "unseen_permuted"
+    } else {
+        "unseen"
+    };
     let unseen_progress = of_kind("eval")
         .filter(|r| {
             r.get("dataset").and_then(|d| d.as_str()) == Some(training_dataset)
-                && r.get("group").and_then(|g| g.as_str()) == Some("unseen")
+                && r.get("group").and_then(|g| g.as_str()) == Some(unseen)
         })
         .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("acc_last")?.as_f64()?)))
         .collect();
     let mut icl_progress: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    for r in of_kind("eval").filter(|r| r.get("group").and_then(|g| g.as_str()) == Some("unseen")) {
+    for r in of_kind("eval").filter(|r| r.get("group").and_then(|g| g.as_str()) == Some(unseen)) {
         let point = (|| {
             let gain = r.get("acc_last")?.as_f64()? - r.get("acc_first")?.as_f64()?;
             Some((r.get("dataset")?.as_str()?, r.get("step")?.as_u64()?, gain))
@@ -244,7 +283,7 @@ impl ReportRow {
     pub fn acc_last(&self, dataset: &str, group: &str) -> Vec<f64> {
         self.runs
             .iter()
-            .filter_map(|r| r.eval.datasets.get(dataset)?.get(group))
+            .filter_map(|r| r.result(dataset, group))
             .map(|g| g.acc_last as f64)
             .collect()
     }
@@ -263,7 +302,7 @@ impl ReportRow {
     pub fn improvement(&self, dataset: &str, group: &str) -> Vec<f64> {
         self.runs
             .iter()
-            .filter_map(|r| r.eval.datasets.get(dataset)?.get(group))
+            .filter_map(|r| r.result(dataset, group))
             .map(|g| g.improvement() as f64)
             .collect()
     }
@@ -274,7 +313,7 @@ impl ReportRow {
         let curves: Vec<&Vec<f32>> = self
             .runs
             .iter()
-            .filter_map(|r| Some(&r.eval.datasets.get(dataset)?.get(group)?.acc_curve))
+            .filter_map(|r| Some(&r.result(dataset, group)?.acc_curve))
             .collect();
         let len = curves.iter().map(|c| c.len()).min()?;
         (len > 0).then(|| {
@@ -476,7 +515,7 @@ impl SweepReport {
             )
             .unwrap();
         }
-        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100. \"Plateau steps\" counts training steps whose smoothed loss stayed within 10 % of ln 10 before it first fell below (for a biased distribution, the loss of the sequences outside its fixed task); \"(no drop)\" marks rows where a run never left the plateau.\n\n");
+        out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100. Runs meta-trained with every label permuted (`tasks.permute_labels_prob = 1`) are read on their seen and unseen tasks *with* their permutations (the `_permuted` groups), the only way they saw tasks. \"Plateau steps\" counts training steps whose smoothed loss stayed within 10 % of ln 10 before it first fell below (for a biased distribution, the loss of the sequences outside its fixed task); \"(no drop)\" marks rows where a run never left the plateau.\n\n");
         let with_params = self
             .rows
             .iter()
@@ -1031,7 +1070,7 @@ mod tests {
     fn fake_run(root: &Path, name: &str, num_tasks: u64, seed: u64, seen: f32, unseen: f32) {
         let dir = RunDir::new(root.join(name));
         std::fs::create_dir_all(dir.eval()).unwrap();
-        let mut cfg = TrainConfig::quickstart();
+        let mut cfg = TrainConfig::small();
         cfg.tasks.num_tasks = num_tasks;
         cfg.seed = seed;
         std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
@@ -1080,7 +1119,7 @@ mod tests {
         std::fs::create_dir_all(pending.checkpoints()).unwrap();
         std::fs::write(
             pending.config(),
-            toml::to_string(&TrainConfig::quickstart()).unwrap(),
+            toml::to_string(&TrainConfig::small()).unwrap(),
         )
         .unwrap();
         let out = root.join("report");
@@ -1193,6 +1232,40 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn always_permuted_runs_are_read_on_their_permuted_tasks() {
+        let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
+        let mut eval = EvalReport::default();
+        eval.datasets.insert(
+            "mnist".into(),
+            [
+                ("seen".to_string(), group(0.2)),
+                ("seen_permuted".to_string(), group(0.9)),
+                ("unseen".to_string(), group(0.3)),
+                ("unseen_permuted".to_string(), group(0.4)),
+            ]
+            .into(),
+        );
+        let run = |p: &str| RunSummary {
+            name: p.into(),
+            config: [("tasks.permute_labels_prob".to_string(), p.to_string())].into(),
+            training: None,
+            eval: eval.clone(),
+        };
+        let row = ReportRow {
+            key_values: vec![],
+            runs: vec![run("1.0")],
+        };
+        assert_eq!(row.acc_last("mnist", "seen"), vec![0.9f32 as f64]);
+        assert_eq!(row.acc_last("mnist", "unseen"), vec![0.4f32 as f64]);
+        let half = ReportRow {
+            key_values: vec![],
+            runs: vec![run("0.5")],
+        };
+        assert_eq!(half.acc_last("mnist", "seen"), vec![0.2f32 as f64]);
+        assert_eq!(run("1.0").column_group("identity"), "identity");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() {
-    let cfg = TrainConfig::quickstart();
+    let cfg = TrainConfig::small();
     let roots = DataRoots::new(None);
     let set = Arc::new(ImageSet::load(&roots, "mnist", Split::Train, &cfg.data).unwrap());
     let family = TaskFamily::new(0, set.n_x, 0.0);

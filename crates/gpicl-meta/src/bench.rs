@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_benchmark_times_every_phase_of_a_step() {
-        let mut cfg = TrainConfig::quickstart();
+        let mut cfg = TrainConfig::small();
         cfg.model.d_model = 8;
         cfg.model.num_layers = 1;
         cfg.batch.tasks_per_step = 1;

@@ -66,18 +66,37 @@ pub fn save_checkpoint(
     meta: &CheckpointMeta,
     keep: usize,
 ) -> Result<PathBuf> {
+    write_checkpoint(dir, params, Some(adam), meta, keep)
+}
+
+/// Writes the weights and metadata of a checkpoint without the optimiser
+/// state: a learner to ship and evaluate (a third of the size), which
+/// cannot be resumed.
+pub fn save_weights(dir: &Path, params: &ParamStore, meta: &CheckpointMeta) -> Result<PathBuf> {
+    write_checkpoint(dir, params, None, meta, usize::MAX)
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    params: &ParamStore,
+    adam: Option<&Adam>,
+    meta: &CheckpointMeta,
+    keep: usize,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(MetaError::io(dir))?;
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, (name, var)) in params.iter().enumerate() {
         let shape = var.dims().to_vec();
         let values: Vec<f32> = var.flatten_all()?.to_vec1()?;
         buffers.push((format!("param/{name}"), shape.clone(), f32_bytes(&values)));
-        buffers.push((
-            format!("adam.m/{name}"),
-            shape.clone(),
-            f32_bytes(&adam.m[i]),
-        ));
-        buffers.push((format!("adam.v/{name}"), shape, f32_bytes(&adam.v[i])));
+        if let Some(adam) = adam {
+            buffers.push((
+                format!("adam.m/{name}"),
+                shape.clone(),
+                f32_bytes(&adam.m[i]),
+            ));
+            buffers.push((format!("adam.v/{name}"), shape, f32_bytes(&adam.v[i])));
+        }
     }
     let views: Vec<(String, TensorView)> = buffers
         .iter()
@@ -202,6 +221,12 @@ impl LoadedCheckpoint {
                     if m.len() == var.elem_count() && v.len() == var.elem_count() =>
                 {
                     (m, v)
+                }
+                _ if self.adam_m.is_empty() && self.adam_v.is_empty() => {
+                    return Err(corrupt(
+                        path,
+                        "holds weights only (an exported learner) and cannot be resumed: train a new run from its config instead",
+                    ))
                 }
                 _ => {
                     return Err(corrupt(

@@ -20,6 +20,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod lr_schedule;
 pub mod metrics;
 pub mod plateau;
@@ -28,6 +29,7 @@ pub mod trainer;
 
 pub use config::{EvalConfig, LrDecay, OptimConfig, Precision, ScheduleConfig, TrainConfig};
 pub use error::{MetaError, Result};
+pub use export::export_learner;
 pub use metrics::{MetricsLog, StepMetrics};
 pub use run_dir::RunDir;
 pub use trainer::{load_run, LoadedRun, Observer, Silent, Trainer};
