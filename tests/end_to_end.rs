@@ -231,6 +231,17 @@ fn a_time_budget_stops_training_early_with_a_checkpoint() {
     assert_eq!(checkpoints.last().map(|c| c.0), Some(trainer.step()));
 }
 
+/// Steps of the train records whose loss was at most `limit`.
+fn steps_with_loss_at_most(dir: &RunDir, limit: f64) -> Vec<u64> {
+    gpicl::meta::MetricsLog::open(&dir.metrics())
+        .read()
+        .unwrap()
+        .iter()
+        .filter(|v| v["kind"] == "train" && v["loss"].as_f64().is_some_and(|l| l <= limit))
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
     let dir = RunDir::new(scratch("diverge"));
@@ -240,9 +251,70 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
         .unwrap()
         .run(&mut Silent)
         .unwrap_err();
-    assert!(matches!(err, MetaError::NonFiniteLoss { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            MetaError::NonFiniteLoss { .. } | MetaError::Diverged { .. }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("step"), "{err}");
-    assert!(!gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints()).is_empty());
+    // Whatever was checkpointed predates the divergence.
+    let good = steps_with_loss_at_most(&dir, 4.0 * 10f64.ln());
+    for (step, _) in gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints()) {
+        assert!(good.contains(&step), "checkpoint of diverged step {step}");
+    }
+}
+
+#[test]
+fn a_huge_learning_rate_is_stopped_by_the_divergence_guard_before_it_replaces_good_checkpoints() {
+    // Defect: `--lr 1e6` trained 60 steps to a loss of 1.5e13 and rotated
+    // the good checkpoints away. Train 6 sane steps, then continue at 1e6.
+    let dir = RunDir::new(scratch("guard"));
+    let mut cfg = tiny(6);
+    cfg.schedule.checkpoint_every = 2;
+    cfg.schedule.divergence_patience = 5;
+    Trainer::open(cfg.clone(), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let good: Vec<u64> = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints())
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(good, vec![4, 6]);
+    cfg.schedule.steps = 60;
+    cfg.optim.lr = 1e6;
+    let err = Trainer::open(cfg, dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            MetaError::Diverged { .. } | MetaError::NonFiniteLoss { .. }
+        ),
+        "{message}"
+    );
+    assert!(message.contains("optim.lr"), "{message}");
+    let threshold = 4.0 * 10f64.ln();
+    let sane = steps_with_loss_at_most(&dir, threshold);
+    let kept: Vec<u64> = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints())
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert!(
+        kept.contains(&6),
+        "the last good checkpoint survives: {kept:?}"
+    );
+    assert!(
+        kept.iter().all(|s| sane.contains(s)),
+        "{kept:?} vs sane {sane:?}"
+    );
+    if let MetaError::Diverged { step, .. } = err {
+        assert!(step < 60, "stopped early, at step {step}");
+    }
 }
 
 #[test]
@@ -320,6 +392,95 @@ fn a_corrupt_checkpoint_is_refused_with_its_path() {
         .expect("refused")
         .to_string();
     assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_is_skipped_and_the_run_resumes_from_the_older_one() {
+    let whole = RunDir::new(scratch("fallback-whole"));
+    Trainer::open(tiny(9), whole.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    for damage in ["header", "one flipped byte"] {
+        let dir = RunDir::new(scratch(&format!("fallback-{}", damage.len())));
+        Trainer::open(tiny(6), dir.clone(), &roots())
+            .unwrap()
+            .run(&mut Silent)
+            .unwrap();
+        let (_, newest) = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints())
+            .pop()
+            .unwrap();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        match damage {
+            "header" => bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes()),
+            _ => {
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0x40;
+            }
+        }
+        std::fs::write(&newest, &bytes).unwrap();
+        let mut resumed = Trainer::open(tiny(9), dir.clone(), &roots()).unwrap();
+        assert_eq!(resumed.step(), 3, "{damage}: resumed from step 3");
+        assert_eq!(resumed.skipped().len(), 1, "{damage}");
+        let reason = &resumed.skipped()[0].reason;
+        if damage != "header" {
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        assert!(resumed.skipped()[0]
+            .path
+            .to_string_lossy()
+            .ends_with(".corrupt"));
+        resumed.run(&mut Silent).unwrap();
+        drop(resumed);
+        assert_eq!(train_losses(&dir), train_losses(&whole), "{damage}");
+        assert_eq!(final_weights(&dir), final_weights(&whole), "{damage}");
+    }
+}
+
+#[test]
+fn from_step_resumes_from_an_older_checkpoint_on_purpose() {
+    let whole = RunDir::new(scratch("from-step-whole"));
+    Trainer::open(tiny(9), whole.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let dir = RunDir::new(scratch("from-step"));
+    let mut cfg = tiny(9);
+    cfg.schedule.keep_checkpoints = 5;
+    Trainer::open(cfg.clone(), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let err = Trainer::open_at(cfg.clone(), dir.clone(), &roots(), Some(4))
+        .err()
+        .expect("no checkpoint at step 4")
+        .to_string();
+    assert!(err.contains("step 4") && err.contains("3, 6, 9"), "{err}");
+    let mut again = Trainer::open_at(cfg, dir.clone(), &roots(), Some(3)).unwrap();
+    assert_eq!(again.step(), 3);
+    assert_eq!(again.skipped().len(), 2, "steps 6 and 9 set aside");
+    again.run(&mut Silent).unwrap();
+    drop(again);
+    assert_eq!(train_losses(&dir), train_losses(&whole));
+}
+
+#[test]
+fn a_second_trainer_on_the_same_folder_is_refused_naming_the_first() {
+    // Defect: two `train` processes on one --out both ran and interleaved
+    // metrics.jsonl.
+    let dir = RunDir::new(scratch("locked"));
+    let first = Trainer::open(tiny(3), dir.clone(), &roots()).unwrap();
+    let err = Trainer::open(tiny(3), dir.clone(), &roots())
+        .err()
+        .expect("refused while the first holds it");
+    let message = err.to_string();
+    assert!(matches!(err, MetaError::Locked { .. }), "{message}");
+    assert!(
+        message.contains(&format!("PID {}", std::process::id())),
+        "{message}"
+    );
+    drop(first);
+    Trainer::open(tiny(3), dir, &roots()).expect("free once the first is gone");
 }
 
 #[test]

@@ -369,6 +369,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
             out.display()
         );
     }
+    // One sweep process per folder; each cell's `train` locks its own run.
+    let _lock = gpicl::meta::RunLock::acquire(&out, "sweep")?;
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let jobs = args.jobs.max(1);

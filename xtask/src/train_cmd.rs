@@ -77,6 +77,9 @@ pub struct TrainArgs {
     /// Skip the evaluation after training.
     #[arg(long)]
     no_eval: bool,
+    /// Resume from the checkpoint of this step instead of the newest (newer ones are kept aside as *.abandoned).
+    #[arg(long, value_name = "STEP")]
+    from_step: Option<u64>,
     /// Print the fully resolved config as TOML and exit without training.
     #[arg(long)]
     print_config: bool,
@@ -150,11 +153,14 @@ fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<TrainConfig> {
             c.schedule = Default::default();
             c.eval = Default::default();
             c.device = String::new();
+            // What a diverged run needs changed to go on.
+            c.optim.lr = 0.0;
+            c.optim.clip_norm = 0.0;
             c
         };
         if frozen(&cfg) != frozen(&saved) {
             bail!(
-                "{} holds a run with a different config; only schedule.*, eval.* and device may change when resuming. Use another --out for a new run",
+                "{} holds a run with a different config; only schedule.*, eval.*, device, optim.lr and optim.clip_norm may change when resuming. Use another --out for a new run",
                 dir.root().display()
             );
         }
@@ -181,8 +187,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return run_sgd_baseline(cfg, &dir, &roots);
     }
     let started = Instant::now();
-    let mut trainer = Trainer::open(cfg, dir.clone(), &roots)?;
+    let mut trainer = Trainer::open_at(cfg, dir.clone(), &roots, args.from_step)?;
     let params = trainer.model().param_count();
+    if let Some(stale) = &trainer.lock().took_over_from {
+        println!(
+            "took over the lock left by PID {} ({}, started {}), which is no longer running",
+            stale.pid, stale.purpose, stale.started
+        );
+    }
+    for skipped in trainer.skipped() {
+        println!(
+            "skipped checkpoint {}: {}",
+            skipped.path.display(),
+            skipped.reason
+        );
+    }
     match trainer.resumed_from() {
         Some(path) => println!(
             "resuming {} from {} (step {})",
@@ -258,27 +277,8 @@ fn default_run_dir(name: &str) -> PathBuf {
 
 /// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
 fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let ((year, month, day), (h, m, sec)) = gpicl::meta::lock::utc_parts();
+    format!("{year:04}{month:02}{day:02}-{h:02}{m:02}{sec:02}")
 }
 
 /// Prints the run's loss plateau and saves it as `plateau.json`.

@@ -90,6 +90,14 @@ pub struct ScheduleConfig {
     /// stops (and checkpoints) at the first step boundary past it; 0 means
     /// no limit. Runs compared at equal compute use this. Default 0.
     pub max_minutes: f64,
+    /// Divergence guard: a loss above this multiple of the chance loss
+    /// `ln 10` for `divergence_patience` consecutive steps stops the run,
+    /// keeping the last checkpoint from before; 0 disables the guard.
+    /// Non-finite losses and gradients always stop it. Default 4.
+    pub divergence_factor: f64,
+    /// Consecutive steps above the divergence threshold that stop a run.
+    /// Default 20.
+    pub divergence_patience: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -100,6 +108,8 @@ impl Default for ScheduleConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             max_minutes: 0.0,
+            divergence_factor: 4.0,
+            divergence_patience: 20,
         }
     }
 }
@@ -392,6 +402,19 @@ impl TrainConfig {
                     "must be non-negative (0 = no limit), got {}",
                     self.schedule.max_minutes
                 ),
+            ));
+        }
+        let guard = self.schedule.divergence_factor;
+        if !(guard == 0.0 || (guard > 1.0 && guard.is_finite())) {
+            return Err(MetaError::config(
+                "schedule.divergence_factor",
+                format!("must be above 1 (a multiple of the chance loss) or 0 to disable the guard, got {guard}"),
+            ));
+        }
+        if self.schedule.divergence_patience == 0 {
+            return Err(MetaError::config(
+                "schedule.divergence_patience",
+                "must be at least 1",
             ));
         }
         if self.schedule.keep_checkpoints == 0 {

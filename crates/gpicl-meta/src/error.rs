@@ -30,10 +30,25 @@ pub enum MetaError {
     /// A checkpoint or config file is unreadable or does not fit this run.
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Another process holds the run (or sweep) directory.
+    #[error(
+        "{path} is in use by {holder}; wait for it to finish or stop it, or use another --out"
+    )]
+    Locked { path: PathBuf, holder: String },
     /// A hook (such as the periodic evaluation) failed; the run was
     /// checkpointed first.
     #[error("during training: {0}")]
     Observer(String),
+    /// The loss stayed far above chance for too long.
+    #[error("training diverged: the loss stayed above {threshold:.1} (schedule.divergence_factor × ln 10) for {patience} steps, reaching {loss} at step {step}. Lower optim.lr (now {lr}) or set optim.clip_norm (both may change when resuming, e.g. `train --out DIR --set optim.lr=...`), or raise schedule.divergence_factor / schedule.divergence_patience if such losses are expected. The last checkpoint from before the divergence is kept: {checkpoint}")]
+    Diverged {
+        step: u64,
+        loss: f32,
+        threshold: f64,
+        patience: u64,
+        lr: f64,
+        checkpoint: String,
+    },
     /// Training diverged; the last checkpoint is still intact.
     #[error("loss is {loss} at step {step}: training diverged (try a lower optim.lr, optim.clip_norm, or a smaller optim.eps); the run can resume from its last checkpoint")]
     NonFiniteLoss { step: u64, loss: f32 },

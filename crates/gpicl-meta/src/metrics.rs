@@ -67,35 +67,99 @@ impl MetricsLog {
     /// after its last checkpoint, so the resumed run's log has each step
     /// once.
     pub fn truncate_after(&self, step: u64) -> Result<()> {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
-            return Ok(());
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(MetaError::io(&self.path)(e)),
         };
+        // A process killed mid-append leaves a torn last line: records
+        // that do not parse are dropped with the steps to be redone.
+        let text = String::from_utf8_lossy(&bytes);
         let kept: String = text
             .lines()
             .filter(|line| {
                 serde_json::from_str::<serde_json::Value>(line)
                     .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                    .is_none_or(|s| s <= step)
+                    .filter(serde_json::Value::is_object)
+                    .is_some_and(|v| {
+                        v.get("step")
+                            .and_then(|s| s.as_u64())
+                            .is_none_or(|s| s <= step)
+                    })
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        let tmp = self.path.with_extension("partial");
-        std::fs::write(&tmp, kept).map_err(MetaError::io(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(MetaError::io(&self.path))
+        crate::run_dir::write_atomically(&self.path, kept.as_bytes())
     }
 
-    /// Every record as JSON.
+    /// Every record as JSON. A torn last line (a process killed while
+    /// appending it) is ignored; any other unreadable line is an error
+    /// naming the file and line.
     pub fn read(&self) -> Result<Vec<serde_json::Value>> {
-        let text = std::fs::read_to_string(&self.path).map_err(MetaError::io(&self.path))?;
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).map_err(|e| MetaError::Corrupt {
-                    path: self.path.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        let bytes = std::fs::read(&self.path).map_err(MetaError::io(&self.path))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<(usize, &str)> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .collect();
+        let last = lines.len().saturating_sub(1);
+        let mut records = Vec::with_capacity(lines.len());
+        for (i, &(number, line)) in lines.iter().enumerate() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) if v.is_object() => records.push(v),
+                _ if i == last && !text.ends_with('\n') => {}
+                Ok(_) => {
+                    return Err(MetaError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("line {}: expected a JSON object", number + 1),
+                    })
+                }
+                Err(e) => {
+                    return Err(MetaError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("line {}: {e}", number + 1),
+                    })
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(tag: &str, text: &str) -> MetricsLog {
+        let dir = std::env::temp_dir().join(format!("gpicl-metrics-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.jsonl");
+        std::fs::write(&path, text).unwrap();
+        MetricsLog::open(&path)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_when_reading_and_dropped_when_resuming() {
+        let log = log_with(
+            "torn",
+            "{\"kind\":\"train\",\"step\":1}\n{\"kind\":\"train\",\"step\":2}\n{\"kind\":\"tr",
+        );
+        assert_eq!(log.read().unwrap().len(), 2);
+        log.truncate_after(1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log.path).unwrap(),
+            "{\"kind\":\"train\",\"step\":1}\n"
+        );
+    }
+
+    #[test]
+    fn a_damaged_line_in_the_middle_is_an_error_naming_the_line() {
+        let log = log_with("middle", "{\"step\":1}\nnot json\n{\"step\":2}\n");
+        let err = log.read().unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("metrics.jsonl"),
+            "{err}"
+        );
     }
 }

@@ -1,6 +1,22 @@
 //! The layout of a run directory.
 
+use crate::error::{MetaError, Result};
 use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename,
+/// so a crash leaves either the old file or the new one, never half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(MetaError::io(&tmp))?;
+        f.write_all(bytes).map_err(MetaError::io(&tmp))?;
+        f.sync_all().map_err(MetaError::io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(MetaError::io(path))
+}
 
 /// Paths inside one run's directory:
 ///

@@ -4,9 +4,10 @@ use crate::adam::{clip_global_norm, Adam};
 use crate::checkpoint::{list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta};
 use crate::config::TrainConfig;
 use crate::error::{MetaError, Result};
+use crate::lock::RunLock;
 use crate::lr_schedule::learning_rate;
 use crate::metrics::{MetricsLog, StepMetrics};
-use crate::run_dir::RunDir;
+use crate::run_dir::{write_atomically, RunDir};
 use gpicl_kernels::{ops, Device};
 use gpicl_models::{build_model, SequenceModel};
 use gpicl_tasks::pool::load_example_source;
@@ -52,16 +53,54 @@ pub struct Trainer {
     metrics: MetricsLog,
     step: u64,
     resumed_from: Option<PathBuf>,
+    skipped: Vec<SkippedCheckpoint>,
+    lock: RunLock,
+    /// Consecutive steps whose loss was above the divergence threshold.
+    high_loss_steps: u64,
+}
+
+/// A checkpoint that resumption passed over, and why.
+#[derive(Clone, Debug)]
+pub struct SkippedCheckpoint {
+    /// Where it is now (renamed `*.corrupt` or `*.abandoned`).
+    pub path: PathBuf,
+    /// Why it was not used.
+    pub reason: String,
+}
+
+/// Renames `path` to `path.<suffix>` (out of the checkpoint listing, but
+/// kept), returning the new name.
+fn set_aside(path: &std::path::Path, suffix: &str) -> Result<PathBuf> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{suffix}"));
+    let target = PathBuf::from(name);
+    std::fs::rename(path, &target).map_err(MetaError::io(path))?;
+    Ok(target)
 }
 
 impl Trainer {
-    /// Starts the run in `dir`, or resumes it from its newest checkpoint.
-    /// Writes `config.toml`.
+    /// Starts the run in `dir`, or resumes it from its newest intact
+    /// checkpoint. Writes `config.toml`.
     pub fn open(cfg: TrainConfig, dir: RunDir, roots: &DataRoots) -> Result<Self> {
+        Self::open_at(cfg, dir, roots, None)
+    }
+
+    /// [`Trainer::open`], resuming from the checkpoint of step `from_step`
+    /// when given (newer checkpoints are set aside as `*.abandoned` and the
+    /// metrics after that step dropped). Checkpoints that fail to verify
+    /// (header, checksum, tensor names and shapes) are set aside as
+    /// `*.corrupt` and the next older one is used; [`Trainer::skipped`]
+    /// says which and why.
+    pub fn open_at(
+        cfg: TrainConfig,
+        dir: RunDir,
+        roots: &DataRoots,
+        from_step: Option<u64>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
         cfg.precision.apply();
-        std::fs::create_dir_all(dir.root()).map_err(MetaError::io(dir.root()))?;
+        let lock = RunLock::acquire(dir.root(), "train")?;
 
         let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
         let n_x = source.n_x();
@@ -83,10 +122,60 @@ impl Trainer {
         let mut adam = Adam::new(cfg.optim.clone(), model.params());
         let metrics = MetricsLog::open(&dir.metrics());
 
-        let (sampler, step, resumed_from) = match list_checkpoints(&dir.checkpoints()).pop() {
-            Some((_, path)) => {
-                let ckpt = load_checkpoint(&path, &device)?;
+        let mut candidates = list_checkpoints(&dir.checkpoints());
+        let mut skipped = Vec::new();
+        if let Some(wanted) = from_step {
+            let Some(at) = candidates.iter().position(|(step, _)| *step == wanted) else {
+                let steps: Vec<String> = candidates.iter().map(|(s, _)| s.to_string()).collect();
+                return Err(MetaError::config(
+                    "--from-step",
+                    format!(
+                        "{} has no checkpoint of step {wanted}; it has steps [{}]",
+                        dir.checkpoints().display(),
+                        steps.join(", ")
+                    ),
+                ));
+            };
+            for (_, newer) in candidates.split_off(at + 1) {
+                skipped.push(SkippedCheckpoint {
+                    path: set_aside(&newer, "abandoned")?,
+                    reason: format!("newer than --from-step {wanted}"),
+                });
+            }
+        }
+        let mut unusable = Vec::new();
+        let mut chosen = None;
+        while let Some((_, path)) = candidates.pop() {
+            let restored = load_checkpoint(&path, &device).and_then(|ckpt| {
                 ckpt.restore(&path, model.params(), &mut adam)?;
+                Ok(ckpt)
+            });
+            match restored {
+                Ok(ckpt) => {
+                    chosen = Some((path, ckpt));
+                    break;
+                }
+                Err(e) => unusable.push((path, e.to_string())),
+            }
+        }
+        if chosen.is_none() && !unusable.is_empty() {
+            let reasons: Vec<String> = unusable.iter().map(|(_, r)| r.clone()).collect();
+            return Err(MetaError::Corrupt {
+                path: dir.checkpoints(),
+                reason: format!(
+                    "no checkpoint can be resumed from: {}. Move the folder away to start the run over",
+                    reasons.join("; ")
+                ),
+            });
+        }
+        for (path, reason) in unusable {
+            skipped.push(SkippedCheckpoint {
+                path: set_aside(&path, "corrupt")?,
+                reason,
+            });
+        }
+        let (sampler, step, resumed_from) = match chosen {
+            Some((path, ckpt)) => {
                 metrics.truncate_after(ckpt.meta.step)?;
                 let sampler = TrainSampler::resume(
                     cfg.tasks.clone(),
@@ -125,7 +214,7 @@ impl Trainer {
         // Written last, so a run that failed to start leaves no config
         // behind to block a corrected retry.
         let text = toml::to_string(&cfg).map_err(|e| MetaError::config("config", e.to_string()))?;
-        std::fs::write(dir.config(), text).map_err(MetaError::io(&dir.config()))?;
+        write_atomically(&dir.config(), text.as_bytes())?;
         Ok(Self {
             cfg,
             dir,
@@ -137,7 +226,21 @@ impl Trainer {
             metrics,
             step,
             resumed_from,
+            skipped,
+            lock,
+            high_loss_steps: 0,
         })
+    }
+
+    /// Checkpoints resumption passed over (corrupt ones, and those newer
+    /// than `--from-step`).
+    pub fn skipped(&self) -> &[SkippedCheckpoint] {
+        &self.skipped
+    }
+
+    /// The run directory's lock (and whose stale lock it took over).
+    pub fn lock(&self) -> &RunLock {
+        &self.lock
     }
 
     /// The resolved config.
@@ -268,6 +371,10 @@ impl Trainer {
 
     /// Writes a checkpoint of the current state.
     pub fn checkpoint(&self) -> Result<PathBuf> {
+        self.checkpoint_keeping(self.cfg.schedule.keep_checkpoints)
+    }
+
+    fn checkpoint_keeping(&self, keep: usize) -> Result<PathBuf> {
         let meta = CheckpointMeta {
             step: self.step,
             adam_step: self.adam.step,
@@ -279,41 +386,76 @@ impl Trainer {
             self.model.params(),
             &self.adam,
             &meta,
-            self.cfg.schedule.keep_checkpoints,
+            keep,
         )
     }
 
     /// Trains until `schedule.steps` (or `schedule.max_minutes`), logging
     /// every step, evaluating and checkpointing on schedule, and
     /// checkpointing at the end (also when a step fails, so no finished
-    /// work is lost).
+    /// work is lost). A loss above `schedule.divergence_factor · ln 10` for
+    /// `schedule.divergence_patience` steps in a row stops the run with
+    /// [`MetaError::Diverged`]; while the loss is that high no checkpoint
+    /// replaces the last one taken before.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<()> {
         let s = self.cfg.schedule.clone();
         let started = Instant::now();
         let out_of_time = |started: Instant| {
             s.max_minutes > 0.0 && started.elapsed().as_secs_f64() >= s.max_minutes * 60.0
         };
+        let threshold = s.divergence_factor * (NUM_CLASSES as f64).ln();
         while self.step < s.steps && !out_of_time(started) {
             let m = match self.train_step() {
                 Ok(m) => m,
                 Err(e) => {
-                    self.checkpoint_if_new()?;
+                    self.checkpoint_unless_diverging()?;
                     return Err(e);
                 }
             };
             self.metrics.append(&m)?;
             observer.on_step(&m);
-            if self.step.is_multiple_of(s.checkpoint_every) {
+            if s.divergence_factor > 0.0 && m.loss as f64 > threshold {
+                self.high_loss_steps += 1;
+            } else {
+                self.high_loss_steps = 0;
+            }
+            if s.divergence_factor > 0.0 && self.high_loss_steps >= s.divergence_patience {
+                return Err(MetaError::Diverged {
+                    step: self.step,
+                    loss: m.loss,
+                    threshold,
+                    patience: s.divergence_patience,
+                    lr: self.cfg.optim.lr,
+                    checkpoint: list_checkpoints(&self.dir.checkpoints())
+                        .pop()
+                        .map_or_else(|| "none yet".into(), |(_, p)| p.display().to_string()),
+                });
+            }
+            if self.step.is_multiple_of(s.checkpoint_every) && self.high_loss_steps == 0 {
                 self.checkpoint()?;
             }
             if s.eval_every > 0 && self.step.is_multiple_of(s.eval_every) && self.step < s.steps {
                 if let Err(e) = observer.on_eval(self) {
-                    self.checkpoint_if_new()?;
+                    self.checkpoint_unless_diverging()?;
                     return Err(e);
                 }
             }
         }
-        self.checkpoint_if_new()?;
+        if self.high_loss_steps > 0 {
+            // Keep the checkpoints from before the loss rose next to this one.
+            self.checkpoint_keeping(usize::MAX)?;
+        } else {
+            self.checkpoint_if_new()?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints the last finished step, unless the loss is in a
+    /// divergence streak (then the last good checkpoint stays the newest).
+    fn checkpoint_unless_diverging(&self) -> Result<()> {
+        if self.high_loss_steps == 0 {
+            self.checkpoint_if_new()?;
+        }
         Ok(())
     }
 
@@ -342,6 +484,8 @@ pub struct LoadedRun {
     pub checkpoint: PathBuf,
     /// Features per example the model reads (`N_x`).
     pub n_x: usize,
+    /// Newer checkpoints that could not be read (left in place).
+    pub skipped: Vec<SkippedCheckpoint>,
 }
 
 /// Reads a run's config and newest checkpoint and rebuilds its model.
@@ -350,14 +494,40 @@ pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
     if device.is_cuda() {
         config.precision.apply();
     }
-    let (_, path) =
-        list_checkpoints(&dir.checkpoints())
-            .pop()
-            .ok_or_else(|| MetaError::Corrupt {
-                path: dir.checkpoints(),
-                reason: "no checkpoint: train the run first (`cargo xtask train --out DIR`)".into(),
-            })?;
-    let ckpt = load_checkpoint(&path, device)?;
+    let mut checkpoints = list_checkpoints(&dir.checkpoints());
+    if checkpoints.is_empty() {
+        return Err(MetaError::Corrupt {
+            path: dir.checkpoints(),
+            reason: "no checkpoint: train the run first (`cargo xtask train --out DIR`)".into(),
+        });
+    }
+    // The newest checkpoint that reads back whole and fits the config.
+    let mut skipped = Vec::new();
+    let mut first_error = None;
+    while let Some((_, path)) = checkpoints.pop() {
+        match load_model_at(&config, &path, device) {
+            Ok(mut run) => {
+                run.skipped = skipped;
+                return Ok(run);
+            }
+            Err(e) => {
+                skipped.push(SkippedCheckpoint {
+                    path,
+                    reason: e.to_string(),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.expect("at least one checkpoint was tried"))
+}
+
+fn load_model_at(
+    config: &TrainConfig,
+    path: &std::path::Path,
+    device: &Device,
+) -> Result<LoadedRun> {
+    let ckpt = load_checkpoint(path, device)?;
     let model = build_model(
         &config.model,
         ckpt.meta.input_dim,
@@ -370,15 +540,16 @@ pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
         .params()
         .load(&ckpt.params)
         .map_err(|e| MetaError::Corrupt {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
     let n_x = ckpt.meta.input_dim.saturating_sub(NUM_CLASSES);
     Ok(LoadedRun {
-        config,
+        config: config.clone(),
         model,
         step: ckpt.meta.step,
-        checkpoint: path,
+        checkpoint: path.to_path_buf(),
         n_x,
+        skipped: Vec::new(),
     })
 }

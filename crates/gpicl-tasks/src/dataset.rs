@@ -249,6 +249,32 @@ impl ImageSet {
         if n == 0 {
             return Err(corrupt(&images_path, "holds no image".into()));
         }
+        if let Some(info) = crate::catalog::lookup(name) {
+            if (h, w, c) != info.shape {
+                let (eh, ew, ec) = info.shape;
+                return Err(corrupt(
+                    &images_path,
+                    format!(
+                        "images are {h}×{w}×{c} (height × width × channels), but `{name}` is {eh}×{ew}×{ec}: is this another dataset's file?"
+                    ),
+                ));
+            }
+            if let Some((index, label)) = labels
+                .data
+                .iter()
+                .enumerate()
+                .find(|(_, &label)| label as usize >= info.classes)
+            {
+                return Err(corrupt(
+                    &labels_path,
+                    format!(
+                        "label {label} at index {index} is outside `{name}`'s {} classes (0…{})",
+                        info.classes,
+                        info.classes - 1
+                    ),
+                ));
+            }
+        }
         // Datasets with more classes become 10-way tasks in `crate::pool`.
         let classes =
             (labels.data.iter().copied().max().unwrap_or(0) as usize + 1).max(crate::NUM_CLASSES);
@@ -488,6 +514,68 @@ mod tests {
         .to_string();
         assert!(
             err.contains("t10k-labels-idx1-ubyte") && err.contains("2 labels for 3 images"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn labels_outside_a_known_datasets_classes_are_refused_naming_file_and_index() {
+        let dir = tmp("labels-200");
+        write_dataset(
+            &dir,
+            "mnist",
+            IdxArray {
+                dims: vec![3, 28, 28],
+                data: vec![7; 3 * 784],
+            },
+            IdxArray {
+                dims: vec![3],
+                data: vec![4, 200, 200],
+            },
+        );
+        let err = ImageSet::load(
+            &DataRoots::only(vec![dir.clone()]),
+            "mnist",
+            Split::Test,
+            &DataConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t10k-labels-idx1-ubyte")
+                && err.contains("label 200 at index 1")
+                && err.contains("10 classes"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn images_of_another_shape_than_the_catalogue_says_are_refused() {
+        let dir = tmp("cifar-as-mnist");
+        write_dataset(
+            &dir,
+            "mnist",
+            IdxArray {
+                dims: vec![2, 32, 32, 3],
+                data: vec![0; 2 * 32 * 32 * 3],
+            },
+            IdxArray {
+                dims: vec![2],
+                data: vec![0, 1],
+            },
+        );
+        let err = ImageSet::load(
+            &DataRoots::only(vec![dir.clone()]),
+            "mnist",
+            Split::Test,
+            &DataConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t10k-images") && err.contains("32×32×3") && err.contains("28×28×1"),
             "{err}"
         );
         std::fs::remove_dir_all(dir).ok();
