@@ -19,6 +19,9 @@ mod config_overrides;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
+#[cfg(test)]
+#[path = "../../tests/support/fuzzing.rs"]
+mod fuzzing;
 mod gpu_check_cmd;
 mod inspect_cmd;
 mod model_flags;

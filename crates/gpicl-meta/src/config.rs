@@ -284,7 +284,10 @@ impl TrainConfig {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        cfg.validate_options()?;
+        cfg.validate_options().map_err(|e| MetaError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Ok(cfg)
     }
 

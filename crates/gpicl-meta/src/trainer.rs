@@ -188,7 +188,9 @@ impl Trainer {
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
-                metrics.truncate_after(0)?;
+                // A fresh start (perhaps after a start that was killed
+                // before its first checkpoint) begins an empty log.
+                write_atomically(&dir.metrics(), b"")?;
                 metrics.append(&ModelLine {
                     kind: "model",
                     step: 0,

@@ -8,6 +8,9 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
 use std::path::Path;
 
+/// The most a column chunk may expand when decoded, relative to the file.
+const MAX_EXPANSION: usize = 64;
+
 /// Decoded examples of one shard: `images` is `n × h × w × c` bytes.
 #[derive(Debug, Default)]
 pub struct DecodedShard {
@@ -27,6 +30,32 @@ pub fn read_shard(
     shape: (usize, usize, usize),
     classes: usize,
 ) -> Result<DecodedShard> {
+    // The parquet crate asserts on some malformed footers (negative column
+    // offsets, for one) instead of returning an error: a damaged shard must
+    // be an error naming it, not a crash.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_shard(path, image_column, label_column, shape, classes)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".into());
+        Err(TaskError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("not a readable parquet file (the parquet reader failed: {what})"),
+        })
+    })
+}
+
+fn decode_shard(
+    path: &Path,
+    image_column: &str,
+    label_column: &str,
+    shape: (usize, usize, usize),
+    classes: usize,
+) -> Result<DecodedShard> {
     let corrupt = |reason: String| TaskError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -37,7 +66,29 @@ pub fn read_shard(
     })?;
     let reader = SerializedFileReader::new(file)
         .map_err(|e| corrupt(format!("not a readable parquet file: {e}")))?;
-    let rows = reader.metadata().file_metadata().num_rows().max(0) as usize;
+    // The footer's row count is untrusted: reserve no more than the file
+    // could hold (each row takes at least a byte).
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len()) as usize;
+    // So are its column sizes, which the reader allocates before reading:
+    // a chunk cannot be larger than the file, nor expand more than the
+    // compressions of image shards do.
+    for group in reader.metadata().row_groups() {
+        for column in group.columns() {
+            let stored = column.compressed_size();
+            let expanded = column.uncompressed_size();
+            if stored < 0
+                || stored as usize > file_len
+                || expanded < 0
+                || expanded as usize > MAX_EXPANSION * file_len.max(1)
+            {
+                return Err(corrupt(format!(
+                    "column `{}` claims {stored} stored and {expanded} decoded bytes in a {file_len}-byte file",
+                    column.column_path()
+                )));
+            }
+        }
+    }
+    let rows = (reader.metadata().file_metadata().num_rows().max(0) as usize).min(file_len);
     let (h, w, c) = shape;
     let mut out = DecodedShard {
         images: Vec::with_capacity(rows * h * w * c),

@@ -3,15 +3,14 @@
 //! relies on (`X-Repo-Commit`, `X-Linked-Etag`, `Content-Range`), and small
 //! parquet shards written by the test. Nothing reaches the internet.
 
+mod common;
+
+use common::{example, shard};
 use gpicl_tasks::cache::{verify_dataset, Manifest};
 use gpicl_tasks::catalog::{DatasetInfo, HubSource, ImportFormat};
 use gpicl_tasks::hub::{fetch, HubOptions};
 use gpicl_tasks::idx::read_idx;
 use gpicl_tasks::{DataConfig, DataRoots, ImageSet, Split, TaskError};
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::parser::parse_message_type;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -53,73 +52,6 @@ fn temp(name: &str) -> PathBuf {
 }
 
 /// Example `i` of a shard starting at `first`: pixel `p` is `(i·7 + p) % 256`.
-fn example(i: usize) -> (Vec<u8>, u8) {
-    let pixels = (0..30).map(|p| ((i * 7 + p) % 256) as u8).collect();
-    (pixels, (i % 10) as u8)
-}
-
-fn png(pixels: &[u8]) -> Vec<u8> {
-    let img = image::GrayImage::from_raw(5, 6, pixels.to_vec()).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
-/// A parquet shard laid out as the `datasets` library writes image data:
-/// `image: {bytes, path}` and `label: int64`, snappy-compressed.
-fn shard(examples: std::ops::Range<usize>) -> Vec<u8> {
-    let schema = Arc::new(
-        parse_message_type(
-            "message schema {
-                optional group image {
-                    optional binary bytes;
-                    optional binary path (STRING);
-                }
-                optional int64 label;
-            }",
-        )
-        .unwrap(),
-    );
-    let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::SNAPPY)
-            .build(),
-    );
-    let mut buf = Vec::new();
-    {
-        let mut writer = SerializedFileWriter::new(&mut buf, schema, props).unwrap();
-        let mut group = writer.next_row_group().unwrap();
-        let n = examples.len();
-        let images: Vec<ByteArray> = examples
-            .clone()
-            .map(|i| ByteArray::from(png(&example(i).0)))
-            .collect();
-        let labels: Vec<i64> = examples.map(|i| example(i).1 as i64).collect();
-        let mut column = group.next_column().unwrap().unwrap();
-        column
-            .typed::<ByteArrayType>()
-            .write_batch(&images, Some(&vec![2; n]), None)
-            .unwrap();
-        column.close().unwrap();
-        // `path` is null in every row.
-        let mut column = group.next_column().unwrap().unwrap();
-        column
-            .typed::<ByteArrayType>()
-            .write_batch(&[], Some(&vec![1; n]), None)
-            .unwrap();
-        column.close().unwrap();
-        let mut column = group.next_column().unwrap().unwrap();
-        column
-            .typed::<Int64Type>()
-            .write_batch(&labels, Some(&vec![1; n]), None)
-            .unwrap();
-        column.close().unwrap();
-        group.close().unwrap();
-        writer.close().unwrap();
-    }
-    buf
-}
-
 fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
