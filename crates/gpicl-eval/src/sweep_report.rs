@@ -433,7 +433,14 @@ pub struct SweepReport {
     pub unfinished: Vec<String>,
     /// Datasets in the evaluations.
     pub datasets: Vec<String>,
+    /// For sweeps whose runs differ in more than [`MAX_KEY_COLUMNS`] keys
+    /// (rows named by run folder): what each run changes from the most
+    /// common value of each key.
+    pub cell_settings: Vec<(String, String)>,
 }
+
+/// Varying keys shown as columns; beyond this rows are named by run.
+pub const MAX_KEY_COLUMNS: usize = 4;
 
 impl SweepReport {
     /// Groups `runs` into rows by their non-seed varying keys.
@@ -446,11 +453,54 @@ impl SweepReport {
             runs.iter()
                 .any(|r| r.config.get(k) != runs[0].config.get(k))
         };
-        let varying: Vec<String> = keys
+        let mut varying: Vec<String> = keys
             .iter()
             .filter(|k| k.as_str() != "seed" && differs(k))
             .cloned()
             .collect();
+        // Too many keys for columns (an ablation of named cells): rows are
+        // named by their run folder, and a table says what each changes
+        // from the most common setting.
+        let mut cell_settings = Vec::new();
+        if varying.len() > MAX_KEY_COLUMNS {
+            let usual = |k: &str| {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for r in &runs {
+                    *counts
+                        .entry(r.config.get(k).map_or("", String::as_str))
+                        .or_default() += 1;
+                }
+                counts
+                    .into_iter()
+                    .max_by_key(|&(_, n)| n)
+                    .map(|(v, _)| v.to_string())
+            };
+            let usual: Vec<(String, Option<String>)> =
+                varying.iter().map(|k| (k.clone(), usual(k))).collect();
+            for run in &runs {
+                let changes: Vec<String> = usual
+                    .iter()
+                    .filter(|(k, v)| run.config.get(k) != v.as_ref())
+                    .map(|(k, _)| {
+                        format!("`{k} = {}`", run.config.get(k).map_or("", String::as_str))
+                    })
+                    .collect();
+                let changes = if changes.is_empty() {
+                    "the most common setting of every key".to_string()
+                } else {
+                    changes.join(", ")
+                };
+                if !cell_settings
+                    .iter()
+                    .any(|(n, _): &(String, String)| *n == run.name)
+                {
+                    cell_settings.push((run.name.clone(), changes));
+                }
+            }
+            cell_settings.sort();
+            varying = vec!["cell".to_string()];
+        }
+        let by_name = varying == ["cell"] && !cell_settings.is_empty();
         let mut seeds: Vec<String> = if differs("seed") {
             runs.iter()
                 .filter_map(|r| r.config.get("seed").cloned())
@@ -463,10 +513,14 @@ impl SweepReport {
         let mut rows: BTreeMap<Vec<SortKey>, ReportRow> = BTreeMap::new();
         let mut datasets: Vec<String> = Vec::new();
         for run in runs {
-            let values: Vec<String> = varying
-                .iter()
-                .map(|k| run.config.get(k).cloned().unwrap_or_default())
-                .collect();
+            let values: Vec<String> = if by_name {
+                vec![run.name.clone()]
+            } else {
+                varying
+                    .iter()
+                    .map(|k| run.config.get(k).cloned().unwrap_or_default())
+                    .collect()
+            };
             for d in run.eval.datasets.keys() {
                 if !datasets.contains(d) {
                     datasets.push(d.clone());
@@ -487,6 +541,7 @@ impl SweepReport {
             rows: rows.into_values().collect(),
             unfinished,
             datasets,
+            cell_settings,
         }
     }
 
@@ -514,6 +569,13 @@ impl SweepReport {
                 self.seeds.join(", ")
             )
             .unwrap();
+        }
+        if !self.cell_settings.is_empty() {
+            out.push_str(".\n\n| cell | changes |\n|---|---|\n");
+            for (name, changes) in &self.cell_settings {
+                writeln!(out, "| {name} | {changes} |").unwrap();
+            }
+            out.push_str("\nRuns differ in more keys than fit as columns, so rows are named by run folder; the table above says what each changes");
         }
         out.push_str(". Accuracy is at the last position of each sequence (after 99 examples in context for sequences of 100); chance is 0.100. Runs meta-trained with every label permuted (`tasks.permute_labels_prob = 1`) are read on their seen and unseen tasks *with* their permutations (the `_permuted` groups), the only way they saw tasks. \"Plateau steps\" counts training steps whose smoothed loss stayed within 10 % of ln 10 before it first fell below (for a biased distribution, the loss of the sequences outside its fixed task); \"(no drop)\" marks rows where a run never left the plateau.\n\n");
         let with_params = self
@@ -1232,6 +1294,40 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_ablation_of_many_keys_names_rows_by_cell_and_lists_each_cells_change() {
+        let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
+        let mut eval = EvalReport::default();
+        eval.datasets
+            .insert("mnist".into(), [("unseen".to_string(), group(0.5))].into());
+        let base: BTreeMap<String, String> =
+            (0..6).map(|i| (format!("k{i}"), "0".to_string())).collect();
+        let runs: Vec<RunSummary> = (0..6)
+            .map(|i| {
+                let mut config = base.clone();
+                if i > 0 {
+                    config.insert(format!("k{i}"), "1".into());
+                }
+                RunSummary {
+                    name: format!("{i:02}-cell"),
+                    config,
+                    training: None,
+                    eval: eval.clone(),
+                }
+            })
+            .collect();
+        let report = SweepReport::new(runs, vec![]);
+        assert_eq!(report.varying, vec!["cell"]);
+        assert_eq!(report.rows.len(), 6);
+        let md = report.markdown("t", "c");
+        assert!(
+            md.contains("| 00-cell | the most common setting of every key |"),
+            "{md}"
+        );
+        assert!(md.contains("| 03-cell | `k3 = 1` |"), "{md}");
+        assert!(md.contains("| cell | runs |"), "{md}");
     }
 
     #[test]
