@@ -22,7 +22,22 @@
 //! println!("{}", evaluate_run(&dir, &roots, None, None).unwrap().table());
 //! ```
 
+//! A shipped learner on data of one's own (`cargo xtask predict` is the
+//! command-line face of the same API): the training rows are its context,
+//! nothing is trained.
+//!
+//! ```
+//! use gpicl::{Learner, PredictOptions};
+//! let learner = Learner::load("models/gpicl-quickstart-7px".as_ref(), PredictOptions::default())?;
+//! let x = vec![vec![0.0, 1.0, 0.2], vec![0.1, 0.9, 0.1], vec![1.0, 0.0, 0.9], vec![0.9, 0.2, 1.0]];
+//! let fitted = learner.fit(&x, &[0, 0, 1, 1])?;
+//! let p = fitted.predict_proba(&[vec![0.95, 0.1, 0.9]])?;
+//! assert_eq!(p[0].len(), 2);
+//! # Ok::<(), gpicl::eval::EvalError>(())
+//! ```
+
 pub use gpicl_eval as eval;
+pub use gpicl_eval::predict::{FittedLearner, Learner, PredictOptions};
 pub use gpicl_kernels as kernels;
 pub use gpicl_meta as meta;
 pub use gpicl_models as models;

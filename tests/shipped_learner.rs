@@ -63,3 +63,27 @@ fn shipped_learners_are_small_weights_only_checkpoints() {
         assert!(ckpt.adam_m.is_empty(), "no optimiser state shipped");
     }
 }
+
+#[test]
+fn shipped_learners_match_their_manifest_so_a_hub_download_can_be_checked() {
+    for dir in shipped() {
+        gpicl::tasks::hub::verify_model_manifest(&dir).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (after editing a learner, run `cargo xtask export --manifest-only --out {}`)",
+                dir.display(),
+                dir.display()
+            )
+        });
+        let manifest: gpicl::tasks::hub::ModelManifest = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(gpicl::tasks::hub::MODEL_MANIFEST)).unwrap(),
+        )
+        .unwrap();
+        let listed = gpicl::tasks::hub::ModelManifest::of_dir(&dir).unwrap();
+        assert_eq!(
+            manifest,
+            listed,
+            "{}: manifest misses or lists extra files",
+            dir.display()
+        );
+    }
+}

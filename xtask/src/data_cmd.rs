@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use gpicl::tasks::cache::{cached_datasets, default_cache_dir, verify_dataset, Manifest};
 use gpicl::tasks::catalog::{self, DatasetInfo, ImportFormat};
 use gpicl::tasks::hub::{self, HubOptions};
-use gpicl::tasks::{import, DataRoots, Split};
+use gpicl::tasks::{import, import_user, ChannelPolicy, DataRoots, Split};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -44,13 +44,28 @@ enum DataCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Import a local copy in its original format (MNIST-style IDX files,
-    /// CIFAR-10 binary batches) into the cache.
+    /// Import into the cache: a known dataset from a local copy in its
+    /// original format (MNIST-style IDX files, CIFAR-10 binary batches), or
+    /// a dataset of your own under a new name: an image folder (one
+    /// sub-folder per class of PNG/JPEG files, optionally under train/ and
+    /// test/) or a table (.csv with a header row, or .parquet).
     Import {
-        /// Dataset name (see `data list`).
+        /// Dataset name: a known one (see `data list`) or a new one.
         name: String,
-        /// Folder holding the files.
-        dir: PathBuf,
+        /// The folder (a known dataset's files, or an image folder) or table file.
+        path: PathBuf,
+        /// Tables: the label column.
+        #[arg(long, default_value = "label")]
+        label: String,
+        /// Tables: a test split with the same columns.
+        #[arg(long, value_name = "FILE")]
+        test: Option<PathBuf>,
+        /// Image folders: resize every image to this square side (needed when sizes differ).
+        #[arg(long)]
+        image_size: Option<usize>,
+        /// Image folders: store images as gray (default) or rgb.
+        #[arg(long, value_enum, default_value = "gray")]
+        channels: Channels,
     },
     /// Re-hash cached datasets against their manifests.
     Verify {
@@ -75,13 +90,47 @@ pub fn run(args: DataArgs) -> Result<()> {
             }
             Ok(())
         }
-        DataCommand::Import { name, dir } => {
-            let info = known(&name)?;
-            let path = import::import_dir(info, &dir, &cache)
-                .with_context(|| format!("importing `{name}` from {}", dir.display()))?;
-            report_installed(&path)
+        DataCommand::Import {
+            name,
+            path,
+            label,
+            test,
+            image_size,
+            channels,
+        } => {
+            let installed = if let Some(info) = catalog::lookup(&name) {
+                import::import_dir(info, &path, &cache)
+            } else if path.is_dir() {
+                import_user::import_image_folder(
+                    &path,
+                    &name,
+                    &cache,
+                    image_size,
+                    channels.policy(),
+                )
+            } else {
+                import_user::import_table(&path, test.as_deref(), &label, &name, &cache)
+            }
+            .with_context(|| format!("importing `{name}` from {}", path.display()))?;
+            report_installed(&installed)
         }
         DataCommand::Verify { names } => verify(&cache, names),
+    }
+}
+
+/// `--channels`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Channels {
+    Gray,
+    Rgb,
+}
+
+impl Channels {
+    pub fn policy(self) -> ChannelPolicy {
+        match self {
+            Channels::Gray => ChannelPolicy::Gray,
+            Channels::Rgb => ChannelPolicy::Rgb,
+        }
     }
 }
 

@@ -25,6 +25,7 @@ mod fuzzing;
 mod gpu_check_cmd;
 mod inspect_cmd;
 mod model_flags;
+mod predict_cmd;
 mod progress;
 mod report_cmd;
 mod sweep_cmd;
@@ -56,6 +57,10 @@ enum Command {
     /// optimiser state, its evaluation and a reproducibility check), e.g.
     /// into models/<name>.
     Export(export_cmd::ExportArgs),
+    /// Use a meta-trained learner on your own data: the training rows of a
+    /// table or image folder become its context, each test row a query;
+    /// writes predicted labels and class probabilities as CSV.
+    Predict(predict_cmd::PredictArgs),
     /// Print a model's parameter count, accessible state size and
     /// per-module breakdown.
     Inspect(inspect_cmd::InspectArgs),
@@ -87,6 +92,7 @@ fn main() {
         Command::Train(args) => train_cmd::run(*args),
         Command::EvalOod(args) => eval_cmd::run(args),
         Command::Export(args) => export_cmd::run(args),
+        Command::Predict(args) => predict_cmd::run(args),
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),

@@ -30,6 +30,9 @@ pub enum EvalError {
     /// A run's file could not be read or parsed.
     #[error("{path}: {reason}")]
     Input { path: PathBuf, reason: String },
+    /// Data handed to a learner is outside what it can do.
+    #[error("{0}")]
+    Learner(String),
     /// A file could not be written.
     #[error("{path}: {reason}")]
     Output { path: PathBuf, reason: String },

@@ -18,9 +18,11 @@
 //! ```
 
 pub mod baselines;
+pub mod classical;
 pub mod error;
 pub mod learner_check;
 pub mod plot;
+pub mod predict;
 pub mod protocol;
 pub mod report;
 pub mod run;

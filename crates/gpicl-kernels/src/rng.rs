@@ -32,6 +32,8 @@ pub mod stream {
     pub const RANDOM_DATASET: u64 = 0x5;
     /// Baseline learners.
     pub const BASELINE: u64 = 0x6;
+    /// Ensembles of a learner applied to data of one's own (`predict`).
+    pub const PREDICT: u64 = 0x7;
 }
 
 /// xoshiro256** with helpers for the distributions gpicl needs.

@@ -33,6 +33,9 @@ pub enum TaskError {
     /// The Hugging Face Hub could not provide a dataset.
     #[error("dataset `{dataset}`: {reason}")]
     Hub { dataset: String, reason: String },
+    /// The Hugging Face Hub could not provide a model repository (a learner).
+    #[error("model repository `{repo}`: {reason}")]
+    HubModel { repo: String, reason: String },
     /// A configuration option has an impossible value.
     #[error("option `{option}`: {reason}")]
     Config { option: String, reason: String },

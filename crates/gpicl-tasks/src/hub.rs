@@ -302,3 +302,171 @@ fn decode_split(
         },
     ))
 }
+
+/// The file listing every file of an exported learner with its sha256,
+/// written by `cargo xtask export` and checked after every download.
+pub const MODEL_MANIFEST: &str = "manifest.json";
+
+/// A learner on the Hub: `hf://owner/repo` or `hf://owner/repo@revision`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubModelRef {
+    /// `owner/repo`.
+    pub repo: String,
+    /// Branch, tag or commit; `main` when not given.
+    pub revision: String,
+}
+
+impl HubModelRef {
+    /// Parses `hf://owner/repo[@revision]`; `None` for anything else (a
+    /// local path).
+    pub fn parse(text: &str) -> Option<Result<Self>> {
+        let rest = text.strip_prefix("hf://")?;
+        let (repo, revision) = rest.split_once('@').unwrap_or((rest, "main"));
+        let valid = repo.split('/').count() == 2
+            && repo.split('/').all(|p| !p.is_empty())
+            && !revision.is_empty();
+        Some(if valid {
+            Ok(Self {
+                repo: repo.into(),
+                revision: revision.into(),
+            })
+        } else {
+            Err(TaskError::HubModel {
+                repo: rest.into(),
+                reason: "expected hf://owner/repo or hf://owner/repo@revision".into(),
+            })
+        })
+    }
+}
+
+/// Brings a learner's repository into the Hub cache (or, offline, finds it
+/// there) and returns its snapshot folder, every file checked against the
+/// repository's [`MODEL_MANIFEST`].
+pub fn fetch_model(model: &HubModelRef, opts: &HubOptions) -> Result<PathBuf> {
+    let err = |reason: String| TaskError::HubModel {
+        repo: model.repo.clone(),
+        reason,
+    };
+    let repo = Repo::with_revision(model.repo.clone(), RepoType::Model, model.revision.clone());
+    let snapshot = if opts.offline {
+        let root = opts.hub_cache.join(repo.folder_name());
+        let commit = std::fs::read_to_string(root.join("refs").join(&model.revision))
+            .map(|c| c.trim().to_string())
+            .or_else(|_| {
+                (model.revision.len() == 40)
+                    .then(|| model.revision.clone())
+                    .ok_or(())
+            })
+            .map_err(|_| {
+                err(format!(
+                    "HF_HUB_OFFLINE is set and the Hub cache {} holds no snapshot of revision `{}`: fetch once with network access, or pass a local folder",
+                    root.display(),
+                    model.revision
+                ))
+            })?;
+        let snapshot = root.join("snapshots").join(commit);
+        if !snapshot.join(MODEL_MANIFEST).is_file() {
+            return Err(err(format!(
+                "HF_HUB_OFFLINE is set and the cached snapshot {} is incomplete (no {MODEL_MANIFEST})",
+                snapshot.display()
+            )));
+        }
+        snapshot
+    } else {
+        let api = ApiBuilder::from_cache(Cache::new(opts.hub_cache.clone()))
+            .with_endpoint(opts.endpoint.clone())
+            .with_token(opts.token.clone())
+            .with_progress(opts.progress)
+            .build()
+            .map_err(|e| err(format!("cannot start the Hub client: {e}")))?;
+        let api_repo = api.repo(repo.clone());
+        let listing = api_repo.info().map_err(|e| {
+            err(format!(
+                "cannot list revision `{}` on {}: {e}. Check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the Hub cache",
+                model.revision, opts.endpoint
+            ))
+        })?;
+        if !listing
+            .siblings
+            .iter()
+            .any(|s| s.rfilename == MODEL_MANIFEST)
+        {
+            return Err(err(format!(
+                "has no {MODEL_MANIFEST}: upload a folder written by `cargo xtask export`"
+            )));
+        }
+        let mut snapshot = None;
+        for file in &listing.siblings {
+            let path = api_repo
+                .get(&file.rfilename)
+                .map_err(|e| err(format!("downloading {}: {e}", file.rfilename)))?;
+            check_blob(&path)?;
+            if file.rfilename == MODEL_MANIFEST {
+                snapshot = path.parent().map(Path::to_path_buf);
+            }
+        }
+        snapshot.expect("the manifest was downloaded")
+    };
+    verify_model_manifest(&snapshot)?;
+    Ok(snapshot)
+}
+
+/// Checks every file [`MODEL_MANIFEST`] in `dir` lists against its sha256.
+pub fn verify_model_manifest(dir: &Path) -> Result<()> {
+    let path = dir.join(MODEL_MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let manifest: ModelManifest = serde_json::from_str(&text).map_err(|e| TaskError::Corrupt {
+        path: path.clone(),
+        reason: format!("not a learner manifest: {e}"),
+    })?;
+    for (name, expected) in &manifest.sha256 {
+        if name.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(TaskError::Corrupt {
+                path: path.clone(),
+                reason: format!("lists an unsafe path `{name}`"),
+            });
+        }
+        let file = dir.join(name);
+        let found = sha256_file(&file)?;
+        if &found != expected {
+            return Err(TaskError::HashMismatch {
+                path: file,
+                expected: expected.clone(),
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The sha256 of every file of an exported learner, by `/`-separated path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelManifest {
+    /// `path → sha256` (lower-case hex).
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl ModelManifest {
+    /// Hashes every file under `dir` except the manifest itself.
+    pub fn of_dir(dir: &Path) -> Result<Self> {
+        let mut files = Vec::new();
+        walk(dir, dir, &mut files);
+        let mut sha256 = std::collections::BTreeMap::new();
+        for (rel, path) in files {
+            if rel != MODEL_MANIFEST {
+                sha256.insert(rel, sha256_file(&path)?);
+            }
+        }
+        Ok(Self { sha256 })
+    }
+
+    /// Writes `dir/manifest.json`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MODEL_MANIFEST);
+        let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        std::fs::write(&path, text + "\n").map_err(|source| TaskError::Io { path, source })
+    }
+}

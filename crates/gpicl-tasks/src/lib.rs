@@ -31,10 +31,13 @@ pub mod dataset;
 pub mod error;
 pub mod hub;
 pub mod idx;
+pub mod image_folder;
 pub mod import;
+pub mod import_user;
 pub mod parquet_images;
 pub mod pool;
 pub mod sampler;
+pub mod table;
 pub mod task;
 
 pub use batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};

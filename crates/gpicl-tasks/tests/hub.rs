@@ -8,7 +8,9 @@ mod common;
 use common::{example, shard};
 use gpicl_tasks::cache::{verify_dataset, Manifest};
 use gpicl_tasks::catalog::{DatasetInfo, HubSource, ImportFormat};
-use gpicl_tasks::hub::{fetch, HubOptions};
+use gpicl_tasks::hub::{
+    fetch, fetch_model, HubModelRef, HubOptions, ModelManifest, MODEL_MANIFEST,
+};
 use gpicl_tasks::idx::read_idx;
 use gpicl_tasks::{DataConfig, DataRoots, ImageSet, Split, TaskError};
 use sha2::{Digest, Sha256};
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 const REPO: &str = "test-org/tiny_digits";
+const MODEL_REPO: &str = "test-org/tiny-learner";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A 6×5 greyscale, 10-class dataset served from the test server.
@@ -123,13 +126,28 @@ fn respond(
     files: &BTreeMap<String, Vec<u8>>,
     behaviour: &Behaviour,
 ) {
-    let api = format!("/api/datasets/{REPO}/revision/main");
-    let resolve = format!("/datasets/{REPO}/resolve/main/");
+    // Datasets live under /datasets/, models (learners) at the root.
+    let (api, resolve) = if path.starts_with(&format!("/api/models/{MODEL_REPO}"))
+        || path.starts_with(&format!("/{MODEL_REPO}/"))
+    {
+        (
+            format!("/api/models/{MODEL_REPO}/revision/main"),
+            format!("/{MODEL_REPO}/resolve/main/"),
+        )
+    } else {
+        (
+            format!("/api/datasets/{REPO}/revision/main"),
+            format!("/datasets/{REPO}/resolve/main/"),
+        )
+    };
     if path == api {
         let siblings: Vec<String> = files
             .keys()
             .map(|f| format!("{{\"rfilename\":\"{f}\"}}"))
-            .chain(["{\"rfilename\":\"README.md\"}".to_string()])
+            .chain(
+                (!files.contains_key("README.md"))
+                    .then(|| "{\"rfilename\":\"README.md\"}".to_string()),
+            )
             .collect();
         let body = format!(
             "{{\"id\":\"{REPO}\",\"sha\":\"{COMMIT}\",\"siblings\":[{}]}}",
@@ -359,5 +377,87 @@ fn hub_options_follow_the_hub_environment_variables() {
     assert!(!opts.offline);
     for var in ["HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE"] {
         std::env::remove_var(var);
+    }
+}
+
+/// A learner's repository as `cargo xtask export` writes it.
+fn learner_files() -> BTreeMap<String, Vec<u8>> {
+    let dir = temp("learner-src");
+    let mut files = BTreeMap::from([
+        ("config.toml".to_string(), b"seed = 0\n".to_vec()),
+        ("README.md".to_string(), b"# tiny learner\n".to_vec()),
+        (
+            "checkpoints/step-000000010.safetensors".to_string(),
+            vec![7u8; 300],
+        ),
+    ]);
+    for (name, bytes) in &files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let manifest = ModelManifest::of_dir(&dir).unwrap();
+    manifest.write(&dir).unwrap();
+    files.insert(
+        MODEL_MANIFEST.into(),
+        std::fs::read(dir.join(MODEL_MANIFEST)).unwrap(),
+    );
+    files
+}
+
+#[test]
+fn a_learner_is_fetched_from_the_hub_verified_and_then_found_offline_in_the_cache() {
+    let files = learner_files();
+    let server = serve(files.clone());
+    let hf_home = temp("learner-hf");
+    let model = HubModelRef::parse(&format!("hf://{MODEL_REPO}"))
+        .unwrap()
+        .unwrap();
+    let dir = fetch_model(&model, &options(&server, &hf_home)).unwrap();
+    for (name, bytes) in &files {
+        assert_eq!(&std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+    }
+    let served = server.requests.lock().unwrap().len();
+
+    let mut offline = options(&server, &hf_home);
+    offline.offline = true;
+    assert_eq!(fetch_model(&model, &offline).unwrap(), dir);
+    assert_eq!(
+        server.requests.lock().unwrap().len(),
+        served,
+        "offline makes no request"
+    );
+
+    // A file changed in the cache no longer matches the manifest.
+    let checkpoint = dir.join("checkpoints/step-000000010.safetensors");
+    let blob = std::fs::canonicalize(&checkpoint).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::write(&blob, [0u8; 300]).unwrap();
+    let err = fetch_model(&model, &offline).unwrap_err();
+    assert!(matches!(err, TaskError::HashMismatch { .. }), "{err}");
+
+    let empty = HubOptions {
+        hub_cache: temp("learner-empty").join("hub"),
+        ..offline
+    };
+    let err = fetch_model(&model, &empty).unwrap_err().to_string();
+    assert!(
+        err.contains("HF_HUB_OFFLINE") && err.contains(MODEL_REPO),
+        "{err}"
+    );
+}
+
+#[test]
+fn learner_references_parse_with_an_optional_revision_and_local_paths_are_not_references() {
+    let pinned = HubModelRef::parse("hf://owner/name@v1.0").unwrap().unwrap();
+    assert_eq!(
+        (pinned.repo.as_str(), pinned.revision.as_str()),
+        ("owner/name", "v1.0")
+    );
+    let main = HubModelRef::parse("hf://owner/name").unwrap().unwrap();
+    assert_eq!(main.revision, "main");
+    assert!(HubModelRef::parse("models/gpicl-quickstart-7px").is_none());
+    for bad in ["hf://name", "hf://owner/", "hf://owner/name@", "hf://a/b/c"] {
+        assert!(HubModelRef::parse(bad).unwrap().is_err(), "{bad}");
     }
 }

@@ -1,0 +1,424 @@
+//! Using a meta-trained learner on data of one's own: the training rows
+//! become its context, each test row a query.
+//!
+//! Features are z-scored with the training rows' statistics (per feature
+//! for tables, over all pixels for images, [`Scaling`]) and mapped to the
+//! learner's input size by a random projection with `N(0, 1/D)` entries —
+//! the family of tasks it was meta-trained on. An ensemble
+//! averages the class probabilities of several members, each with its own
+//! projection, label assignment and context order (a context subset when
+//! there are more training rows than the learner's context holds).
+//!
+//! ```
+//! use gpicl_eval::predict::{Learner, PredictOptions};
+//! let learner = Learner::load(std::path::Path::new("../../models/gpicl-mnist-14px"), PredictOptions::default())?;
+//! // Two features, two classes, four training rows.
+//! let x = vec![vec![0.0, 1.0], vec![0.1, 0.9], vec![1.0, 0.0], vec![0.9, 0.1]];
+//! let y = vec![0, 0, 1, 1];
+//! let fitted = learner.fit(&x, &y)?;
+//! let p = fitted.predict_proba(&[vec![0.95, 0.05]])?;
+//! assert_eq!(p[0].len(), 2);
+//! assert!((p[0].iter().sum::<f32>() - 1.0).abs() < 1e-4);
+//! # Ok::<(), gpicl_eval::EvalError>(())
+//! ```
+
+use crate::error::{EvalError, Result};
+use gpicl_kernels::rng::{stream, Rng};
+use gpicl_kernels::{Device, Tensor};
+use gpicl_meta::{load_run, LoadedRun, RunDir};
+use gpicl_tasks::NUM_CLASSES;
+use std::path::Path;
+
+/// How features are normalised with the training rows' statistics before
+/// the projection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scaling {
+    /// Every feature to zero mean and unit variance (tables, whose columns
+    /// have unrelated units). The default.
+    #[default]
+    PerFeature,
+    /// One mean and standard deviation over all features, as meta-training
+    /// normalises images (`data.normalization = "per-batch"`): pixels keep
+    /// their relative brightness.
+    Global,
+}
+
+/// How a learner is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PredictOptions {
+    /// Ensemble members (projections × label assignments × context
+    /// orders) whose probabilities are averaged. Default 8.
+    pub ensemble: usize,
+    /// Seed of the members' projections, assignments and orders. Default 0.
+    pub seed: u64,
+    /// Query sequences per forward pass. Default 256.
+    pub chunk_size: usize,
+    /// Feature normalisation. Default [`Scaling::PerFeature`].
+    pub scaling: Scaling,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self {
+            ensemble: 8,
+            seed: 0,
+            chunk_size: 256,
+            scaling: Scaling::PerFeature,
+        }
+    }
+}
+
+/// A meta-trained sequence model ready to learn from a context.
+pub struct Learner {
+    run: LoadedRun,
+    options: PredictOptions,
+}
+
+impl Learner {
+    /// Loads the learner (a run directory or an exported `models/<name>`).
+    pub fn load(dir: &Path, options: PredictOptions) -> Result<Self> {
+        if options.ensemble == 0 || options.chunk_size == 0 {
+            return Err(EvalError::Learner(
+                "--ensemble and the chunk size must be at least 1".into(),
+            ));
+        }
+        let run = load_run(&RunDir::new(dir), &Device::Cpu)?;
+        Ok(Self { run, options })
+    }
+
+    /// Examples the learner's context holds (its sequence length minus the
+    /// query).
+    pub fn context_len(&self) -> usize {
+        self.run.config.batch.seq_len - 1
+    }
+
+    /// Classes the learner can tell apart.
+    pub fn max_classes(&self) -> usize {
+        NUM_CLASSES
+    }
+
+    /// The square image side the learner was meta-trained at (0 for a
+    /// table-trained learner): the size image folders are resized to.
+    pub fn image_size(&self) -> usize {
+        self.run.config.data.image_size
+    }
+
+    /// Steps the learner was meta-trained for.
+    pub fn step(&self) -> u64 {
+        self.run.step
+    }
+
+    /// Takes `x` (rows of features) with labels `y` (class indices
+    /// `0..k`, k ≤ 10) as the context. Nothing is trained: fitting is
+    /// normalising and drawing the ensemble.
+    pub fn fit(&self, x: &[Vec<f32>], y: &[usize]) -> Result<FittedLearner<'_>> {
+        if x.is_empty() || x.len() != y.len() {
+            return Err(EvalError::Learner(format!(
+                "fit needs as many labels as rows and at least one row: {} rows, {} labels",
+                x.len(),
+                y.len()
+            )));
+        }
+        let d = x[0].len();
+        if d == 0 {
+            return Err(EvalError::Learner("rows have no features".into()));
+        }
+        if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
+            return Err(EvalError::Learner(format!(
+                "training row {i} has {} features, row 0 has {d}",
+                row.len()
+            )));
+        }
+        let classes = y.iter().max().map_or(0, |m| m + 1);
+        if classes > NUM_CLASSES {
+            return Err(EvalError::Learner(format!(
+                "the training labels name {classes} classes, but this learner tells apart at most {NUM_CLASSES}"
+            )));
+        }
+        if y.iter().all(|&c| c == y[0]) {
+            return Err(EvalError::Learner(
+                "the training labels name one class only: classification needs at least two".into(),
+            ));
+        }
+        let n = x.len() as f64;
+        let (mean, std) = match self.options.scaling {
+            Scaling::PerFeature => {
+                let mean: Vec<f64> = (0..d)
+                    .map(|j| x.iter().map(|r| r[j] as f64).sum::<f64>() / n)
+                    .collect();
+                let std = (0..d)
+                    .map(|j| {
+                        let var = x
+                            .iter()
+                            .map(|r| (r[j] as f64 - mean[j]).powi(2))
+                            .sum::<f64>()
+                            / n;
+                        if var > 1e-12 {
+                            var.sqrt()
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                (mean, std)
+            }
+            Scaling::Global => {
+                let all = n * d as f64;
+                let mean = x.iter().flatten().map(|&v| v as f64).sum::<f64>() / all;
+                let var = x
+                    .iter()
+                    .flatten()
+                    .map(|&v| (v as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / all;
+                let std = if var > 1e-12 { var.sqrt() } else { 1.0 };
+                (vec![mean; d], vec![std; d])
+            }
+        };
+        let members = (0..self.options.ensemble)
+            .map(|m| {
+                Member::draw(
+                    self.options.seed,
+                    m,
+                    d,
+                    self.run.n_x,
+                    y,
+                    classes.max(2),
+                    self.context_len(),
+                )
+            })
+            .collect();
+        let fitted = FittedLearner {
+            learner: self,
+            mean,
+            std,
+            x: x.to_vec(),
+            y: y.to_vec(),
+            classes: classes.max(2),
+            members,
+        };
+        Ok(fitted)
+    }
+}
+
+/// Class names in order of first appearance and each label's index into
+/// them: the numbering `fit` expects.
+pub fn index_classes(labels: &[String]) -> (Vec<String>, Vec<usize>) {
+    let mut names: Vec<String> = Vec::new();
+    let indices = labels
+        .iter()
+        .map(|l| match names.iter().position(|n| n == l) {
+            Some(i) => i,
+            None => {
+                names.push(l.clone());
+                names.len() - 1
+            }
+        })
+        .collect();
+    (names, indices)
+}
+
+/// `n` of the rows labelled `y`, drawn with `seed`: classes take turns (in
+/// a random order) so that every class is represented once `n` reaches the
+/// number of classes. Returns row indices; all rows when `n ≥ y.len()`.
+pub fn stratified_subset(y: &[usize], n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = Rng::from_stream(seed, &[stream::PREDICT, u64::MAX]);
+    let shuffled = rng.permutation(y.len());
+    let mut queues: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &row in &shuffled {
+        match queues.iter_mut().find(|(c, _)| *c == y[row]) {
+            Some((_, rows)) => rows.push(row),
+            None => queues.push((y[row], vec![row])),
+        }
+    }
+    let mut picked = Vec::with_capacity(n.min(y.len()));
+    let mut depth = 0;
+    while picked.len() < n.min(y.len()) {
+        for (_, rows) in &queues {
+            if let Some(&row) = rows.get(depth) {
+                if picked.len() < n {
+                    picked.push(row);
+                }
+            }
+        }
+        depth += 1;
+    }
+    picked
+}
+
+/// One ensemble member: a projection, a label assignment, a context.
+struct Member {
+    /// `n_x × d`, row-major.
+    projection: Vec<f32>,
+    /// `label_of[c]`: the learner's label for class `c`.
+    label_of: Vec<usize>,
+    /// Training rows in context order.
+    context: Vec<usize>,
+}
+
+impl Member {
+    /// Draws member `m`. Learner labels go to classes in the order they
+    /// first appear in the member's context, so what the model is shown does
+    /// not depend on how the classes are numbered or named.
+    fn draw(
+        seed: u64,
+        m: usize,
+        d: usize,
+        n_x: usize,
+        y: &[usize],
+        classes: usize,
+        context_len: usize,
+    ) -> Self {
+        let mut rng = Rng::from_stream(seed, &[stream::PREDICT, m as u64]);
+        let std = 1.0 / (d as f64).sqrt();
+        let projection = (0..n_x * d).map(|_| (rng.normal() * std) as f32).collect();
+        let labels = rng.permutation(NUM_CLASSES);
+        let mut context = rng.permutation(y.len());
+        context.truncate(context_len);
+        let mut order: Vec<usize> = Vec::with_capacity(classes);
+        for &i in &context {
+            if !order.contains(&y[i]) {
+                order.push(y[i]);
+            }
+        }
+        // Classes absent from this member's context (a subset) come last.
+        order.extend(
+            (0..classes)
+                .filter(|c| !order.contains(c))
+                .collect::<Vec<_>>(),
+        );
+        let mut label_of = vec![0; classes];
+        for (rank, &class) in order.iter().enumerate() {
+            label_of[class] = labels[rank];
+        }
+        Self {
+            projection,
+            label_of,
+            context,
+        }
+    }
+}
+
+/// A learner with its context.
+pub struct FittedLearner<'a> {
+    learner: &'a Learner,
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    x: Vec<Vec<f32>>,
+    y: Vec<usize>,
+    classes: usize,
+    members: Vec<Member>,
+}
+
+impl FittedLearner<'_> {
+    /// Classes of the context (the width of each probability row).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Training rows each member sees (all, or a subset when there are more
+    /// than the learner's context holds).
+    pub fn context_rows(&self) -> usize {
+        self.members[0].context.len()
+    }
+
+    fn project(&self, member: &Member, row: &[f32]) -> Vec<f32> {
+        let d = row.len();
+        let z: Vec<f32> = row
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| ((v as f64 - self.mean[j]) / self.std[j]) as f32)
+            .collect();
+        member
+            .projection
+            .chunks_exact(d)
+            .map(|a| a.iter().zip(&z).map(|(p, v)| p * v).sum())
+            .collect()
+    }
+
+    /// Class probabilities of every row of `x` (rows × classes), averaged
+    /// over the ensemble.
+    pub fn predict_proba(&self, x: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let d = self.mean.len();
+        if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
+            return Err(EvalError::Learner(format!(
+                "test row {i} has {} features, the training rows {d}",
+                row.len()
+            )));
+        }
+        let model = self.learner.run.model.as_ref();
+        let n_x = self.learner.run.n_x;
+        let width = n_x + NUM_CLASSES;
+        let mut out = vec![vec![0f32; self.classes]; x.len()];
+        for member in &self.members {
+            let context: Vec<Vec<f32>> = member
+                .context
+                .iter()
+                .map(|&i| self.project(member, &self.x[i]))
+                .collect();
+            let len = context.len() + 1;
+            // The shared context tokens: [A x_i, onehot(label of y_{i−1})].
+            let mut prefix = vec![0f32; context.len() * width];
+            for (t, features) in context.iter().enumerate() {
+                let token = &mut prefix[t * width..(t + 1) * width];
+                token[..n_x].copy_from_slice(features);
+                if t > 0 {
+                    token[n_x + member.label_of[self.y[member.context[t - 1]]]] = 1.0;
+                }
+            }
+            let last_label = member.context.last().map(|&i| member.label_of[self.y[i]]);
+            for (chunk_start, chunk) in x
+                .chunks(self.learner.options.chunk_size)
+                .enumerate()
+                .map(|(c, rows)| (c * self.learner.options.chunk_size, rows))
+            {
+                let mut tokens = Vec::with_capacity(chunk.len() * len * width);
+                for row in chunk {
+                    tokens.extend_from_slice(&prefix);
+                    let mut query = vec![0f32; width];
+                    query[..n_x].copy_from_slice(&self.project(member, row));
+                    if let Some(label) = last_label {
+                        query[n_x + label] = 1.0;
+                    }
+                    tokens.extend(query);
+                }
+                let tokens = Tensor::from_vec(tokens, (chunk.len(), len, width), &Device::Cpu)?;
+                let logits = model.forward(&tokens)?;
+                let last: Vec<Vec<f32>> = logits.narrow(1, len - 1, 1)?.squeeze(1)?.to_vec2()?;
+                for (r, logits) in last.iter().enumerate() {
+                    // Softmax over the labels this member gave the classes.
+                    let chosen: Vec<f32> = (0..self.classes)
+                        .map(|c| logits[member.label_of[c]])
+                        .collect();
+                    let max = chosen.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let exp: Vec<f32> = chosen.iter().map(|v| (v - max).exp()).collect();
+                    // Summed in the learner's label order, so that the
+                    // numbering of the classes cannot change a single bit.
+                    let mut by_label: Vec<(usize, f32)> = (0..self.classes)
+                        .map(|c| (member.label_of[c], exp[c]))
+                        .collect();
+                    by_label.sort_by_key(|&(label, _)| label);
+                    let sum: f32 = by_label.iter().map(|&(_, e)| e).sum();
+                    for (c, e) in exp.iter().enumerate() {
+                        out[chunk_start + r][c] += e / sum / self.members.len() as f32;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The most probable class of every row of `x`.
+    pub fn predict(&self, x: &[Vec<f32>]) -> Result<Vec<usize>> {
+        Ok(self
+            .predict_proba(x)?
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(c, _)| c)
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,164 @@
+//! A shipped learner applied to data of one's own (`gpicl::Learner`, the
+//! API behind `cargo xtask predict`).
+
+use gpicl::eval::predict::{index_classes, stratified_subset};
+use gpicl::kernels::rng::Rng;
+use gpicl::{Learner, PredictOptions};
+use std::path::Path;
+
+fn learner(seed: u64, ensemble: usize) -> Learner {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpicl-quickstart-7px");
+    Learner::load(
+        &dir,
+        PredictOptions {
+            ensemble,
+            seed,
+            ..PredictOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// `classes` Gaussian blobs in `d` dimensions, `per_class` rows each,
+/// rows in a random order; centres 3 standard deviations apart.
+fn blobs(classes: usize, per_class: usize, d: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let centres: Vec<Vec<f64>> = (0..classes)
+        .map(|_| (0..d).map(|_| rng.normal() * 3.0).collect())
+        .collect();
+    let order = rng.permutation(classes * per_class);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in order {
+        let c = i % classes;
+        x.push(
+            centres[c]
+                .iter()
+                .map(|m| (m + rng.normal()) as f32)
+                .collect(),
+        );
+        y.push(c);
+    }
+    (x, y)
+}
+
+fn accuracy(predicted: &[usize], actual: &[usize]) -> f64 {
+    predicted.iter().zip(actual).filter(|(p, a)| p == a).count() as f64 / actual.len() as f64
+}
+
+#[test]
+fn the_shipped_learner_learns_an_unseen_table_from_its_context() {
+    let (x, y) = blobs(3, 30, 6, 1);
+    let (train_x, test_x) = x.split_at(60);
+    let (train_y, test_y) = y.split_at(60);
+    let learner = learner(0, 4);
+    let fitted = learner.fit(train_x, train_y).unwrap();
+    let p = fitted.predict_proba(test_x).unwrap();
+    for row in &p {
+        assert_eq!(row.len(), 3);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    let acc = accuracy(&fitted.predict(test_x).unwrap(), test_y);
+    assert!(acc >= 0.8, "accuracy {acc} on three well-separated blobs");
+}
+
+#[test]
+fn ensembles_are_identical_for_a_seed_and_differ_across_seeds() {
+    let (x, y) = blobs(4, 10, 5, 2);
+    let (train_x, test_x) = x.split_at(30);
+    let first = learner(7, 3)
+        .fit(train_x, &y[..30])
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    let again = learner(7, 3)
+        .fit(train_x, &y[..30])
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    assert_eq!(
+        first, again,
+        "the same seed gives bit-identical probabilities"
+    );
+    let other = learner(8, 3)
+        .fit(train_x, &y[..30])
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    assert_ne!(first, other, "another seed draws other projections");
+}
+
+#[test]
+fn predictions_do_not_depend_on_how_the_classes_are_numbered_or_named() {
+    let (x, y) = blobs(4, 10, 5, 3);
+    let (train_x, test_x) = x.split_at(30);
+    let learner = learner(0, 3);
+    let base = learner
+        .fit(train_x, &y[..30])
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    // Rename the classes so that their first-appearance order and their
+    // alphabetical order disagree, then number them by name.
+    let names = ["zebra", "apple", "mango", "kiwi"];
+    let renamed: Vec<String> = y[..30].iter().map(|&c| names[c].to_string()).collect();
+    let mut sorted: Vec<&str> = names.to_vec();
+    sorted.sort();
+    let by_name: Vec<usize> = renamed
+        .iter()
+        .map(|n| sorted.iter().position(|s| s == n).unwrap())
+        .collect();
+    let moved = learner
+        .fit(train_x, &by_name)
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    for (row, moved_row) in base.iter().zip(&moved) {
+        for (class, name) in names.iter().enumerate() {
+            let at = sorted.iter().position(|s| s == name).unwrap();
+            assert_eq!(row[class], moved_row[at], "class {name}");
+        }
+    }
+    // The command line numbers classes by first appearance.
+    let (order, indices) = index_classes(&renamed);
+    assert_eq!(order[0], renamed[0]);
+    assert_eq!(indices.len(), 30);
+}
+
+#[test]
+fn more_than_ten_classes_are_refused_and_the_limit_is_named() {
+    let (x, y) = blobs(11, 2, 3, 4);
+    let err = learner(0, 1)
+        .fit(&x, &y)
+        .err()
+        .expect("11 classes are refused")
+        .to_string();
+    assert!(
+        err.contains("11 classes") && err.contains("at most 10"),
+        "{err}"
+    );
+    let err = learner(0, 1)
+        .fit(&x[..3], &[2, 2, 2])
+        .err()
+        .expect("one class is refused")
+        .to_string();
+    assert!(err.contains("one class"), "{err}");
+}
+
+#[test]
+fn training_subsets_represent_every_class_and_follow_the_seed() {
+    let y: Vec<usize> = (0..100)
+        .map(|i| if i < 90 { 0 } else { 1 + i % 3 })
+        .collect();
+    let picked = stratified_subset(&y, 8, 5);
+    assert_eq!(picked.len(), 8);
+    for class in 0..4 {
+        assert!(
+            picked.iter().any(|&i| y[i] == class),
+            "class {class} missing"
+        );
+    }
+    assert_eq!(picked, stratified_subset(&y, 8, 5));
+    assert_ne!(picked, stratified_subset(&y, 8, 6));
+    assert_eq!(stratified_subset(&y, 500, 5).len(), 100);
+}

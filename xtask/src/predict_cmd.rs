@@ -1,0 +1,510 @@
+//! `cargo xtask predict`: a meta-trained learner on data of one's own. The
+//! training rows (a table or an image folder) become its context, every
+//! test row a query; writes each row's predicted label and class
+//! probabilities as CSV.
+
+use crate::data_cmd::Channels;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gpicl::eval::classical::{knn_predict, LogisticRegression};
+use gpicl::eval::predict::{index_classes, stratified_subset, Learner, PredictOptions, Scaling};
+use gpicl::tasks::hub::{fetch_model, HubModelRef, HubOptions};
+use gpicl::tasks::image_folder::{read_image_files, read_image_folder, FolderSplit};
+use gpicl::tasks::table::{align_features, read_query_table, read_table};
+use gpicl::tasks::{ChannelPolicy, Split};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// The learner: an exported folder (models/<name>), a run directory, or
+    /// hf://owner/repo[@revision] on the Hugging Face Hub (honours HF_HOME,
+    /// HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE).
+    #[arg(long, value_name = "DIR|hf://…")]
+    learner: String,
+    /// Training examples: a .csv/.parquet table with a label column, or an
+    /// image folder (one sub-folder per class; with train/ and test/
+    /// sub-folders --test may be left out).
+    #[arg(long, value_name = "FILE|DIR")]
+    train: PathBuf,
+    /// Queries: a table with the training table's feature columns (the label
+    /// column optional), an image folder with class sub-folders, or a folder
+    /// of loose images. Labelled queries also get an accuracy.
+    #[arg(long, value_name = "FILE|DIR")]
+    test: Option<PathBuf>,
+    /// Tables: the label column.
+    #[arg(long, default_value = "label")]
+    label: String,
+    /// Write the predictions here instead of to standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Ensemble members (projections × label assignments × context orders).
+    #[arg(long, default_value_t = 8)]
+    ensemble: usize,
+    /// Seed of the ensemble (and of --train-rows).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use only this many training rows, drawn with --seed, classes taking
+    /// turns (to compare at 10, 50, 100 examples).
+    #[arg(long, value_name = "N")]
+    train_rows: Option<usize>,
+    /// Image folders: resize to this square side [default: the size the
+    /// learner was meta-trained at].
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Image folders: read images as gray (default) or rgb.
+    #[arg(long, value_enum, default_value = "gray")]
+    channels: Channels,
+    /// Feature normalisation before the projection [default: per-feature
+    /// for tables, global (one mean and std over all pixels, as in
+    /// meta-training) for image folders].
+    #[arg(long, value_enum)]
+    scaling: Option<ScalingArg>,
+    /// Also fit 1-NN, 5-NN and logistic regression on the same training
+    /// rows and print their test accuracy next to the learner's.
+    #[arg(long)]
+    compare: bool,
+}
+
+/// `--scaling`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ScalingArg {
+    PerFeature,
+    Global,
+}
+
+/// Examples read from a table or an image folder.
+struct Examples {
+    x: Vec<Vec<f32>>,
+    /// Empty for unlabelled queries.
+    labels: Vec<String>,
+    /// Feature names (tables) for aligning queries.
+    features: Vec<String>,
+    /// Each row's file (image folders).
+    files: Vec<PathBuf>,
+}
+
+fn rows_of(flat: &[f32], d: usize) -> Vec<Vec<f32>> {
+    flat.chunks_exact(d.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn from_split(split: &FolderSplit, classes: &[String], d: usize) -> Examples {
+    Examples {
+        x: split
+            .pixels
+            .chunks_exact(d)
+            .map(|image| image.iter().map(|&p| p as f32 / 255.0).collect())
+            .collect(),
+        labels: split
+            .labels
+            .iter()
+            .map(|&l| classes[l as usize].clone())
+            .collect(),
+        features: Vec::new(),
+        files: split.files.clone(),
+    }
+}
+
+fn has_class_folders(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+    })
+}
+
+/// Reads the training examples and the queries.
+fn read_examples(args: &PredictArgs, image_size: usize) -> Result<(Examples, Examples)> {
+    let channels: ChannelPolicy = args.channels.policy();
+    if args.train.is_dir() {
+        let size = Some(args.image_size.unwrap_or(image_size)).filter(|&s| s > 0);
+        let folder = read_image_folder(&args.train, size, channels)
+            .with_context(|| format!("reading the training images {}", args.train.display()))?;
+        let (h, w, c) = folder.shape;
+        let d = h * w * c;
+        let train_split = folder
+            .splits
+            .iter()
+            .find(|s| s.split == Split::Train)
+            .with_context(|| {
+                format!(
+                    "{} has a test/ folder but no train/ folder",
+                    args.train.display()
+                )
+            })?;
+        let train = from_split(train_split, &folder.classes, d);
+        let test = match &args.test {
+            None => match folder.splits.iter().find(|s| s.split == Split::Test) {
+                Some(split) => from_split(split, &folder.classes, d),
+                None => bail!(
+                    "--test is needed: {} has no test/ folder to take the queries from",
+                    args.train.display()
+                ),
+            },
+            Some(dir) if !dir.is_dir() => bail!(
+                "--test {}: the training examples are an image folder, so the queries must be one too",
+                dir.display()
+            ),
+            Some(dir) if has_class_folders(dir) => {
+                let queries = read_image_folder(dir, Some(h).filter(|_| size.is_some()), channels)
+                    .with_context(|| format!("reading the test images {}", dir.display()))?;
+                if queries.shape != folder.shape {
+                    bail!(
+                        "the test images in {} are {:?} (h, w, c), the training images {:?}: pass --image-size",
+                        dir.display(),
+                        queries.shape,
+                        folder.shape
+                    );
+                }
+                let split = &queries.splits[0];
+                from_split(split, &queries.classes, d)
+            }
+            Some(dir) => {
+                let split = read_image_files(dir, Some(h).filter(|_| size.is_some()), channels)
+                    .with_context(|| format!("reading the test images {}", dir.display()))?;
+                if split.pixels.len() != split.files.len() * d {
+                    bail!(
+                        "the images in {} do not have the training images' shape {:?}: pass --image-size",
+                        dir.display(),
+                        folder.shape
+                    );
+                }
+                from_split(&split, &[], d)
+            }
+        };
+        return Ok((train, test));
+    }
+    let table = read_table(&args.train, &args.label)?;
+    let d = table.features.len();
+    let train = Examples {
+        x: rows_of(&table.x, d),
+        labels: table.labels.clone(),
+        features: table.features.clone(),
+        files: Vec::new(),
+    };
+    let Some(test_path) = &args.test else {
+        bail!("--test is needed with a training table");
+    };
+    if test_path.is_dir() {
+        bail!(
+            "--test {}: the training examples are a table, so the queries must be a table too",
+            test_path.display()
+        );
+    }
+    let queries = read_query_table(test_path, &args.label)?;
+    let aligned = align_features(&queries, &train.features)?;
+    let test = Examples {
+        x: rows_of(&aligned, d),
+        labels: queries.labels.clone(),
+        features: train.features.clone(),
+        files: Vec::new(),
+    };
+    Ok((train, test))
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn accuracy(predicted: &[usize], actual: &[Option<usize>]) -> f64 {
+    let right = predicted
+        .iter()
+        .zip(actual)
+        .filter(|(p, a)| Some(**p) == **a)
+        .count();
+    right as f64 / predicted.len().max(1) as f64
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let learner_dir = match HubModelRef::parse(&args.learner) {
+        Some(reference) => {
+            let reference = reference?;
+            fetch_model(&reference, &HubOptions::from_env())
+                .with_context(|| format!("fetching the learner {}", args.learner))?
+        }
+        None => PathBuf::from(&args.learner),
+    };
+    let scaling = match args.scaling {
+        Some(ScalingArg::PerFeature) => Scaling::PerFeature,
+        Some(ScalingArg::Global) => Scaling::Global,
+        None if args.train.is_dir() => Scaling::Global,
+        None => Scaling::PerFeature,
+    };
+    let options = PredictOptions {
+        ensemble: args.ensemble,
+        seed: args.seed,
+        scaling,
+        ..PredictOptions::default()
+    };
+    let learner = Learner::load(&learner_dir, options)
+        .with_context(|| format!("loading the learner {}", learner_dir.display()))?;
+    let (mut train, test) = read_examples(&args, learner.image_size())?;
+    let (_, all_indices) = index_classes(&train.labels);
+    if let Some(n) = args.train_rows {
+        if n == 0 {
+            bail!("--train-rows must be at least 1");
+        }
+        let keep = stratified_subset(&all_indices, n, args.seed);
+        train.x = keep.iter().map(|&i| train.x[i].clone()).collect();
+        train.labels = keep.iter().map(|&i| train.labels[i].clone()).collect();
+    }
+    let (classes, y) = index_classes(&train.labels);
+    if classes.len() > learner.max_classes() {
+        bail!(
+            "{} has {} classes, but this learner tells apart at most {}: predict on at most {} classes (e.g. a subset of the rows)",
+            args.train.display(),
+            classes.len(),
+            learner.max_classes(),
+            learner.max_classes()
+        );
+    }
+    let say = |line: String| {
+        if args.out.is_some() {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    let fitted = learner.fit(&train.x, &y)?;
+    if train.x.len() > fitted.context_rows() {
+        say(format!(
+            "note: {} training rows, but the learner's context holds {}: each of the {} ensemble members sees a different random subset of {}",
+            train.x.len(),
+            fitted.context_rows(),
+            args.ensemble,
+            fitted.context_rows()
+        ));
+    }
+    let proba = fitted.predict_proba(&test.x)?;
+    let predicted = fitted.predict(&test.x)?;
+    let actual: Vec<Option<usize>> = test
+        .labels
+        .iter()
+        .map(|l| classes.iter().position(|c| c == l))
+        .collect();
+    let unknown: Vec<&String> = test
+        .labels
+        .iter()
+        .zip(&actual)
+        .filter(|(_, a)| a.is_none())
+        .map(|(l, _)| l)
+        .collect();
+    if let Some(first) = unknown.first() {
+        say(format!(
+            "note: {} test rows have labels no training row has (e.g. `{first}`); they count as wrong",
+            unknown.len()
+        ));
+    }
+
+    let mut csv = String::from("row");
+    if !test.files.is_empty() {
+        csv.push_str(",file");
+    }
+    if !test.labels.is_empty() {
+        csv.push_str(",label");
+    }
+    csv.push_str(",predicted");
+    for class in &classes {
+        csv.push_str(&format!(",{}", csv_field(&format!("p_{class}"))));
+    }
+    csv.push('\n');
+    for (row, (p, &k)) in proba.iter().zip(&predicted).enumerate() {
+        csv.push_str(&row.to_string());
+        if let Some(file) = test.files.get(row) {
+            csv.push_str(&format!(",{}", csv_field(&file.display().to_string())));
+        }
+        if let Some(label) = test.labels.get(row) {
+            csv.push_str(&format!(",{}", csv_field(label)));
+        }
+        csv.push_str(&format!(",{}", csv_field(&classes[k])));
+        for v in p {
+            csv.push_str(&format!(",{v:.6}"));
+        }
+        csv.push('\n');
+    }
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &csv).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().write_all(csv.as_bytes())?,
+    }
+
+    say(format!(
+        "{} queries, {} classes, {} training rows, learner {} (step {}), ensemble {} (seed {})",
+        test.x.len(),
+        classes.len(),
+        train.x.len(),
+        learner_dir.display(),
+        learner.step(),
+        args.ensemble,
+        args.seed
+    ));
+    if test.labels.is_empty() {
+        if args.compare {
+            say("note: --compare needs labelled queries".into());
+        }
+        return Ok(());
+    }
+    say(format!(
+        "accuracy  gpicl learner        {:.3}",
+        accuracy(&predicted, &actual)
+    ));
+    if args.compare {
+        say(format!(
+            "accuracy  1-nearest neighbour  {:.3}",
+            accuracy(&knn_predict(&train.x, &y, &test.x, 1), &actual)
+        ));
+        say(format!(
+            "accuracy  5-nearest neighbours {:.3}",
+            accuracy(&knn_predict(&train.x, &y, &test.x, 5), &actual)
+        ));
+        let logistic = LogisticRegression::fit(&train.x, &y, classes.len(), 1.0);
+        say(format!(
+            "accuracy  logistic regression  {:.3}",
+            accuracy(&logistic.predict(&test.x), &actual)
+        ));
+        say(format!(
+            "accuracy  majority class       {:.3}",
+            accuracy(&vec![majority(&y, classes.len()); test.x.len()], &actual)
+        ));
+    }
+    Ok(())
+}
+
+fn majority(y: &[usize], classes: usize) -> usize {
+    let mut counts = vec![0usize; classes];
+    for &c in y {
+        counts[c] += 1;
+    }
+    (0..classes)
+        .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/gpicl-quickstart-7px")
+            .display()
+            .to_string()
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gpicl-predict-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn args(train: PathBuf, test: Option<PathBuf>, out: PathBuf) -> PredictArgs {
+        PredictArgs {
+            learner: shipped(),
+            train,
+            test,
+            label: "species".into(),
+            out: Some(out),
+            ensemble: 2,
+            seed: 0,
+            train_rows: None,
+            image_size: None,
+            channels: Channels::Gray,
+            scaling: None,
+            compare: true,
+        }
+    }
+
+    #[test]
+    fn a_table_gets_one_csv_row_per_query_with_label_and_probabilities() {
+        let dir = scratch("table");
+        // Two classes split by the sign of `a`; `b` is noise. The test table
+        // lists the columns in another order and has no label column.
+        let mut train = String::from("a,species,b\n");
+        for i in 0..20 {
+            let a = if i % 2 == 0 {
+                1.0 + i as f32 * 0.05
+            } else {
+                -1.0 - i as f32 * 0.05
+            };
+            let name = if i % 2 == 0 { "cat, large" } else { "dog" };
+            train.push_str(&format!("{a},\"{name}\",{}\n", (i * 7 % 5) as f32 * 0.1));
+        }
+        std::fs::write(dir.join("train.csv"), train).unwrap();
+        std::fs::write(dir.join("test.csv"), "b,a\n0.1,1.2\n0.3,-1.3\n0.2,0.9\n").unwrap();
+        let out = dir.join("predictions.csv");
+        run(args(
+            dir.join("train.csv"),
+            Some(dir.join("test.csv")),
+            out.clone(),
+        ))
+        .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "row,predicted,\"p_cat, large\",p_dog");
+        assert_eq!(lines.len(), 4);
+        assert!(lines[1].starts_with("0,\"cat, large\","), "{}", lines[1]);
+        assert!(lines[2].starts_with("1,dog,"), "{}", lines[2]);
+        let p: Vec<f32> = lines[3]
+            .rsplit(',')
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!((p[0] + p[1] - 1.0).abs() < 1e-4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_image_folder_with_splits_needs_no_test_flag_and_too_many_classes_are_refused() {
+        let dir = scratch("images");
+        for (class, value) in [("bright", 230u8), ("dark", 20)] {
+            for split in ["train", "test"] {
+                let folder = dir.join(split).join(class);
+                std::fs::create_dir_all(&folder).unwrap();
+                for i in 0..4u8 {
+                    image::GrayImage::from_fn(9, 9, |x, y| {
+                        image::Luma([value.wrapping_add(((x + y) as u8 + i) % 7)])
+                    })
+                    .save(folder.join(format!("{i}.png")))
+                    .unwrap();
+                }
+            }
+        }
+        let out = dir.join("p.csv");
+        run(args(dir.clone(), None, out.clone())).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(rows.len(), 8);
+        let right = rows
+            .iter()
+            .filter(|r| {
+                let cells: Vec<&str> = r.split(',').collect();
+                cells[2] == cells[3]
+            })
+            .count();
+        assert!(right >= 7, "{text}");
+
+        let many = scratch("many");
+        for c in 0..11 {
+            let folder = many.join(format!("c{c:02}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            image::GrayImage::from_pixel(4, 4, image::Luma([c as u8 * 20]))
+                .save(folder.join("a.png"))
+                .unwrap();
+        }
+        let err = run(args(many.clone(), Some(many.clone()), out))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("11 classes") && err.contains("at most 10"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&many).unwrap();
+    }
+}
