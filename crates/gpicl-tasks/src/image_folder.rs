@@ -151,9 +151,10 @@ pub fn read_image_folder(
                 let this = (image.height, image.width, image.channels);
                 match &shape {
                     None => shape = Some((this, file.clone())),
-                    Some((first, first_file)) if *first != this => return Err(corrupt(
-                        &file,
-                        format!(
+                    Some((first, first_file)) if *first != this => {
+                        return Err(corrupt(
+                            &file,
+                            format!(
                             "is {}×{}, but {} is {}×{}: images of mixed sizes need --image-size",
                             this.0,
                             this.1,
@@ -161,7 +162,8 @@ pub fn read_image_folder(
                             first.0,
                             first.1
                         ),
-                    )),
+                        ))
+                    }
                     Some(_) => {}
                 }
                 out.pixels.extend_from_slice(&image.pixels);
