@@ -1,5 +1,6 @@
 //! Property tests for every reader of outside bytes in this crate: IDX
-//! files (raw and gzipped), parquet shards and the PNG images inside them.
+//! files (raw and gzipped), parquet shards and the PNG images inside them,
+//! CSV tables and image folders of your own.
 //! Thousands of mutations of valid files (flipped, overwritten, inserted
 //! and extreme bytes, truncations): none may panic, and none may allocate
 //! more than the file could hold (its size, or what its gzip stream can
@@ -108,6 +109,65 @@ proptest! {
         prop_assert!(peak <= 64 * bytes.len() + OVERHEAD, "{peak} bytes for {}", bytes.len());
         if let Err(e) = result {
             prop_assert!(e.to_string().contains("row 0"), "{}", e);
+        }
+    }
+}
+
+fn valid_csv() -> Vec<u8> {
+    b"sepal,\"petal, long\",label\n5.1,3.5,setosa\n4.9,-3e-1,\"vir,ginica\"\n6.0,2.2,setosa\n"
+        .to_vec()
+}
+
+proptest! {
+    #![proptest_config(config(1_000))]
+
+    #[test]
+    fn mutated_csv_tables_are_read_or_refused_naming_the_file(edits in mutations(6)) {
+        let bytes = mutate(&valid_csv(), &edits);
+        let path = scratch("mutated-table.csv");
+        std::fs::write(&path, &bytes).unwrap();
+        for labelled in [true, false] {
+            let (result, peak) = largest_allocation(|| {
+                if labelled {
+                    gpicl_tasks::table::read_table(&path, "label")
+                } else {
+                    gpicl_tasks::table::read_query_table(&path, "label")
+                }
+            });
+            prop_assert!(peak <= 8 * bytes.len() + OVERHEAD, "{peak} bytes for {}", bytes.len());
+            match result {
+                Ok(table) => {
+                    prop_assert_eq!(table.x.len(), table.rows() * table.features.len());
+                    prop_assert!(table.x.iter().all(|v| v.is_finite()));
+                    if table.is_labelled() {
+                        prop_assert_eq!(table.labels.len(), table.rows());
+                    }
+                }
+                Err(e) => prop_assert!(e.to_string().contains("mutated-table.csv"), "{}", e),
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_images_in_an_image_folder_are_decoded_or_refused_naming_the_file(edits in mutations(4)) {
+        let root = scratch("folder");
+        let _ = std::fs::remove_dir_all(&root);
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            std::fs::write(root.join(class).join("ok.png"), common::png(&common::example(3).0)).unwrap();
+        }
+        let png = mutate(&common::png(&common::example(4).0), &edits);
+        std::fs::write(root.join("b").join("mutated.png"), &png).unwrap();
+        let (result, peak) = largest_allocation(|| {
+            gpicl_tasks::image_folder::read_image_folder(&root, None, gpicl_tasks::ChannelPolicy::Gray)
+        });
+        prop_assert!(peak <= 64 * png.len() + OVERHEAD, "{peak} bytes for {}", png.len());
+        match result {
+            Ok(folder) => {
+                let (h, w, c) = folder.shape;
+                prop_assert_eq!(folder.splits[0].pixels.len(), 3 * h * w * c);
+            }
+            Err(e) => prop_assert!(e.to_string().contains("mutated.png"), "{}", e),
         }
     }
 }
