@@ -13,8 +13,9 @@
 //! ```
 
 /// Per-feature mean and standard deviation of `x` (a constant feature gets
-/// standard deviation 1).
-fn scaling(x: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
+/// standard deviation 1): the z-scoring of these classifiers and of
+/// [`crate::predict`]'s per-feature scaling.
+pub fn feature_scaling(x: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
     let d = x.first().map_or(0, Vec::len);
     let n = x.len().max(1) as f64;
     let mean: Vec<f64> = (0..d)
@@ -52,7 +53,7 @@ fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Vec<Vec<f64>> {
 /// z-scored features) to each query; a tie goes to the tied class with the
 /// nearest member.
 pub fn knn_predict(x: &[Vec<f32>], y: &[usize], queries: &[Vec<f32>], k: usize) -> Vec<usize> {
-    let (mean, std) = scaling(x);
+    let (mean, std) = feature_scaling(x);
     let (train, queries) = (
         standardise(x, &mean, &std),
         standardise(queries, &mean, &std),
@@ -96,7 +97,7 @@ impl LogisticRegression {
     /// cross-entropy plus `0.5 / (c · n) · ‖W‖²` (scikit-learn's
     /// convention: `c` is the inverse regularisation strength, 1.0 there).
     pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, c: f64) -> Self {
-        let (mean, std) = scaling(x);
+        let (mean, std) = feature_scaling(x);
         let rows = standardise(x, &mean, &std);
         let d = mean.len();
         let n = rows.len().max(1) as f64;

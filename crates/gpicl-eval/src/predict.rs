@@ -22,6 +22,7 @@
 //! # Ok::<(), gpicl_eval::EvalError>(())
 //! ```
 
+use crate::classical::feature_scaling;
 use crate::error::{EvalError, Result};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
@@ -142,26 +143,7 @@ impl Learner {
         }
         let n = x.len() as f64;
         let (mean, std) = match self.options.scaling {
-            Scaling::PerFeature => {
-                let mean: Vec<f64> = (0..d)
-                    .map(|j| x.iter().map(|r| r[j] as f64).sum::<f64>() / n)
-                    .collect();
-                let std = (0..d)
-                    .map(|j| {
-                        let var = x
-                            .iter()
-                            .map(|r| (r[j] as f64 - mean[j]).powi(2))
-                            .sum::<f64>()
-                            / n;
-                        if var > 1e-12 {
-                            var.sqrt()
-                        } else {
-                            1.0
-                        }
-                    })
-                    .collect();
-                (mean, std)
-            }
+            Scaling::PerFeature => feature_scaling(x),
             Scaling::Global => {
                 let all = n * d as f64;
                 let mean = x.iter().flatten().map(|&v| v as f64).sum::<f64>() / all;
