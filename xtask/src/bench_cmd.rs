@@ -1,17 +1,19 @@
 //! `cargo xtask bench`: median time of full meta-training steps, optionally
 //! alternating with the PyTorch and JAX reference scripts of
-//! `../shared/refs` in the same invocation.
+//! `../shared/refs` (and this project's `xtask/refs`) in the same
+//! invocation; `--suite` times every shape the science uses.
 
+use crate::bench_refs::{median, pytorch_step, run_reference, ReferenceStep};
+use crate::bench_suite;
 use crate::config_overrides;
 use crate::model_flags::ModelFlags;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use gpicl::meta::bench::{bench_training_step, BenchReport};
 use gpicl::meta::TrainConfig;
 use gpicl::models::ModelKind;
 use gpicl::tasks::dataset::feature_count;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// Benchmark shapes with a counterpart in `../shared/refs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,15 +51,26 @@ pub struct BenchArgs {
     /// Print the report as JSON (median_ms, fwd_ms, bwd_ms, opt_ms, gflops, ...).
     #[arg(long)]
     json: bool,
-    /// Also run the reference scripts with this Python interpreter,
-    /// alternating with our runs, and print the ratios (needs
-    /// --preset reference or reference-lstm).
+    /// Also run the PyTorch step of the same model and shape with this
+    /// Python interpreter (`torch_step.py` for Transformers and the LSTM,
+    /// `xtask/refs/outer_lstm_step.py` for the outer-product LSTM; JAX too
+    /// at the reference shape), alternating with our runs, and print the
+    /// ratios.
     #[arg(long, value_name = "PY")]
     compare_python: Option<PathBuf>,
+    /// Time every shape the science uses (four Transformers, the reference
+    /// LSTM, the outer-product LSTM at H = 64 and 256) against PyTorch
+    /// (with --compare-python) in one invocation, in alternating rounds,
+    /// and write suite.md and suite.json to --out.
+    #[arg(long)]
+    suite: bool,
+    /// Folder of the suite's table and JSON.
+    #[arg(long, default_value = "target/bench-suite")]
+    out: PathBuf,
     /// Folder of `torch_step.py` and `jax_step.py`.
     #[arg(long, default_value = "../shared/refs")]
     refs_dir: PathBuf,
-    /// Alternating rounds of (ours, PyTorch, JAX) with --compare-python.
+    /// Alternating rounds of (ours, PyTorch, JAX) with --compare-python or --suite.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Threads the Python references may use [default: all cores].
@@ -107,6 +120,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.composed {
         gpicl::kernels::fused::set_enabled(false);
     }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.suite {
+        let report = bench_suite::run_suite(&bench_suite::SuiteOptions {
+            python: args.compare_python.as_deref(),
+            refs_dir: &args.refs_dir,
+            rounds: args.rounds,
+            steps: args.steps,
+            warmup: args.warmup,
+            threads,
+            out: &args.out,
+        })?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", bench_suite::markdown(&report));
+            println!("\nwritten to {}", args.out.display());
+        }
+        return Ok(());
+    }
     let Some(python) = &args.compare_python else {
         let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
         if args.json {
@@ -117,16 +151,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     };
 
-    let references: &[(&str, &[&str])] = match args.preset {
-        BenchPreset::Reference => &[("pytorch", &["torch_step.py"]), ("jax", &["jax_step.py"])],
-        BenchPreset::ReferenceLstm => &[("pytorch", &["torch_step.py", "--model", "lstm"])],
-        BenchPreset::Paper => {
-            bail!("--compare-python needs --preset reference or --preset reference-lstm, the shapes of ../shared/refs")
-        }
-    };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut references = vec![("pytorch", pytorch_step(&cfg, n_x, &args.refs_dir)?)];
+    if args.preset == BenchPreset::Reference && cfg == preset_config(BenchPreset::Reference) {
+        references.push((
+            "jax",
+            ReferenceStep {
+                script: args.refs_dir.join("jax_step.py"),
+                args: Vec::new(),
+            },
+        ));
+    }
     let mut ours = Vec::new();
     let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); references.len()];
     let mut failed: Vec<Option<String>> = vec![None; references.len()];
@@ -136,21 +170,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eprintln!("round {round}: gpicl {:.1} ms", r.median_ms);
         ours.push(r.median_ms);
         last = Some(r);
-        for (i, (name, script)) in references.iter().enumerate() {
+        for (i, (name, step)) in references.iter().enumerate() {
             if failed[i].is_some() {
                 continue;
             }
-            match run_reference(
-                python,
-                &args.refs_dir,
-                script,
-                args.steps,
-                args.warmup,
-                threads,
-            ) {
-                Ok(ms) => {
-                    eprintln!("round {round}: {name} {ms:.1} ms");
-                    theirs[i].push(ms);
+            match run_reference(python, step, &[], args.steps, args.warmup, threads) {
+                Ok(timing) => {
+                    eprintln!("round {round}: {name} {:.1} ms", timing.median_ms);
+                    theirs[i].push(timing.median_ms);
                 }
                 Err(e) => {
                     eprintln!("{name}: {e:#}");
@@ -165,6 +192,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "gpicl_median_ms": ours_ms,
         "rounds": args.rounds,
         "python_threads": threads,
+        "cpu": bench_suite::cpu_info(),
     });
     if !args.json {
         print_report(last.as_ref().expect("at least one round"));
@@ -221,81 +249,9 @@ fn print_report(r: &BenchReport) {
     );
 }
 
-/// Runs one reference script and returns its `MEDIAN … <x> ms` line's value.
-fn run_reference(
-    python: &Path,
-    refs_dir: &Path,
-    script: &[&str],
-    steps: usize,
-    warmup: usize,
-    threads: usize,
-) -> Result<f64> {
-    let path = refs_dir.join(script[0]);
-    if !path.is_file() {
-        bail!("{} not found (set --refs-dir)", path.display());
-    }
-    let mut cmd = Command::new(python);
-    cmd.arg(&path).args(&script[1..]).args([
-        "--steps",
-        &steps.to_string(),
-        "--warmup",
-        &warmup.to_string(),
-    ]);
-    if script[0] == "torch_step.py" {
-        cmd.args(["--threads", &threads.to_string()]);
-    }
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {}", python.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-        bail!(
-            "{} {} failed ({}): {}",
-            python.display(),
-            path.display(),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
-    }
-    parse_median(&stdout)
-        .with_context(|| format!("{} printed no `MEDIAN … ms` line", path.display()))
-}
-
-/// The milliseconds of the reference scripts' final `MEDIAN … <x> ms over
-/// <n> steps` line.
-fn parse_median(stdout: &str) -> Option<f64> {
-    let line = stdout.lines().rev().find(|l| l.starts_with("MEDIAN"))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let ms = words.iter().position(|w| *w == "ms")?;
-    words.get(ms.checked_sub(1)?)?.parse().ok()
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut xs = xs.to_vec();
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_reference_scripts_median_line_is_parsed() {
-        let out = "torch 2.5 threads=2\nstep 0 loss 2.3 300.0 ms\nMEDIAN torch model=tf sdpa=False compile=False bf16=False 305.4 ms over 20 steps\n";
-        assert_eq!(parse_median(out), Some(305.4));
-        assert_eq!(
-            parse_median("MEDIAN jax bf16=False 780.0 ms over 20 steps"),
-            Some(780.0)
-        );
-        assert_eq!(parse_median("step 0 loss 2.3 300.0 ms"), None);
-    }
 
     #[test]
     fn the_reference_preset_is_the_shape_of_the_python_scripts() {

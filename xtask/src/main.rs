@@ -14,6 +14,8 @@
 //!   paper-scale step benchmark in one command.
 
 mod bench_cmd;
+mod bench_refs;
+mod bench_suite;
 mod build_cuda_cmd;
 mod config_overrides;
 mod data_cmd;

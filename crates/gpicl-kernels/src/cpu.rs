@@ -69,35 +69,6 @@ pub fn matmul(
     );
 }
 
-/// [`matmul`] on the calling thread only, for products inside a task that
-/// is already one of many parallel ones (e.g. one attention head).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_serial(
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_t: bool,
-    rhs: &[f32],
-    rhs_t: bool,
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-) {
-    let parallelism = gemm::Parallelism::None;
-    matmul_with(
-        dst,
-        lhs,
-        lhs_t,
-        rhs,
-        rhs_t,
-        m,
-        k,
-        n,
-        accumulate,
-        parallelism,
-    );
-}
-
 #[allow(clippy::too_many_arguments)]
 fn matmul_with(
     dst: &mut [f32],
@@ -144,6 +115,69 @@ fn matmul_with(
             false,
             false,
             parallelism,
+        );
+    }
+}
+
+/// A strided matrix operand of [`matmul_view_serial`]: element `(r, c)`
+/// lives at `ptr + r·rs + c·cs`, so one head of a `[b, t, heads, key]`
+/// buffer is a view without a copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// A raw output pointer shared by parallel tasks that write disjoint
+/// elements through it (one attention head each).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub *mut f32);
+
+// SAFETY: tasks holding a `SharedMut` write disjoint elements (each caller
+// documents its partition) and the buffer outlives the parallel region.
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]` on `gemm`, on the calling thread, with
+/// every operand strided; `dst`'s element `(r, c)` is at `dst + r·dst_rs + c`.
+///
+/// # Safety
+/// Every element of the three views must be in bounds of live buffers, and
+/// no other thread may touch `dst`'s elements during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_view_serial(
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: View,
+    rhs: View,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    // SAFETY: the caller's contract above.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            false,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }

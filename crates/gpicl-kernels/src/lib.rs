@@ -16,6 +16,8 @@
 //!   slices (and Adam) for hand-written training steps;
 //! - [`lstm`], [`outer_lstm`]: the recurrences as single fused ops;
 //! - `cuda` (with the `cuda` feature): the GPU halves of the fused ops;
+//! - [`simd`]: the run-time choice between the portable, AVX2 and AVX-512
+//!   copies of the kernels' loops (bit-identical results at every level);
 //! - [`parity`]: every fused op checked against its composed definition,
 //!   on any device;
 //! - [`ops`]: layer norm, softmax, causal attention and cross-entropy written
@@ -46,7 +48,7 @@ pub mod ops;
 pub mod outer_lstm;
 pub mod parity;
 pub mod rng;
-mod simd;
+pub mod simd;
 
 pub use candle_core::{DType, Device, Tensor, Var, D};
 

@@ -12,6 +12,7 @@ use crate::math::{sigmoid, tanh};
 use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Runs the recurrence from zero state. `input`: `[b, t, 8·n·H]` (input
 /// projection plus bias), `w_rec`: `[n·H, 8·n·H]`, `scale`: `[1]` (the
@@ -30,11 +31,11 @@ pub fn outer_lstm_recurrence(
     let op = OuterLstmRecurrence {
         heads,
         size: width / heads.max(1),
+        saved: Mutex::new(Vec::new()),
     };
     input
         .contiguous()?
-        .apply_op3(&w_rec.contiguous()?, &scale.contiguous()?, op)?
-        .narrow(2, 0, width)
+        .apply_op3(&w_rec.contiguous()?, &scale.contiguous()?, op)
 }
 
 /// The same recurrence composed from candle ops: the definition the
@@ -82,11 +83,36 @@ pub fn outer_lstm_recurrence_composed(
 struct OuterLstmRecurrence {
     heads: usize,
     size: usize,
+    /// What the forward pass keeps for the backward pass (see
+    /// [`saved_width`]), held by the op rather than returned as an output:
+    /// an output would come back in the backward pass as a zero gradient of
+    /// the same size (`b·t·n·H²` floats, 840 MB at H = 256) to be read.
+    saved: Mutex<Vec<f32>>,
 }
 
 /// Saved per position: `h` (nH), `read` (nH), `g` (8nH), `C` (nH²).
 fn saved_width(n: usize, h: usize) -> usize {
     10 * n * h + n * h * h
+}
+
+/// `Σ_l a_l b_l` over 16 independent lanes (vectorises; the order is fixed,
+/// so the result does not depend on the SIMD level).
+#[inline(always)]
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 simd_fn! {
@@ -107,27 +133,36 @@ simd_fn! {
         let here = &mut rest[..sw];
         let prev = step.checked_sub(1).map(|p| &before[p * sw..(p + 1) * sw]);
         here[2 * width..10 * width].copy_from_slice(g);
+        let zeros = vec![0f32; if prev.is_none() { hs } else { 0 }];
+        let mut read = vec![0f32; hs];
         for head in 0..n {
             let gh = &g[head * 8 * hs..(head + 1) * 8 * hs];
             let c_off = 10 * width + head * hs * hs;
             // Gate vectors: a = tanh(k1)·s and b = tanh(k2), O(H) each.
             let a: Vec<f32> = gh[..3 * hs].iter().map(|v| tanh(*v) * s).collect();
             let bv: Vec<f32> = gh[3 * hs..6 * hs].iter().map(|v| tanh(*v)).collect();
+            let (b_i, rest) = bv.split_at(hs);
+            let (b_g, b_f) = rest.split_at(hs);
+            let q = &gh[6 * hs..7 * hs];
+            read.iter_mut().for_each(|r| *r = 0.0);
             for j in 0..hs {
                 let (a_i, a_g, a_f) = (a[j], a[hs + j], a[2 * hs + j]);
                 let row = c_off + j * hs;
+                let c_prev = prev.map_or(&zeros[..], |p| &p[row..row + hs]);
+                let cell = &mut here[row..row + hs];
                 for l in 0..hs {
-                    let c_prev = prev.map_or(0.0, |p| p[row + l]);
-                    here[row + l] = sigmoid(a_f * bv[2 * hs + l] + 1.0) * c_prev
-                        + sigmoid(a_i * bv[l]) * (a_g * bv[hs + l]);
+                    cell[l] = sigmoid(a_f * b_f[l] + 1.0) * c_prev[l]
+                        + sigmoid(a_i * b_i[l]) * (a_g * b_g[l]);
+                }
+                // read[l] = Σ_j C[j, l] q[j], accumulated row by row.
+                let qj = q[j];
+                for (r, c) in read.iter_mut().zip(cell.iter()) {
+                    *r += c * qj;
                 }
             }
             for l in 0..hs {
-                let read: f32 = (0..hs)
-                    .map(|j| here[c_off + j * hs + l] * gh[6 * hs + j])
-                    .sum();
-                let hv = sigmoid(gh[7 * hs + l]) * tanh(read);
-                here[width + head * hs + l] = read;
+                let hv = sigmoid(gh[7 * hs + l]) * tanh(read[l]);
+                here[width + head * hs + l] = read[l];
                 here[head * hs + l] = hv;
                 h_prev[head * hs + l] = hv;
             }
@@ -139,14 +174,14 @@ simd_fn! {
     /// Backpropagates one position of one sequence: fills the sequence's gate
     /// gradients `dg` (and its slot in `d_input`), carries the cell gradient
     /// `dcn` one step back, and returns this position's gradient of the scale.
+    /// `dh` is the gradient reaching `h_t`, from the output and from step `t + 1`.
     fn backward_position(
         seq: &[f32],
-        seq_grad: &[f32],
+        dh: &[f32],
         step: usize,
         sw: usize,
         dg_all: &mut [f32],
         dcn_all: &mut [f32],
-        dh_next: &[f32],
         d_input: &mut [f32],
         n: usize,
         hs: usize,
@@ -154,11 +189,12 @@ simd_fn! {
     ) -> f64 {
         let width = n * hs;
         let here = &seq[step * sw..(step + 1) * sw];
-        let gr = &seq_grad[step * sw..(step + 1) * sw];
         let prev = step.checked_sub(1).map(|p| &seq[p * sw..(p + 1) * sw]);
+        let zeros = vec![0f32; if prev.is_none() { hs } else { 0 }];
         let g = &here[2 * width..10 * width];
         let mut d_scale = 0f64;
-        let mut dc = vec![0f32; hs * hs];
+        let mut pre = vec![0f32; 3 * hs];
+        let mut d_read = vec![0f32; hs];
         dg_all.iter_mut().for_each(|v| *v = 0.0);
         for head in 0..n {
             let gh = &g[head * 8 * hs..(head + 1) * 8 * hs];
@@ -166,58 +202,55 @@ simd_fn! {
             let c_off = 10 * width + head * hs * hs;
             let dcn = &mut dcn_all[head * hs * hs..(head + 1) * hs * hs];
             // Read-out: h = σ(o) tanh(read), read = Cᵀ q.
-            let mut d_read = vec![0f32; hs];
             for l in 0..hs {
-                let dh = gr[head * hs + l] + dh_next[head * hs + l];
+                let dhl = dh[head * hs + l];
                 let so = sigmoid(gh[7 * hs + l]);
                 let tr = tanh(here[width + head * hs + l]);
-                dg[7 * hs + l] = dh * tr * so * (1.0 - so);
-                d_read[l] = dh * so * (1.0 - tr * tr) + gr[width + head * hs + l];
+                dg[7 * hs + l] = dhl * tr * so * (1.0 - so);
+                d_read[l] = dhl * so * (1.0 - tr * tr);
             }
-            for j in 0..hs {
-                let q = gh[6 * hs + j];
-                let row = c_off + j * hs;
-                let mut dq = 0f32;
-                for l in 0..hs {
-                    dq += here[row + l] * d_read[l];
-                    dc[j * hs + l] = dcn[j * hs + l] + q * d_read[l] + gr[row + l];
-                }
-                dg[6 * hs + j] = dq;
-            }
-            // Cell update through the three outer-product gates.
+            // Cell update through the three outer-product gates, row by row:
+            // dC = dC_next + q ⊗ d_read, then the gates' gradients.
             let ta: Vec<f32> = gh[..3 * hs].iter().map(|v| tanh(*v)).collect();
             let tb: Vec<f32> = gh[3 * hs..6 * hs].iter().map(|v| tanh(*v)).collect();
+            let (b_i, rest) = tb.split_at(hs);
+            let (b_g, b_f) = rest.split_at(hs);
             let mut d_a = vec![0f32; 3 * hs];
             let mut d_b = vec![0f32; 3 * hs];
             for j in 0..hs {
-                let a = [ta[j] * s, ta[hs + j] * s, ta[2 * hs + j] * s];
+                let (a_i, a_g, a_f) = (ta[j] * s, ta[hs + j] * s, ta[2 * hs + j] * s);
+                let q = gh[6 * hs + j];
                 let row = c_off + j * hs;
+                let cell = &here[row..row + hs];
+                let c_prev = prev.map_or(&zeros[..], |p| &p[row..row + hs]);
+                dg[6 * hs + j] = lane_dot(cell, &d_read);
+                let dc_row = &mut dcn[j * hs..(j + 1) * hs];
+                let (p_i, rest) = pre.split_at_mut(hs);
+                let (p_g, p_f) = rest.split_at_mut(hs);
+                let (db_i, rest) = d_b.split_at_mut(hs);
+                let (db_g, db_f) = rest.split_at_mut(hs);
                 for l in 0..hs {
-                    let bb = [tb[l], tb[hs + l], tb[2 * hs + l]];
-                    let c_prev = prev.map_or(0.0, |p| p[row + l]);
-                    let d = dc[j * hs + l];
-                    let (si, gv, f) = (
-                        sigmoid(a[0] * bb[0]),
-                        a[1] * bb[1],
-                        sigmoid(a[2] * bb[2] + 1.0),
-                    );
-                    let d_pre = [d * gv * si * (1.0 - si), d * si, d * c_prev * f * (1.0 - f)];
-                    for x in 0..3 {
-                        d_a[x * hs + j] += d_pre[x] * bb[x];
-                        d_b[x * hs + l] += d_pre[x] * a[x];
-                    }
-                    dcn[j * hs + l] = d * f;
+                    let d = dc_row[l] + q * d_read[l];
+                    let si = sigmoid(a_i * b_i[l]);
+                    let gv = a_g * b_g[l];
+                    let f = sigmoid(a_f * b_f[l] + 1.0);
+                    p_i[l] = d * gv * si * (1.0 - si);
+                    p_g[l] = d * si;
+                    p_f[l] = d * c_prev[l] * f * (1.0 - f);
+                    db_i[l] += p_i[l] * a_i;
+                    db_g[l] += p_g[l] * a_g;
+                    db_f[l] += p_f[l] * a_f;
+                    dc_row[l] = d * f;
                 }
+                d_a[j] = lane_dot(p_i, b_i);
+                d_a[hs + j] = lane_dot(p_g, b_g);
+                d_a[2 * hs + j] = lane_dot(p_f, b_f);
             }
             for k in 0..3 * hs {
                 dg[k] = d_a[k] * s * (1.0 - ta[k] * ta[k]);
                 d_scale += (d_a[k] * ta[k]) as f64;
                 dg[3 * hs + k] = d_b[k] * (1.0 - tb[k] * tb[k]);
             }
-        }
-        // Gradient reaching the saved pre-activations directly.
-        for (d, extra) in dg_all.iter_mut().zip(&gr[2 * width..10 * width]) {
-            *d += extra;
         }
         d_input[step * 8 * width..(step + 1) * 8 * width].copy_from_slice(dg_all);
         d_scale
@@ -280,7 +313,12 @@ impl CustomOp3 for OuterLstmRecurrence {
                 .zip(h_prev.par_chunks_mut(width))
                 .for_each(|((seq, g), hp)| forward_position(seq, step, sw, g, hp, n, hs, s));
         }
-        Ok((CpuStorage::F32(out), Shape::from((b, t, sw))))
+        let mut hidden = Vec::with_capacity(b * t * width);
+        for position in out.chunks_exact(sw) {
+            hidden.extend_from_slice(&position[..width]);
+        }
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = out;
+        Ok((CpuStorage::F32(hidden), Shape::from((b, t, width))))
     }
 
     fn bwd(
@@ -288,7 +326,7 @@ impl CustomOp3 for OuterLstmRecurrence {
         input: &Tensor,
         w_rec: &Tensor,
         scale: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, hs) = (self.heads, self.size);
@@ -296,23 +334,36 @@ impl CustomOp3 for OuterLstmRecurrence {
         let (b, t, _) = input.dims3()?;
         let sw = saved_width(n, hs);
         let s: f32 = scale.flatten_all()?.to_vec1::<f32>()?[0];
-        let (d_input, d_w, d_scale) = with_f32(self.name(), &[res, grad_res, w_rec], |x| {
-            let (saved, grad, w) = (x[0], x[1], x[2]);
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.len() != b * t * sw {
+            candle_core::bail!("outer-lstm-recurrence: backward without its forward pass");
+        }
+        let saved = &saved[..];
+        let (d_input, d_w, d_scale) = with_f32(self.name(), &[grad_res, w_rec], |x| {
+            let (grad, w) = (x[0], x[1]);
             let mut d_input = vec![0f32; b * t * 8 * width];
             let mut d_scale = 0f64;
             let mut dh_next = vec![0f32; b * width];
             let mut dc_next = vec![0f32; b * n * hs * hs];
             let mut d_gates = vec![0f32; b * 8 * width];
+            let mut dh = vec![0f32; b * width];
             for step in (0..t).rev() {
+                // The gradient reaching h_t: from the output and from step t + 1.
+                for (bi, d) in dh.chunks_exact_mut(width).enumerate() {
+                    let from_output = &grad[(bi * t + step) * width..][..width];
+                    let from_next = &dh_next[bi * width..(bi + 1) * width];
+                    for ((d, o), nx) in d.iter_mut().zip(from_output).zip(from_next) {
+                        *d = o + nx;
+                    }
+                }
                 let partials: Vec<f64> = saved
                     .par_chunks(t * sw)
-                    .zip(grad.par_chunks(t * sw))
                     .zip(d_gates.par_chunks_mut(8 * width))
                     .zip(dc_next.par_chunks_mut(n * hs * hs))
-                    .zip(dh_next.par_chunks(width))
+                    .zip(dh.par_chunks(width))
                     .zip(d_input.par_chunks_mut(t * 8 * width))
-                    .map(|(((((seq, seq_grad), dg), dcn), dh), d_in)| {
-                        backward_position(seq, seq_grad, step, sw, dg, dcn, dh, d_in, n, hs, s)
+                    .map(|((((seq, dg), dcn), dh), d_in)| {
+                        backward_position(seq, dh, step, sw, dg, dcn, d_in, n, hs, s)
                     })
                     .collect();
                 // Summed in sequence order, so the result does not depend on threads.

@@ -1,0 +1,439 @@
+//! `cargo xtask bench --suite`: every shape the science uses, timed against
+//! PyTorch in one invocation with alternating rounds, written as a Markdown
+//! table and JSON (with the CPU model and its SIMD flags) for
+//! `docs/benchmarks.md`.
+
+use crate::bench_cmd::{preset_config, BenchPreset};
+use crate::bench_refs::{median, pytorch_step, run_reference, ReferenceStep};
+use anyhow::{Context, Result};
+use gpicl::meta::bench::{bench_training_step, BenchReport};
+use gpicl::meta::TrainConfig;
+use gpicl::models::ModelKind;
+use gpicl::tasks::dataset::feature_count;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One shape of the suite.
+pub struct SuiteShape {
+    /// Short name used in the table.
+    pub name: &'static str,
+    /// The model and batch.
+    pub cfg: TrainConfig,
+    /// Whether PyTorch's bf16 autocast step is timed too.
+    pub bf16_reference: bool,
+    /// Most timed steps per round (the slow outer-product LSTM takes fewer).
+    pub max_steps: usize,
+    /// The ratio gpicl / PyTorch fp32 the issue asks for.
+    pub target_ratio: Option<f64>,
+}
+
+fn transformer(
+    d_model: usize,
+    layers: usize,
+    heads: usize,
+    key_size: usize,
+    image: usize,
+    seqs: usize,
+) -> TrainConfig {
+    let mut cfg = preset_config(BenchPreset::Reference);
+    cfg.model.d_model = d_model;
+    cfg.model.num_layers = layers;
+    cfg.model.num_heads = heads;
+    cfg.model.key_size = key_size;
+    cfg.model.widening_factor = 4;
+    cfg.data.image_size = image;
+    cfg.batch.seqs_per_task = seqs;
+    cfg
+}
+
+fn outer_lstm(hidden: usize) -> TrainConfig {
+    let mut cfg = preset_config(BenchPreset::Reference);
+    cfg.model.kind = ModelKind::OuterLstm;
+    cfg.model.hidden = hidden;
+    cfg.model.outer_heads = 1;
+    cfg.data.image_size = 14;
+    cfg
+}
+
+/// The shapes of the suite: the four Transformer shapes of the issue that
+/// set the CPU targets, the reference LSTM and the outer-product LSTM at
+/// H = 64 and H = 256 (14×14 inputs, 32 sequences of 100).
+pub fn suite_shapes() -> Vec<SuiteShape> {
+    let shape = |name, cfg, bf16_reference, max_steps, target_ratio| SuiteShape {
+        name,
+        cfg,
+        bf16_reference,
+        max_steps,
+        target_ratio,
+    };
+    vec![
+        shape(
+            "reference d256 L4 8×32 784px b32",
+            preset_config(BenchPreset::Reference),
+            true,
+            usize::MAX,
+            Some(0.8),
+        ),
+        shape(
+            "quickstart d64 L2 4×16 7×7 b64",
+            transformer(64, 2, 4, 16, 7, 64),
+            false,
+            usize::MAX,
+            Some(0.8),
+        ),
+        shape(
+            "paper-d64 d64 L4 8×32 7×7 b64",
+            transformer(64, 4, 8, 32, 7, 64),
+            true,
+            usize::MAX,
+            Some(0.8),
+        ),
+        shape(
+            "d128 L4 8×32 14×14 b128",
+            transformer(128, 4, 8, 32, 14, 128),
+            true,
+            usize::MAX,
+            Some(0.8),
+        ),
+        shape(
+            "LSTM 794→256 b32",
+            preset_config(BenchPreset::ReferenceLstm),
+            false,
+            usize::MAX,
+            Some(0.8),
+        ),
+        shape(
+            "outer-LSTM H=64 14×14 b32",
+            outer_lstm(64),
+            false,
+            usize::MAX,
+            None,
+        ),
+        shape(
+            "outer-LSTM H=256 14×14 b32",
+            outer_lstm(256),
+            false,
+            3,
+            Some(2.0),
+        ),
+    ]
+}
+
+/// The CPU the suite ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuInfo {
+    /// `model name` of `/proc/cpuinfo`.
+    pub model: String,
+    /// Logical CPUs this process may use.
+    pub threads: usize,
+    /// The SIMD flags that decide which kernels run.
+    pub flags: Vec<String>,
+}
+
+/// Reads [`CpuInfo`] from `/proc/cpuinfo` (`unknown` elsewhere).
+pub fn cpu_info() -> CpuInfo {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpu_info_from(&text)
+}
+
+fn cpu_info_from(cpuinfo: &str) -> CpuInfo {
+    const RELEVANT: [&str; 11] = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_bf16",
+        "avx512_fp16",
+        "avx512_vnni",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    ];
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let present: Vec<&str> = flags.split_whitespace().collect();
+    CpuInfo {
+        model: field("model name").unwrap_or_else(|| "unknown".to_string()),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        flags: RELEVANT
+            .iter()
+            .filter(|f| present.contains(f))
+            .map(|f| f.to_string())
+            .collect(),
+    }
+}
+
+/// One row of the suite's table.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteRow {
+    /// The shape's name.
+    pub shape: String,
+    /// Parameters of our model.
+    pub params: usize,
+    /// Parameters of the PyTorch model (equal when the models match).
+    pub pytorch_params: Option<usize>,
+    /// Median over rounds of gpicl's per-round median step (ms).
+    pub gpicl_ms: f64,
+    /// Median over rounds of PyTorch fp32's median step (ms).
+    pub pytorch_ms: Option<f64>,
+    /// `gpicl_ms / pytorch_ms`.
+    pub ratio: Option<f64>,
+    /// The target of that ratio.
+    pub target_ratio: Option<f64>,
+    /// PyTorch bf16 autocast's median step (ms), where timed.
+    pub pytorch_bf16_ms: Option<f64>,
+    /// Every round's medians: gpicl, PyTorch fp32, PyTorch bf16.
+    pub rounds: Vec<[Option<f64>; 3]>,
+    /// gpicl's last round in full (forward, backward, optimiser, GFLOP/s).
+    pub gpicl_last: BenchReport,
+    /// Why a reference could not be run.
+    pub errors: Vec<String>,
+}
+
+/// Everything one suite invocation measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteReport {
+    /// The CPU.
+    pub cpu: CpuInfo,
+    /// `git describe --always --dirty` of the measured tree.
+    pub commit: String,
+    /// Threads given to PyTorch.
+    pub python_threads: usize,
+    /// Alternating rounds.
+    pub rounds: usize,
+    /// Timed steps per round (fewer for the slowest shapes).
+    pub steps: usize,
+    /// One row per shape.
+    pub rows: Vec<SuiteRow>,
+}
+
+/// Options of one suite invocation.
+pub struct SuiteOptions<'a> {
+    pub python: Option<&'a Path>,
+    pub refs_dir: &'a Path,
+    pub rounds: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub threads: usize,
+    pub out: &'a Path,
+}
+
+/// Runs the suite and writes `suite.md` and `suite.json` into `opts.out`.
+pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
+    let shapes = suite_shapes();
+    let mut rows: Vec<Option<SuiteRow>> = vec![None; shapes.len()];
+    let steps_of = |s: &SuiteShape| opts.steps.min(s.max_steps).max(1);
+    let warmup_of = |s: &SuiteShape| opts.warmup.min(s.max_steps).max(1);
+    let n_x = |cfg: &TrainConfig| feature_count(&cfg.data, (28, 28));
+    let references: Vec<Option<ReferenceStep>> = shapes
+        .iter()
+        .map(|s| pytorch_step(&s.cfg, n_x(&s.cfg), opts.refs_dir).ok())
+        .collect();
+    let mut failed: Vec<Vec<String>> = vec![Vec::new(); shapes.len()];
+    for round in 0..opts.rounds.max(1) {
+        for (i, shape) in shapes.iter().enumerate() {
+            let (steps, warmup) = (steps_of(shape), warmup_of(shape));
+            let ours = bench_training_step(&shape.cfg, n_x(&shape.cfg), steps, warmup)
+                .with_context(|| format!("gpicl at shape {}", shape.name))?;
+            eprintln!(
+                "round {round} {}: gpicl {:.1} ms",
+                shape.name, ours.median_ms
+            );
+            let mut timed = [Some(ours.median_ms), None, None];
+            let mut pytorch_params = None;
+            if let (Some(python), Some(step)) = (opts.python, &references[i]) {
+                let variants: &[&[&str]] = if shape.bf16_reference {
+                    &[&[], &["--bf16"]]
+                } else {
+                    &[&[]]
+                };
+                for (v, extra) in variants.iter().enumerate() {
+                    match run_reference(python, step, extra, steps, warmup, opts.threads) {
+                        Ok(r) => {
+                            eprintln!(
+                                "round {round} {}: pytorch{} {:.1} ms",
+                                shape.name,
+                                extra.join(""),
+                                r.median_ms
+                            );
+                            timed[1 + v] = Some(r.median_ms);
+                            pytorch_params = pytorch_params.or(r.params);
+                        }
+                        Err(e) if round == 0 => failed[i].push(format!("{e:#}")),
+                        Err(e) => eprintln!("{}: {e:#}", shape.name),
+                    }
+                }
+            }
+            let row = rows[i].get_or_insert_with(|| SuiteRow {
+                shape: shape.name.to_string(),
+                params: ours.params,
+                pytorch_params,
+                gpicl_ms: f64::NAN,
+                pytorch_ms: None,
+                ratio: None,
+                target_ratio: shape.target_ratio,
+                pytorch_bf16_ms: None,
+                rounds: Vec::new(),
+                gpicl_last: ours.clone(),
+                errors: Vec::new(),
+            });
+            row.rounds.push(timed);
+            row.gpicl_last = ours;
+        }
+    }
+    let rows: Vec<SuiteRow> = rows
+        .into_iter()
+        .zip(failed)
+        .map(|(row, errors)| {
+            let mut row = row.expect("every shape ran at least one round");
+            let column = |c: usize| {
+                let xs: Vec<f64> = row.rounds.iter().filter_map(|r| r[c]).collect();
+                (!xs.is_empty()).then(|| median(&xs))
+            };
+            row.gpicl_ms = column(0).unwrap_or(f64::NAN);
+            row.pytorch_ms = column(1);
+            row.pytorch_bf16_ms = column(2);
+            row.ratio = row.pytorch_ms.map(|p| row.gpicl_ms / p);
+            row.errors = errors;
+            row
+        })
+        .collect();
+    let report = SuiteReport {
+        cpu: cpu_info(),
+        commit: git_describe(),
+        python_threads: opts.threads,
+        rounds: opts.rounds.max(1),
+        steps: opts.steps,
+        rows,
+    };
+    std::fs::create_dir_all(opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let json = opts.out.join("suite.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let md = opts.out.join("suite.md");
+    std::fs::write(&md, markdown(&report))
+        .with_context(|| format!("cannot write {}", md.display()))?;
+    Ok(report)
+}
+
+fn git_describe() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_string(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or("–".to_string(), |v| format!("{v:.1}"))
+}
+
+/// The suite's table in Markdown, with the machine it ran on.
+pub fn markdown(r: &SuiteReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "CPU: {} ({} threads; {}), commit {}, PyTorch on {} threads, {} alternating rounds, medians of ≤ {} steps.\n",
+        r.cpu.model,
+        r.cpu.threads,
+        r.cpu.flags.join(" "),
+        r.commit,
+        r.python_threads,
+        r.rounds,
+        r.steps
+    );
+    s.push_str("| shape (fwd+bwd+Adam, 100 tokens per sequence) | params | gpicl ms | fwd / bwd / opt ms | GFLOP/s | PyTorch fp32 ms | gpicl / PyTorch | target | PyTorch bf16 ms |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for row in &r.rows {
+        let params = match row.pytorch_params {
+            Some(p) if p != row.params => format!("{} (PyTorch {p})", row.params),
+            _ => row.params.to_string(),
+        };
+        let verdict = match (row.ratio, row.target_ratio) {
+            (Some(ratio), Some(t)) => {
+                format!("≤ {t:.1}× {}", if ratio <= t { "met" } else { "missed" })
+            }
+            (_, Some(t)) => format!("≤ {t:.1}×"),
+            _ => "–".to_string(),
+        };
+        let l = &row.gpicl_last;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {:.0} | {} | {} | {} | {} |",
+            row.shape,
+            params,
+            row.gpicl_ms,
+            l.fwd_ms,
+            l.bwd_ms,
+            l.opt_ms,
+            l.gflops,
+            ms(row.pytorch_ms),
+            row.ratio.map_or("–".to_string(), |x| format!("{x:.2}×")),
+            verdict,
+            ms(row.pytorch_bf16_ms),
+        );
+    }
+    for row in r.rows.iter().filter(|row| !row.errors.is_empty()) {
+        let _ = writeln!(s, "\n{}: {}", row.shape, row.errors.join("; "));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench_refs::project_refs_dir;
+
+    #[test]
+    fn every_suite_shape_is_a_valid_config_with_a_pytorch_reference() {
+        let shapes = suite_shapes();
+        assert_eq!(shapes.len(), 7);
+        for s in &shapes {
+            s.cfg
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            let n_x = feature_count(&s.cfg.data, (28, 28));
+            let step = pytorch_step(&s.cfg, n_x, &project_refs_dir()).unwrap();
+            assert!(step.args.contains(&n_x.to_string()), "{}", s.name);
+        }
+        let d128 = &shapes[3].cfg;
+        assert_eq!(
+            (
+                d128.model.d_model,
+                d128.batch.sequences(),
+                d128.data.image_size
+            ),
+            (128, 128, 14)
+        );
+        assert_eq!(shapes[6].cfg.model.hidden, 256);
+    }
+
+    #[test]
+    fn the_cpu_flags_that_pick_kernels_are_read_from_cpuinfo() {
+        let info = cpu_info_from("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_tile amx_bf16\n");
+        assert_eq!(info.model, "Intel(R) Xeon(R) Processor");
+        assert_eq!(
+            info.flags,
+            [
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512_bf16",
+                "amx_tile",
+                "amx_bf16"
+            ]
+        );
+        assert_eq!(cpu_info_from("").model, "unknown");
+    }
+}
