@@ -397,7 +397,9 @@ pub fn gelu_backward(x: &[f32], grad: &[f32], tanh_approximation: bool, dx: &mut
 // ---------------------------------------------------------------- attention
 
 mod attention;
+mod pool;
 pub use attention::{causal_attention_backward, causal_attention_forward, AttentionShape};
+pub use pool::BufferPool;
 
 // ------------------------------------------------------------ cross-entropy
 

@@ -35,6 +35,8 @@ pub struct Transformer {
     head: Linear,
     input_dim: usize,
     max_seq_len: usize,
+    /// Activation buffers reused from one hand-written step to the next.
+    scratch: gpicl_kernels::host::BufferPool,
 }
 
 impl Transformer {
@@ -139,6 +141,7 @@ impl Transformer {
             head,
             input_dim,
             max_seq_len,
+            scratch: Default::default(),
         })
     }
 

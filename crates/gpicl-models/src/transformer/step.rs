@@ -12,7 +12,7 @@ use super::Transformer;
 use crate::error::{ModelError, Result};
 use crate::linear::{LayerNorm, Linear};
 use crate::LossAndGrads;
-use gpicl_kernels::host::{self, AttentionShape};
+use gpicl_kernels::host::{self, AttentionShape, BufferPool};
 use gpicl_kernels::{DType, Tensor};
 use std::collections::HashMap;
 
@@ -34,6 +34,8 @@ struct BlockActivations {
 /// borrowed once, in `ParamStore` order, for the whole step.
 struct Params<'a> {
     slices: HashMap<candle_core::TensorId, &'a [f32]>,
+    /// Where activation buffers come from and go back to.
+    pool: &'a BufferPool,
 }
 
 impl Params<'_> {
@@ -59,7 +61,7 @@ impl Grads {
 
 fn linear_forward(p: &Params, layer: &Linear, x: &[f32]) -> Vec<f32> {
     let (w, b) = (p.get(&layer.weight), p.get(&layer.bias));
-    let mut out = vec![0f32; x.len() / (w.len() / b.len()) * b.len()];
+    let mut out = p.pool.take(x.len() / (w.len() / b.len()) * b.len());
     host::linear_forward(x, w, b, &mut out);
     out
 }
@@ -75,7 +77,7 @@ fn linear_backward(
 ) -> Option<Vec<f32>> {
     let (w, b) = (p.get(&layer.weight), p.get(&layer.bias));
     let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; b.len()]);
-    let mut dx = want_dx.then(|| vec![0f32; x.len()]);
+    let mut dx = want_dx.then(|| p.pool.take(x.len()));
     host::linear_backward(x, w, grad, dx.as_deref_mut(), &mut dw, &mut db, false);
     grads.put(&layer.weight, dw);
     grads.put(&layer.bias, db);
@@ -83,7 +85,7 @@ fn linear_backward(
 }
 
 fn layer_norm_forward(p: &Params, ln: &LayerNorm, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
+    let mut out = p.pool.take(x.len());
     host::layer_norm_forward(x, p.get(&ln.gain), p.get(&ln.bias), ln.eps as f32, &mut out);
     out
 }
@@ -96,7 +98,7 @@ fn layer_norm_backward(
     grad: &[f32],
 ) -> Vec<f32> {
     let gain = p.get(&ln.gain);
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = p.pool.take(x.len());
     let (mut dgain, mut dbias) = (vec![0f32; gain.len()], vec![0f32; gain.len()]);
     host::layer_norm_backward(
         x,
@@ -151,6 +153,7 @@ impl Transformer {
                     .zip(param_slices)
                     .map(|(v, s)| (v.id(), *s))
                     .collect(),
+                pool: &self.scratch,
             };
             self.step_on_slices(&params, token_data[0], &targets, b, t, started)
         })?;
@@ -210,13 +213,13 @@ impl Transformer {
                 linear_forward(p, &block.k, &ln_attn),
                 linear_forward(p, &block.v, &ln_attn),
             );
-            let mut attended = vec![0f32; q.len()];
+            let mut attended = p.pool.take(q.len());
             host::causal_attention_forward(&q, &k, &v, shape, &mut attended);
             let mut mid = linear_forward(p, &block.out, &attended);
             host::add_assign(&mut mid, &h);
             let ln_mlp = layer_norm_forward(p, &block.ln_mlp, &mid);
             let hidden = linear_forward(p, &block.fc_in, &ln_mlp);
-            let mut activated = vec![0f32; hidden.len()];
+            let mut activated = p.pool.take(hidden.len());
             host::gelu_forward(&hidden, tanh, &mut activated);
             let mut next = linear_forward(p, &block.fc_out, &activated);
             host::add_assign(&mut next, &mid);
@@ -253,19 +256,20 @@ impl Transformer {
             let d_activated =
                 linear_backward(p, &mut grads, &block.fc_out, &a.activated, &dh, true)
                     .expect("dx requested");
-            let mut d_hidden = vec![0f32; a.hidden.len()];
+            let mut d_hidden = p.pool.take(a.hidden.len());
             host::gelu_backward(&a.hidden, &d_activated, tanh, &mut d_hidden);
             let d_ln_mlp = linear_backward(p, &mut grads, &block.fc_in, &a.ln_mlp, &d_hidden, true)
                 .expect("dx requested");
             let d_mid_norm = layer_norm_backward(p, &mut grads, &block.ln_mlp, &a.mid, &d_ln_mlp);
             host::add_assign(&mut dh, &d_mid_norm);
+            p.pool.recycle([d_activated, d_hidden, d_ln_mlp, d_mid_norm]);
             // mid = input + out(attention(q, k, v)).
             let d_attended = linear_backward(p, &mut grads, &block.out, &a.attended, &dh, true)
                 .expect("dx requested");
             let (mut dq, mut dk, mut dv) = (
-                vec![0f32; a.q.len()],
-                vec![0f32; a.k.len()],
-                vec![0f32; a.v.len()],
+                p.pool.take(a.q.len()),
+                p.pool.take(a.k.len()),
+                p.pool.take(a.v.len()),
             );
             host::causal_attention_backward(
                 &a.q,
@@ -283,10 +287,12 @@ impl Transformer {
                 let part = linear_backward(p, &mut grads, layer, &a.ln_attn, d, true)
                     .expect("dx requested");
                 host::add_assign(&mut d_ln_attn, &part);
+                p.pool.recycle([part]);
             }
             let d_input_norm =
                 layer_norm_backward(p, &mut grads, &block.ln_attn, &a.input, &d_ln_attn);
             host::add_assign(&mut dh, &d_input_norm);
+            p.pool.recycle([d_attended, dq, dk, dv, d_ln_attn, d_input_norm]);
         }
         // h0 = embed(tokens) + pos: the positional gradient sums over sequences.
         let pos_len = p.get(&self.pos).len();
@@ -297,6 +303,22 @@ impl Transformer {
         grads.put(&self.pos, d_pos);
         // Tokens are data: no input gradient.
         linear_backward(p, &mut grads, &self.embed, tokens, &dh, false);
+        // Every activation goes back to the pool for the next step.
+        p.pool.recycle([h, dh, ln_final, d_ln_final]);
+        for a in saved {
+            p.pool.recycle([
+                a.input,
+                a.ln_attn,
+                a.q,
+                a.k,
+                a.v,
+                a.attended,
+                a.mid,
+                a.ln_mlp,
+                a.hidden,
+                a.activated,
+            ]);
+        }
         (loss, logits, grads, forward_seconds)
     }
 }
