@@ -398,7 +398,10 @@ pub fn gelu_backward(x: &[f32], grad: &[f32], tanh_approximation: bool, dx: &mut
 
 mod attention;
 mod pool;
-pub use attention::{causal_attention_backward, causal_attention_forward, AttentionShape};
+pub use attention::{
+    causal_attention_backward, causal_attention_backward_with_weights, causal_attention_forward,
+    causal_attention_forward_keeping_weights, AttentionShape,
+};
 pub use pool::BufferPool;
 
 // ------------------------------------------------------------ cross-entropy

@@ -31,6 +31,11 @@ impl AttentionShape {
         self.batch * self.t * self.heads * self.key
     }
 
+    /// Values of every head's `t × t` weights together.
+    pub fn weights_len(&self) -> usize {
+        self.batch * self.heads * self.t * self.t
+    }
+
     /// Offset of head `n` (sequence `n / heads`, head `n % heads`) and the
     /// row stride between its positions.
     fn head(&self, n: usize) -> (usize, isize) {
@@ -95,9 +100,12 @@ simd_fn! {
     /// `dS_ij = P_ij (dP_ij − Σ_j' P_ij' dP_ij') · scale` in place of `dP`
     /// (`ds`), which is 0 above the diagonal because `P` is.
     fn softmax_backward_rows(p: &[f32], ds: &mut [f32], t: usize, scale: f32) {
-        for (prow, drow) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+        for (i, (prow, drow)) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)).enumerate() {
+            // The masked entries add exact zeros (P is 0 there) to a sum
+            // that starts at +0 and so is never −0: skipping them changes
+            // no bit for finite gradients, and halves this sequential sum.
             let mut row_dot = 0f32;
-            for (&pij, &dp) in prow.iter().zip(drow.iter()) {
+            for (&pij, &dp) in prow[..=i].iter().zip(&drow[..=i]) {
                 row_dot += pij * dp;
             }
             for (&pij, d) in prow.iter().zip(drow.iter_mut()) {
@@ -172,34 +180,67 @@ pub fn causal_attention_forward(
     s: AttentionShape,
     out: &mut [f32],
 ) {
+    attention_forward(q, k, v, s, out, None);
+}
+
+/// [`causal_attention_forward`] that also keeps every head's weights `P`
+/// (`[batch·heads, t, t]`, zero above the diagonal) for
+/// [`causal_attention_backward_with_weights`], which then need not
+/// recompute them.
+pub fn causal_attention_forward_keeping_weights(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttentionShape,
+    out: &mut [f32],
+    weights: &mut [f32],
+) {
+    assert_eq!(weights.len(), s.weights_len(), "causal_attention_forward: weights");
+    attention_forward(q, k, v, s, out, Some(weights));
+}
+
+fn attention_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttentionShape,
+    out: &mut [f32],
+    weights: Option<&mut [f32]>,
+) {
     assert!(
         q.len() == s.len() && k.len() == s.len() && v.len() == s.len() && out.len() == s.len(),
         "causal_attention_forward: shapes"
     );
     let t = s.t;
     let dst = SharedMut(out.as_mut_ptr());
-    (0..s.batch * s.heads).into_par_iter().for_each_init(
-        || vec![0f32; t * t],
-        |p, n| {
-            let (offset, row) = s.head(n);
-            head_weights(q, k, s, offset, row, p);
-            let dst = dst;
-            // SAFETY: head `n` writes only its own `t × key` elements of
-            // `out` (offset and stride of `s.head(n)`), disjoint from every
-            // other head's; `out` outlives the parallel loop.
-            unsafe {
-                matmul_view_serial(
-                    dst.0.add(offset),
-                    row,
-                    block_view(p, t, false),
-                    head_view(v, offset, row, false),
-                    t,
-                    t,
-                    s.key,
-                );
-            }
-        },
-    );
+    let head = |n: usize, p: &mut [f32]| {
+        let (offset, row) = s.head(n);
+        head_weights(q, k, s, offset, row, p);
+        let dst = dst;
+        // SAFETY: head `n` writes only its own `t × key` elements of
+        // `out` (offset and stride of `s.head(n)`), disjoint from every
+        // other head's; `out` outlives the parallel loop.
+        unsafe {
+            matmul_view_serial(
+                dst.0.add(offset),
+                row,
+                block_view(p, t, false),
+                head_view(v, offset, row, false),
+                t,
+                t,
+                s.key,
+            );
+        }
+    };
+    match weights {
+        Some(weights) => weights
+            .par_chunks_mut(t * t)
+            .enumerate()
+            .for_each(|(n, p)| head(n, p)),
+        None => (0..s.batch * s.heads)
+            .into_par_iter()
+            .for_each_init(|| vec![0f32; t * t], |p, n| head(n, p)),
+    }
 }
 
 /// The backward pass of [`causal_attention_forward`] given the output
@@ -216,17 +257,54 @@ pub fn causal_attention_backward(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
-    for x in [q, k, v, grad, &*dq, &*dk, &*dv] {
+    attention_backward(q, k, v, None, grad, s, [dq, dk, dv]);
+}
+
+/// [`causal_attention_backward`] from the weights that
+/// [`causal_attention_forward_keeping_weights`] kept: the same bits,
+/// without recomputing `softmax(q kᵀ)`.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward_with_weights(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    weights: &[f32],
+    grad: &[f32],
+    s: AttentionShape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    assert_eq!(weights.len(), s.weights_len(), "causal_attention_backward: weights");
+    attention_backward(q, k, v, Some(weights), grad, s, [dq, dk, dv]);
+}
+
+fn attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    weights: Option<&[f32]>,
+    grad: &[f32],
+    s: AttentionShape,
+    outs: [&mut [f32]; 3],
+) {
+    for x in [q, k, v, grad, &*outs[0], &*outs[1], &*outs[2]] {
         assert_eq!(x.len(), s.len(), "causal_attention_backward: shapes");
     }
     let t = s.t;
     let scale = 1.0 / (s.key as f32).sqrt();
-    let outs = [dq, dk, dv].map(|d| SharedMut(d.as_mut_ptr()));
+    let outs = outs.map(|d| SharedMut(d.as_mut_ptr()));
     (0..s.batch * s.heads).into_par_iter().for_each_init(
-        || (vec![0f32; t * t], vec![0f32; t * t]),
-        |(p, ds), n| {
+        || (vec![0f32; if weights.is_some() { 0 } else { t * t }], vec![0f32; t * t]),
+        |(scratch, ds), n| {
             let (offset, row) = s.head(n);
-            head_weights(q, k, s, offset, row, p);
+            let p: &[f32] = match weights {
+                Some(w) => &w[n * t * t..(n + 1) * t * t],
+                None => {
+                    head_weights(q, k, s, offset, row, scratch);
+                    scratch
+                }
+            };
             let [dq, dk, dv] = outs;
             // SAFETY: `ds` is this task's scratch; head `n` writes only its
             // own `t × key` elements of `dq`, `dk`, `dv` (disjoint from
@@ -245,21 +323,9 @@ pub fn causal_attention_backward(
                 softmax_backward_rows(p, ds, t, scale);
                 // dV = Pᵀ dO, dQ = dS K, dK = dSᵀ Q
                 let products = [
-                    (
-                        dv,
-                        block_view(p, t, true),
-                        head_view(grad, offset, row, false),
-                    ),
-                    (
-                        dq,
-                        block_view(ds, t, false),
-                        head_view(k, offset, row, false),
-                    ),
-                    (
-                        dk,
-                        block_view(ds, t, true),
-                        head_view(q, offset, row, false),
-                    ),
+                    (dv, block_view(p, t, true), head_view(grad, offset, row, false)),
+                    (dq, block_view(ds, t, false), head_view(k, offset, row, false)),
+                    (dk, block_view(ds, t, true), head_view(q, offset, row, false)),
                 ];
                 for (dst, lhs, rhs) in products {
                     matmul_view_serial(dst.0.add(offset), row, lhs, rhs, t, t, s.key);
@@ -335,6 +401,27 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn kept_weights_give_the_bits_of_recomputed_ones() {
+        let s = AttentionShape { batch: 2, t: 31, heads: 3, key: 8 };
+        let (q, k, v, g) = (data(s.len(), 4), data(s.len(), 5), data(s.len(), 6), data(s.len(), 7));
+        let (mut out, mut kept_out) = (vec![0f32; s.len()], vec![0f32; s.len()]);
+        let mut weights = vec![f32::NAN; s.weights_len()];
+        causal_attention_forward(&q, &k, &v, s, &mut out);
+        causal_attention_forward_keeping_weights(&q, &k, &v, s, &mut kept_out, &mut weights);
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&kept_out));
+        let grads = |w: Option<&[f32]>| {
+            let (mut dq, mut dk, mut dv) = (vec![0f32; s.len()], vec![0f32; s.len()], vec![0f32; s.len()]);
+            match w {
+                Some(w) => causal_attention_backward_with_weights(&q, &k, &v, w, &g, s, &mut dq, &mut dk, &mut dv),
+                None => causal_attention_backward(&q, &k, &v, &g, s, &mut dq, &mut dk, &mut dv),
+            }
+            [bits(&dq), bits(&dk), bits(&dv)]
+        };
+        assert_eq!(grads(None), grads(Some(&weights)));
     }
 
     #[test]

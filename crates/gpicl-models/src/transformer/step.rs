@@ -24,6 +24,8 @@ struct BlockActivations {
     k: Vec<f32>,
     v: Vec<f32>,
     attended: Vec<f32>,
+    /// Every head's attention weights, `[b·heads, t, t]`.
+    weights: Vec<f32>,
     mid: Vec<f32>,
     ln_mlp: Vec<f32>,
     hidden: Vec<f32>,
@@ -214,7 +216,15 @@ impl Transformer {
                 linear_forward(p, &block.v, &ln_attn),
             );
             let mut attended = p.pool.take(q.len());
-            host::causal_attention_forward(&q, &k, &v, shape, &mut attended);
+            let mut weights = p.pool.take(shape.weights_len());
+            host::causal_attention_forward_keeping_weights(
+                &q,
+                &k,
+                &v,
+                shape,
+                &mut attended,
+                &mut weights,
+            );
             let mut mid = linear_forward(p, &block.out, &attended);
             host::add_assign(&mut mid, &h);
             let ln_mlp = layer_norm_forward(p, &block.ln_mlp, &mid);
@@ -230,6 +240,7 @@ impl Transformer {
                 k,
                 v,
                 attended,
+                weights,
                 mid,
                 ln_mlp,
                 hidden,
@@ -271,10 +282,11 @@ impl Transformer {
                 p.pool.take(a.k.len()),
                 p.pool.take(a.v.len()),
             );
-            host::causal_attention_backward(
+            host::causal_attention_backward_with_weights(
                 &a.q,
                 &a.k,
                 &a.v,
+                &a.weights,
                 &d_attended,
                 shape,
                 &mut dq,
@@ -313,6 +325,7 @@ impl Transformer {
                 a.k,
                 a.v,
                 a.attended,
+                a.weights,
                 a.mid,
                 a.ln_mlp,
                 a.hidden,
