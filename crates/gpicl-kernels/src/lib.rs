@@ -14,6 +14,7 @@
 //!   (linear, LayerNorm, GELU, causal attention, cross-entropy), as candle
 //!   ops tested against [`ops`]; [`host`] holds the same kernels over plain
 //!   slices (and Adam) for hand-written training steps;
+//! - [`in_place`]: the Adam update on a parameter tensor's own storage;
 //! - [`lstm`], [`outer_lstm`]: the recurrences as single fused ops;
 //! - `cuda` (with the `cuda` feature): the GPU halves of the fused ops;
 //! - [`simd`]: the run-time choice between the portable, AVX2 and AVX-512
@@ -42,6 +43,7 @@ pub mod device;
 pub mod error;
 pub mod fused;
 pub mod host;
+pub mod in_place;
 pub mod lstm;
 mod math;
 pub mod ops;

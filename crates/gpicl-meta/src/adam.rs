@@ -3,6 +3,7 @@
 use crate::config::OptimConfig;
 use crate::error::Result;
 use gpicl_kernels::fused::{adam_update, AdamStep};
+use gpicl_kernels::in_place::adam_update_tensor;
 use gpicl_kernels::Tensor;
 use gpicl_models::ParamStore;
 
@@ -61,8 +62,13 @@ impl Adam {
             correction2: (1.0 - c.beta2.powi(t)) as f32,
         };
         for (i, (_, var)) in params.iter().enumerate() {
+            let (g, m, v) = (&grads[i], &mut self.m[i], &mut self.v[i]);
+            if var.device().is_cpu() && var.dtype() == gpicl_kernels::DType::F32 && var.is_contiguous() {
+                adam_update_tensor(var.as_tensor(), g, m, v, &step)?;
+                continue;
+            }
             let mut p: Vec<f32> = var.flatten_all()?.to_vec1()?;
-            adam_update(&mut p, &grads[i], &mut self.m[i], &mut self.v[i], &step);
+            adam_update(&mut p, g, m, v, &step);
             var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
         Ok(())
