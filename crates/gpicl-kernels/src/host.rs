@@ -19,7 +19,7 @@
 //! ```
 
 use crate::cpu;
-use crate::math::{erf, exp, tanh};
+use crate::math::exp;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 
@@ -319,80 +319,8 @@ pub fn layer_norm_backward(
 
 // --------------------------------------------------------------------- GELU
 
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_TANH_COEF: f32 = 0.044_715;
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-
-simd_fn! {
-    fn gelu_erf_forward(x: &[f32], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
-        }
-    }
-}
-
-simd_fn! {
-    fn gelu_tanh_forward(x: &[f32], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
-            *o = 0.5 * v * (1.0 + tanh(u));
-        }
-    }
-}
-
-simd_fn! {
-    /// `dx = g · (Φ(x) + x φ(x))`.
-    fn gelu_erf_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
-        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
-            let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-            let pdf = exp(-0.5 * v * v) * 0.398_942_3;
-            *d = g * (cdf + v * pdf);
-        }
-    }
-}
-
-simd_fn! {
-    fn gelu_tanh_backward(x: &[f32], grad: &[f32], dx: &mut [f32]) {
-        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(grad) {
-            let u = SQRT_2_OVER_PI * (v + GELU_TANH_COEF * v * v * v);
-            let th = tanh(u);
-            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * v * v);
-            *d = g * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * du);
-        }
-    }
-}
-
-/// GELU of every element, exact (erf) or with the tanh approximation.
-pub fn gelu_forward(x: &[f32], tanh_approximation: bool, out: &mut [f32]) {
-    assert_eq!(x.len(), out.len(), "gelu_forward: shapes");
-    let forward = if tanh_approximation {
-        gelu_tanh_forward
-    } else {
-        gelu_erf_forward
-    };
-    out.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(x.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|(o, x)| forward(x, o));
-}
-
-/// `dx = grad · gelu'(x)`.
-pub fn gelu_backward(x: &[f32], grad: &[f32], tanh_approximation: bool, dx: &mut [f32]) {
-    assert!(
-        x.len() == grad.len() && x.len() == dx.len(),
-        "gelu_backward: shapes"
-    );
-    let backward = if tanh_approximation {
-        gelu_tanh_backward
-    } else {
-        gelu_erf_backward
-    };
-    dx.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(
-            x.par_chunks(ELEMENTWISE_CHUNK)
-                .zip(grad.par_chunks(ELEMENTWISE_CHUNK)),
-        )
-        .for_each(|(dx, (x, g))| backward(x, g, dx));
-}
+mod gelu;
+pub use gelu::{gelu_backward, gelu_backward_kept, gelu_forward, gelu_forward_keeping};
 
 // ---------------------------------------------------------------- attention
 

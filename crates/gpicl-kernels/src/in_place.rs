@@ -82,7 +82,8 @@ mod tests {
             correction1: 0.1,
             correction2: 0.001,
         };
-        let var = Var::from_tensor(&Tensor::from_vec(p0.clone(), (37,), &Device::Cpu).unwrap()).unwrap();
+        let var =
+            Var::from_tensor(&Tensor::from_vec(p0.clone(), (37,), &Device::Cpu).unwrap()).unwrap();
         let (mut m, mut v) = (vec![0.01f32; 37], vec![0.02f32; 37]);
         adam_update_tensor(var.as_tensor(), &g, &mut m, &mut v, &step).unwrap();
         let (mut p1, mut m1, mut v1) = (p0, vec![0.01f32; 37], vec![0.02f32; 37]);
@@ -90,6 +91,13 @@ mod tests {
         let updated: Vec<f32> = var.as_tensor().to_vec1().unwrap();
         assert_eq!(updated, p1);
         assert_eq!((m, v), (m1, v1));
-        assert!(adam_update_tensor(var.as_tensor(), &g[..3], &mut [0.0; 3], &mut [0.0; 3], &step).is_err());
+        assert!(adam_update_tensor(
+            var.as_tensor(),
+            &g[..3],
+            &mut [0.0; 3],
+            &mut [0.0; 3],
+            &step
+        )
+        .is_err());
     }
 }

@@ -63,7 +63,10 @@ impl Adam {
         };
         for (i, (_, var)) in params.iter().enumerate() {
             let (g, m, v) = (&grads[i], &mut self.m[i], &mut self.v[i]);
-            if var.device().is_cpu() && var.dtype() == gpicl_kernels::DType::F32 && var.is_contiguous() {
+            if var.device().is_cpu()
+                && var.dtype() == gpicl_kernels::DType::F32
+                && var.is_contiguous()
+            {
                 adam_update_tensor(var.as_tensor(), g, m, v, &step)?;
                 continue;
             }

@@ -195,7 +195,11 @@ pub fn causal_attention_forward_keeping_weights(
     out: &mut [f32],
     weights: &mut [f32],
 ) {
-    assert_eq!(weights.len(), s.weights_len(), "causal_attention_forward: weights");
+    assert_eq!(
+        weights.len(),
+        s.weights_len(),
+        "causal_attention_forward: weights"
+    );
     attention_forward(q, k, v, s, out, Some(weights));
 }
 
@@ -275,7 +279,11 @@ pub fn causal_attention_backward_with_weights(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
-    assert_eq!(weights.len(), s.weights_len(), "causal_attention_backward: weights");
+    assert_eq!(
+        weights.len(),
+        s.weights_len(),
+        "causal_attention_backward: weights"
+    );
     attention_backward(q, k, v, Some(weights), grad, s, [dq, dk, dv]);
 }
 
@@ -295,7 +303,12 @@ fn attention_backward(
     let scale = 1.0 / (s.key as f32).sqrt();
     let outs = outs.map(|d| SharedMut(d.as_mut_ptr()));
     (0..s.batch * s.heads).into_par_iter().for_each_init(
-        || (vec![0f32; if weights.is_some() { 0 } else { t * t }], vec![0f32; t * t]),
+        || {
+            (
+                vec![0f32; if weights.is_some() { 0 } else { t * t }],
+                vec![0f32; t * t],
+            )
+        },
         |(scratch, ds), n| {
             let (offset, row) = s.head(n);
             let p: &[f32] = match weights {
@@ -323,9 +336,21 @@ fn attention_backward(
                 softmax_backward_rows(p, ds, t, scale);
                 // dV = Pᵀ dO, dQ = dS K, dK = dSᵀ Q
                 let products = [
-                    (dv, block_view(p, t, true), head_view(grad, offset, row, false)),
-                    (dq, block_view(ds, t, false), head_view(k, offset, row, false)),
-                    (dk, block_view(ds, t, true), head_view(q, offset, row, false)),
+                    (
+                        dv,
+                        block_view(p, t, true),
+                        head_view(grad, offset, row, false),
+                    ),
+                    (
+                        dq,
+                        block_view(ds, t, false),
+                        head_view(k, offset, row, false),
+                    ),
+                    (
+                        dk,
+                        block_view(ds, t, true),
+                        head_view(q, offset, row, false),
+                    ),
                 ];
                 for (dst, lhs, rhs) in products {
                     matmul_view_serial(dst.0.add(offset), row, lhs, rhs, t, t, s.key);
@@ -405,8 +430,18 @@ mod tests {
 
     #[test]
     fn kept_weights_give_the_bits_of_recomputed_ones() {
-        let s = AttentionShape { batch: 2, t: 31, heads: 3, key: 8 };
-        let (q, k, v, g) = (data(s.len(), 4), data(s.len(), 5), data(s.len(), 6), data(s.len(), 7));
+        let s = AttentionShape {
+            batch: 2,
+            t: 31,
+            heads: 3,
+            key: 8,
+        };
+        let (q, k, v, g) = (
+            data(s.len(), 4),
+            data(s.len(), 5),
+            data(s.len(), 6),
+            data(s.len(), 7),
+        );
         let (mut out, mut kept_out) = (vec![0f32; s.len()], vec![0f32; s.len()]);
         let mut weights = vec![f32::NAN; s.weights_len()];
         causal_attention_forward(&q, &k, &v, s, &mut out);
@@ -414,9 +449,15 @@ mod tests {
         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&out), bits(&kept_out));
         let grads = |w: Option<&[f32]>| {
-            let (mut dq, mut dk, mut dv) = (vec![0f32; s.len()], vec![0f32; s.len()], vec![0f32; s.len()]);
+            let (mut dq, mut dk, mut dv) = (
+                vec![0f32; s.len()],
+                vec![0f32; s.len()],
+                vec![0f32; s.len()],
+            );
             match w {
-                Some(w) => causal_attention_backward_with_weights(&q, &k, &v, w, &g, s, &mut dq, &mut dk, &mut dv),
+                Some(w) => causal_attention_backward_with_weights(
+                    &q, &k, &v, w, &g, s, &mut dq, &mut dk, &mut dv,
+                ),
                 None => causal_attention_backward(&q, &k, &v, &g, s, &mut dq, &mut dk, &mut dv),
             }
             [bits(&dq), bits(&dk), bits(&dv)]

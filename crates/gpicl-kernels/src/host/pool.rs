@@ -82,7 +82,10 @@ mod tests {
         let again = pool.take(8);
         assert_eq!(again.as_ptr(), address);
         if cfg!(debug_assertions) {
-            assert!(again.iter().all(|x| x.is_nan()), "stale contents are poisoned in debug builds");
+            assert!(
+                again.iter().all(|x| x.is_nan()),
+                "stale contents are poisoned in debug builds"
+            );
         }
         assert_eq!(pool.held(), 0);
     }

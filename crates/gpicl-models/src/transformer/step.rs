@@ -30,6 +30,8 @@ struct BlockActivations {
     ln_mlp: Vec<f32>,
     hidden: Vec<f32>,
     activated: Vec<f32>,
+    /// The `erf` (or `tanh`) of every GELU input, for its backward pass.
+    gelu_kept: Vec<f32>,
 }
 
 /// Reads parameter data by tensor: every parameter tensor of the model is
@@ -230,7 +232,8 @@ impl Transformer {
             let ln_mlp = layer_norm_forward(p, &block.ln_mlp, &mid);
             let hidden = linear_forward(p, &block.fc_in, &ln_mlp);
             let mut activated = p.pool.take(hidden.len());
-            host::gelu_forward(&hidden, tanh, &mut activated);
+            let mut gelu_kept = p.pool.take(hidden.len());
+            host::gelu_forward_keeping(&hidden, tanh, &mut activated, &mut gelu_kept);
             let mut next = linear_forward(p, &block.fc_out, &activated);
             host::add_assign(&mut next, &mid);
             saved.push(BlockActivations {
@@ -245,6 +248,7 @@ impl Transformer {
                 ln_mlp,
                 hidden,
                 activated,
+                gelu_kept,
             });
         }
         let ln_final = layer_norm_forward(p, &self.ln_final, &h);
@@ -268,12 +272,13 @@ impl Transformer {
                 linear_backward(p, &mut grads, &block.fc_out, &a.activated, &dh, true)
                     .expect("dx requested");
             let mut d_hidden = p.pool.take(a.hidden.len());
-            host::gelu_backward(&a.hidden, &d_activated, tanh, &mut d_hidden);
+            host::gelu_backward_kept(&a.hidden, &a.gelu_kept, &d_activated, tanh, &mut d_hidden);
             let d_ln_mlp = linear_backward(p, &mut grads, &block.fc_in, &a.ln_mlp, &d_hidden, true)
                 .expect("dx requested");
             let d_mid_norm = layer_norm_backward(p, &mut grads, &block.ln_mlp, &a.mid, &d_ln_mlp);
             host::add_assign(&mut dh, &d_mid_norm);
-            p.pool.recycle([d_activated, d_hidden, d_ln_mlp, d_mid_norm]);
+            p.pool
+                .recycle([d_activated, d_hidden, d_ln_mlp, d_mid_norm]);
             // mid = input + out(attention(q, k, v)).
             let d_attended = linear_backward(p, &mut grads, &block.out, &a.attended, &dh, true)
                 .expect("dx requested");
@@ -304,7 +309,8 @@ impl Transformer {
             let d_input_norm =
                 layer_norm_backward(p, &mut grads, &block.ln_attn, &a.input, &d_ln_attn);
             host::add_assign(&mut dh, &d_input_norm);
-            p.pool.recycle([d_attended, dq, dk, dv, d_ln_attn, d_input_norm]);
+            p.pool
+                .recycle([d_attended, dq, dk, dv, d_ln_attn, d_input_norm]);
         }
         // h0 = embed(tokens) + pos: the positional gradient sums over sequences.
         let pos_len = p.get(&self.pos).len();
@@ -330,6 +336,7 @@ impl Transformer {
                 a.ln_mlp,
                 a.hidden,
                 a.activated,
+                a.gelu_kept,
             ]);
         }
         (loss, logits, grads, forward_seconds)
