@@ -10,6 +10,7 @@ use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32};
 use crate::math::{sigmoid, tanh};
 use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use std::sync::Mutex;
 
 /// Values stored per position: `h, c, i, g, f, o` (activated gates), so
 /// the backward pass needs no recomputation.
@@ -26,14 +27,20 @@ pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
     if input.device().is_cuda() {
         return crate::cuda::lstm_recurrence(input, w_rec);
     }
-    let h = w_rec.dim(0)?;
-    input
-        .contiguous()?
-        .apply_op2(&w_rec.contiguous()?, LstmRecurrence)?
-        .narrow(2, 0, h)
+    input.contiguous()?.apply_op2(
+        &w_rec.contiguous()?,
+        LstmRecurrence {
+            saved: Mutex::new(Vec::new()),
+        },
+    )
 }
 
-struct LstmRecurrence;
+struct LstmRecurrence {
+    /// `[h, c, i, g, f, o]` per position, kept by the op for its backward
+    /// pass rather than returned (an output would come back as a
+    /// zero-filled gradient six times the size of `h`).
+    saved: Mutex<Vec<f32>>,
+}
 
 simd_fn! {
     /// One sequence's cell at one position: activates `gates` (`i, g, f, o`,
@@ -67,7 +74,7 @@ simd_fn! {
 
 simd_fn! {
     /// One sequence's cell backward at one position: from the saved values
-    /// `s`, the gradient `gr` of everything saved, the previous cell state
+    /// `s`, the gradient `gr` of the output `h`, the previous cell state
     /// and the gradients flowing back from the next position (`dh_next`,
     /// `dc_next`, replaced by this position's `dc · f`), the pre-activation
     /// gradients `dg`.
@@ -84,11 +91,11 @@ simd_fn! {
             let (c, i, g, f, o) = (s[h + j], s[2 * h + j], s[3 * h + j], s[4 * h + j], s[5 * h + j]);
             let dh = gr[j] + dh_next[j];
             let tc = tanh(c);
-            let d_o = dh * tc + gr[5 * h + j];
-            let dc = dh * o * (1.0 - tc * tc) + dc_next[j] + gr[h + j];
-            let d_i = dc * g + gr[2 * h + j];
-            let d_g = dc * i + gr[3 * h + j];
-            let d_f = dc * c_prev[j] + gr[4 * h + j];
+            let d_o = dh * tc;
+            let dc = dh * o * (1.0 - tc * tc) + dc_next[j];
+            let d_i = dc * g;
+            let d_g = dc * i;
+            let d_f = dc * c_prev[j];
             dc_next[j] = dc * f;
             dg[j] = d_i * i * (1.0 - i);
             dg[h + j] = d_g * (1.0 - g * g);
@@ -140,20 +147,30 @@ impl CustomOp2 for LstmRecurrence {
                 );
             }
         }
-        Ok((CpuStorage::F32(out), Shape::from((b, t, SAVED * h))))
+        let mut hidden = Vec::with_capacity(b * t * h);
+        for position in out.chunks_exact(SAVED * h) {
+            hidden.extend_from_slice(&position[..h]);
+        }
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = out;
+        Ok((CpuStorage::F32(hidden), Shape::from((b, t, h))))
     }
 
     fn bwd(
         &self,
         input: &Tensor,
         w_rec: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, t, _) = input.dims3()?;
         let h = w_rec.dim(0)?;
-        let (d_input, d_w) = with_f32(self.name(), &[res, grad_res, w_rec], |s| {
-            let (saved, grad, w) = (s[0], s[1], s[2]);
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.len() != b * t * SAVED * h {
+            candle_core::bail!("lstm-recurrence: backward without its forward pass");
+        }
+        let saved = &saved[..];
+        let (d_input, d_w) = with_f32(self.name(), &[grad_res, w_rec], |s| {
+            let (grad, w) = (s[0], s[1]);
             let mut d_input = vec![0f32; b * t * 4 * h];
             let (mut dh_next, mut dc_next) = (vec![0f32; b * h], vec![0f32; b * h]);
             let mut d_gates = vec![0f32; b * 4 * h];
@@ -167,9 +184,10 @@ impl CustomOp2 for LstmRecurrence {
                         &zeros[..]
                     };
                     let dg = &mut d_gates[bi * 4 * h..(bi + 1) * 4 * h];
+                    let out = (bi * t + step) * h;
                     cell_backward(
                         &saved[base..base + SAVED * h],
-                        &grad[base..base + SAVED * h],
+                        &grad[out..out + h],
                         c_prev,
                         &mut dh_next[bi * h..(bi + 1) * h],
                         &mut dc_next[bi * h..(bi + 1) * h],
