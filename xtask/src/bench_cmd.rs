@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// and write suite.md and suite.json to --out.
     #[arg(long)]
     suite: bool,
+    /// Training steps of the suite's bf16 quality check (f32 and bf16 from
+    /// the same start on the same batch, at the reference and paper-d64
+    /// shapes, where the CPU runs bf16); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    quality_steps: usize,
     /// Folder of the suite's table and JSON.
     #[arg(long, default_value = "target/bench-suite")]
     out: PathBuf,
@@ -132,6 +137,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             warmup: args.warmup,
             threads,
             out: &args.out,
+            quality_steps: args.quality_steps,
         })?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);

@@ -40,7 +40,8 @@ pub(crate) fn with_f32<R>(
 
 /// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]` on `gemm` with every
 /// thread, row-major, where `op` transposes a stored `[k×m]` / `[n×k]`
-/// operand when asked.
+/// operand when asked; on AMX tiles in bf16 ([`crate::bf16::matmul`]) while
+/// [`crate::fused::set_bf16_matmuls`] is on and the CPU has them.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     dst: &mut [f32],
@@ -53,6 +54,10 @@ pub fn matmul(
     n: usize,
     accumulate: bool,
 ) {
+    if crate::fused::bf16_matmuls() && crate::bf16::support().is_ok() {
+        crate::bf16::matmul(dst, lhs, lhs_t, rhs, rhs_t, m, k, n, accumulate);
+        return;
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let parallelism = gemm::Parallelism::Rayon(threads);
     matmul_with(

@@ -29,9 +29,11 @@ pub fn set_enabled(enabled: bool) {
 
 static BF16_MATMULS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Runs the matrix products of [`linear`] and [`linear_relu`] on CUDA in
-/// bf16 (inputs and weights rounded, f32 accumulation in cuBLAS, f32
-/// result) for the whole process; no effect on the CPU. Off by default.
+/// Runs the matrix products of [`linear`] and [`linear_relu`] in bf16
+/// (inputs and weights rounded, f32 accumulation, f32 result) for the whole
+/// process: in cuBLAS on CUDA; on the CPU every `gemm` product of the fused
+/// kernels (linear layers and recurrences) runs on AMX tiles where
+/// [`crate::bf16::support`] allows, and stays f32 elsewhere. Off by default.
 pub fn set_bf16_matmuls(on: bool) {
     BF16_MATMULS.store(on, std::sync::atomic::Ordering::Relaxed);
 }

@@ -14,6 +14,8 @@
 //!   (linear, LayerNorm, GELU, causal attention, cross-entropy), as candle
 //!   ops tested against [`ops`]; [`host`] holds the same kernels over plain
 //!   slices (and Adam) for hand-written training steps;
+//! - [`bf16`]: bf16 matrix products with f32 accumulation on AMX tiles,
+//!   the CPU half of `precision = "bf16"`;
 //! - [`in_place`]: the Adam update on a parameter tensor's own storage;
 //! - [`lstm`], [`outer_lstm`]: the recurrences as single fused ops;
 //! - `cuda` (with the `cuda` feature): the GPU halves of the fused ops;
@@ -36,6 +38,7 @@
 //! ```
 
 pub mod allocator;
+pub mod bf16;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -71,6 +71,59 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// One random batch of `cfg`'s shape with `n_x` features per example and
+/// the previous example's one-hot label, as in training.
+fn fixed_batch(
+    cfg: &TrainConfig,
+    n_x: usize,
+    device: &gpicl_kernels::Device,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
+    let mut rng = Rng::new(cfg.seed);
+    let labels: Vec<u32> = (0..b * t)
+        .map(|_| rng.below(NUM_CLASSES as u64) as u32)
+        .collect();
+    let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
+    for (i, _) in labels.iter().enumerate() {
+        data.extend((0..n_x).map(|_| rng.normal() as f32));
+        let previous = (i % t > 0).then(|| labels[i - 1] as usize);
+        data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
+    }
+    let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), device)?;
+    let targets = Tensor::from_vec(labels, (b, t), device)?;
+    Ok((tokens, targets))
+}
+
+/// The training loss of each of `steps` full training steps (clipping and
+/// Adam included) on the fixed batch of [`bench_training_step`]: two
+/// precisions compared on the same curve are the quality check of
+/// `precision = "bf16"`.
+pub fn fixed_batch_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec<f32>> {
+    cfg.validate()?;
+    let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+    cfg.precision.apply();
+    let t = cfg.batch.seq_len;
+    let model = build_model(
+        &cfg.model,
+        n_x + NUM_CLASSES,
+        NUM_CLASSES,
+        t,
+        cfg.seed,
+        &device,
+    )?;
+    let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
+    let mut adam = Adam::new(cfg.optim.clone(), model.params());
+    let mut losses = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let step = model.loss_and_grads(&tokens, &targets)?;
+        let mut grads = step.grads;
+        clip_global_norm(&mut grads, cfg.optim.clip_norm);
+        adam.update(model.params(), &grads)?;
+        losses.push(step.loss);
+    }
+    Ok(losses)
+}
+
 /// Runs `warmup + steps` full training steps (forward, backward, clipping,
 /// Adam) of `cfg`'s model and batch shape on one fixed random batch with
 /// `n_x` features, and reports median timings of the last `steps`.
@@ -92,18 +145,7 @@ pub fn bench_training_step(
         cfg.seed,
         &device,
     )?;
-    let mut rng = Rng::new(cfg.seed);
-    let labels: Vec<u32> = (0..b * t)
-        .map(|_| rng.below(NUM_CLASSES as u64) as u32)
-        .collect();
-    let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
-    for (i, _) in labels.iter().enumerate() {
-        data.extend((0..n_x).map(|_| rng.normal() as f32));
-        let previous = (i % t > 0).then(|| labels[i - 1] as usize);
-        data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
-    }
-    let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), &device)?;
-    let targets = Tensor::from_vec(labels, (b, t), &device)?;
+    let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
     let mut adam = Adam::new(cfg.optim.clone(), model.params());
     let (mut total, mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..warmup + steps {

@@ -164,7 +164,8 @@ pub enum Precision {
     /// Everything in f32.
     #[default]
     F32,
-    /// bf16 matrix products with f32 accumulation, on CUDA.
+    /// bf16 matrix products with f32 accumulation: cuBLAS on CUDA, AMX
+    /// tiles on CPUs that have them (Intel Sapphire Rapids and newer).
     Bf16,
 }
 
@@ -184,9 +185,10 @@ pub struct TrainConfig {
     /// `cpu`, `cuda` or `cuda:N`. Default `cpu`.
     pub device: String,
     /// Precision of the linear layers' matrix products: `f32` (default) or
-    /// `bf16` (CUDA only: inputs and weights rounded to bf16, products
-    /// accumulated in f32 by cuBLAS; weights, gradients, Adam and every
-    /// other op stay f32).
+    /// `bf16` (inputs and weights rounded to bf16, products accumulated in
+    /// f32 by cuBLAS on CUDA or by AMX tiles on the CPU, where the CPU has
+    /// them; weights, gradients, Adam, attention and every other op stay
+    /// f32).
     pub precision: Precision,
     /// The sequence model.
     pub model: ModelConfig,
@@ -296,16 +298,16 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.validate_options()?;
         gpicl_kernels::device::parse_device(&self.device)?;
-        if self.precision == Precision::Bf16
-            && !self.device.trim().to_ascii_lowercase().starts_with("cuda")
-        {
-            return Err(MetaError::config(
-                "precision",
-                format!(
-                    "\"bf16\" runs on CUDA only; device is \"{}\" (use precision = \"f32\")",
-                    self.device
-                ),
-            ));
+        let on_cuda = self.device.trim().to_ascii_lowercase().starts_with("cuda");
+        if self.precision == Precision::Bf16 && !on_cuda {
+            if let Err(why) = gpicl_kernels::bf16::support() {
+                return Err(MetaError::config(
+                    "precision",
+                    format!(
+                        "\"bf16\" on the CPU runs on AMX-BF16 tiles, but {why}; run on CUDA or use precision = \"f32\""
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -435,11 +437,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bf16_on_the_cpu_is_refused_naming_the_option() {
+    fn bf16_on_the_cpu_runs_only_where_the_cpu_has_amx() {
         let mut c = TrainConfig::small();
         c.precision = Precision::Bf16;
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("precision") && err.contains("CUDA"), "{err}");
+        match gpicl_kernels::bf16::support() {
+            Ok(()) => c.validate().unwrap(),
+            Err(why) => {
+                let err = c.validate().unwrap_err().to_string();
+                assert!(err.contains("precision") && err.contains(&why), "{err}");
+            }
+        }
     }
 
     #[test]
