@@ -139,6 +139,14 @@ pub(crate) struct View {
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut(pub *mut f32);
 
+impl SharedMut {
+    /// The pointer `offset` elements in. A method, so that closures capture
+    /// the whole `SharedMut` (which is `Sync`) rather than its raw field.
+    pub fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 // SAFETY: tasks holding a `SharedMut` write disjoint elements (each caller
 // documents its partition) and the buffer outlives the parallel region.
 unsafe impl Send for SharedMut {}

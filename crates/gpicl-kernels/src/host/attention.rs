@@ -220,13 +220,12 @@ fn attention_forward(
     let head = |n: usize, p: &mut [f32]| {
         let (offset, row) = s.head(n);
         head_weights(q, k, s, offset, row, p);
-        let dst = dst;
         // SAFETY: head `n` writes only its own `t × key` elements of
         // `out` (offset and stride of `s.head(n)`), disjoint from every
         // other head's; `out` outlives the parallel loop.
         unsafe {
             matmul_view_serial(
-                dst.0.add(offset),
+                dst.at(offset),
                 row,
                 block_view(p, t, false),
                 head_view(v, offset, row, false),
@@ -353,7 +352,7 @@ fn attention_backward(
                     ),
                 ];
                 for (dst, lhs, rhs) in products {
-                    matmul_view_serial(dst.0.add(offset), row, lhs, rhs, t, t, s.key);
+                    matmul_view_serial(dst.at(offset), row, lhs, rhs, t, t, s.key);
                 }
             }
         },
