@@ -95,14 +95,17 @@ fn fixed_batch(
 }
 
 /// The training loss of each of `steps` full training steps (clipping and
-/// Adam included) on the fixed batch of [`bench_training_step`]: two
+/// Adam included), each on a fresh random batch of `cfg`'s shape whose
+/// labels a fixed random linear teacher assigns (`argmax x·T`, with the
+/// previous label as input, as in training): a function to learn rather
+/// than a batch to memorise, so that the loss stays informative. Two
 /// precisions compared on the same curve are the quality check of
 /// `precision = "bf16"`.
-pub fn fixed_batch_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec<f32>> {
+pub fn teacher_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec<f32>> {
     cfg.validate()?;
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
     cfg.precision.apply();
-    let t = cfg.batch.seq_len;
+    let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let model = build_model(
         &cfg.model,
         n_x + NUM_CLASSES,
@@ -111,10 +114,33 @@ pub fn fixed_batch_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result
         cfg.seed,
         &device,
     )?;
-    let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
+    let mut rng = Rng::new(cfg.seed ^ 0x7ea_c4e5);
+    let teacher: Vec<f32> = (0..n_x * NUM_CLASSES)
+        .map(|_| rng.normal() as f32)
+        .collect();
     let mut adam = Adam::new(cfg.optim.clone(), model.params());
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
+        let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
+        let mut labels = Vec::with_capacity(b * t);
+        for i in 0..b * t {
+            let x: Vec<f32> = (0..n_x).map(|_| rng.normal() as f32).collect();
+            let score = |c: usize| -> f32 {
+                x.iter()
+                    .enumerate()
+                    .map(|(j, v)| v * teacher[j * NUM_CLASSES + c])
+                    .sum()
+            };
+            let label = (0..NUM_CLASSES)
+                .max_by(|&p, &q| score(p).total_cmp(&score(q)))
+                .unwrap_or(0);
+            data.extend_from_slice(&x);
+            let previous = (i % t > 0).then(|| labels[i - 1] as usize);
+            data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
+            labels.push(label as u32);
+        }
+        let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), &device)?;
+        let targets = Tensor::from_vec(labels, (b, t), &device)?;
         let step = model.loss_and_grads(&tokens, &targets)?;
         let mut grads = step.grads;
         clip_global_norm(&mut grads, cfg.optim.clip_norm);

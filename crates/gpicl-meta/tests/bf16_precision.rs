@@ -2,7 +2,7 @@
 //! follows the f32 run closely. Its own test binary, because the precision
 //! is a process-wide switch that would change other tests' products.
 
-use gpicl_meta::bench::fixed_batch_losses;
+use gpicl_meta::bench::teacher_losses;
 use gpicl_meta::{Precision, TrainConfig};
 
 fn tiny() -> TrainConfig {
@@ -32,9 +32,9 @@ fn bf16_training_follows_f32_training_where_the_cpu_has_amx() {
         return;
     }
     let steps = 80;
-    let bf16 = fixed_batch_losses(&cfg, 49, steps).unwrap();
+    let bf16 = teacher_losses(&cfg, 49, steps).unwrap();
     cfg.precision = Precision::F32;
-    let f32 = fixed_batch_losses(&cfg, 49, steps).unwrap();
+    let f32 = teacher_losses(&cfg, 49, steps).unwrap();
     assert_ne!(bf16, f32, "bf16 products must change the arithmetic");
     let tail = |l: &[f32]| l[l.len() - 20..].iter().map(|&x| x as f64).sum::<f64>() / 20.0;
     let (b, f) = (tail(&bf16), tail(&f32));
