@@ -166,36 +166,43 @@ simd_fn! {
     }
 }
 
-/// Packs the left operand (`m × k`) into row panels of 16 × 32 tiles:
-/// tile `(panel, kb)` holds rows `16·panel..` and columns `32·kb..`, zero
-/// padded, row-major (64 bytes per row).
-fn pack_lhs(a: Strided, m: usize, k: usize, panels: usize, kblocks: usize) -> Vec<u16> {
+/// `panels` panels of `kblocks` tiles each, panel `p` filled by
+/// `fill(tiles, 16·p, count)` with its `count` ≤ 16 real rows or columns
+/// (none for the padding panels, which stay zero).
+fn pack(
+    panels: usize,
+    kblocks: usize,
+    extent: usize,
+    fill: impl Fn(&mut [u16], usize, usize) + Sync,
+) -> Vec<u16> {
     let mut out = vec![0u16; panels * kblocks * TILE_LEN];
     out.par_chunks_mut(kblocks * TILE_LEN)
         .enumerate()
         .for_each(|(panel, tiles)| {
-            let rows = TILE.min(m.saturating_sub(panel * TILE));
-            if rows > 0 {
-                pack_lhs_panel(tiles, a.data, a.rs, a.cs, panel * TILE, rows, k);
+            let count = TILE.min(extent.saturating_sub(panel * TILE));
+            if count > 0 {
+                fill(tiles, panel * TILE, count);
             }
         });
     out
+}
+
+/// Packs the left operand (`m × k`) into row panels of 16 × 32 tiles:
+/// tile `(panel, kb)` holds rows `16·panel..` and columns `32·kb..`, zero
+/// padded, row-major (64 bytes per row).
+fn pack_lhs(a: Strided, m: usize, k: usize, panels: usize, kblocks: usize) -> Vec<u16> {
+    pack(panels, kblocks, m, |tiles, row0, rows| {
+        pack_lhs_panel(tiles, a.data, a.rs, a.cs, row0, rows, k)
+    })
 }
 
 /// Packs the right operand (`k × n`) into column panels of tiles in AMX's
 /// pair-interleaved layout: tile `(panel, kb)` row `p` holds, for each of
 /// 16 columns, the values of rows `32·kb + 2p` and `32·kb + 2p + 1`.
 fn pack_rhs(b: Strided, k: usize, n: usize, panels: usize, kblocks: usize) -> Vec<u16> {
-    let mut out = vec![0u16; panels * kblocks * TILE_LEN];
-    out.par_chunks_mut(kblocks * TILE_LEN)
-        .enumerate()
-        .for_each(|(panel, tiles)| {
-            let cols = TILE.min(n.saturating_sub(panel * TILE));
-            if cols > 0 {
-                pack_rhs_panel(tiles, b.data, b.rs, b.cs, panel * TILE, cols, k);
-            }
-        });
-    out
+    pack(panels, kblocks, n, |tiles, col0, cols| {
+        pack_rhs_panel(tiles, b.data, b.rs, b.cs, col0, cols, k)
+    })
 }
 
 thread_local! {

@@ -4,8 +4,9 @@ use crate::adam::{clip_global_norm, Adam};
 use crate::config::TrainConfig;
 use crate::error::Result;
 use gpicl_kernels::rng::Rng;
+use gpicl_kernels::Device;
 use gpicl_kernels::Tensor;
-use gpicl_models::build_model;
+use gpicl_models::{build_model, SequenceModel};
 use gpicl_tasks::NUM_CLASSES;
 use serde::Serialize;
 use std::time::Instant;
@@ -71,13 +72,26 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// Validates `cfg`, applies its precision and builds its model for `n_x`
+/// features (plus the previous label) on its device.
+fn model_for(cfg: &TrainConfig, n_x: usize) -> Result<(Device, Box<dyn SequenceModel>)> {
+    cfg.validate()?;
+    let device = gpicl_kernels::device::parse_device(&cfg.device)?;
+    cfg.precision.apply();
+    let model = build_model(
+        &cfg.model,
+        n_x + NUM_CLASSES,
+        NUM_CLASSES,
+        cfg.batch.seq_len,
+        cfg.seed,
+        &device,
+    )?;
+    Ok((device, model))
+}
+
 /// One random batch of `cfg`'s shape with `n_x` features per example and
 /// the previous example's one-hot label, as in training.
-fn fixed_batch(
-    cfg: &TrainConfig,
-    n_x: usize,
-    device: &gpicl_kernels::Device,
-) -> Result<(Tensor, Tensor)> {
+fn fixed_batch(cfg: &TrainConfig, n_x: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let mut rng = Rng::new(cfg.seed);
     let labels: Vec<u32> = (0..b * t)
@@ -102,18 +116,8 @@ fn fixed_batch(
 /// precisions compared on the same curve are the quality check of
 /// `precision = "bf16"`.
 pub fn teacher_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec<f32>> {
-    cfg.validate()?;
-    let device = gpicl_kernels::device::parse_device(&cfg.device)?;
-    cfg.precision.apply();
+    let (device, model) = model_for(cfg, n_x)?;
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
-    let model = build_model(
-        &cfg.model,
-        n_x + NUM_CLASSES,
-        NUM_CLASSES,
-        t,
-        cfg.seed,
-        &device,
-    )?;
     let mut rng = Rng::new(cfg.seed ^ 0x7ea_c4e5);
     let teacher: Vec<f32> = (0..n_x * NUM_CLASSES)
         .map(|_| rng.normal() as f32)
@@ -159,18 +163,8 @@ pub fn bench_training_step(
     steps: usize,
     warmup: usize,
 ) -> Result<BenchReport> {
-    cfg.validate()?;
-    let device = gpicl_kernels::device::parse_device(&cfg.device)?;
-    cfg.precision.apply();
+    let (device, model) = model_for(cfg, n_x)?;
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
-    let model = build_model(
-        &cfg.model,
-        n_x + NUM_CLASSES,
-        NUM_CLASSES,
-        t,
-        cfg.seed,
-        &device,
-    )?;
     let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
     let mut adam = Adam::new(cfg.optim.clone(), model.params());
     let (mut total, mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
