@@ -3,7 +3,7 @@
 //!
 //! The workspace builds for baseline x86-64 (SSE2) so that one binary runs
 //! everywhere; `gemm` picks its own SIMD level at run time, but our loops
-//! would otherwise stay 4 lanes wide. [`simd_fn!`] compiles a kernel three
+//! would otherwise stay 4 lanes wide. `simd_fn!` compiles a kernel three
 //! times (portable, AVX2, AVX-512) and runs the widest copy the CPU has.
 //!
 //! Every copy performs the same floating-point operations in the same order
