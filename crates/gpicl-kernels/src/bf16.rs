@@ -13,6 +13,7 @@
 //! instructions are written as inline assembly (stable Rust has no AMX
 //! intrinsics).
 
+use crate::cpu::operand_strides;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -321,32 +322,9 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let a = if lhs_t {
-        Strided {
-            data: lhs,
-            rs: 1,
-            cs: m,
-        }
-    } else {
-        Strided {
-            data: lhs,
-            rs: k,
-            cs: 1,
-        }
-    };
-    let b = if rhs_t {
-        Strided {
-            data: rhs,
-            rs: 1,
-            cs: k,
-        }
-    } else {
-        Strided {
-            data: rhs,
-            rs: n,
-            cs: 1,
-        }
-    };
+    let strided = |data, (rs, cs)| Strided { data, rs, cs };
+    let a = strided(lhs, operand_strides(lhs_t, m, k));
+    let b = strided(rhs, operand_strides(rhs_t, k, n));
     // Panels come in pairs (one 32 × 32 block of C per task).
     let row_pairs = m.div_ceil(2 * TILE);
     let col_pairs = n.div_ceil(2 * TILE);

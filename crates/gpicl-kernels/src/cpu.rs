@@ -1,6 +1,7 @@
 //! Plain-CPU helpers shared by the fused kernels.
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
+use std::sync::{Mutex, MutexGuard};
 
 /// The contiguous `f32` data of a custom op's argument.
 pub(crate) fn f32_slice<'a>(
@@ -74,6 +75,16 @@ pub fn matmul(
     );
 }
 
+/// Row and column strides of a `rows × cols` operand stored row-major, or
+/// stored as its row-major transpose (`[cols × rows]`) when `transposed`.
+pub(crate) fn operand_strides(transposed: bool, rows: usize, cols: usize) -> (usize, usize) {
+    if transposed {
+        (1, rows)
+    } else {
+        (cols, 1)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn matmul_with(
     dst: &mut [f32],
@@ -88,16 +99,14 @@ fn matmul_with(
     parallelism: gemm::Parallelism,
 ) {
     assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    let (lhs_rs, lhs_cs) = if lhs_t {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rhs_rs, rhs_cs) = if rhs_t {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
+    let (lhs_rs, lhs_cs) = operand_strides(lhs_t, m, k);
+    let (rhs_rs, rhs_cs) = operand_strides(rhs_t, k, n);
+    let (lhs_rs, lhs_cs, rhs_rs, rhs_cs) = (
+        lhs_rs as isize,
+        lhs_cs as isize,
+        rhs_rs as isize,
+        rhs_cs as isize,
+    );
     // SAFETY: the asserts above keep every index of the strided views in bounds.
     unsafe {
         gemm::gemm(
@@ -192,6 +201,37 @@ pub(crate) unsafe fn matmul_view_serial(
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// What a recurrence op keeps from its forward pass for its backward pass.
+/// Held by the op rather than returned as an output: an output would come
+/// back in the backward pass as a zero-filled gradient of the same size to
+/// be read (6× `h` for the LSTM, `b·t·n·H²` floats for the outer-product
+/// LSTM's cells).
+#[derive(Default)]
+pub(crate) struct SavedForBackward(Mutex<Vec<f32>>);
+
+impl SavedForBackward {
+    /// Keeps `saved` (`per_position` values per position) and returns the
+    /// first `prefix` values of every position: the op's output.
+    pub fn keep(&self, saved: Vec<f32>, per_position: usize, prefix: usize) -> Vec<f32> {
+        let mut output = Vec::with_capacity(saved.len() / per_position * prefix);
+        for position in saved.chunks_exact(per_position) {
+            output.extend_from_slice(&position[..prefix]);
+        }
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = saved;
+        output
+    }
+
+    /// The kept values, which must be `len` long (else the backward pass
+    /// runs without its forward pass).
+    pub fn get(&self, op: &str, len: usize) -> Result<MutexGuard<'_, Vec<f32>>> {
+        let saved = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.len() != len {
+            candle_core::bail!("{op}: backward without its forward pass");
+        }
+        Ok(saved)
     }
 }
 

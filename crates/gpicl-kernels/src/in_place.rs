@@ -34,9 +34,9 @@ impl InplaceOp1 for AdamInPlace<'_> {
     }
 }
 
-/// One Adam update of `param` (a CPU `f32` tensor, typically a `Var`'s)
-/// in place; errors for other devices, dtypes or lengths, so that callers
-/// can fall back to copying.
+/// One Adam update of `param` (a contiguous CPU `f32` tensor, typically a
+/// `Var`'s) in place; errors for other devices, layouts, dtypes or lengths
+/// (the optimiser copies such parameters through the host instead).
 pub fn adam_update_tensor(
     param: &Tensor,
     grad: &[f32],

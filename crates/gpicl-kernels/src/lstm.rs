@@ -6,11 +6,10 @@
 //! [`lstm_recurrence`] runs all `T` steps in one op and its backward in
 //! one pass, with the recurrent products on `gemm`.
 
-use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32};
+use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32, SavedForBackward};
 use crate::math::{sigmoid, tanh};
 use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use std::sync::Mutex;
 
 /// Values stored per position: `h, c, i, g, f, o` (activated gates), so
 /// the backward pass needs no recomputation.
@@ -30,16 +29,14 @@ pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
     input.contiguous()?.apply_op2(
         &w_rec.contiguous()?,
         LstmRecurrence {
-            saved: Mutex::new(Vec::new()),
+            saved: SavedForBackward::default(),
         },
     )
 }
 
 struct LstmRecurrence {
-    /// `[h, c, i, g, f, o]` per position, kept by the op for its backward
-    /// pass rather than returned (an output would come back as a
-    /// zero-filled gradient six times the size of `h`).
-    saved: Mutex<Vec<f32>>,
+    /// `[h, c, i, g, f, o]` per position.
+    saved: SavedForBackward,
 }
 
 simd_fn! {
@@ -147,11 +144,7 @@ impl CustomOp2 for LstmRecurrence {
                 );
             }
         }
-        let mut hidden = Vec::with_capacity(b * t * h);
-        for position in out.chunks_exact(SAVED * h) {
-            hidden.extend_from_slice(&position[..h]);
-        }
-        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = out;
+        let hidden = self.saved.keep(out, SAVED * h, h);
         Ok((CpuStorage::F32(hidden), Shape::from((b, t, h))))
     }
 
@@ -164,10 +157,7 @@ impl CustomOp2 for LstmRecurrence {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, t, _) = input.dims3()?;
         let h = w_rec.dim(0)?;
-        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        if saved.len() != b * t * SAVED * h {
-            candle_core::bail!("lstm-recurrence: backward without its forward pass");
-        }
+        let saved = self.saved.get(self.name(), b * t * SAVED * h)?;
         let saved = &saved[..];
         let (d_input, d_w) = with_f32(self.name(), &[grad_res, w_rec], |s| {
             let (grad, w) = (s[0], s[1]);

@@ -7,12 +7,11 @@
 //! Composed from candle ops every step is ~40 ops over `b·n·H²` floats;
 //! here it is one op forward and one pass backward.
 
-use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32};
+use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32, SavedForBackward};
 use crate::math::{sigmoid, tanh};
 use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::Mutex;
 
 /// Runs the recurrence from zero state. `input`: `[b, t, 8·n·H]` (input
 /// projection plus bias), `w_rec`: `[n·H, 8·n·H]`, `scale`: `[1]` (the
@@ -31,7 +30,7 @@ pub fn outer_lstm_recurrence(
     let op = OuterLstmRecurrence {
         heads,
         size: width / heads.max(1),
-        saved: Mutex::new(Vec::new()),
+        saved: SavedForBackward::default(),
     };
     input
         .contiguous()?
@@ -83,11 +82,8 @@ pub fn outer_lstm_recurrence_composed(
 struct OuterLstmRecurrence {
     heads: usize,
     size: usize,
-    /// What the forward pass keeps for the backward pass (see
-    /// [`saved_width`]), held by the op rather than returned as an output:
-    /// an output would come back in the backward pass as a zero gradient of
-    /// the same size (`b·t·n·H²` floats, 840 MB at H = 256) to be read.
-    saved: Mutex<Vec<f32>>,
+    /// [`saved_width`] values per position (840 MB at H = 256).
+    saved: SavedForBackward,
 }
 
 /// Saved per position: `h` (nH), `read` (nH), `g` (8nH), `C` (nH²).
@@ -313,11 +309,7 @@ impl CustomOp3 for OuterLstmRecurrence {
                 .zip(h_prev.par_chunks_mut(width))
                 .for_each(|((seq, g), hp)| forward_position(seq, step, sw, g, hp, n, hs, s));
         }
-        let mut hidden = Vec::with_capacity(b * t * width);
-        for position in out.chunks_exact(sw) {
-            hidden.extend_from_slice(&position[..width]);
-        }
-        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = out;
+        let hidden = self.saved.keep(out, sw, width);
         Ok((CpuStorage::F32(hidden), Shape::from((b, t, width))))
     }
 
@@ -334,10 +326,7 @@ impl CustomOp3 for OuterLstmRecurrence {
         let (b, t, _) = input.dims3()?;
         let sw = saved_width(n, hs);
         let s: f32 = scale.flatten_all()?.to_vec1::<f32>()?[0];
-        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        if saved.len() != b * t * sw {
-            candle_core::bail!("outer-lstm-recurrence: backward without its forward pass");
-        }
+        let saved = self.saved.get(self.name(), b * t * sw)?;
         let saved = &saved[..];
         let (d_input, d_w, d_scale) = with_f32(self.name(), &[grad_res, w_rec], |x| {
             let (grad, w) = (x[0], x[1]);

@@ -89,6 +89,27 @@ fn model_for(cfg: &TrainConfig, n_x: usize) -> Result<(Device, Box<dyn SequenceM
     Ok((device, model))
 }
 
+/// Tokens `[b, t, n_x + 10]` from `features` (`n_x` per example) and each
+/// example's previous label one-hot (none at a sequence's first position),
+/// as in training, with the labels as targets `[b, t]`.
+fn tokens_and_targets(
+    features: &[f32],
+    labels: Vec<u32>,
+    n_x: usize,
+    (b, t): (usize, usize),
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
+    for (i, x) in features.chunks_exact(n_x).enumerate() {
+        data.extend_from_slice(x);
+        let previous = (i % t > 0).then(|| labels[i - 1] as usize);
+        data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
+    }
+    let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), device)?;
+    let targets = Tensor::from_vec(labels, (b, t), device)?;
+    Ok((tokens, targets))
+}
+
 /// One random batch of `cfg`'s shape with `n_x` features per example and
 /// the previous example's one-hot label, as in training.
 fn fixed_batch(cfg: &TrainConfig, n_x: usize, device: &Device) -> Result<(Tensor, Tensor)> {
@@ -97,15 +118,8 @@ fn fixed_batch(cfg: &TrainConfig, n_x: usize, device: &Device) -> Result<(Tensor
     let labels: Vec<u32> = (0..b * t)
         .map(|_| rng.below(NUM_CLASSES as u64) as u32)
         .collect();
-    let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
-    for (i, _) in labels.iter().enumerate() {
-        data.extend((0..n_x).map(|_| rng.normal() as f32));
-        let previous = (i % t > 0).then(|| labels[i - 1] as usize);
-        data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
-    }
-    let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), device)?;
-    let targets = Tensor::from_vec(labels, (b, t), device)?;
-    Ok((tokens, targets))
+    let features: Vec<f32> = (0..b * t * n_x).map(|_| rng.normal() as f32).collect();
+    tokens_and_targets(&features, labels, n_x, (b, t), device)
 }
 
 /// The training loss of each of `steps` full training steps (clipping and
@@ -125,26 +139,21 @@ pub fn teacher_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec
     let mut adam = Adam::new(cfg.optim.clone(), model.params());
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
-        let mut labels = Vec::with_capacity(b * t);
-        for i in 0..b * t {
-            let x: Vec<f32> = (0..n_x).map(|_| rng.normal() as f32).collect();
-            let score = |c: usize| -> f32 {
-                x.iter()
-                    .enumerate()
-                    .map(|(j, v)| v * teacher[j * NUM_CLASSES + c])
-                    .sum()
-            };
-            let label = (0..NUM_CLASSES)
-                .max_by(|&p, &q| score(p).total_cmp(&score(q)))
-                .unwrap_or(0);
-            data.extend_from_slice(&x);
-            let previous = (i % t > 0).then(|| labels[i - 1] as usize);
-            data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
-            labels.push(label as u32);
-        }
-        let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), &device)?;
-        let targets = Tensor::from_vec(labels, (b, t), &device)?;
+        let features: Vec<f32> = (0..b * t * n_x).map(|_| rng.normal() as f32).collect();
+        let labels: Vec<u32> = features
+            .chunks_exact(n_x)
+            .map(|x| {
+                let mut scores = [0f32; NUM_CLASSES];
+                for (v, row) in x.iter().zip(teacher.chunks_exact(NUM_CLASSES)) {
+                    for (score, w) in scores.iter_mut().zip(row) {
+                        *score += v * w;
+                    }
+                }
+                (0..NUM_CLASSES).fold(0, |best, c| if scores[c] > scores[best] { c } else { best })
+                    as u32
+            })
+            .collect();
+        let (tokens, targets) = tokens_and_targets(&features, labels, n_x, (b, t), &device)?;
         let step = model.loss_and_grads(&tokens, &targets)?;
         let mut grads = step.grads;
         clip_global_norm(&mut grads, cfg.optim.clip_norm);

@@ -6,7 +6,7 @@
 //! no scatter out. The `t × t` weights live in per-thread scratch and are
 //! recomputed in the backward pass rather than stored.
 
-use crate::cpu::{matmul_view_serial, SharedMut, View};
+use crate::cpu::{matmul_view_serial, operand_strides, SharedMut, View};
 use crate::math::exp;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
@@ -115,39 +115,24 @@ simd_fn! {
     }
 }
 
-/// The view of head `offset` of a `[b, t, heads, key]` buffer as a
-/// `t × key` matrix, or its transpose.
+/// The view of head `offset` of a `[b, t, heads, key]` buffer (positions
+/// `row` apart) as a `t × key` matrix, or its transpose.
 fn head_view(x: &[f32], offset: usize, row: isize, transposed: bool) -> View {
-    let ptr = x[offset..].as_ptr();
-    if transposed {
-        View {
-            ptr,
-            rs: 1,
-            cs: row,
-        }
-    } else {
-        View {
-            ptr,
-            rs: row,
-            cs: 1,
-        }
+    let (rs, cs) = if transposed { (1, row) } else { (row, 1) };
+    View {
+        ptr: x[offset..].as_ptr(),
+        rs,
+        cs,
     }
 }
 
-/// A contiguous `rows × cols` block, or its transpose.
-fn block_view(x: &[f32], cols: usize, transposed: bool) -> View {
-    if transposed {
-        View {
-            ptr: x.as_ptr(),
-            rs: 1,
-            cs: cols as isize,
-        }
-    } else {
-        View {
-            ptr: x.as_ptr(),
-            rs: cols as isize,
-            cs: 1,
-        }
+/// A contiguous square `t × t` block, or its transpose.
+fn block_view(x: &[f32], t: usize, transposed: bool) -> View {
+    let (rs, cs) = operand_strides(transposed, t, t);
+    View {
+        ptr: x.as_ptr(),
+        rs: rs as isize,
+        cs: cs as isize,
     }
 }
 
