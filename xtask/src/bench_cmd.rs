@@ -52,10 +52,10 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Also run the PyTorch step of the same model and shape with this
-    /// Python interpreter (`torch_step.py` for Transformers and the LSTM,
-    /// `xtask/refs/outer_lstm_step.py` for the outer-product LSTM; JAX too
-    /// at the reference shape), alternating with our runs, and print the
-    /// ratios.
+    /// Python interpreter (`torch_step.py` for Transformers,
+    /// `xtask/refs/recurrent_step.py` for the LSTM and the outer-product
+    /// LSTM; JAX too at the reference shape), alternating with our runs,
+    /// and print the ratios.
     #[arg(long, value_name = "PY")]
     compare_python: Option<PathBuf>,
     /// Time every shape the science uses (four Transformers, the reference
@@ -65,8 +65,8 @@ pub struct BenchArgs {
     #[arg(long)]
     suite: bool,
     /// Training steps of the suite's bf16 quality check (f32 and bf16 from
-    /// the same start on the same batch, at the reference and paper-d64
-    /// shapes, where the CPU runs bf16); 0 skips it.
+    /// the same start on the same fresh teacher-labelled batches, at the
+    /// reference and paper-d64 shapes, where the CPU runs bf16); 0 skips it.
     #[arg(long, default_value_t = 0)]
     quality_steps: usize,
     /// Folder of the suite's table and JSON.
