@@ -21,6 +21,7 @@
 //! trainer.run(&mut PeriodicEval::new(roots.clone())).unwrap();
 //! println!("{}", evaluate_run(&dir, &roots, None, None).unwrap().table());
 //! ```
+#![warn(missing_docs)]
 
 //! A shipped learner on data of one's own (`cargo xtask predict` is the
 //! command-line face of the same API): the training rows are its context,

@@ -4,17 +4,12 @@ use gpicl::eval::run::{evaluate_run, evaluate_run_on, PeriodicEval};
 use gpicl::eval::GROUPS;
 use gpicl::meta::{MetaError, RunDir, Silent, TrainConfig, Trainer};
 use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
-use std::path::PathBuf;
+use gpicl_testing::absent_path;
 
 fn roots() -> DataRoots {
     DataRoots::only(vec![embedded_data_dir()])
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpicl-e2e-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    dir
-}
 
 /// A model and batch small enough for a test: 7×7 images, 20-step sequences.
 fn tiny(steps: u64) -> TrainConfig {
@@ -63,8 +58,8 @@ fn final_weights(dir: &RunDir) -> Vec<Vec<f32>> {
 #[test]
 fn the_same_seed_gives_bit_identical_losses() {
     let (a, b) = (
-        RunDir::new(scratch("seed-a")),
-        RunDir::new(scratch("seed-b")),
+        RunDir::new(absent_path("seed-a")),
+        RunDir::new(absent_path("seed-b")),
     );
     Trainer::open(tiny(4), a.clone(), &roots())
         .unwrap()
@@ -78,7 +73,7 @@ fn the_same_seed_gives_bit_identical_losses() {
     assert_eq!(train_losses(&a).len(), 4);
     let mut other = tiny(4);
     other.seed = 1;
-    let c = RunDir::new(scratch("seed-c"));
+    let c = RunDir::new(absent_path("seed-c"));
     Trainer::open(other, c.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -88,7 +83,7 @@ fn the_same_seed_gives_bit_identical_losses() {
 
 #[test]
 fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
-    let whole = RunDir::new(scratch("whole"));
+    let whole = RunDir::new(absent_path("whole"));
     Trainer::open(tiny(7), whole.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -96,7 +91,7 @@ fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
 
     // A run killed after step 5: its last checkpoint is at step 3, and its
     // log already holds steps 4 and 5, which the resumed run redoes.
-    let killed = RunDir::new(scratch("killed"));
+    let killed = RunDir::new(absent_path("killed"));
     let mut first = Trainer::open(tiny(7), killed.clone(), &roots()).unwrap();
     for _ in 0..5 {
         let m = first.train_step().unwrap();
@@ -132,12 +127,12 @@ fn tiny_with_every_recipe_lever(steps: u64) -> TrainConfig {
 
 #[test]
 fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
-    let whole = RunDir::new(scratch("levers-whole"));
+    let whole = RunDir::new(absent_path("levers-whole"));
     Trainer::open(tiny_with_every_recipe_lever(7), whole.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
         .unwrap();
-    let killed = RunDir::new(scratch("levers-killed"));
+    let killed = RunDir::new(absent_path("levers-killed"));
     let mut first =
         Trainer::open(tiny_with_every_recipe_lever(7), killed.clone(), &roots()).unwrap();
     for _ in 0..5 {
@@ -186,7 +181,7 @@ fn gradient_accumulation_matches_the_full_batch_update() {
     let train_one = |accumulation: usize, name: &str| {
         let mut cfg = tiny(1);
         cfg.optim.accumulation_steps = accumulation;
-        let dir = RunDir::new(scratch(name));
+        let dir = RunDir::new(absent_path(name));
         Trainer::open(cfg, dir.clone(), &roots())
             .unwrap()
             .run(&mut Silent)
@@ -203,7 +198,7 @@ fn gradient_accumulation_matches_the_full_batch_update() {
 
 #[test]
 fn a_larger_step_count_continues_a_finished_run() {
-    let dir = RunDir::new(scratch("continue"));
+    let dir = RunDir::new(absent_path("continue"));
     Trainer::open(tiny(2), dir.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -217,7 +212,7 @@ fn a_larger_step_count_continues_a_finished_run() {
 
 #[test]
 fn a_time_budget_stops_training_early_with_a_checkpoint() {
-    let dir = RunDir::new(scratch("budget"));
+    let dir = RunDir::new(absent_path("budget"));
     let mut cfg = tiny(1_000_000);
     cfg.schedule.max_minutes = 1e-9;
     let mut trainer = Trainer::open(cfg, dir.clone(), &roots()).unwrap();
@@ -244,7 +239,7 @@ fn steps_with_loss_at_most(dir: &RunDir, limit: f64) -> Vec<u64> {
 
 #[test]
 fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
-    let dir = RunDir::new(scratch("diverge"));
+    let dir = RunDir::new(absent_path("diverge"));
     let mut cfg = tiny(30);
     cfg.optim.lr = 1e30;
     let err = Trainer::open(cfg, dir.clone(), &roots())
@@ -270,7 +265,7 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_checkpoint() {
 fn a_huge_learning_rate_is_stopped_by_the_divergence_guard_before_it_replaces_good_checkpoints() {
     // Defect: `--lr 1e6` trained 60 steps to a loss of 1.5e13 and rotated
     // the good checkpoints away. Train 6 sane steps, then continue at 1e6.
-    let dir = RunDir::new(scratch("guard"));
+    let dir = RunDir::new(absent_path("guard"));
     let mut cfg = tiny(6);
     cfg.schedule.checkpoint_every = 2;
     cfg.schedule.divergence_patience = 5;
@@ -319,7 +314,7 @@ fn a_huge_learning_rate_is_stopped_by_the_divergence_guard_before_it_replaces_go
 
 #[test]
 fn a_failing_periodic_evaluation_stops_training_after_a_checkpoint() {
-    let dir = RunDir::new(scratch("bad-periodic"));
+    let dir = RunDir::new(absent_path("bad-periodic"));
     let mut cfg = tiny(10);
     cfg.schedule.eval_every = 2;
     cfg.schedule.checkpoint_every = 100;
@@ -335,13 +330,13 @@ fn a_failing_periodic_evaluation_stops_training_after_a_checkpoint() {
 
 #[test]
 fn resuming_on_another_copy_of_the_dataset_is_refused() {
-    let dir = RunDir::new(scratch("other-copy"));
+    let dir = RunDir::new(absent_path("other-copy"));
     Trainer::open(tiny(2), dir.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
         .unwrap();
     // A copy of MNIST with fewer training examples.
-    let other = scratch("other-copy-data");
+    let other = absent_path("other-copy-data");
     let mnist = other.join("mnist");
     std::fs::create_dir_all(&mnist).unwrap();
     let src = embedded_data_dir().join("mnist");
@@ -365,7 +360,7 @@ fn resuming_on_another_copy_of_the_dataset_is_refused() {
 
 #[test]
 fn a_run_that_failed_to_start_can_be_retried_with_another_config() {
-    let dir = RunDir::new(scratch("retry"));
+    let dir = RunDir::new(absent_path("retry"));
     let mut bad = tiny(1);
     bad.data.dataset = "fashion_mnist".into(); // the embedded copy has no train split
     assert!(Trainer::open(bad, dir.clone(), &roots()).is_err());
@@ -378,7 +373,7 @@ fn a_run_that_failed_to_start_can_be_retried_with_another_config() {
 
 #[test]
 fn a_corrupt_checkpoint_is_refused_with_its_path() {
-    let dir = RunDir::new(scratch("corrupt"));
+    let dir = RunDir::new(absent_path("corrupt"));
     Trainer::open(tiny(3), dir.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -396,13 +391,13 @@ fn a_corrupt_checkpoint_is_refused_with_its_path() {
 
 #[test]
 fn a_corrupt_newest_checkpoint_is_skipped_and_the_run_resumes_from_the_older_one() {
-    let whole = RunDir::new(scratch("fallback-whole"));
+    let whole = RunDir::new(absent_path("fallback-whole"));
     Trainer::open(tiny(9), whole.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
         .unwrap();
     for damage in ["header", "one flipped byte"] {
-        let dir = RunDir::new(scratch(&format!("fallback-{}", damage.len())));
+        let dir = RunDir::new(absent_path(&format!("fallback-{}", damage.len())));
         Trainer::open(tiny(6), dir.clone(), &roots())
             .unwrap()
             .run(&mut Silent)
@@ -439,12 +434,12 @@ fn a_corrupt_newest_checkpoint_is_skipped_and_the_run_resumes_from_the_older_one
 
 #[test]
 fn from_step_resumes_from_an_older_checkpoint_on_purpose() {
-    let whole = RunDir::new(scratch("from-step-whole"));
+    let whole = RunDir::new(absent_path("from-step-whole"));
     Trainer::open(tiny(9), whole.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
         .unwrap();
-    let dir = RunDir::new(scratch("from-step"));
+    let dir = RunDir::new(absent_path("from-step"));
     let mut cfg = tiny(9);
     cfg.schedule.keep_checkpoints = 5;
     Trainer::open(cfg.clone(), dir.clone(), &roots())
@@ -468,7 +463,7 @@ fn from_step_resumes_from_an_older_checkpoint_on_purpose() {
 fn a_second_trainer_on_the_same_folder_is_refused_naming_the_first() {
     // Defect: two `train` processes on one --out both ran and interleaved
     // metrics.jsonl.
-    let dir = RunDir::new(scratch("locked"));
+    let dir = RunDir::new(absent_path("locked"));
     let first = Trainer::open(tiny(3), dir.clone(), &roots()).unwrap();
     let err = Trainer::open(tiny(3), dir.clone(), &roots())
         .err()
@@ -485,7 +480,7 @@ fn a_second_trainer_on_the_same_folder_is_refused_naming_the_first() {
 
 #[test]
 fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
-    let dir = RunDir::new(scratch("eval"));
+    let dir = RunDir::new(absent_path("eval"));
     let mut cfg = tiny(2);
     cfg.schedule.eval_every = 1;
     let mut trainer = Trainer::open(cfg.clone(), dir.clone(), &roots()).unwrap();
@@ -536,7 +531,7 @@ fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
 
 #[test]
 fn a_run_saved_for_a_missing_gpu_is_evaluated_on_the_device_asked_for() {
-    let dir = RunDir::new(scratch("other-device"));
+    let dir = RunDir::new(absent_path("other-device"));
     Trainer::open(tiny(2), dir.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -558,7 +553,7 @@ fn a_run_saved_for_a_missing_gpu_is_evaluated_on_the_device_asked_for() {
 
 #[test]
 fn an_eval_with_mismatched_input_size_is_an_error() {
-    let dir = RunDir::new(scratch("mismatch"));
+    let dir = RunDir::new(absent_path("mismatch"));
     Trainer::open(tiny(1), dir.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -580,7 +575,7 @@ fn an_eval_with_mismatched_input_size_is_an_error() {
 /// near chance.
 #[test]
 fn a_single_task_run_memorises_its_task_but_does_not_generalise() {
-    let dir = RunDir::new(scratch("memorise"));
+    let dir = RunDir::new(absent_path("memorise"));
     let mut cfg = TrainConfig::small();
     cfg.model.d_model = 32;
     cfg.model.num_layers = 1;
@@ -623,7 +618,7 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         ModelKind::Mlp,
         ModelKind::Maml,
     ] {
-        let dir = RunDir::new(scratch(&format!("kind-{kind}")));
+        let dir = RunDir::new(absent_path(&format!("kind-{kind}")));
         let mut cfg = tiny(3);
         cfg.model.kind = kind;
         cfg.model.hidden = 8;
@@ -678,10 +673,10 @@ fn write_generated(root: &std::path::Path, name: &str, classes: usize, split: &s
 
 #[test]
 fn a_dataset_with_many_classes_trains_on_ten_way_tasks_and_evaluates_its_train_split() {
-    let data = scratch("many-classes-data");
+    let data = absent_path("many-classes-data");
     write_generated(&data, "glyphs", 30, "train", 300);
     let roots = DataRoots::only(vec![data.clone(), embedded_data_dir()]);
-    let dir = RunDir::new(scratch("many-classes"));
+    let dir = RunDir::new(absent_path("many-classes"));
     let mut cfg = tiny(2);
     cfg.data.dataset = "glyphs".into();
     Trainer::open(cfg.clone(), dir.clone(), &roots)
@@ -704,18 +699,18 @@ fn a_dataset_with_many_classes_trains_on_ten_way_tasks_and_evaluates_its_train_s
 
 #[test]
 fn a_mixture_of_datasets_trains_and_resumes_bit_for_bit() {
-    let data = scratch("mixture-data");
+    let data = absent_path("mixture-data");
     write_generated(&data, "bright", 10, "train", 100);
     write_generated(&data, "dim", 10, "train", 60);
     let roots = DataRoots::only(vec![data.clone()]);
     let mut cfg = tiny(5);
     cfg.data.dataset = "bright,dim".into();
-    let whole = RunDir::new(scratch("mixture-whole"));
+    let whole = RunDir::new(absent_path("mixture-whole"));
     Trainer::open(cfg.clone(), whole.clone(), &roots)
         .unwrap()
         .run(&mut Silent)
         .unwrap();
-    let parts = RunDir::new(scratch("mixture-parts"));
+    let parts = RunDir::new(absent_path("mixture-parts"));
     let mut first = cfg.clone();
     first.schedule.steps = 3;
     Trainer::open(first, parts.clone(), &roots)
@@ -749,7 +744,7 @@ fn unbiased_losses(dir: &RunDir) -> Vec<Option<f64>> {
 
 #[test]
 fn a_biased_run_logs_the_loss_outside_its_fixed_task_whatever_the_accumulation() {
-    let plain = RunDir::new(scratch("bias-plain"));
+    let plain = RunDir::new(absent_path("bias-plain"));
     Trainer::open(tiny(2), plain.clone(), &roots())
         .unwrap()
         .run(&mut Silent)
@@ -761,8 +756,8 @@ fn a_biased_run_logs_the_loss_outside_its_fixed_task_whatever_the_accumulation()
     let mut accumulated = biased.clone();
     accumulated.optim.accumulation_steps = 2; // the fixed rows sit in chunk 0 only
     let (a, b) = (
-        RunDir::new(scratch("bias-one")),
-        RunDir::new(scratch("bias-two")),
+        RunDir::new(absent_path("bias-one")),
+        RunDir::new(absent_path("bias-two")),
     );
     Trainer::open(biased, a.clone(), &roots())
         .unwrap()

@@ -22,8 +22,7 @@ mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
 #[cfg(test)]
-#[path = "../../tests/support/fuzzing.rs"]
-mod fuzzing;
+use gpicl_testing::fuzzing;
 mod gpu_check_cmd;
 mod inspect_cmd;
 mod model_flags;

@@ -388,6 +388,7 @@ fn majority(y: &[usize], classes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::scratch_dir;
 
     fn shipped() -> String {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -396,12 +397,6 @@ mod tests {
             .to_string()
     }
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gpicl-predict-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn args(train: PathBuf, test: Option<PathBuf>, out: PathBuf) -> PredictArgs {
         PredictArgs {
@@ -422,7 +417,7 @@ mod tests {
 
     #[test]
     fn a_table_gets_one_csv_row_per_query_with_label_and_probabilities() {
-        let dir = scratch("table");
+        let dir = scratch_dir("table");
         // Two classes split by the sign of `a`; `b` is noise. The test table
         // lists the columns in another order and has no label column.
         let mut train = String::from("a,species,b\n");
@@ -461,7 +456,7 @@ mod tests {
 
     #[test]
     fn an_image_folder_with_splits_needs_no_test_flag_and_too_many_classes_are_refused() {
-        let dir = scratch("images");
+        let dir = scratch_dir("images");
         for (class, value) in [("bright", 230u8), ("dark", 20)] {
             for split in ["train", "test"] {
                 let folder = dir.join(split).join(class);
@@ -489,7 +484,7 @@ mod tests {
             .count();
         assert!(right >= 7, "{text}");
 
-        let many = scratch("many");
+        let many = scratch_dir("many");
         for c in 0..11 {
             let folder = many.join(format!("c{c:02}"));
             std::fs::create_dir_all(&folder).unwrap();

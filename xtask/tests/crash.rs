@@ -6,18 +6,14 @@
 use gpicl::kernels::Device;
 use gpicl::meta::checkpoint::{list_checkpoints, load_checkpoint};
 use gpicl::meta::{MetricsLog, RunDir};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use gpicl_testing::absent_path;
 
 const STEPS: u64 = 300;
 const KILLS: usize = 25;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpicl-crash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn train(out: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -84,12 +80,12 @@ fn final_weights(dir: &RunDir) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn a_run_killed_at_random_moments_resumes_to_exactly_the_uninterrupted_result() {
-    let reference = RunDir::new(scratch("reference"));
+    let reference = RunDir::new(absent_path("reference"));
     let started = Instant::now();
     assert!(train(reference.root()).status().unwrap().success());
     let whole = started.elapsed();
 
-    let crashed = RunDir::new(scratch("killed"));
+    let crashed = RunDir::new(absent_path("killed"));
     // A fixed sequence of kill delays (a small LCG), spread over the time
     // a whole run takes, so kills land in start-up, steps, checkpoint
     // writes and metrics appends alike.
@@ -141,7 +137,7 @@ fn a_run_killed_at_random_moments_resumes_to_exactly_the_uninterrupted_result() 
 
 #[test]
 fn a_second_train_process_on_the_same_folder_is_refused_with_the_holders_pid() {
-    let dir = scratch("two");
+    let dir = absent_path("two");
     let mut first = train(&dir).spawn().unwrap();
     // Wait until the first holds the folder.
     let lock = dir.join("run.lock");

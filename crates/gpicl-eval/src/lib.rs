@@ -16,6 +16,7 @@
 //! let report = evaluate_run(&RunDir::new("runs/example"), &DataRoots::new(None), None, None).unwrap();
 //! println!("{}", report.table());
 //! ```
+#![warn(missing_docs)]
 
 pub mod baselines;
 pub mod classical;

@@ -36,6 +36,7 @@
 //! let row: Vec<f32> = p.sum_keepdim(1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
 //! assert!((row[0] - 1.0).abs() < 1e-6);
 //! ```
+#![warn(missing_docs)]
 
 pub mod allocator;
 pub mod bf16;

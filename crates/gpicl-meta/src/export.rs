@@ -42,8 +42,7 @@ mod tests {
 
     #[test]
     fn an_exported_learner_predicts_like_its_run_but_cannot_be_resumed() {
-        let root = std::env::temp_dir().join(format!("gpicl-export-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = gpicl_testing::scratch_dir("export");
         let mut cfg = TrainConfig::small();
         cfg.model.d_model = 16;
         cfg.model.num_layers = 1;

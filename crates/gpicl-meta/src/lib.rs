@@ -14,6 +14,7 @@
 //! let mut trainer = Trainer::open(cfg, RunDir::new("runs/example"), &DataRoots::new(None)).unwrap();
 //! trainer.run(&mut Silent).unwrap();
 //! ```
+#![warn(missing_docs)]
 
 pub mod adam;
 pub mod bench;

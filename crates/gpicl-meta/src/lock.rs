@@ -134,16 +134,12 @@ pub fn utc_parts() -> ((i64, i64, i64), (u64, u64, u64)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::absent_path;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gpicl-lock-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
 
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_pid_and_start() {
-        let dir = scratch("twice");
+        let dir = absent_path("twice");
         let first = RunLock::acquire(&dir, "train").unwrap();
         let err = RunLock::acquire(&dir, "train").unwrap_err().to_string();
         assert!(
@@ -159,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_lock_left_by_an_ended_process_is_taken_over_and_named() {
-        let dir = scratch("stale");
+        let dir = absent_path("stale");
         std::fs::create_dir_all(&dir).unwrap();
         // What a killed process leaves: the file, but no OS lock on it.
         let dead = LockHolder {

@@ -3,10 +3,7 @@
 //! reads it). Thousands of mutations of valid files: none may panic, and
 //! none may allocate more than the file could hold.
 
-#[path = "../../../tests/support/fuzzing.rs"]
-mod fuzzing;
-
-use fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
+use gpicl_testing::fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::adam::Adam;
 use gpicl_meta::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta};
@@ -22,10 +19,10 @@ static ALLOC: PeakAlloc = PeakAlloc;
 
 const OVERHEAD: usize = 4 << 20;
 
+/// A file in this binary's one scratch folder (thousands of cases share it).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpicl-fuzz-meta-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| gpicl_testing::scratch_dir("fuzz-meta")).join(name)
 }
 
 /// A real checkpoint of two small parameters.

@@ -12,6 +12,7 @@
 //! let model = build_model(&cfg, 196 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu).unwrap();
 //! assert_eq!(model.param_count(), 419_274); // the paper's reference count
 //! ```
+#![warn(missing_docs)]
 
 pub mod activations;
 pub mod config;

@@ -280,12 +280,8 @@ impl Drop for Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::absent_path;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gpicl-cache-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
 
     fn arrays(n: usize) -> (IdxArray, IdxArray) {
         (
@@ -302,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_committed_dataset_verifies_and_a_flipped_byte_is_caught() {
-        let cache = temp("verify");
+        let cache = absent_path("verify");
         let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
         let (images, labels) = arrays(5);
         staging.write_split(Split::Test, &images, &labels).unwrap();
@@ -325,7 +321,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_staging_leaves_nothing_behind() {
-        let cache = temp("abandon");
+        let cache = absent_path("abandon");
         {
             let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
             let (images, labels) = arrays(3);
@@ -342,7 +338,7 @@ mod tests {
 
     #[test]
     fn committing_again_replaces_the_old_copy() {
-        let cache = temp("replace");
+        let cache = absent_path("replace");
         for n in [3, 4] {
             let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
             let (images, labels) = arrays(n);

@@ -147,8 +147,7 @@ mod tests {
 
     #[test]
     fn raw_and_gzipped_files_round_trip() {
-        let dir = std::env::temp_dir().join(format!("gpicl-idx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = gpicl_testing::scratch_dir("idx");
         for name in ["a-idx3-ubyte", "a-idx3-ubyte.gz"] {
             let p = dir.join(name);
             write_idx(&p, &sample()).unwrap();
@@ -200,8 +199,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("gpicl-idx-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = gpicl_testing::scratch_dir("idx-bad");
         let p = dir.join("broken.gz");
         let mut gz = Vec::new();
         {

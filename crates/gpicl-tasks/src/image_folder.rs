@@ -265,6 +265,7 @@ fn decode(file: &Path, image_size: Option<usize>, channels: ChannelPolicy) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::absent_path;
 
     fn write_png(path: &Path, w: u32, h: u32, value: u8) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -273,15 +274,10 @@ mod tests {
             .unwrap();
     }
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gpicl-folder-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
 
     #[test]
     fn class_folders_become_sorted_labels_with_optional_splits() {
-        let dir = scratch("splits");
+        let dir = absent_path("splits");
         write_png(&dir.join("train/dog/a.png"), 4, 3, 10);
         write_png(&dir.join("train/cat/a.png"), 4, 3, 20);
         write_png(&dir.join("train/cat/b.png"), 4, 3, 30);
@@ -302,7 +298,7 @@ mod tests {
 
     #[test]
     fn bad_image_folders_are_refused_naming_the_file() {
-        let dir = scratch("mixed");
+        let dir = absent_path("mixed");
         write_png(&dir.join("a/1.png"), 4, 4, 0);
         write_png(&dir.join("b/2.png"), 5, 5, 0);
         let err = read_image_folder(&dir, None, ChannelPolicy::Gray)
@@ -321,7 +317,7 @@ mod tests {
             err.contains("broken.png") && err.contains("not a readable"),
             "{err}"
         );
-        let one = scratch("one");
+        let one = absent_path("one");
         write_png(&one.join("only/1.png"), 4, 4, 0);
         let err = read_image_folder(&one, None, ChannelPolicy::Gray)
             .unwrap_err()
@@ -333,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_folder_of_loose_images_reads_as_unlabelled_queries_in_name_order() {
-        let dir = scratch("loose");
+        let dir = absent_path("loose");
         write_png(&dir.join("b.png"), 3, 3, 7);
         write_png(&dir.join("a.png"), 3, 3, 9);
         let split = read_image_files(&dir, None, ChannelPolicy::Gray).unwrap();

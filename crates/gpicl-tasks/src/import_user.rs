@@ -164,19 +164,13 @@ fn quantise(v: f32, lo: f32, hi: f32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::scratch_dir;
     use crate::{DataConfig, DataRoots, ImageSet};
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("gpicl-import-user-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn an_imported_table_loads_by_name_with_its_labels_and_scaled_features() {
-        let dir = scratch("table");
+        let dir = scratch_dir("table");
         let train = dir.join("train.csv");
         std::fs::write(&train, "x,y,label\n0,10,b\n5,10,a\n10,10,b\n").unwrap();
         let test = dir.join("test.csv");
@@ -213,7 +207,7 @@ mod tests {
 
     #[test]
     fn an_imported_image_folder_loads_by_name_with_both_splits() {
-        let dir = scratch("folder");
+        let dir = scratch_dir("folder");
         for (split, class, value) in [
             ("train", "cat", 0u8),
             ("train", "dog", 255),

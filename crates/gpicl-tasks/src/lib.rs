@@ -22,6 +22,7 @@
 //! assert_eq!(family.projection(5), TaskFamily::new(0, 196, 0.0).projection(5));
 //! assert!(TaskFamily::unseen_ids(32).iter().all(|id| *id < 0));
 //! ```
+#![warn(missing_docs)]
 
 pub mod batch;
 pub mod cache;

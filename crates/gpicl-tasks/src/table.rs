@@ -258,8 +258,7 @@ mod tests {
     use super::*;
 
     fn csv_file(tag: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gpicl-table-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = gpicl_testing::scratch_dir("table");
         let path = dir.join(format!("{tag}.csv"));
         std::fs::write(&path, text).unwrap();
         path

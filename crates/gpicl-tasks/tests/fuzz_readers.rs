@@ -7,10 +7,7 @@
 //! expand to).
 
 mod common;
-#[path = "../../../tests/support/fuzzing.rs"]
-mod fuzzing;
-
-use fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
+use gpicl_testing::fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
 use gpicl_tasks::idx::{encode_idx, parse_idx, read_idx, IdxArray};
 use gpicl_tasks::parquet_images::read_shard;
 use proptest::prelude::*;
@@ -25,10 +22,10 @@ const OVERHEAD: usize = 4 << 20;
 /// Deflate expands at most about 1032:1.
 const GZIP_EXPANSION: usize = 1100;
 
+/// A file in this binary's one scratch folder (thousands of cases share it).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpicl-fuzz-tasks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| gpicl_testing::scratch_dir("fuzz-tasks")).join(name)
 }
 
 fn valid_idx() -> Vec<u8> {

@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use gpicl_testing::scratch_dir;
 
 const REPO: &str = "test-org/tiny_digits";
 const MODEL_REPO: &str = "test-org/tiny-learner";
@@ -47,12 +48,6 @@ const TINY: DatasetInfo = DatasetInfo {
     label_offset: 0,
 };
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpicl-hub-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Example `i` of a shard starting at `first`: pixel `p` is `(i·7 + p) % 256`.
 fn sha256(bytes: &[u8]) -> String {
@@ -230,7 +225,7 @@ fn expected(range: std::ops::Range<usize>) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn fetching_from_the_hub_stores_every_shard_as_verified_idx() {
     let server = serve(tiny_files());
-    let (hf_home, cache) = (temp("fetch-hf"), temp("fetch-cache"));
+    let (hf_home, cache) = (scratch_dir("fetch-hf"), scratch_dir("fetch-cache"));
     let dir = fetch(&TINY, &options(&server, &hf_home), &cache).unwrap();
 
     let train_images = read_idx(&dir.join("train-images-idx3-ubyte.gz")).unwrap();
@@ -262,13 +257,13 @@ fn fetching_from_the_hub_stores_every_shard_as_verified_idx() {
 #[test]
 fn offline_mode_uses_the_hub_cache_and_says_when_it_is_empty() {
     let server = serve(tiny_files());
-    let (hf_home, cache) = (temp("offline-hf"), temp("offline-cache"));
+    let (hf_home, cache) = (scratch_dir("offline-hf"), scratch_dir("offline-cache"));
     let online = fetch(&TINY, &options(&server, &hf_home), &cache).unwrap();
     let served = server.requests.lock().unwrap().len();
 
     let mut offline = options(&server, &hf_home);
     offline.offline = true;
-    let second_cache = temp("offline-cache-2");
+    let second_cache = scratch_dir("offline-cache-2");
     let again = fetch(&TINY, &offline, &second_cache).unwrap();
     assert_eq!(server.requests.lock().unwrap().len(), served, "no request");
     assert_eq!(
@@ -276,16 +271,16 @@ fn offline_mode_uses_the_hub_cache_and_says_when_it_is_empty() {
         Manifest::read(&again).unwrap().unwrap().sha256
     );
 
-    let empty_home = temp("offline-empty");
+    let empty_home = scratch_dir("offline-empty");
     offline.hub_cache = empty_home.join("hub");
-    let err = fetch(&TINY, &offline, &temp("offline-cache-3")).unwrap_err();
+    let err = fetch(&TINY, &offline, &scratch_dir("offline-cache-3")).unwrap_err();
     assert!(err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
 }
 
 #[test]
 fn an_interrupted_download_leaves_no_dataset_and_the_retry_resumes() {
     let server = serve(tiny_files());
-    let (hf_home, cache) = (temp("cut-hf"), temp("cut-cache"));
+    let (hf_home, cache) = (scratch_dir("cut-hf"), scratch_dir("cut-cache"));
     server.behaviour.truncate_next.store(true, Ordering::SeqCst);
     let err = fetch(&TINY, &options(&server, &hf_home), &cache).unwrap_err();
     assert!(matches!(err, TaskError::Hub { .. }), "{err}");
@@ -315,7 +310,7 @@ fn an_interrupted_download_leaves_no_dataset_and_the_retry_resumes() {
 #[test]
 fn a_shard_that_does_not_match_its_sha256_is_refused_and_removed() {
     let server = serve(tiny_files());
-    let (hf_home, cache) = (temp("etag-hf"), temp("etag-cache"));
+    let (hf_home, cache) = (scratch_dir("etag-hf"), scratch_dir("etag-cache"));
     server.behaviour.wrong_etag.store(true, Ordering::SeqCst);
     match fetch(&TINY, &options(&server, &hf_home), &cache) {
         Err(TaskError::HashMismatch { path, .. }) => {
@@ -330,7 +325,7 @@ fn a_shard_that_does_not_match_its_sha256_is_refused_and_removed() {
 #[test]
 fn a_corrupted_cache_entry_is_refused_with_its_path() {
     let server = serve(tiny_files());
-    let (hf_home, cache) = (temp("corrupt-hf"), temp("corrupt-cache"));
+    let (hf_home, cache) = (scratch_dir("corrupt-hf"), scratch_dir("corrupt-cache"));
     let dir = fetch(&TINY, &options(&server, &hf_home), &cache).unwrap();
     let file = dir.join("t10k-images-idx3-ubyte.gz");
     let mut bytes = std::fs::read(&file).unwrap();
@@ -350,7 +345,7 @@ fn a_repository_without_the_datasets_shards_is_an_error() {
         "unrelated/data.parquet".to_string(),
         shard(0..2),
     )]));
-    let (hf_home, cache) = (temp("empty-hf"), temp("empty-cache"));
+    let (hf_home, cache) = (scratch_dir("empty-hf"), scratch_dir("empty-cache"));
     let err = fetch(&TINY, &options(&server, &hf_home), &cache).unwrap_err();
     assert!(err.to_string().contains("digits/train-"), "{err}");
 }
@@ -358,7 +353,7 @@ fn a_repository_without_the_datasets_shards_is_an_error() {
 #[test]
 fn hub_options_follow_the_hub_environment_variables() {
     // The only test in this binary that touches the environment.
-    let home = temp("env");
+    let home = scratch_dir("env");
     std::env::set_var("HF_HOME", &home);
     std::env::set_var("HF_ENDPOINT", "http://mirror.invalid");
     std::env::set_var("HF_TOKEN", "hf_from_env");
@@ -382,7 +377,7 @@ fn hub_options_follow_the_hub_environment_variables() {
 
 /// A learner's repository as `cargo xtask export` writes it.
 fn learner_files() -> BTreeMap<String, Vec<u8>> {
-    let dir = temp("learner-src");
+    let dir = scratch_dir("learner-src");
     let mut files = BTreeMap::from([
         ("config.toml".to_string(), b"seed = 0\n".to_vec()),
         ("README.md".to_string(), b"# tiny learner\n".to_vec()),
@@ -409,7 +404,7 @@ fn learner_files() -> BTreeMap<String, Vec<u8>> {
 fn a_learner_is_fetched_from_the_hub_verified_and_then_found_offline_in_the_cache() {
     let files = learner_files();
     let server = serve(files.clone());
-    let hf_home = temp("learner-hf");
+    let hf_home = scratch_dir("learner-hf");
     let model = HubModelRef::parse(&format!("hf://{MODEL_REPO}"))
         .unwrap()
         .unwrap();
@@ -437,7 +432,7 @@ fn a_learner_is_fetched_from_the_hub_verified_and_then_found_offline_in_the_cach
     assert!(matches!(err, TaskError::HashMismatch { .. }), "{err}");
 
     let empty = HubOptions {
-        hub_cache: temp("learner-empty").join("hub"),
+        hub_cache: scratch_dir("learner-empty").join("hub"),
         ..offline
     };
     let err = fetch_model(&model, &empty).unwrap_err().to_string();

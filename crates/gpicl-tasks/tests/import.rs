@@ -4,14 +4,9 @@ use gpicl_tasks::cache::verify_dataset;
 use gpicl_tasks::catalog::lookup;
 use gpicl_tasks::idx::{read_idx, write_idx, IdxArray};
 use gpicl_tasks::import::import_dir;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use gpicl_testing::scratch_dir;
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gpicl-import-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn images(n: usize, h: usize, w: usize) -> IdxArray {
     IdxArray {
@@ -33,7 +28,7 @@ fn write(dir: &Path, file: &str, array: &IdxArray) {
 
 #[test]
 fn mnist_style_idx_files_raw_or_gzipped_are_imported_and_verified() {
-    let (src, cache) = (temp("mnist-src"), temp("mnist-cache"));
+    let (src, cache) = (scratch_dir("mnist-src"), scratch_dir("mnist-cache"));
     let train = images(12, 28, 28);
     write(&src, "train-images-idx3-ubyte.gz", &train);
     write(
@@ -64,7 +59,7 @@ fn mnist_style_idx_files_raw_or_gzipped_are_imported_and_verified() {
 
 #[test]
 fn emnist_images_are_transposed_and_labels_shifted_to_start_at_zero() {
-    let (src, cache) = (temp("emnist-src"), temp("emnist-cache"));
+    let (src, cache) = (scratch_dir("emnist-src"), scratch_dir("emnist-cache"));
     let stored = images(3, 28, 28);
     write(&src, "emnist-letters-test-images-idx3-ubyte.gz", &stored);
     write(
@@ -102,7 +97,7 @@ fn emnist_images_are_transposed_and_labels_shifted_to_start_at_zero() {
 
 #[test]
 fn cifar_binary_batches_become_hwc_colour_images_with_class_names() {
-    let (src, cache) = (temp("cifar-src"), temp("cifar-cache"));
+    let (src, cache) = (scratch_dir("cifar-src"), scratch_dir("cifar-cache"));
     let bin = src.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let record = |label: u8, seed: u8| {
@@ -140,7 +135,7 @@ fn cifar_binary_batches_become_hwc_colour_images_with_class_names() {
 
 #[test]
 fn files_of_the_wrong_shape_are_refused_with_the_expected_shape() {
-    let (src, cache) = (temp("shape-src"), temp("shape-cache"));
+    let (src, cache) = (scratch_dir("shape-src"), scratch_dir("shape-cache"));
     write(&src, "t10k-images-idx3-ubyte.gz", &images(2, 32, 32));
     write(&src, "t10k-labels-idx1-ubyte.gz", &labels(vec![1, 2]));
     let err = import_dir(lookup("mnist").unwrap(), &src, &cache).unwrap_err();
@@ -158,18 +153,18 @@ fn files_of_the_wrong_shape_are_refused_with_the_expected_shape() {
 
 #[test]
 fn labels_outside_the_classes_and_missing_files_are_refused() {
-    let (src, cache) = (temp("labels-src"), temp("labels-cache"));
+    let (src, cache) = (scratch_dir("labels-src"), scratch_dir("labels-cache"));
     write(&src, "t10k-images-idx3-ubyte.gz", &images(2, 28, 28));
     write(&src, "t10k-labels-idx1-ubyte.gz", &labels(vec![1, 12]));
     let err = import_dir(lookup("mnist").unwrap(), &src, &cache).unwrap_err();
     assert!(err.to_string().contains("label 12"), "{err}");
 
-    let lone = temp("lone-src");
+    let lone = scratch_dir("lone-src");
     write(&lone, "train-images-idx3-ubyte.gz", &images(2, 28, 28));
     let err = import_dir(lookup("mnist").unwrap(), &lone, &cache).unwrap_err();
     assert!(err.to_string().contains("no matching labels"), "{err}");
 
-    let empty = temp("empty-src");
+    let empty = scratch_dir("empty-src");
     let err = import_dir(lookup("cifar10").unwrap(), &empty, &cache).unwrap_err();
     let text = err.to_string();
     assert!(

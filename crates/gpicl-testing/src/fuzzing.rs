@@ -1,8 +1,7 @@
-//! Shared by the fuzz tests of several crates (included with `#[path]`):
+//! The fuzz tests' harness, shared by every crate that reads outside bytes:
 //! a global allocator that records the largest single allocation each
 //! thread asks for, and byte-level mutations of a valid input for
 //! proptest to draw and shrink.
-#![allow(dead_code)]
 
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
