@@ -8,7 +8,9 @@ use gpicl_kernels::{ops, Tensor};
 /// input of any rank.
 #[derive(Clone)]
 pub struct Linear {
+    /// `W: [in, out]`.
     pub weight: Tensor,
+    /// `b: [out]`.
     pub bias: Tensor,
 }
 
@@ -83,8 +85,11 @@ impl Linear {
 /// Layer normalisation with a learned gain (init 1) and bias (init 0).
 #[derive(Clone)]
 pub struct LayerNorm {
+    /// Per-feature scale, `[d]`.
     pub gain: Tensor,
+    /// Per-feature shift, `[d]`.
     pub bias: Tensor,
+    /// Added to the variance before its square root.
     pub eps: f64,
 }
 

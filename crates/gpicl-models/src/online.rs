@@ -18,9 +18,11 @@ pub struct LearnerSpec {
     pub hidden: usize,
     /// Inner Adam learning rate.
     pub lr: f64,
-    /// Inner Adam β1, β2 and ε (PyTorch's defaults).
+    /// Inner Adam β1 (PyTorch's default 0.9).
     pub beta1: f64,
+    /// Inner Adam β2 (PyTorch's default 0.999).
     pub beta2: f64,
+    /// Inner Adam ε (PyTorch's default 1e-8).
     pub eps: f64,
 }
 

@@ -23,7 +23,10 @@ pub enum ExampleSource {
     /// The synthetic dataset: per task slot, 10 images uniform in `[0, 1]`
     /// where image `i` has label `i`; sequences draw from them with
     /// replacement.
-    Random { n_x: usize },
+    Random {
+        /// Features per image (the task's input size).
+        n_x: usize,
+    },
 }
 
 impl ExampleSource {
