@@ -1,5 +1,5 @@
 //! `cargo xtask report`: a Markdown report with tables and plots from a
-//! sweep's run directories (`gpicl_eval::sweep_report`).
+//! sweep's run directories (`gpicl_eval::sweep`).
 
 use anyhow::Result;
 use clap::Args;
@@ -24,7 +24,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .out
         .unwrap_or_else(|| PathBuf::from("docs/experiments").join(&name));
     let command = format!("cargo xtask report --sweep {}", args.sweep.display());
-    let written = gpicl::eval::sweep_report::write_sweep_report(&args.sweep, &out, &command)?;
+    let written = gpicl::eval::sweep::write_sweep_report(&args.sweep, &out, &command)?;
     for path in written {
         println!("wrote {}", path.display());
     }

@@ -17,17 +17,18 @@
 //! "model.d_model" = [32, 64]
 //! ```
 //!
-//! A cell is finished when its `eval/eval.json` exists (training and the
-//! final evaluation completed). `--resume` skips finished cells and resumes
-//! the others from their checkpoints.
+//! The sweep file and its cells are read by `gpicl_eval::sweep::spec`; this
+//! command runs them. A cell is finished when its `eval/eval.json` exists
+//! (training and the final evaluation completed;
+//! `gpicl_eval::sweep::is_finished`). `--resume` skips finished cells and
+//! resumes the others from their checkpoints.
 
 use crate::config_overrides;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use gpicl::eval::sweep::{folder_safe, is_finished, Cell, SweepSpec};
 use gpicl::meta::{RunDir, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -60,177 +61,9 @@ pub struct SweepArgs {
     dry_run: bool,
 }
 
-/// The sweep file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepSpec {
-    /// Names the default output folder `runs/sweeps/<name>`.
-    pub name: String,
-    /// Built-in starting config: `quickstart` (default), `small` or `paper`.
-    #[serde(default = "default_preset")]
-    pub preset: String,
-    /// A TOML config to start from instead of the preset, relative to the
-    /// sweep file.
-    pub config: Option<PathBuf>,
-    /// Overrides for every cell: dotted key → value.
-    #[serde(default)]
-    pub set: BTreeMap<String, toml::Value>,
-    /// Named cells that are not a product of values, e.g. one per model
-    /// at matched parameter counts: each `[[variants]]` table has a `name`
-    /// and dotted-key overrides. The grid is crossed with every variant.
-    #[serde(default)]
-    pub variants: Vec<BTreeMap<String, toml::Value>>,
-    /// The grid: dotted key → values. Axes vary in key order (the last
-    /// key fastest).
-    #[serde(default)]
-    pub grid: BTreeMap<String, Vec<toml::Value>>,
-}
-
-fn default_preset() -> String {
-    "quickstart".into()
-}
-
-/// One combination of grid values.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Cell {
-    /// Folder name, e.g. `d_model-64__num_tasks-16`.
-    pub name: String,
-    /// `key=value` overrides: the sweep's `[set]`, then this cell's values.
-    pub assignments: Vec<String>,
-}
-
-impl SweepSpec {
-    /// Reads and checks a sweep file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let spec: Self =
-            toml::from_str(&text).with_context(|| format!("sweep file {}", path.display()))?;
-        if spec.grid.values().any(|v| v.is_empty()) {
-            bail!(
-                "sweep file {}: every [grid] key needs a non-empty list of values",
-                path.display()
-            );
-        }
-        if spec.grid.is_empty() && spec.variants.is_empty() {
-            bail!(
-                "sweep file {}: needs a [grid] or at least one [[variants]] table",
-                path.display()
-            );
-        }
-        Ok(spec)
-    }
-
-    /// The preset or config file every cell starts from, as `train` flags
-    /// and as a config.
-    fn base(&self, sweep_file: &Path) -> Result<(Vec<String>, TrainConfig)> {
-        if let Some(config) = &self.config {
-            let path = sweep_file.parent().unwrap_or(Path::new(".")).join(config);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading config {}", path.display()))?;
-            let cfg =
-                toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-            return Ok((vec!["--config".into(), path.display().to_string()], cfg));
-        }
-        let cfg = match self.preset.as_str() {
-            "quickstart" => TrainConfig::quickstart(),
-            "small" => TrainConfig::small(),
-            "paper" => TrainConfig::paper(),
-            other => bail!("sweep preset `{other}`: expected quickstart, small or paper"),
-        };
-        Ok((vec!["--preset".into(), self.preset.clone()], cfg))
-    }
-
-    /// Every cell, in grid order, each checked against the config (unknown
-    /// keys, wrong types and impossible values are refused here, naming the
-    /// cell, before anything runs).
-    pub fn cells(&self, base: &TrainConfig) -> Result<Vec<Cell>> {
-        let fixed: Vec<String> = self.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut cells = if self.variants.is_empty() {
-            vec![Cell {
-                name: String::new(),
-                assignments: fixed,
-            }]
-        } else {
-            self.variants
-                .iter()
-                .enumerate()
-                .map(|(i, variant)| {
-                    let name = match variant.get("name") {
-                        Some(toml::Value::String(n)) if !n.is_empty() => folder_safe(n),
-                        _ => bail!(
-                            "[[variants]] table {} needs a non-empty `name` string",
-                            i + 1
-                        ),
-                    };
-                    let mut assignments = fixed.clone();
-                    assignments.extend(
-                        variant
-                            .iter()
-                            .filter(|(k, _)| k.as_str() != "name")
-                            .map(|(k, v)| format!("{k}={v}")),
-                    );
-                    Ok(Cell { name, assignments })
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
-        for (key, values) in &self.grid {
-            let short = key.rsplit('.').next().unwrap_or(key);
-            cells = cells
-                .into_iter()
-                .flat_map(|cell| {
-                    values.iter().map(move |v| {
-                        let part = format!("{short}-{}", folder_safe(&v.to_string()));
-                        let mut assignments = cell.assignments.clone();
-                        assignments.push(format!("{key}={v}"));
-                        Cell {
-                            name: if cell.name.is_empty() {
-                                part
-                            } else {
-                                format!("{}__{part}", cell.name)
-                            },
-                            assignments,
-                        }
-                    })
-                })
-                .collect();
-        }
-        for cell in &cells {
-            let cfg: TrainConfig = config_overrides::apply(base, &cell.assignments)
-                .with_context(|| format!("sweep cell {}", cell.name))?;
-            cfg.validate()
-                .with_context(|| format!("sweep cell {}", cell.name))?;
-        }
-        let mut names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            bail!(
-                "two sweep cells would share the folder {}: variant names and the last parts of grid keys must be distinct",
-                w[0]
-            );
-        }
-        Ok(cells)
-    }
-}
-
-/// Keeps letters, digits, `.`, `-` and `_`; the rest becomes `_`.
-fn folder_safe(value: &str) -> String {
-    value
-        .trim_matches('"')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Whether a cell's run finished training and its final evaluation.
-pub fn is_finished(run: &RunDir) -> bool {
-    run.eval().join("eval.json").is_file()
+/// Every cell of `spec` over `base`, each checked with the `--set` rules.
+fn plan(spec: &SweepSpec, base: &TrainConfig) -> Result<Vec<Cell>> {
+    Ok(spec.cells(base, config_overrides::apply)?)
 }
 
 /// The `train` arguments of one cell.
@@ -325,7 +158,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
     if let Some(device) = &args.device {
         base_flags.extend(["--device".to_string(), device.clone()]);
     }
-    let cells = spec.cells(&base)?;
+    let cells = plan(&spec, &base)?;
     let out = args
         .out
         .clone()
@@ -485,7 +318,7 @@ mod tests {
                 match SweepSpec::load(&path) {
                     Ok(sweep) => {
                         if let Ok((_, base)) = sweep.base(&path) {
-                            let _ = sweep.cells(&base);
+                            let _ = plan(&sweep, &base);
                         }
                     }
                     Err(e) => prop_assert!(format!("{e:#}").contains("mutated-sweep.toml"), "{e:#}"),
@@ -496,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_grid_expands_to_every_combination_with_the_shared_overrides() {
-        let cells = spec(TRANSITION).cells(&TrainConfig::small()).unwrap();
+        let cells = plan(&spec(TRANSITION), &TrainConfig::small()).unwrap();
         assert_eq!(cells.len(), 6);
         // Keys in order; the last key varies fastest.
         assert_eq!(cells[0].name, "d_model-32__num_tasks-16");
@@ -534,7 +367,7 @@ mod tests {
             "seed" = [0, 1]
         "#,
         );
-        let cells = s.cells(&TrainConfig::small()).unwrap();
+        let cells = plan(&s, &TrainConfig::small()).unwrap();
         let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -555,27 +388,30 @@ mod tests {
             ]
         );
         let nameless = spec("name = \"x\"\n[[variants]]\n\"seed\" = 1\n");
-        let err = format!("{:#}", nameless.cells(&TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", plan(&nameless, &TrainConfig::small()).unwrap_err());
         assert!(err.contains("needs a non-empty `name`"), "{err}");
     }
 
     #[test]
     fn a_bad_cell_is_refused_naming_the_cell_before_anything_runs() {
         let bad = spec("name = \"x\"\n[grid]\n\"model.d_modle\" = [8]\n");
-        let err = format!("{:#}", bad.cells(&TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", plan(&bad, &TrainConfig::small()).unwrap_err());
         assert!(
             err.contains("d_modle-8") && err.contains("unknown key"),
             "{err}"
         );
         let impossible = spec("name = \"x\"\n[grid]\n\"model.d_model\" = [0, 32]\n");
-        let err = format!("{:#}", impossible.cells(&TrainConfig::small()).unwrap_err());
+        let err = format!(
+            "{:#}",
+            plan(&impossible, &TrainConfig::small()).unwrap_err()
+        );
         assert!(err.contains("sweep cell d_model-0"), "{err}");
     }
 
     #[test]
     fn finished_cells_are_recognised_by_their_evaluation() {
         let root = std::env::temp_dir().join(format!("gpicl-sweep-{}", std::process::id()));
-        let cells = spec(TRANSITION).cells(&TrainConfig::small()).unwrap();
+        let cells = plan(&spec(TRANSITION), &TrainConfig::small()).unwrap();
         let finished = RunDir::new(root.join(&cells[0].name));
         std::fs::create_dir_all(finished.eval()).unwrap();
         std::fs::write(finished.eval().join("eval.json"), "{}").unwrap();
@@ -594,7 +430,7 @@ mod tests {
     fn the_slurm_script_is_an_array_with_one_task_per_cell() {
         let root = std::env::temp_dir().join(format!("gpicl-slurm-{}", std::process::id()));
         let s = spec(TRANSITION);
-        let cells = s.cells(&TrainConfig::small()).unwrap();
+        let cells = plan(&s, &TrainConfig::small()).unwrap();
         let flags = vec!["--preset".to_string(), "quickstart".to_string()];
         let lines: Vec<Vec<String>> = cells
             .iter()
@@ -625,7 +461,7 @@ mod tests {
     #[test]
     fn string_values_are_quoted_for_the_shell_and_safe_as_folder_names() {
         let s = spec("name = \"x\"\n[grid]\n\"data.dataset\" = [\"mnist\", \"fashion_mnist\"]\n");
-        let cells = s.cells(&TrainConfig::small()).unwrap();
+        let cells = plan(&s, &TrainConfig::small()).unwrap();
         assert_eq!(cells[1].name, "dataset-fashion_mnist");
         assert_eq!(cells[1].assignments, ["data.dataset=\"fashion_mnist\""]);
         assert_eq!(
@@ -652,9 +488,7 @@ mod tests {
         for file in files {
             let spec = SweepSpec::load(&file).unwrap();
             let (_, base) = spec.base(&file).unwrap();
-            let cells = spec
-                .cells(&base)
-                .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+            let cells = plan(&spec, &base).unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
             assert!(!cells.is_empty());
         }
     }

@@ -338,7 +338,7 @@ mod tests {
         let dir = RunDir::new(&out);
         let saved = TrainConfig::load(&dir.config()).unwrap();
         assert_eq!(saved.model.kind, ModelKind::Sgd);
-        assert!(crate::sweep_cmd::is_finished(&dir));
+        assert!(gpicl::eval::sweep::is_finished(&dir));
         assert!(!dir.metrics().exists(), "nothing was meta-trained");
         let eval: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.eval().join("eval.json")).unwrap())

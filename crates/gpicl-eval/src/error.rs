@@ -36,6 +36,16 @@ pub enum EvalError {
     /// A file could not be written.
     #[error("{path}: {reason}")]
     Output { path: PathBuf, reason: String },
+    /// A sweep file, its starting config or one of its cells cannot be
+    /// used; the message names the file or the cell.
+    #[error("{message}")]
+    Sweep {
+        /// What failed, naming the sweep file, config or cell.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 /// Result alias for this crate.

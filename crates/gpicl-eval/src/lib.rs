@@ -6,8 +6,9 @@
 //! without label permutation, accuracy and loss at every position. Results
 //! become a table, JSON and SVG learning curves ([`report`], [`plot`]);
 //! [`run`] evaluates a run directory after training or periodically during
-//! it; [`sweep_report`] summarises many runs (a sweep) as a Markdown table
-//! with mean ± std over seeds and a plot against the swept quantity.
+//! it; [`sweep`] reads sweep files and summarises many runs (a sweep) as a
+//! Markdown table with mean ± std over seeds and a plot against the swept
+//! quantity.
 //!
 //! ```no_run
 //! use gpicl_eval::run::evaluate_run;
@@ -27,7 +28,7 @@ pub mod predict;
 pub mod protocol;
 pub mod report;
 pub mod run;
-pub mod sweep_report;
+pub mod sweep;
 
 pub use error::{EvalError, Result};
 pub use protocol::{Evaluator, GROUPS};

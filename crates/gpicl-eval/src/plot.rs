@@ -1,11 +1,19 @@
-//! SVG plots of accuracy against the number of examples seen.
+//! SVG plots. Every chart of the crate is drawn here on one shared setup
+//! (`draw_chart`: size, background, caption, margins, axes, legend):
+//! accuracy against the number of examples seen for an evaluation, and the
+//! sweep report's charts (labelled lines, accuracy against a swept key).
 
 use crate::error::{EvalError, Result};
 use crate::report::GroupResult;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 
+/// Line colours, in series order.
 pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -20,25 +28,81 @@ pub(crate) fn legend_mark(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElemen
     move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
 }
 
-/// Draws the legend of `chart` at `position` and writes the plot to
-/// `path` (the file `root` draws into).
-pub(crate) fn finish_chart<'a, DB, CT>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    root: &DrawingArea<DB, plotters::coord::Shift>,
-    position: SeriesLabelPosition,
+/// The legend mark of the dashed chance line.
+fn chance_mark((x, y): (i32, i32)) -> PathElement<(i32, i32)> {
+    PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5))
+}
+
+/// The style of the dashed chance line.
+fn chance_style() -> ShapeStyle {
+    BLACK.mix(0.5).stroke_width(1)
+}
+
+/// Accuracy of guessing among the ten classes: the chance line.
+const CHANCE: f64 = 0.1;
+
+/// What a chart says: its caption and the descriptions of its axes.
+pub(crate) struct Frame<'s> {
+    /// The title above the chart.
+    pub caption: &'s str,
+    /// The x axis' description.
+    pub x_desc: &'s str,
+    /// The y axis' description.
+    pub y_desc: &'s str,
+}
+
+/// Formats an axis' tick labels.
+type TickLabels<'f, T> = &'f dyn Fn(&T) -> String;
+
+/// The result of drawing into an SVG chart.
+type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+/// A chart drawn into an SVG file.
+type Chart<'c, 'b, X, Y> = ChartContext<'c, SVGBackend<'b>, Cartesian2d<X, Y>>;
+
+/// Draws one chart into the SVG `path` with the setup every chart shares
+/// (760 × 480 on white, an 18-pixel sans-serif caption, 12-pixel margins,
+/// axis label areas, the mesh with `frame`'s axis descriptions and, if
+/// given, `x_labels` for the x tick labels), lets `series` draw the data,
+/// then the legend at `legend`, and writes the file.
+pub(crate) fn draw_chart<X, Y>(
     path: &Path,
+    frame: &Frame<'_>,
+    (x, y): (X, Y),
+    x_labels: Option<TickLabels<'_, X::Value>>,
+    legend: SeriesLabelPosition,
+    series: impl for<'c, 'b> FnOnce(&mut Chart<'c, 'b, X::CoordDescType, Y::CoordDescType>) -> Drawn,
 ) -> Result<()>
 where
-    DB: DrawingBackend + 'a,
-    CT: plotters::coord::CoordTranslate,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
 {
     let fail = |e: &dyn std::fmt::Display| EvalError::Output {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    let root: DrawingArea<SVGBackend, Shift> =
+        SVGBackend::new(path, (760, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(frame.caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| fail(&e))?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(frame.x_desc);
+    if let Some(format) = x_labels {
+        mesh.x_label_formatter(format);
+    }
+    mesh.y_desc(frame.y_desc).draw().map_err(|e| fail(&e))?;
+    series(&mut chart).map_err(|e| fail(&e))?;
     chart
         .configure_series_labels()
-        .position(position)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()
@@ -52,57 +116,146 @@ pub fn accuracy_curves(
     title: &str,
     groups: &BTreeMap<String, GroupResult>,
 ) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| EvalError::Output {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
     let t = groups
         .values()
         .map(|g| g.acc_curve.len())
         .max()
         .unwrap_or(1)
         .max(2);
-    let root = SVGBackend::new(path, (760, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d(1f32..t as f32, 0f32..1f32)
-        .map_err(|e| fail(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("examples seen (position in sequence)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_desc("accuracy")
-        .draw()
-        .map_err(|e| fail(&e))?;
-    chart
-        .draw_series(DashedLineSeries::new(
-            [(1f32, 0.1f32), (t as f32, 0.1)],
-            4,
-            4,
-            BLACK.mix(0.5).stroke_width(1),
-        ))
-        .map_err(|e| fail(&e))?
-        .label("chance")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
-    let ordered = crate::protocol::GROUPS
-        .iter()
-        .filter_map(|g| groups.get(*g).map(|r| (*g, r)));
-    for (i, (group, result)) in ordered.enumerate() {
+    let frame = Frame {
+        caption: title,
+        x_desc: "examples seen (position in sequence)",
+        y_desc: "accuracy",
+    };
+    draw_chart(
+        path,
+        &frame,
+        (1f32..t as f32, 0f32..1f32),
+        Some(&|x| format!("{x:.0}")),
+        SeriesLabelPosition::UpperLeft,
+        |chart| {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(1f32, CHANCE as f32), (t as f32, CHANCE as f32)],
+                    4,
+                    4,
+                    chance_style(),
+                ))?
+                .label("chance")
+                .legend(chance_mark);
+            let ordered = crate::protocol::GROUPS
+                .iter()
+                .filter_map(|g| groups.get(*g).map(|r| (*g, r)));
+            for (i, (group, result)) in ordered.enumerate() {
+                let colour = PALETTE[i % PALETTE.len()];
+                let points = result
+                    .acc_curve
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &a)| ((p + 1) as f32, a));
+                chart
+                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+                    .label(group)
+                    .legend(legend_mark(colour));
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Labelled lines, each `(label, points)`, one palette colour per series.
+pub(crate) type Series = [(String, Vec<(f64, f64)>)];
+
+/// Draws `series` as labelled lines, the legend at the upper right; `y`
+/// defaults to the data's range with 5 % padding.
+pub(crate) fn line_chart(
+    path: &Path,
+    frame: &Frame<'_>,
+    y: Option<Range<f64>>,
+    series: &Series,
+) -> Result<()> {
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let range = |f: fn(&(f64, f64)) -> f64| {
+        let (lo, hi) = points()
+            .map(f)
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        if hi > lo {
+            lo..hi
+        } else if lo.is_finite() {
+            lo - 1.0..lo + 1.0
+        } else {
+            0.0..1.0
+        }
+    };
+    let x = range(|p| p.0);
+    let y = y.unwrap_or_else(|| {
+        let r = range(|p| p.1);
+        let pad = 0.05 * (r.end - r.start);
+        r.start - pad..r.end + pad
+    });
+    draw_chart(
+        path,
+        frame,
+        (x, y),
+        None,
+        SeriesLabelPosition::UpperRight,
+        |chart| draw_lines(chart, series, false),
+    )
+}
+
+/// Draws `series` as labelled lines in palette order, with a dot at each
+/// point if `markers`.
+fn draw_lines(
+    chart: &mut Chart<'_, '_, RangedCoordf64, RangedCoordf64>,
+    series: &Series,
+    markers: bool,
+) -> Drawn {
+    for (i, (label, line)) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
-        let points = result
-            .acc_curve
-            .iter()
-            .enumerate()
-            .map(|(p, &a)| ((p + 1) as f32, a));
         chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(|e| fail(&e))?
-            .label(group)
+            .draw_series(LineSeries::new(
+                line.iter().copied(),
+                colour.stroke_width(2),
+            ))?
+            .label(label.clone())
             .legend(legend_mark(colour));
+        if markers {
+            chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
+        }
     }
-    finish_chart(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
+    Ok(())
+}
+
+/// Draws accuracies against a swept key over `x`: chance dashed, then
+/// `series` as labelled lines with a dot at each point, on a 0–1 y axis
+/// with the legend at the upper left.
+pub(crate) fn key_chart(
+    path: &Path,
+    frame: &Frame<'_>,
+    x: Range<f64>,
+    series: &Series,
+) -> Result<()> {
+    let (lo, hi) = (x.start, x.end);
+    draw_chart(
+        path,
+        frame,
+        (x, 0f64..1f64),
+        None,
+        SeriesLabelPosition::UpperLeft,
+        |chart| {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(lo, CHANCE), (hi, CHANCE)],
+                    4,
+                    4,
+                    chance_style(),
+                ))?
+                .label("chance")
+                .legend(chance_mark);
+            draw_lines(chart, series, true)
+        },
+    )
 }

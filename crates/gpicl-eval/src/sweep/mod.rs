@@ -1,0 +1,275 @@
+//! Sweeps: the sweep file ([`spec`]: a grid of training runs crossed with
+//! named variants), reading a sweep folder's runs ([`runs`]: which are
+//! finished, what each measured) and the report over them: one table row
+//! per configuration with the mean ± standard deviation over seeds
+//! ([`stats`]), as Markdown ([`SweepReport::markdown`]) with plots of
+//! accuracy against the swept quantity and of training (which series:
+//! `sweep/plots.rs`; drawn by [`crate::plot`]).
+//!
+//! Runs without an evaluation are listed as unfinished. The columns are the
+//! config keys that differ between runs; `seed` is never a column but the
+//! axis runs are averaged over.
+
+mod markdown;
+mod plots;
+pub mod runs;
+pub mod spec;
+pub mod stats;
+
+pub use runs::{
+    is_finished, read_runs, run_dirs, summarise_run, RunSummary, TrainingSummary, ICL_ONSET_GAIN,
+};
+pub use spec::{folder_safe, Cell, SweepSpec};
+pub use stats::{ReportRow, SweepReport, MAX_KEY_COLUMNS};
+
+use crate::error::{EvalError, Result};
+use runs::input_error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Reads every run in `sweep`, writes `report.md` and one
+/// `accuracy-<dataset>.svg` per dataset (when a varying key is numeric)
+/// into `out`. Returns the written paths.
+pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec<PathBuf>> {
+    let (runs, unfinished) = read_runs(sweep)?;
+    if runs.is_empty() {
+        return Err(input_error(
+            sweep,
+            format!(
+                "no finished runs (run folders with eval/eval.json) here; unfinished: {}",
+                if unfinished.is_empty() {
+                    "none".to_string()
+                } else {
+                    unfinished.join(", ")
+                }
+            ),
+        ));
+    }
+    let report = SweepReport::new(runs, unfinished);
+    std::fs::create_dir_all(out).map_err(|e| EvalError::Output {
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let title = format!(
+        "Sweep report: {}",
+        sweep.file_name().map_or_else(
+            || sweep.display().to_string(),
+            |n| n.to_string_lossy().into()
+        )
+    );
+    let mut markdown = report.markdown(&title, command);
+    let mut written = Vec::new();
+    for dataset in &report.datasets {
+        let svg = out.join(format!("accuracy-{dataset}.svg"));
+        if let Some(key) = report.plot(&svg, dataset)? {
+            writeln!(
+                markdown,
+                "\n![{dataset}: seen and unseen accuracy vs {key}](accuracy-{dataset}.svg)"
+            )
+            .unwrap();
+            written.push(svg);
+        }
+    }
+    for dataset in &report.datasets {
+        let svg = out.join(format!("curves-{dataset}.svg"));
+        if report.plot_curves(&svg, dataset)? {
+            writeln!(
+                markdown,
+                "\n![{dataset}: accuracy on unseen tasks vs examples in context](curves-{dataset}.svg)"
+            )
+            .unwrap();
+            written.push(svg);
+        }
+    }
+    let training = report.plot_training(out)?;
+    for path in &training {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into());
+        writeln!(markdown, "\n![{name}]({name})").unwrap();
+    }
+    written.extend(training);
+    let md = out.join("report.md");
+    std::fs::write(&md, markdown).map_err(|e| EvalError::Output {
+        path: md.clone(),
+        reason: e.to_string(),
+    })?;
+    written.insert(0, md);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{EvalReport, GroupResult};
+    use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
+
+    /// A fake finished run: config, a loss curve, and an evaluation with
+    /// the given seen/unseen accuracy on MNIST.
+    fn fake_run(root: &Path, name: &str, num_tasks: u64, seed: u64, seen: f32, unseen: f32) {
+        let dir = RunDir::new(root.join(name));
+        std::fs::create_dir_all(dir.eval()).unwrap();
+        let mut cfg = TrainConfig::small();
+        cfg.tasks.num_tasks = num_tasks;
+        cfg.seed = seed;
+        std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
+        let log = MetricsLog::open(&dir.metrics());
+        log.append(&serde_json::json!({"kind": "model", "step": 0, "model": "transformer", "params": 1000 + num_tasks, "state_size": 64, "n_x": 196}))
+            .unwrap();
+        for step in 1..=60u64 {
+            let loss = if step <= 30 {
+                10f64.ln()
+            } else {
+                0.5 + seed as f64 * 0.1
+            };
+            log.append(&serde_json::json!({"kind": "train", "step": step, "loss": loss}))
+                .unwrap();
+            if step % 20 == 0 {
+                let acc = unseen * step as f32 / 60.0;
+                log.append(&serde_json::json!({"kind": "eval", "step": step, "dataset": "mnist", "group": "unseen", "acc_first": 0.1, "acc_last": acc, "loss_last": 2.0}))
+                    .unwrap();
+            }
+        }
+        let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
+        let mut report = EvalReport {
+            step: 60,
+            ..Default::default()
+        };
+        report.datasets.insert(
+            "mnist".into(),
+            [
+                ("seen".to_string(), group(seen)),
+                ("unseen".to_string(), group(unseen)),
+            ]
+            .into(),
+        );
+        report.write(&dir.eval()).unwrap();
+    }
+
+    #[test]
+    fn the_report_averages_seeds_per_configuration_and_plots_the_swept_key() {
+        let root = std::env::temp_dir().join(format!("gpicl-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        fake_run(&root, "a", 16, 0, 0.9, 0.1);
+        fake_run(&root, "b", 16, 1, 0.8, 0.2);
+        fake_run(&root, "c", 1024, 0, 0.7, 0.6);
+        // Started but not evaluated.
+        let pending = RunDir::new(root.join("d"));
+        std::fs::create_dir_all(pending.checkpoints()).unwrap();
+        std::fs::write(
+            pending.config(),
+            toml::to_string(&TrainConfig::small()).unwrap(),
+        )
+        .unwrap();
+        let out = root.join("report");
+        let written = write_sweep_report(&root, &out, "cargo xtask report --sweep X").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(md.contains("| tasks.num_tasks | runs | params | state size | final loss | plateau steps | mnist seen | mnist unseen |"), "{md}");
+        // 16 tasks: seeds 0 and 1 averaged; sample std of (0.9, 0.8) = 0.0707.
+        assert!(
+            md.contains("| 16 | 2 | 1016 | 64 | 0.550 ± 0.071 | "),
+            "{md}"
+        );
+        assert!(md.contains("| 0.850 ± 0.071 | 0.150 ± 0.071 |"), "{md}");
+        assert!(md.contains("| 1024 | 1 | 2024 | 64 | 0.500 | "), "{md}");
+        assert!(md.contains("| 0.700 | 0.600 |"), "{md}");
+        // Within-sequence improvement: last minus first position (0.1).
+        assert!(md.contains("| 1024 | 0.600 | 0.500 |"), "{md}");
+        // Learning curve on unseen tasks: the curve has 2 positions.
+        assert!(
+            md.contains("| 1024 | mnist | 0.100 | – | – | – | – | 0.600 |"),
+            "{md}"
+        );
+        // Periodic unseen accuracy at steps 20, 40, 60 (linear in the step).
+        assert!(
+            md.contains("| tasks.num_tasks | step 20 | step 40 | step 60 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1024 | 0.200 | 0.400 | 0.600 |"), "{md}");
+        assert!(md.contains("seeds 0, 1"), "{md}");
+        assert!(
+            md.contains("Unfinished (no final evaluation yet): d."),
+            "{md}"
+        );
+        // Plateau: 30 steps at chance; the trailing mean reaches the drop a few steps later.
+        let row16 = md.lines().find(|l| l.starts_with("| 16 |")).unwrap();
+        let plateau_cell = row16.split('|').nth(6).unwrap();
+        let plateau: f64 = plateau_cell
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((30.0..=35.0).contains(&plateau), "{row16}");
+        // In-context learning during training: onset at gain ≥ 0.1.
+        assert!(
+            md.contains("| tasks.num_tasks | mnist onset | mnist gain |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1024 | 20 | 0.500 |"), "{md}");
+        assert!(md.contains("| 16 | 60 (1 never) | 0.050 ± 0.071 |"), "{md}");
+        for plot in [
+            "curves-mnist.svg",
+            "training-loss.svg",
+            "training-unseen.svg",
+            "training-icl.svg",
+        ] {
+            assert!(written.contains(&out.join(plot)), "{plot} in {written:?}");
+            assert!(md.contains(&format!("({plot})")), "{plot} linked");
+        }
+        let svg = out.join("accuracy-mnist.svg");
+        assert!(written.contains(&svg));
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.contains("<svg") && text.contains("log2 tasks.num_tasks"),
+            "plot axis"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn runs_that_never_leave_the_plateau_and_baselines_without_training_are_marked() {
+        let root = std::env::temp_dir().join(format!("gpicl-report-stuck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        fake_run(&root, "trained", 16, 0, 0.9, 0.1);
+        let stuck = RunDir::new(root.join("stuck"));
+        fake_run(&root, "stuck", 64, 0, 0.1, 0.1);
+        let log: String = (1..=60)
+            .map(|s| format!("{{\"kind\":\"train\",\"step\":{s},\"loss\":2.3}}\n"))
+            .collect();
+        std::fs::write(stuck.metrics(), log).unwrap();
+        // The SGD baseline: a config and an evaluation, no metrics log.
+        fake_run(&root, "sgd", 256, 0, 0.5, 0.5);
+        std::fs::remove_file(RunDir::new(root.join("sgd")).metrics()).unwrap();
+        let out = root.join("report");
+        let written = write_sweep_report(&root, &out, "x").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        let row = |prefix: &str| {
+            md.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap()
+                .to_string()
+        };
+        assert!(row("| 64 | 1 |").contains("| 60 (no drop) |"), "{md}");
+        assert!(!row("| 16 | 1 |").contains("no drop"), "{md}");
+        assert!(
+            row("| 256 | 1 |").starts_with("| 256 | 1 | – | – | – | – | 0.500 | 0.500 |"),
+            "{md}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_folder_without_finished_runs_is_an_error_naming_it() {
+        let root = std::env::temp_dir().join(format!("gpicl-report-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let err = write_sweep_report(&root, &root.join("out"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no finished runs") && err.contains(&root.display().to_string()),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

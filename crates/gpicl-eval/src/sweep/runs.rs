@@ -1,0 +1,296 @@
+//! Reading a sweep folder's runs: which runs are finished (the one rule the
+//! sweep runner and the report share), and what each finished run measured.
+//!
+//! Each run directory contributes its `config.toml`, the `"train"` records
+//! of `metrics.jsonl` (final loss, loss plateau) and its final evaluation
+//! `eval/eval.json`.
+
+use crate::error::{EvalError, Result};
+use crate::report::{EvalReport, GroupResult};
+use gpicl_meta::plateau::{detect_plateau, plateau_curve, Plateau, PlateauCriteria};
+use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Whether a run finished training and its final evaluation: its
+/// `eval/eval.json` exists. The sweep runner skips such cells on
+/// `--resume`; the report reads only such runs.
+pub fn is_finished(run: &RunDir) -> bool {
+    eval_json(run).is_file()
+}
+
+/// The final evaluation of a run.
+fn eval_json(run: &RunDir) -> PathBuf {
+    run.eval().join("eval.json")
+}
+
+/// What one finished run measured.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run's folder name.
+    pub name: String,
+    /// Its config, flattened to dotted keys and TOML literals.
+    pub config: BTreeMap<String, String>,
+    /// What meta-training recorded; `None` for learners that are not
+    /// meta-trained (the SGD baseline).
+    pub training: Option<TrainingSummary>,
+    /// The final evaluation.
+    pub eval: EvalReport,
+}
+
+/// The training side of a run, from its `metrics.jsonl`.
+#[derive(Clone, Debug)]
+pub struct TrainingSummary {
+    /// Trainable parameters (from the log's `"model"` line).
+    pub params: Option<usize>,
+    /// Accessible state size at the sequence length.
+    pub state_size: Option<usize>,
+    /// The last training loss.
+    pub final_loss: Option<f64>,
+    /// The training loss plateau.
+    pub plateau: Plateau,
+    /// `(step, loss)` of every training step, on the curve the plateau is
+    /// judged on (for a biased distribution, the loss outside its fixed
+    /// task; see `gpicl_meta::plateau::plateau_curve`).
+    pub loss_curve: Vec<(u64, f64)>,
+    /// `(step, accuracy at the last position)` of the periodic evaluations
+    /// on unseen tasks of the training dataset.
+    pub unseen_progress: Vec<(u64, f64)>,
+    /// Per periodically evaluated dataset, `(step, acc@last − acc@1)` on
+    /// its unseen tasks: the in-context-learning signal during training.
+    pub icl_progress: BTreeMap<String, Vec<(u64, f64)>>,
+}
+
+/// The within-sequence gain on unseen tasks at which in-context learning
+/// counts as formed (`TrainingSummary::icl_onset`).
+pub const ICL_ONSET_GAIN: f64 = 0.1;
+
+impl TrainingSummary {
+    /// The first periodic evaluation step at which unseen tasks of
+    /// `dataset` gained at least [`ICL_ONSET_GAIN`] accuracy from their
+    /// context, if any.
+    pub fn icl_onset(&self, dataset: &str) -> Option<u64> {
+        self.icl_progress
+            .get(dataset)?
+            .iter()
+            .find(|&&(_, gain)| gain >= ICL_ONSET_GAIN)
+            .map(|&(step, _)| step)
+    }
+}
+
+impl RunSummary {
+    /// The evaluation group that stands for `group` (`seen`, `unseen`) in
+    /// this run's columns: a run meta-trained with every label permuted
+    /// (`tasks.permute_labels_prob = 1`) never saw its tasks with their
+    /// original labels, so its seen and unseen tasks are read with their
+    /// permutations (`seen_permuted`, `unseen_permuted`).
+    pub fn column_group<'a>(&self, group: &'a str) -> std::borrow::Cow<'a, str> {
+        let always_permuted = self
+            .config
+            .get("tasks.permute_labels_prob")
+            .and_then(|p| p.parse::<f64>().ok())
+            == Some(1.0);
+        let has = |g: &str| {
+            self.eval
+                .datasets
+                .values()
+                .any(|groups| groups.contains_key(g))
+        };
+        let permuted = format!("{group}_permuted");
+        if always_permuted && (group == "seen" || group == "unseen") && has(&permuted) {
+            permuted.into()
+        } else {
+            group.into()
+        }
+    }
+
+    /// The result standing for `dataset`/`group` (see
+    /// [`RunSummary::column_group`]).
+    pub(crate) fn result(&self, dataset: &str, group: &str) -> Option<&GroupResult> {
+        self.eval
+            .datasets
+            .get(dataset)?
+            .get(self.column_group(group).as_ref())
+    }
+
+    pub(crate) fn final_loss(&self) -> Option<f64> {
+        self.training.as_ref()?.final_loss
+    }
+
+    pub(crate) fn plateau(&self) -> Option<&Plateau> {
+        self.training.as_ref().map(|t| &t.plateau)
+    }
+}
+
+/// Reads the model line, loss curve, plateau and periodic evaluations of
+/// a run's metrics log.
+fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSummary> {
+    let log = MetricsLog::open(&run.metrics());
+    let records = log.read()?;
+    let of_kind = |kind: &'static str| {
+        records
+            .iter()
+            .filter(move |r| r.get("kind").and_then(|k| k.as_str()) == Some(kind))
+    };
+    let model = of_kind("model").next();
+    let count = |key: &str| Some(model?.get(key)?.as_u64()? as usize);
+    let final_loss = of_kind("train")
+        .filter_map(|r| r.get("loss")?.as_f64())
+        .next_back();
+    let loss_curve = plateau_curve(&records);
+    let training_dataset = config.data.dataset.as_str();
+    // Always-permuted runs are read on their permuted tasks (see
+    // `RunSummary::column_group`).
+    let unseen = if config.tasks.permute_labels_prob == 1.0 {
+        "unseen_permuted"
+    } else {
+        "unseen"
+    };
+    let unseen_progress = of_kind("eval")
+        .filter(|r| {
+            r.get("dataset").and_then(|d| d.as_str()) == Some(training_dataset)
+                && r.get("group").and_then(|g| g.as_str()) == Some(unseen)
+        })
+        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("acc_last")?.as_f64()?)))
+        .collect();
+    let mut icl_progress: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    for r in of_kind("eval").filter(|r| r.get("group").and_then(|g| g.as_str()) == Some(unseen)) {
+        let point = (|| {
+            let gain = r.get("acc_last")?.as_f64()? - r.get("acc_first")?.as_f64()?;
+            Some((r.get("dataset")?.as_str()?, r.get("step")?.as_u64()?, gain))
+        })();
+        if let Some((dataset, step, gain)) = point {
+            icl_progress
+                .entry(dataset.to_string())
+                .or_default()
+                .push((step, gain));
+        }
+    }
+    // The final evaluation is logged too; keep one point per step.
+    icl_progress.values_mut().for_each(|points| {
+        points.sort_by_key(|p| p.0);
+        points.dedup_by_key(|p| p.0);
+    });
+    Ok(TrainingSummary {
+        params: count("params"),
+        state_size: count("state_size"),
+        final_loss,
+        plateau: detect_plateau(
+            &loss_curve,
+            &PlateauCriteria::for_classes(gpicl_tasks::NUM_CLASSES),
+        ),
+        loss_curve,
+        unseen_progress,
+        icl_progress,
+    })
+}
+
+pub(crate) fn input_error(path: &Path, reason: impl std::fmt::Display) -> EvalError {
+    EvalError::Input {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads one run directory; `Ok(None)` if it has no final evaluation yet
+/// (it is not [`is_finished`]).
+pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
+    let run = RunDir::new(dir);
+    if !is_finished(&run) {
+        return Ok(None);
+    }
+    let eval_path = eval_json(&run);
+    let text = std::fs::read_to_string(&eval_path).map_err(|e| input_error(&eval_path, e))?;
+    let eval: EvalReport = serde_json::from_str(&text).map_err(|e| input_error(&eval_path, e))?;
+    let config = TrainConfig::load(&run.config())?;
+    let training = if run.metrics().is_file() {
+        Some(summarise_training(&run, &config)?)
+    } else {
+        None
+    };
+    let mut flat = BTreeMap::new();
+    let value = toml::Value::try_from(&config).map_err(|e| input_error(&run.config(), e))?;
+    flatten("", &value, &mut flat);
+    Ok(Some(RunSummary {
+        name: dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into()),
+        config: flat,
+        training,
+        eval,
+    }))
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        // Strings without their TOML quotes: they label table rows.
+        toml::Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        // Tiny values (Adam's eps) in scientific notation, not 17 digits.
+        toml::Value::Float(x) if *x != 0.0 && x.abs() < 1e-3 => {
+            out.insert(prefix.to_string(), format!("{x:e}"));
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Every run directory directly inside `sweep` (folders with a
+/// `config.toml`), in name order.
+pub fn run_dirs(sweep: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(sweep).map_err(|e| input_error(sweep, e))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| RunDir::new(p).config().is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Every run in `sweep`: the finished ones summarised, and the folder
+/// names of the unfinished ones, both in name order.
+pub fn read_runs(sweep: &Path) -> Result<(Vec<RunSummary>, Vec<String>)> {
+    let mut runs = Vec::new();
+    let mut unfinished = Vec::new();
+    for dir in run_dirs(sweep)? {
+        match summarise_run(&dir)? {
+            Some(summary) => runs.push(summary),
+            None => unfinished.push(
+                dir.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into()),
+            ),
+        }
+    }
+    Ok((runs, unfinished))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_labels_show_strings_unquoted_and_tiny_floats_in_scientific_notation() {
+        let value: toml::Value = toml::from_str(
+            "[data]\ndataset = \"fashion_mnist\"\n[optim]\neps = 1e-16\nlr = 0.001\n[tasks]\nnum_tasks = 16384\n",
+        )
+        .unwrap();
+        let mut flat = BTreeMap::new();
+        flatten("", &value, &mut flat);
+        assert_eq!(flat["data.dataset"], "fashion_mnist");
+        assert_eq!(flat["optim.eps"], "1e-16");
+        assert_eq!(flat["optim.lr"], "0.001");
+        assert_eq!(flat["tasks.num_tasks"], "16384");
+    }
+}
