@@ -24,7 +24,8 @@
 use crate::config_overrides;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gpicl::meta::{RunDir, TrainConfig};
+use gpicl::eval::RunConfig;
+use gpicl::meta::RunDir;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -123,7 +124,7 @@ impl SweepSpec {
 
     /// The preset or config file every cell starts from, as `train` flags
     /// and as a config.
-    fn base(&self, sweep_file: &Path) -> Result<(Vec<String>, TrainConfig)> {
+    fn base(&self, sweep_file: &Path) -> Result<(Vec<String>, RunConfig)> {
         if let Some(config) = &self.config {
             let path = sweep_file.parent().unwrap_or(Path::new(".")).join(config);
             let text = std::fs::read_to_string(&path)
@@ -133,9 +134,9 @@ impl SweepSpec {
             return Ok((vec!["--config".into(), path.display().to_string()], cfg));
         }
         let cfg = match self.preset.as_str() {
-            "quickstart" => TrainConfig::quickstart(),
-            "small" => TrainConfig::small(),
-            "paper" => TrainConfig::paper(),
+            "quickstart" => RunConfig::quickstart(),
+            "small" => RunConfig::small(),
+            "paper" => RunConfig::paper(),
             other => bail!("sweep preset `{other}`: expected quickstart, small or paper"),
         };
         Ok((vec!["--preset".into(), self.preset.clone()], cfg))
@@ -144,7 +145,7 @@ impl SweepSpec {
     /// Every cell, in grid order, each checked against the config (unknown
     /// keys, wrong types and impossible values are refused here, naming the
     /// cell, before anything runs).
-    pub fn cells(&self, base: &TrainConfig) -> Result<Vec<Cell>> {
+    pub fn cells(&self, base: &RunConfig) -> Result<Vec<Cell>> {
         let fixed: Vec<String> = self.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut cells = if self.variants.is_empty() {
             vec![Cell {
@@ -196,7 +197,7 @@ impl SweepSpec {
                 .collect();
         }
         for cell in &cells {
-            let cfg: TrainConfig = config_overrides::apply(base, &cell.assignments)
+            let cfg: RunConfig = config_overrides::apply(base, &cell.assignments)
                 .with_context(|| format!("sweep cell {}", cell.name))?;
             cfg.validate()
                 .with_context(|| format!("sweep cell {}", cell.name))?;
@@ -496,7 +497,7 @@ mod tests {
 
     #[test]
     fn the_grid_expands_to_every_combination_with_the_shared_overrides() {
-        let cells = spec(TRANSITION).cells(&TrainConfig::small()).unwrap();
+        let cells = spec(TRANSITION).cells(&RunConfig::small()).unwrap();
         assert_eq!(cells.len(), 6);
         // Keys in order; the last key varies fastest.
         assert_eq!(cells[0].name, "d_model-32__num_tasks-16");
@@ -510,10 +511,13 @@ mod tests {
                 "tasks.num_tasks=4096"
             ]
         );
-        let cfg: TrainConfig =
-            config_overrides::apply(&TrainConfig::small(), &cells[4].assignments).unwrap();
-        assert_eq!((cfg.model.d_model, cfg.tasks.num_tasks), (64, 256));
-        assert_eq!(cfg.schedule.steps, 20);
+        let cfg: RunConfig =
+            config_overrides::apply(&RunConfig::small(), &cells[4].assignments).unwrap();
+        assert_eq!(
+            (cfg.train.model.d_model, cfg.train.tasks.num_tasks),
+            (64, 256)
+        );
+        assert_eq!(cfg.train.schedule.steps, 20);
     }
 
     #[test]
@@ -534,7 +538,7 @@ mod tests {
             "seed" = [0, 1]
         "#,
         );
-        let cells = s.cells(&TrainConfig::small()).unwrap();
+        let cells = s.cells(&RunConfig::small()).unwrap();
         let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -555,27 +559,27 @@ mod tests {
             ]
         );
         let nameless = spec("name = \"x\"\n[[variants]]\n\"seed\" = 1\n");
-        let err = format!("{:#}", nameless.cells(&TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", nameless.cells(&RunConfig::small()).unwrap_err());
         assert!(err.contains("needs a non-empty `name`"), "{err}");
     }
 
     #[test]
     fn a_bad_cell_is_refused_naming_the_cell_before_anything_runs() {
         let bad = spec("name = \"x\"\n[grid]\n\"model.d_modle\" = [8]\n");
-        let err = format!("{:#}", bad.cells(&TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", bad.cells(&RunConfig::small()).unwrap_err());
         assert!(
             err.contains("d_modle-8") && err.contains("unknown key"),
             "{err}"
         );
         let impossible = spec("name = \"x\"\n[grid]\n\"model.d_model\" = [0, 32]\n");
-        let err = format!("{:#}", impossible.cells(&TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", impossible.cells(&RunConfig::small()).unwrap_err());
         assert!(err.contains("sweep cell d_model-0"), "{err}");
     }
 
     #[test]
     fn finished_cells_are_recognised_by_their_evaluation() {
         let root = std::env::temp_dir().join(format!("gpicl-sweep-{}", std::process::id()));
-        let cells = spec(TRANSITION).cells(&TrainConfig::small()).unwrap();
+        let cells = spec(TRANSITION).cells(&RunConfig::small()).unwrap();
         let finished = RunDir::new(root.join(&cells[0].name));
         std::fs::create_dir_all(finished.eval()).unwrap();
         std::fs::write(finished.eval().join("eval.json"), "{}").unwrap();
@@ -594,7 +598,7 @@ mod tests {
     fn the_slurm_script_is_an_array_with_one_task_per_cell() {
         let root = std::env::temp_dir().join(format!("gpicl-slurm-{}", std::process::id()));
         let s = spec(TRANSITION);
-        let cells = s.cells(&TrainConfig::small()).unwrap();
+        let cells = s.cells(&RunConfig::small()).unwrap();
         let flags = vec!["--preset".to_string(), "quickstart".to_string()];
         let lines: Vec<Vec<String>> = cells
             .iter()
@@ -625,7 +629,7 @@ mod tests {
     #[test]
     fn string_values_are_quoted_for_the_shell_and_safe_as_folder_names() {
         let s = spec("name = \"x\"\n[grid]\n\"data.dataset\" = [\"mnist\", \"fashion_mnist\"]\n");
-        let cells = s.cells(&TrainConfig::small()).unwrap();
+        let cells = s.cells(&RunConfig::small()).unwrap();
         assert_eq!(cells[1].name, "dataset-fashion_mnist");
         assert_eq!(cells[1].assignments, ["data.dataset=\"fashion_mnist\""]);
         assert_eq!(

@@ -19,6 +19,7 @@
 
 pub mod baselines;
 pub mod classical;
+pub mod config;
 pub mod error;
 pub mod learner_check;
 pub mod plot;
@@ -28,6 +29,7 @@ pub mod report;
 pub mod run;
 pub mod sweep_report;
 
+pub use config::{EvalConfig, RunConfig, RunLearner};
 pub use error::{EvalError, Result};
-pub use protocol::{Evaluator, GROUPS};
+pub use protocol::{Evaluator, Group};
 pub use report::{EvalReport, GroupResult};

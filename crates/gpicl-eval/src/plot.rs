@@ -88,9 +88,10 @@ pub fn accuracy_curves(
         .map_err(|e| fail(&e))?
         .label("chance")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
-    let ordered = crate::protocol::GROUPS
-        .iter()
-        .filter_map(|g| groups.get(*g).map(|r| (*g, r)));
+    let ordered = crate::protocol::Group::ALL
+        .map(crate::protocol::Group::as_str)
+        .into_iter()
+        .filter_map(|g| groups.get(g).map(|r| (g, r)));
     for (i, (group, result)) in ordered.enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         let points = result
