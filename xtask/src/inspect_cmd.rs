@@ -13,7 +13,7 @@ use serde_json::json;
 pub struct InspectArgs {
     #[command(flatten)]
     model: ModelFlags,
-    /// Image side length after resizing, 0 for the native 28×28 (data.image_size).
+    /// Image side length after resizing, 0 for the dataset's native size from the catalogue (data.image_size).
     #[arg(long)]
     image_size: Option<usize>,
     /// Override any config key (repeatable), e.g. --set model.num_layers=2.
