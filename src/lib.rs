@@ -14,11 +14,12 @@
 //! - [`eval`]: the evaluation protocol, reports and plots.
 //!
 //! ```no_run
-//! use gpicl::{eval::run::{evaluate_run, PeriodicEval}, meta::{RunDir, TrainConfig, Trainer}, tasks::DataRoots};
+//! use gpicl::{eval::run::{evaluate_run, PeriodicEval}, eval::RunConfig, meta::RunDir, tasks::DataRoots};
 //! let roots = DataRoots::new(None); // GPICL_DATA_DIR, then the embedded data/
 //! let dir = RunDir::new("runs/quickstart");
-//! let mut trainer = Trainer::open(TrainConfig::quickstart(), dir.clone(), &roots).unwrap();
-//! trainer.run(&mut PeriodicEval::new(roots.clone())).unwrap();
+//! let cfg = RunConfig::quickstart(); // training, then the evaluation protocol
+//! let mut trainer = cfg.open_trainer(dir.clone(), &roots, None).unwrap();
+//! trainer.run(&mut PeriodicEval::new(roots.clone(), cfg.eval.clone())).unwrap();
 //! println!("{}", evaluate_run(&dir, &roots, None, None).unwrap().table());
 //! ```
 #![warn(missing_docs)]

@@ -1,7 +1,7 @@
 //! End-to-end behaviour of a meta-training run on the embedded data.
 
 use gpicl::eval::run::{evaluate_run, evaluate_run_on, PeriodicEval};
-use gpicl::eval::GROUPS;
+use gpicl::eval::{EvalConfig, Group, RunConfig};
 use gpicl::meta::{MetaError, RunDir, Silent, TrainConfig, Trainer};
 use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
 use gpicl_testing::absent_path;
@@ -26,9 +26,26 @@ fn tiny(steps: u64) -> TrainConfig {
     cfg.schedule.steps = steps;
     cfg.schedule.checkpoint_every = 3;
     cfg.schedule.eval_every = 0;
-    cfg.eval.tasks_per_group = 2;
-    cfg.eval.seqs_per_task = 4;
     cfg
+}
+
+/// The protocol of the tiny runs: 2 tasks per group, 4 sequences each.
+fn tiny_protocol() -> EvalConfig {
+    let mut protocol = RunConfig::small().eval;
+    protocol.tasks_per_group = 2;
+    protocol.seqs_per_task = 4;
+    protocol
+}
+
+/// Starts or resumes `cfg` in `dir` as a run evaluated by
+/// [`tiny_protocol`], saved with it in `config.toml`.
+fn open_run(cfg: TrainConfig, dir: &RunDir, roots: &DataRoots) -> Trainer {
+    RunConfig {
+        eval: tiny_protocol(),
+        ..RunConfig::meta_trained(cfg)
+    }
+    .open_trainer(dir.clone(), roots, None)
+    .unwrap()
 }
 
 fn train_losses(dir: &RunDir) -> Vec<(u64, u32)> {
@@ -128,8 +145,7 @@ fn tiny_with_every_recipe_lever(steps: u64) -> TrainConfig {
 #[test]
 fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
     let whole = RunDir::new(absent_path("levers-whole"));
-    Trainer::open(tiny_with_every_recipe_lever(7), whole.clone(), &roots())
-        .unwrap()
+    open_run(tiny_with_every_recipe_lever(7), &whole, &roots())
         .run(&mut Silent)
         .unwrap();
     let killed = RunDir::new(absent_path("levers-killed"));
@@ -318,10 +334,13 @@ fn a_failing_periodic_evaluation_stops_training_after_a_checkpoint() {
     let mut cfg = tiny(10);
     cfg.schedule.eval_every = 2;
     cfg.schedule.checkpoint_every = 100;
-    cfg.eval.periodic_datasets = vec!["no_such_dataset".into()];
+    let protocol = EvalConfig {
+        periodic_datasets: vec!["no_such_dataset".into()],
+        ..tiny_protocol()
+    };
     let err = Trainer::open(cfg, dir.clone(), &roots())
         .unwrap()
-        .run(&mut PeriodicEval::new(roots()))
+        .run(&mut PeriodicEval::new(roots(), protocol))
         .unwrap_err();
     assert!(err.to_string().contains("no_such_dataset"), "{err}");
     let checkpoints = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints());
@@ -483,8 +502,10 @@ fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
     let dir = RunDir::new(absent_path("eval"));
     let mut cfg = tiny(2);
     cfg.schedule.eval_every = 1;
-    let mut trainer = Trainer::open(cfg.clone(), dir.clone(), &roots()).unwrap();
-    trainer.run(&mut PeriodicEval::new(roots())).unwrap();
+    let mut trainer = open_run(cfg.clone(), &dir, &roots());
+    trainer
+        .run(&mut PeriodicEval::new(roots(), tiny_protocol()))
+        .unwrap();
     let report = evaluate_run(
         &dir,
         &roots(),
@@ -498,8 +519,8 @@ fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
     .unwrap();
     let json = report.to_json();
     for dataset in ["mnist", "fashion_mnist", "random"] {
-        for group in GROUPS {
-            let g = &json[dataset][group];
+        for group in Group::ALL {
+            let g = &json[dataset][group.as_str()];
             assert_eq!(
                 g["acc_curve"].as_array().map(|a| a.len()),
                 Some(20),
@@ -527,15 +548,14 @@ fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
     // The saved config reproduces the run.
     let saved = TrainConfig::load(&dir.config()).unwrap();
     assert_eq!(saved, cfg);
+    let saved = RunConfig::load(&dir.config()).unwrap();
+    assert_eq!((saved.train, saved.eval), (cfg, tiny_protocol()));
 }
 
 #[test]
 fn a_run_saved_for_a_missing_gpu_is_evaluated_on_the_device_asked_for() {
     let dir = RunDir::new(absent_path("other-device"));
-    Trainer::open(tiny(2), dir.clone(), &roots())
-        .unwrap()
-        .run(&mut Silent)
-        .unwrap();
+    open_run(tiny(2), &dir, &roots()).run(&mut Silent).unwrap();
     let config = std::fs::read_to_string(dir.config()).unwrap();
     let moved = config.replace("device = \"cpu\"", "device = \"cuda:7\"");
     assert_ne!(config, moved, "config.toml names its device");
@@ -554,13 +574,10 @@ fn a_run_saved_for_a_missing_gpu_is_evaluated_on_the_device_asked_for() {
 #[test]
 fn an_eval_with_mismatched_input_size_is_an_error() {
     let dir = RunDir::new(absent_path("mismatch"));
-    Trainer::open(tiny(1), dir.clone(), &roots())
-        .unwrap()
-        .run(&mut Silent)
-        .unwrap();
-    let mut cfg = TrainConfig::load(&dir.config()).unwrap();
-    cfg.data.image_size = 9;
-    std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
+    open_run(tiny(1), &dir, &roots()).run(&mut Silent).unwrap();
+    let mut cfg = RunConfig::load(&dir.config()).unwrap();
+    cfg.train.data.image_size = 9;
+    std::fs::write(dir.config(), cfg.to_toml().unwrap()).unwrap();
     let err = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None)
         .unwrap_err()
         .to_string();
@@ -590,9 +607,11 @@ fn a_single_task_run_memorises_its_task_but_does_not_generalise() {
     cfg.optim.lr = 3e-3;
     cfg.schedule.steps = MEMORISATION_STEPS;
     cfg.schedule.checkpoint_every = 1000;
-    cfg.eval.tasks_per_group = 8;
-    cfg.eval.seqs_per_task = 32;
-    Trainer::open(cfg, dir.clone(), &roots())
+    let mut run = RunConfig::small();
+    run.train = cfg;
+    run.eval.tasks_per_group = 8;
+    run.eval.seqs_per_task = 32;
+    run.open_trainer(dir.clone(), &roots(), None)
         .unwrap()
         .run(&mut Silent)
         .unwrap();
@@ -625,12 +644,12 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         cfg.model.outer_heads = 2;
         cfg.model.learner_hidden = 8;
         cfg.schedule.checkpoint_every = 2;
-        let mut trainer = Trainer::open(cfg.clone(), dir.clone(), &roots()).unwrap();
+        let mut trainer = open_run(cfg.clone(), &dir, &roots());
         trainer.train_step().unwrap();
         trainer.train_step().unwrap();
         trainer.checkpoint().unwrap();
         drop(trainer);
-        let mut resumed = Trainer::open(cfg, dir.clone(), &roots()).unwrap();
+        let mut resumed = open_run(cfg, &dir, &roots());
         assert_eq!(resumed.step(), 2, "{kind}");
         resumed.run(&mut Silent).unwrap();
         let log = gpicl::meta::MetricsLog::open(&dir.metrics())
@@ -679,8 +698,7 @@ fn a_dataset_with_many_classes_trains_on_ten_way_tasks_and_evaluates_its_train_s
     let dir = RunDir::new(absent_path("many-classes"));
     let mut cfg = tiny(2);
     cfg.data.dataset = "glyphs".into();
-    Trainer::open(cfg.clone(), dir.clone(), &roots)
-        .unwrap()
+    open_run(cfg.clone(), &dir, &roots)
         .run(&mut Silent)
         .unwrap();
     assert_eq!(train_losses(&dir).len(), 2);
@@ -688,7 +706,7 @@ fn a_dataset_with_many_classes_trains_on_ten_way_tasks_and_evaluates_its_train_s
     // No test split: evaluating it needs eval.split = train, and says so.
     let err = evaluate_run(&dir, &roots, Some(vec!["glyphs".into()]), None).unwrap_err();
     assert!(err.to_string().contains("eval.split=train"), "{err}");
-    let mut protocol = cfg.eval.clone();
+    let mut protocol = tiny_protocol();
     protocol.split = gpicl::tasks::Split::Train;
     let report = evaluate_run(&dir, &roots, Some(vec!["glyphs".into()]), Some(&protocol)).unwrap();
     let acc = report.to_json()["glyphs"]["unseen"]["acc_last"]

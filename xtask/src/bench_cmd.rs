@@ -120,8 +120,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut assignments = args.model.assignments();
     assignments.push(format!("device={:?}", args.device));
     assignments.extend(args.set.iter().cloned());
-    let cfg: TrainConfig = config_overrides::apply(&preset_config(args.preset), &assignments)?;
-    let n_x = feature_count(&cfg.data, (28, 28));
+    let mut cfg: TrainConfig = config_overrides::apply(&preset_config(args.preset), &assignments)?;
+    args.model.apply_heads(&mut cfg.model);
+    let n_x = feature_count(&cfg.data)?;
     if args.composed {
         gpicl::kernels::fused::set_enabled(false);
     }
@@ -262,7 +263,7 @@ mod tests {
     #[test]
     fn the_reference_preset_is_the_shape_of_the_python_scripts() {
         let cfg = preset_config(BenchPreset::Reference);
-        assert_eq!(feature_count(&cfg.data, (28, 28)) + 10, 784 + 10);
+        assert_eq!(feature_count(&cfg.data).unwrap() + 10, 784 + 10);
         assert_eq!(cfg.batch.sequences(), 32);
         assert_eq!(cfg.model.d_model * cfg.model.widening_factor, 1024);
         assert!(!cfg.model.gelu_tanh);

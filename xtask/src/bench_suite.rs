@@ -321,16 +321,20 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
     let shapes = suite_shapes();
     let steps_of = |s: &SuiteShape| opts.steps.min(s.max_steps).max(1);
     let warmup_of = |s: &SuiteShape| opts.warmup.min(s.max_steps).max(1);
-    let n_x = |cfg: &TrainConfig| feature_count(&cfg.data, (28, 28));
+    let n_x = |cfg: &TrainConfig| feature_count(&cfg.data);
     let references: Vec<Option<ReferenceStep>> = shapes
         .iter()
-        .map(|s| pytorch_step(&s.cfg, n_x(&s.cfg), opts.refs_dir).ok())
+        .map(|s| {
+            n_x(&s.cfg)
+                .ok()
+                .and_then(|n| pytorch_step(&s.cfg, n, opts.refs_dir).ok())
+        })
         .collect();
     let mut measured: Vec<Measured> = shapes.iter().map(|_| Measured::default()).collect();
     for round in 0..opts.rounds.max(1) {
         for ((shape, reference), m) in shapes.iter().zip(&references).zip(&mut measured) {
             let (steps, warmup) = (steps_of(shape), warmup_of(shape));
-            let ours = bench_training_step(&shape.cfg, n_x(&shape.cfg), steps, warmup)
+            let ours = bench_training_step(&shape.cfg, n_x(&shape.cfg)?, steps, warmup)
                 .with_context(|| format!("gpicl at shape {}", shape.name))?;
             eprintln!(
                 "round {round} {}: gpicl {:.1} ms",
@@ -340,7 +344,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
             if shape.bf16_reference && gpicl::kernels::bf16::support().is_ok() {
                 let mut bf16 = shape.cfg.clone();
                 bf16.precision = Precision::Bf16;
-                let r = bench_training_step(&bf16, n_x(&bf16), steps, warmup)
+                let r = bench_training_step(&bf16, n_x(&bf16)?, steps, warmup)
                     .with_context(|| format!("gpicl bf16 at shape {}", shape.name))?;
                 eprintln!(
                     "round {round} {}: gpicl bf16 {:.1} ms",
@@ -381,7 +385,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
             && shape.bf16_quality
             && gpicl::kernels::bf16::support().is_ok()
         {
-            let q = bf16_quality(&shape.cfg, n_x(&shape.cfg), opts.quality_steps)?;
+            let q = bf16_quality(&shape.cfg, n_x(&shape.cfg)?, opts.quality_steps)?;
             eprintln!(
                 "{}: bf16 quality over {} steps: f32 {:.4}, bf16 {:.4} ({:.2} %)",
                 shape.name,
@@ -517,7 +521,7 @@ mod tests {
             s.cfg
                 .validate()
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name));
-            let n_x = feature_count(&s.cfg.data, (28, 28));
+            let n_x = feature_count(&s.cfg.data).unwrap();
             let step = pytorch_step(&s.cfg, n_x, &project_refs_dir()).unwrap();
             assert!(step.args.contains(&n_x.to_string()), "{}", s.name);
         }

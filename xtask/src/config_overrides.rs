@@ -58,6 +58,7 @@ fn parse_value(raw: &str, current: &toml::Value) -> Result<toml::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl::eval::RunConfig;
     use gpicl::meta::TrainConfig;
 
     #[test]
@@ -81,11 +82,29 @@ mod tests {
     #[test]
     fn lists_can_be_given_comma_separated() {
         let cfg = apply(
-            &TrainConfig::default(),
+            &RunConfig::default(),
             &["eval.datasets=mnist,random".into()],
         )
         .unwrap();
         assert_eq!(cfg.eval.datasets, vec!["mnist", "random"]);
+    }
+
+    #[test]
+    fn a_run_config_takes_the_sgd_baseline_and_refuses_unknown_keys_by_name() {
+        let cfg = apply(
+            &RunConfig::small(),
+            &["model.kind=sgd".into(), "eval.seqs_per_task=3".into()],
+        )
+        .unwrap();
+        assert_eq!(cfg.learner, gpicl::eval::RunLearner::SgdBaseline);
+        assert_eq!(cfg.eval.seqs_per_task, 3);
+        let err = apply(&RunConfig::small(), &["eval.seqs=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("seqs") && err.contains("seqs_per_task"),
+            "{err}"
+        );
     }
 
     #[test]

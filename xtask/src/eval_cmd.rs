@@ -4,8 +4,8 @@ use crate::config_overrides;
 use anyhow::{bail, Result};
 use clap::Args;
 use gpicl::eval::run::{evaluate_run_on, evaluate_sgd_baseline, measure_run};
-use gpicl::eval::GROUPS;
-use gpicl::meta::{RunDir, TrainConfig};
+use gpicl::eval::{Group, RunConfig};
+use gpicl::meta::RunDir;
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 
@@ -57,8 +57,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             args.set
         );
     }
-    let saved = TrainConfig::load(&dir.config())?;
-    let overridden: TrainConfig = config_overrides::apply(&saved, &args.set)?;
+    let saved = RunConfig::load(&dir.config())?;
+    let overridden: RunConfig = config_overrides::apply(&saved, &args.set)?;
     overridden.validate()?;
     let protocol = overridden.eval;
     let roots = DataRoots::new(args.data_dir.as_deref());
@@ -102,14 +102,14 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
     if args.run.is_some() {
         bail!("--baseline and --run exclude each other");
     }
-    let mut cfg: TrainConfig = config_overrides::apply(&TrainConfig::paper(), &args.set)?;
+    let mut cfg: RunConfig = config_overrides::apply(&RunConfig::paper(), &args.set)?;
     if let Some(device) = &args.device {
-        cfg.device = device.clone();
+        cfg.train.device = device.clone();
     }
+    cfg.learner = gpicl::eval::RunLearner::SgdBaseline;
     cfg.validate()?;
-    cfg.model.kind = gpicl::models::ModelKind::Sgd;
     let roots = DataRoots::new(args.data_dir.as_deref());
-    let report = evaluate_sgd_baseline(&cfg, &roots, args.datasets.clone(), &GROUPS)?;
+    let report = evaluate_sgd_baseline(&cfg, &roots, args.datasets.clone(), &Group::ALL)?;
     if let Some(out) = &args.out {
         report.write(out)?;
     }
@@ -118,7 +118,7 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
     } else {
         println!(
             "SGD baseline (fresh {}-unit MLP per sequence, one Adam step per example at lr {})\n",
-            cfg.model.learner_hidden, cfg.model.learner_lr
+            cfg.train.model.learner_hidden, cfg.train.model.learner_lr
         );
         print!("{}", report.table());
     }

@@ -197,7 +197,7 @@ pub fn run(args: GpuCheckArgs) -> Result<()> {
     log.line("\n## Paper-scale Transformer step (d_model 512, 4 layers, 512 sequences x 100)");
     let mut cfg = TrainConfig::paper();
     cfg.device = args.device.clone();
-    let n_x = feature_count(&cfg.data, (28, 28));
+    let n_x = feature_count(&cfg.data)?;
     let mut bench = serde_json::Map::new();
     for precision in [Precision::F32, Precision::Bf16] {
         cfg.precision = precision;
@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn the_pytorch_step_is_given_the_paper_shapes() {
         let cfg = TrainConfig::paper();
-        let n_x = feature_count(&cfg.data, (28, 28));
+        let n_x = feature_count(&cfg.data).unwrap();
         // A fake python that prints its arguments and a median.
         let dir = std::env::temp_dir().join(format!("gpicl-fake-python-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

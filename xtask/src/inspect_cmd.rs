@@ -4,7 +4,7 @@ use crate::config_overrides;
 use crate::model_flags::ModelFlags;
 use anyhow::Result;
 use clap::Args;
-use gpicl::meta::TrainConfig;
+use gpicl::eval::{RunConfig, RunLearner};
 use gpicl::models::build_model;
 use gpicl::tasks::{dataset::feature_count, NUM_CLASSES};
 use serde_json::json;
@@ -13,7 +13,7 @@ use serde_json::json;
 pub struct InspectArgs {
     #[command(flatten)]
     model: ModelFlags,
-    /// Image side length after resizing, 0 for the native 28×28 (data.image_size).
+    /// Image side length after resizing, 0 for the dataset's native size from the catalogue (data.image_size).
     #[arg(long)]
     image_size: Option<usize>,
     /// Override any config key (repeatable), e.g. --set model.num_layers=2.
@@ -30,12 +30,14 @@ pub fn run(args: InspectArgs) -> Result<()> {
         assignments.push(format!("data.image_size={r}"));
     }
     assignments.extend(args.set.iter().cloned());
-    let cfg: TrainConfig = config_overrides::apply(&TrainConfig::paper(), &assignments)?;
-    cfg.validate()?;
-    let n_x = feature_count(&cfg.data, (28, 28));
+    let mut run: RunConfig = config_overrides::apply(&RunConfig::paper(), &assignments)?;
+    args.model.apply_heads(&mut run.train.model);
+    run.validate()?;
+    let cfg = &run.train;
+    let n_x = feature_count(&cfg.data)?;
     let t = cfg.batch.seq_len;
     let device = gpicl::kernels::Device::Cpu;
-    let (params, state, modules) = if cfg.model.kind == gpicl::models::ModelKind::Sgd {
+    let (params, state, modules) = if run.learner == RunLearner::SgdBaseline {
         let sgd = gpicl::eval::baselines::SgdBaseline::new(
             &cfg.model,
             n_x + NUM_CLASSES,
@@ -65,7 +67,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     };
     if args.json {
         let out = json!({
-            "model": cfg.model.kind.to_string(),
+            "model": run.learner_name(),
             "params": params,
             "state_size": state,
             "modules": modules,
@@ -74,7 +76,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         });
         println!("{out}");
     } else {
-        println!("{} (N_x = {n_x}, T = {t})", cfg.model.kind);
+        println!("{} (N_x = {n_x}, T = {t})", run.learner_name());
         println!("parameters  {params}");
         println!("state size  {state}");
         for (module, count) in &modules {

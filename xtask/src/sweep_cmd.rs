@@ -27,7 +27,8 @@ use crate::config_overrides;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpicl::eval::sweep::{folder_safe, is_finished, Cell, SweepSpec};
-use gpicl::meta::{RunDir, TrainConfig};
+use gpicl::eval::RunConfig;
+use gpicl::meta::RunDir;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,7 +63,7 @@ pub struct SweepArgs {
 }
 
 /// Every cell of `spec` over `base`, each checked with the `--set` rules.
-fn plan(spec: &SweepSpec, base: &TrainConfig) -> Result<Vec<Cell>> {
+fn plan(spec: &SweepSpec, base: &RunConfig) -> Result<Vec<Cell>> {
     Ok(spec.cells(base, config_overrides::apply)?)
 }
 
@@ -329,7 +330,7 @@ mod tests {
 
     #[test]
     fn the_grid_expands_to_every_combination_with_the_shared_overrides() {
-        let cells = plan(&spec(TRANSITION), &TrainConfig::small()).unwrap();
+        let cells = plan(&spec(TRANSITION), &RunConfig::small()).unwrap();
         assert_eq!(cells.len(), 6);
         // Keys in order; the last key varies fastest.
         assert_eq!(cells[0].name, "d_model-32__num_tasks-16");
@@ -343,10 +344,13 @@ mod tests {
                 "tasks.num_tasks=4096"
             ]
         );
-        let cfg: TrainConfig =
-            config_overrides::apply(&TrainConfig::small(), &cells[4].assignments).unwrap();
-        assert_eq!((cfg.model.d_model, cfg.tasks.num_tasks), (64, 256));
-        assert_eq!(cfg.schedule.steps, 20);
+        let cfg: RunConfig =
+            config_overrides::apply(&RunConfig::small(), &cells[4].assignments).unwrap();
+        assert_eq!(
+            (cfg.train.model.d_model, cfg.train.tasks.num_tasks),
+            (64, 256)
+        );
+        assert_eq!(cfg.train.schedule.steps, 20);
     }
 
     #[test]
@@ -367,7 +371,7 @@ mod tests {
             "seed" = [0, 1]
         "#,
         );
-        let cells = plan(&s, &TrainConfig::small()).unwrap();
+        let cells = plan(&s, &RunConfig::small()).unwrap();
         let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -388,14 +392,14 @@ mod tests {
             ]
         );
         let nameless = spec("name = \"x\"\n[[variants]]\n\"seed\" = 1\n");
-        let err = format!("{:#}", plan(&nameless, &TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", plan(&nameless, &RunConfig::small()).unwrap_err());
         assert!(err.contains("needs a non-empty `name`"), "{err}");
     }
 
     #[test]
     fn a_bad_cell_is_refused_naming_the_cell_before_anything_runs() {
         let bad = spec("name = \"x\"\n[grid]\n\"model.d_modle\" = [8]\n");
-        let err = format!("{:#}", plan(&bad, &TrainConfig::small()).unwrap_err());
+        let err = format!("{:#}", plan(&bad, &RunConfig::small()).unwrap_err());
         assert!(
             err.contains("d_modle-8") && err.contains("unknown key"),
             "{err}"
@@ -403,7 +407,7 @@ mod tests {
         let impossible = spec("name = \"x\"\n[grid]\n\"model.d_model\" = [0, 32]\n");
         let err = format!(
             "{:#}",
-            plan(&impossible, &TrainConfig::small()).unwrap_err()
+            plan(&impossible, &RunConfig::small()).unwrap_err()
         );
         assert!(err.contains("sweep cell d_model-0"), "{err}");
     }
@@ -411,7 +415,7 @@ mod tests {
     #[test]
     fn finished_cells_are_recognised_by_their_evaluation() {
         let root = std::env::temp_dir().join(format!("gpicl-sweep-{}", std::process::id()));
-        let cells = plan(&spec(TRANSITION), &TrainConfig::small()).unwrap();
+        let cells = plan(&spec(TRANSITION), &RunConfig::small()).unwrap();
         let finished = RunDir::new(root.join(&cells[0].name));
         std::fs::create_dir_all(finished.eval()).unwrap();
         std::fs::write(finished.eval().join("eval.json"), "{}").unwrap();
@@ -430,7 +434,7 @@ mod tests {
     fn the_slurm_script_is_an_array_with_one_task_per_cell() {
         let root = std::env::temp_dir().join(format!("gpicl-slurm-{}", std::process::id()));
         let s = spec(TRANSITION);
-        let cells = plan(&s, &TrainConfig::small()).unwrap();
+        let cells = plan(&s, &RunConfig::small()).unwrap();
         let flags = vec!["--preset".to_string(), "quickstart".to_string()];
         let lines: Vec<Vec<String>> = cells
             .iter()
@@ -461,7 +465,7 @@ mod tests {
     #[test]
     fn string_values_are_quoted_for_the_shell_and_safe_as_folder_names() {
         let s = spec("name = \"x\"\n[grid]\n\"data.dataset\" = [\"mnist\", \"fashion_mnist\"]\n");
-        let cells = plan(&s, &TrainConfig::small()).unwrap();
+        let cells = plan(&s, &RunConfig::small()).unwrap();
         assert_eq!(cells[1].name, "dataset-fashion_mnist");
         assert_eq!(cells[1].assignments, ["data.dataset=\"fashion_mnist\""]);
         assert_eq!(

@@ -6,10 +6,9 @@ use crate::progress::TrainProgress;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gpicl::eval::run::{evaluate_run, evaluate_sgd_baseline, PeriodicEval};
-use gpicl::eval::GROUPS;
+use gpicl::eval::{Group, RunConfig, RunLearner};
 use gpicl::meta::plateau::{plateau_of_run, PlateauCriteria};
-use gpicl::meta::{MetricsLog, RunDir, TrainConfig, Trainer};
-use gpicl::models::ModelKind;
+use gpicl::meta::{MetricsLog, RunDir};
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -118,7 +117,7 @@ impl TrainArgs {
         out
     }
 
-    fn base_config(&self) -> Result<(TrainConfig, String)> {
+    fn base_config(&self) -> Result<(RunConfig, String)> {
         match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -132,9 +131,9 @@ impl TrainArgs {
                 Ok((cfg, name))
             }
             None => Ok(match self.preset {
-                Preset::Quickstart => (TrainConfig::quickstart(), "quickstart".into()),
-                Preset::Small => (TrainConfig::small(), "small".into()),
-                Preset::Paper => (TrainConfig::paper(), "paper".into()),
+                Preset::Quickstart => (RunConfig::quickstart(), "quickstart".into()),
+                Preset::Small => (RunConfig::small(), "small".into()),
+                Preset::Paper => (RunConfig::paper(), "paper".into()),
             }),
         }
     }
@@ -143,19 +142,20 @@ impl TrainArgs {
 /// Resolves the config: an existing run's own config (only the schedule
 /// and evaluation may change on resume), or a new one from --config or a
 /// preset, then flags, then --set.
-fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<TrainConfig> {
+fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<RunConfig> {
     let assignments = args.flag_assignments();
     if dir.exists() {
-        let saved = TrainConfig::load(&dir.config())?;
-        let cfg: TrainConfig = config_overrides::apply(&saved, &assignments)?;
-        let frozen = |c: &TrainConfig| {
+        let saved = RunConfig::load(&dir.config())?;
+        let mut cfg: RunConfig = config_overrides::apply(&saved, &assignments)?;
+        args.model.apply_heads(&mut cfg.train.model);
+        let frozen = |c: &RunConfig| {
             let mut c = c.clone();
-            c.schedule = Default::default();
+            c.train.schedule = Default::default();
             c.eval = Default::default();
-            c.device = String::new();
+            c.train.device = String::new();
             // What a diverged run needs changed to go on.
-            c.optim.lr = 0.0;
-            c.optim.clip_norm = 0.0;
+            c.train.optim.lr = 0.0;
+            c.train.optim.clip_norm = 0.0;
             c
         };
         if frozen(&cfg) != frozen(&saved) {
@@ -167,7 +167,8 @@ fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<TrainConfig> {
         return Ok(cfg);
     }
     let (base, _) = args.base_config()?;
-    let cfg: TrainConfig = config_overrides::apply(&base, &assignments)?;
+    let mut cfg: RunConfig = config_overrides::apply(&base, &assignments)?;
+    args.model.apply_heads(&mut cfg.train.model);
     cfg.validate()?;
     Ok(cfg)
 }
@@ -179,15 +180,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     });
     let cfg = resolve(&args, &dir)?;
     if args.print_config {
-        print!("{}", toml::to_string(&cfg)?);
+        print!("{}", cfg.to_toml()?);
         return Ok(());
     }
     let roots = DataRoots::new(args.data_dir.as_deref());
-    if cfg.model.kind == ModelKind::Sgd {
+    if cfg.learner == RunLearner::SgdBaseline {
         return run_sgd_baseline(cfg, &dir, &roots);
     }
     let started = Instant::now();
-    let mut trainer = Trainer::open_at(cfg, dir.clone(), &roots, args.from_step)?;
+    let mut trainer = cfg.open_trainer(dir.clone(), &roots, args.from_step)?;
     let params = trainer.model().param_count();
     if let Some(stale) = &trainer.lock().took_over_from {
         println!(
@@ -227,7 +228,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut progress = TrainProgress::new(
         trainer.step(),
         c.schedule.steps,
-        PeriodicEval::new(roots.clone()),
+        PeriodicEval::new(roots.clone(), cfg.eval.clone()),
     );
     let outcome = trainer.run(&mut progress);
     progress.finish();
@@ -251,19 +252,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// The SGD baseline has nothing to meta-train: its "run" is its config
 /// and its evaluation, in the layout of a trained run, so sweeps, reports
 /// and Slurm arrays treat it like any other learner (Table 2).
-fn run_sgd_baseline(cfg: TrainConfig, dir: &RunDir, roots: &DataRoots) -> Result<()> {
+fn run_sgd_baseline(cfg: RunConfig, dir: &RunDir, roots: &DataRoots) -> Result<()> {
     std::fs::create_dir_all(dir.root())
         .with_context(|| format!("creating {}", dir.root().display()))?;
     let config = dir.config();
-    std::fs::write(&config, toml::to_string(&cfg)?)
+    std::fs::write(&config, cfg.to_toml()?)
         .with_context(|| format!("writing {}", config.display()))?;
     println!(
         "run {}: the SGD baseline (a fresh {}-unit MLP per sequence, one Adam step per example at lr {}) needs no meta-training; evaluating",
         dir.root().display(),
-        cfg.model.learner_hidden,
-        cfg.model.learner_lr
+        cfg.train.model.learner_hidden,
+        cfg.train.model.learner_lr
     );
-    let report = evaluate_sgd_baseline(&cfg, roots, None, &GROUPS)?;
+    let report = evaluate_sgd_baseline(&cfg, roots, None, &Group::ALL)?;
     report.write(&dir.eval())?;
     println!("\n{}", report.table());
     println!("evaluation written to {}", dir.eval().display());
@@ -316,6 +317,35 @@ mod tests {
     }
 
     #[test]
+    fn heads_resolve_against_the_model_kind_of_the_merged_config() {
+        let tmp = std::env::temp_dir().join(format!("gpicl-train-heads-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let config = tmp.join("outer.toml");
+        std::fs::write(&config, "[model]\nkind = \"outer-lstm\"\n").unwrap();
+        let dir = RunDir::new(tmp.join("run"));
+        let resolved = |args: &[&str]| {
+            let cli = Cli::parse_from(std::iter::once("train").chain(args.iter().copied()));
+            resolve(&cli.train, &dir).unwrap().train.model
+        };
+        let from_file = resolved(&["--config", config.to_str().unwrap(), "--heads", "2"]);
+        assert_eq!((from_file.outer_heads, from_file.num_heads), (2, 8));
+        let from_set = resolved(&[
+            "--set",
+            "model.kind=\"outer-lstm\"",
+            "--set",
+            "model.previous_token_input=false",
+            "--heads",
+            "3",
+        ]);
+        assert_eq!((from_set.outer_heads, from_set.num_heads), (3, 4));
+        let transformer = resolved(&["--heads", "2"]);
+        assert_eq!((transformer.num_heads, transformer.outer_heads), (2, 1));
+        let overridden = resolved(&["--set", "model.num_heads=6", "--heads", "2"]);
+        assert_eq!(overridden.num_heads, 2, "--heads is applied after --set");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
     fn the_sgd_baseline_trains_nothing_and_leaves_a_finished_run_directory() {
         let out = std::env::temp_dir().join(format!("gpicl-train-sgd-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
@@ -336,8 +366,10 @@ mod tests {
         ]);
         run(cli.train).unwrap();
         let dir = RunDir::new(&out);
-        let saved = TrainConfig::load(&dir.config()).unwrap();
-        assert_eq!(saved.model.kind, ModelKind::Sgd);
+        let saved = RunConfig::load(&dir.config()).unwrap();
+        assert_eq!(saved.learner, RunLearner::SgdBaseline);
+        let text = std::fs::read_to_string(dir.config()).unwrap();
+        assert!(text.contains("[model]\nkind = \"sgd\"\n"), "{text}");
         assert!(gpicl::eval::sweep::is_finished(&dir));
         assert!(!dir.metrics().exists(), "nothing was meta-trained");
         let eval: serde_json::Value =

@@ -85,8 +85,9 @@ impl SequenceModel for SgdBaseline {
             + self.classes)
     }
 
+    /// The online learner MAML meta-trains, here never meta-trained.
     fn kind(&self) -> ModelKind {
-        ModelKind::Sgd
+        ModelKind::Maml
     }
 
     fn input_dim(&self) -> usize {
@@ -97,12 +98,12 @@ impl SequenceModel for SgdBaseline {
 #[cfg(test)]
 mod tests {
     use crate::run::evaluate_sgd_baseline;
-    use gpicl_meta::TrainConfig;
+    use crate::RunConfig;
     use gpicl_tasks::{dataset::embedded_data_dir, DataRoots};
 
     #[test]
     fn sgd_learns_unseen_mnist_tasks_far_above_chance() {
-        let mut cfg = TrainConfig::default();
+        let mut cfg = RunConfig::default();
         cfg.eval.tasks_per_group = 4;
         cfg.eval.seqs_per_task = 24;
         cfg.eval.chunk_size = 64;
@@ -111,7 +112,7 @@ mod tests {
             &cfg,
             &roots,
             Some(vec!["mnist".into()]),
-            &["unseen_permuted"],
+            &[crate::Group::UnseenPermuted],
         )
         .unwrap();
         let unseen = &report.datasets["mnist"]["unseen_permuted"];

@@ -27,6 +27,12 @@ pub enum EvalError {
         got: usize,
         expected: usize,
     },
+    /// An option has an impossible value.
+    #[error("option `{option}`: {reason}")]
+    Config { option: String, reason: String },
+    /// A name that is not an evaluation group.
+    #[error("unknown evaluation group `{name}`; expected one of {expected}")]
+    UnknownGroup { name: String, expected: String },
     /// A run's file could not be read or parsed.
     #[error("{path}: {reason}")]
     Input { path: PathBuf, reason: String },
@@ -46,6 +52,15 @@ pub enum EvalError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+}
+
+impl EvalError {
+    pub(crate) fn config(option: &str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            option: option.to_string(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Result alias for this crate.

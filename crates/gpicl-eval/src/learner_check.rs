@@ -3,9 +3,10 @@
 //! it as `check.json` by `cargo xtask export` and recomputed by the tests,
 //! so a change that alters what the learner predicts is caught.
 
+use crate::config::EvalConfig;
 use crate::error::{EvalError, Result};
 use crate::run::measure_run;
-use gpicl_meta::{EvalConfig, RunDir};
+use gpicl_meta::RunDir;
 use gpicl_tasks::{dataset::embedded_data_dir, DataRoots};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

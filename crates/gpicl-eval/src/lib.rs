@@ -21,6 +21,7 @@
 
 pub mod baselines;
 pub mod classical;
+pub mod config;
 pub mod error;
 pub mod learner_check;
 pub mod plot;
@@ -30,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod sweep;
 
+pub use config::{EvalConfig, RunConfig, RunLearner};
 pub use error::{EvalError, Result};
-pub use protocol::{Evaluator, GROUPS};
+pub use protocol::{Evaluator, Group};
 pub use report::{EvalReport, GroupResult};

@@ -143,9 +143,10 @@ pub fn accuracy_curves(
                 ))?
                 .label("chance")
                 .legend(chance_mark);
-            let ordered = crate::protocol::GROUPS
-                .iter()
-                .filter_map(|g| groups.get(*g).map(|r| (*g, r)));
+            let ordered = crate::protocol::Group::ALL
+                .map(crate::protocol::Group::as_str)
+                .into_iter()
+                .filter_map(|g| groups.get(g).map(|r| (g, r)));
             for (i, (group, result)) in ordered.enumerate() {
                 let colour = PALETTE[i % PALETTE.len()];
                 let points = result

@@ -6,29 +6,86 @@
 //! data), each with labels unpermuted and permuted (`*_permuted`). Accuracy
 //! and loss are recorded at every position.
 
+use crate::config::EvalConfig;
 use crate::error::{EvalError, Result};
 use crate::report::{EvalReport, GroupResult};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{ops, Device};
-use gpicl_meta::EvalConfig;
 use gpicl_models::SequenceModel;
 use gpicl_tasks::{
     BatchBuilder, ExampleSource, ExampleStream, Normalization, StreamState, TaskFamily, TaskRef,
 };
+use serde::{Deserialize, Serialize};
 
-/// The task groups, in report order.
-pub const GROUPS: [&str; 6] = [
-    "seen",
-    "unseen",
-    "identity",
-    "seen_permuted",
-    "unseen_permuted",
-    "identity_permuted",
-];
+/// A group of evaluation tasks (see the module documentation). Written in
+/// reports, `eval.json` and `metrics.jsonl` by its [`Group::as_str`] name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// Training task ids `0…n−1`, labels unpermuted.
+    Seen,
+    /// Ids `−1…−n`, never drawn in training, labels unpermuted.
+    Unseen,
+    /// The raw data: one task, no projection, no permutation.
+    Identity,
+    /// The seen tasks with their own label permutations.
+    SeenPermuted,
+    /// The unseen tasks with their own label permutations.
+    UnseenPermuted,
+    /// The raw data under the label permutations of the unseen ids.
+    IdentityPermuted,
+}
 
-/// The task assignment of every sequence of `group`.
+impl Group {
+    /// Every group, in report order.
+    pub const ALL: [Group; 6] = [
+        Group::Seen,
+        Group::Unseen,
+        Group::Identity,
+        Group::SeenPermuted,
+        Group::UnseenPermuted,
+        Group::IdentityPermuted,
+    ];
+
+    /// The group's name in reports: `seen`, `unseen`, `identity`,
+    /// `seen_permuted`, `unseen_permuted`, `identity_permuted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Seen => "seen",
+            Group::Unseen => "unseen",
+            Group::Identity => "identity",
+            Group::SeenPermuted => "seen_permuted",
+            Group::UnseenPermuted => "unseen_permuted",
+            Group::IdentityPermuted => "identity_permuted",
+        }
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Group {
+    type Err = EvalError;
+
+    /// Parses a group's report name, refusing unknown names with the list.
+    fn from_str(name: &str) -> Result<Self> {
+        Group::ALL
+            .into_iter()
+            .find(|g| g.as_str() == name)
+            .ok_or_else(|| EvalError::UnknownGroup {
+                name: name.to_string(),
+                expected: Group::ALL.map(Group::as_str).join(", "),
+            })
+    }
+}
+
+/// The task assignment of every sequence of `group` (empty for `seen`
+/// groups of a raw-data run, which has no training tasks).
 pub fn group_tasks(
-    group: &str,
+    group: Group,
     num_tasks: u64,
     tasks_per_group: usize,
     seqs_per_task: usize,
@@ -36,19 +93,18 @@ pub fn group_tasks(
     let seen = TaskFamily::seen_ids(num_tasks, tasks_per_group);
     let unseen = TaskFamily::unseen_ids(tasks_per_group);
     let refs: Vec<TaskRef> = match group {
-        "seen" => seen.iter().map(|&id| TaskRef::task(id, false)).collect(),
-        "seen_permuted" => seen.iter().map(|&id| TaskRef::task(id, true)).collect(),
-        "unseen" => unseen.iter().map(|&id| TaskRef::task(id, false)).collect(),
-        "unseen_permuted" => unseen.iter().map(|&id| TaskRef::task(id, true)).collect(),
-        "identity" => vec![TaskRef::IDENTITY],
-        "identity_permuted" => unseen
+        Group::Seen => seen.iter().map(|&id| TaskRef::task(id, false)).collect(),
+        Group::SeenPermuted => seen.iter().map(|&id| TaskRef::task(id, true)).collect(),
+        Group::Unseen => unseen.iter().map(|&id| TaskRef::task(id, false)).collect(),
+        Group::UnseenPermuted => unseen.iter().map(|&id| TaskRef::task(id, true)).collect(),
+        Group::Identity => vec![TaskRef::IDENTITY],
+        Group::IdentityPermuted => unseen
             .iter()
             .map(|&id| TaskRef {
                 projection: None,
                 permutation: Some(id),
             })
             .collect(),
-        _ => Vec::new(),
     };
     refs.into_iter()
         .flat_map(|r| std::iter::repeat_n(r, seqs_per_task))
@@ -76,7 +132,7 @@ impl Evaluator<'_> {
     pub fn evaluate(
         &self,
         sources: &[ExampleSource],
-        groups: &[&str],
+        groups: &[Group],
         cfg: &EvalConfig,
         seqs_per_task: usize,
         step: u64,
@@ -102,7 +158,10 @@ impl Evaluator<'_> {
                 if tasks.is_empty() {
                     continue;
                 }
-                results.insert(group.to_string(), self.evaluate_group(source, &tasks, cfg)?);
+                results.insert(
+                    group.as_str().to_string(),
+                    self.evaluate_group(source, &tasks, cfg)?,
+                );
             }
         }
         Ok(report)
@@ -167,25 +226,56 @@ mod tests {
 
     #[test]
     fn groups_use_the_right_task_ids() {
-        let seen = group_tasks("seen", 4, 32, 2);
+        let seen = group_tasks(Group::Seen, 4, 32, 2);
         assert_eq!(seen.len(), 8, "only 4 seen tasks exist");
         assert!(seen
             .iter()
             .all(|t| t.projection.unwrap() >= 0 && t.permutation.is_none()));
-        let unseen = group_tasks("unseen_permuted", 1 << 20, 3, 1);
+        let unseen = group_tasks(Group::UnseenPermuted, 1 << 20, 3, 1);
         assert!(unseen
             .iter()
             .all(|t| t.projection.unwrap() < 0 && t.permutation == t.projection));
         assert_eq!(
-            group_tasks("identity", 10, 32, 5),
+            group_tasks(Group::Identity, 10, 32, 5),
             vec![TaskRef::IDENTITY; 5]
         );
-        assert!(group_tasks("identity_permuted", 10, 2, 1)
+        assert!(group_tasks(Group::IdentityPermuted, 10, 2, 1)
             .iter()
             .all(|t| t.projection.is_none() && t.permutation.is_some()));
         assert!(
-            group_tasks("seen", 0, 32, 2).is_empty(),
+            group_tasks(Group::Seen, 0, 32, 2).is_empty(),
             "raw-data runs have no seen tasks"
+        );
+    }
+
+    #[test]
+    fn groups_are_named_in_reports_and_serde_by_the_same_strings() {
+        for group in Group::ALL {
+            assert_eq!(group.as_str().parse::<Group>().unwrap(), group);
+            assert_eq!(
+                serde_json::to_value(group).unwrap(),
+                serde_json::Value::String(group.as_str().into())
+            );
+        }
+        assert_eq!(
+            Group::ALL.map(Group::as_str),
+            [
+                "seen",
+                "unseen",
+                "identity",
+                "seen_permuted",
+                "unseen_permuted",
+                "identity_permuted"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_group_name_is_an_error_listing_the_groups() {
+        let err = "unseen_permutted".parse::<Group>().unwrap_err().to_string();
+        assert!(
+            err.contains("unseen_permutted") && err.contains("identity_permuted"),
+            "{err}"
         );
     }
 }

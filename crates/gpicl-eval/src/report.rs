@@ -69,7 +69,7 @@ impl EvalReport {
         )
         .unwrap();
         for (dataset, groups) in &self.datasets {
-            for group in crate::protocol::GROUPS {
+            for group in crate::protocol::Group::ALL.map(crate::protocol::Group::as_str) {
                 let Some(r) = groups.get(group) else { continue };
                 writeln!(
                     out,
@@ -92,7 +92,7 @@ impl EvalReport {
     pub fn markdown(&self) -> String {
         let mut out = format!("Evaluation at step {}.\n\n| dataset | group | acc@1 | acc@last | improvement | loss@last |\n|---|---|---|---|---|---|\n", self.step);
         for (dataset, groups) in &self.datasets {
-            for group in crate::protocol::GROUPS {
+            for group in crate::protocol::Group::ALL.map(crate::protocol::Group::as_str) {
                 let Some(r) = groups.get(group) else { continue };
                 writeln!(
                     out,

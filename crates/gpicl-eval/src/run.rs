@@ -1,9 +1,10 @@
 //! Evaluating runs: after training (`eval-ood`) and periodically during it.
 
+use crate::config::{EvalConfig, RunConfig, RunLearner};
 use crate::error::Result;
-use crate::protocol::{Evaluator, GROUPS};
+use crate::protocol::{Evaluator, Group};
 use crate::report::EvalReport;
-use gpicl_meta::{load_run, EvalConfig, MetricsLog, Observer, RunDir, TrainConfig, Trainer};
+use gpicl_meta::{load_run, MetricsLog, Observer, RunDir, Trainer};
 use gpicl_tasks::pool::load_example_source;
 use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, Split, RANDOM_DATASET};
 use serde::Serialize;
@@ -106,14 +107,24 @@ pub fn measure_run(
     protocol: Option<&EvalConfig>,
     device: Option<&str>,
 ) -> Result<EvalReport> {
+    let saved = RunConfig::load(&dir.config())?;
+    if saved.learner == RunLearner::SgdBaseline {
+        return Err(crate::error::EvalError::config(
+            "model.kind",
+            format!(
+                "{} holds the SGD baseline, which has no checkpoint; evaluate it with `cargo xtask eval-ood --baseline sgd`",
+                dir.root().display()
+            ),
+        ));
+    }
     let name = match device {
         Some(name) => name.to_string(),
-        None => TrainConfig::load(&dir.config())?.device,
+        None => saved.train.device.clone(),
     };
     let device = gpicl_kernels::device::parse_device(&name)?;
     let run = load_run(dir, &device)?;
     let cfg = &run.config;
-    let eval_cfg = protocol.unwrap_or(&cfg.eval);
+    let eval_cfg = protocol.unwrap_or(&saved.eval);
     let names = datasets
         .or_else(|| (!eval_cfg.datasets.is_empty()).then(|| eval_cfg.datasets.clone()))
         .unwrap_or_else(|| default_datasets(roots, eval_cfg.split));
@@ -130,7 +141,7 @@ pub fn measure_run(
     };
     evaluator.evaluate(
         &sources,
-        &GROUPS,
+        &Group::ALL,
         eval_cfg,
         eval_cfg.seqs_per_task,
         run.step,
@@ -141,16 +152,19 @@ pub fn measure_run(
 /// training, and logs the results to `metrics.jsonl`.
 pub struct PeriodicEval {
     roots: DataRoots,
+    protocol: EvalConfig,
     sources: Option<Vec<ExampleSource>>,
     /// The newest periodic report, for progress displays.
     pub last: Option<EvalReport>,
 }
 
 impl PeriodicEval {
-    /// Periodic evaluation reading datasets from `roots`.
-    pub fn new(roots: DataRoots) -> Self {
+    /// Periodic evaluation reading datasets from `roots`, under the run's
+    /// `protocol` (`periodic_datasets`, `periodic_seqs_per_task`, …).
+    pub fn new(roots: DataRoots, protocol: EvalConfig) -> Self {
         Self {
             roots,
+            protocol,
             sources: None,
             last: None,
         }
@@ -159,25 +173,31 @@ impl PeriodicEval {
     /// Evaluates the trainer's current model.
     pub fn evaluate(&mut self, trainer: &Trainer) -> Result<EvalReport> {
         let cfg = trainer.config();
+        let protocol = &self.protocol;
         let n_x = trainer.family().n_x();
         if self.sources.is_none() {
-            let names = if cfg.eval.periodic_datasets.is_empty() {
+            let names = if protocol.periodic_datasets.is_empty() {
                 vec![cfg.data.dataset.clone()]
             } else {
-                cfg.eval.periodic_datasets.clone()
+                protocol.periodic_datasets.clone()
             };
             self.sources = Some(load_eval_sources(
                 &names,
                 &self.roots,
                 &cfg.data,
-                cfg.eval.split,
+                protocol.split,
                 n_x,
             )?);
         }
-        let groups: &[&str] = if cfg.tasks.permute_labels_prob > 0.0 {
-            &["seen", "unseen", "seen_permuted", "unseen_permuted"]
+        let groups: &[Group] = if cfg.tasks.permute_labels_prob > 0.0 {
+            &[
+                Group::Seen,
+                Group::Unseen,
+                Group::SeenPermuted,
+                Group::UnseenPermuted,
+            ]
         } else {
-            &["seen", "unseen"]
+            &[Group::Seen, Group::Unseen]
         };
         let evaluator = Evaluator {
             model: trainer.model(),
@@ -190,8 +210,8 @@ impl PeriodicEval {
         let report = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),
             groups,
-            &cfg.eval,
-            cfg.eval.periodic_seqs_per_task,
+            protocol,
+            protocol.periodic_seqs_per_task,
             trainer.step(),
         )?;
         log_report(trainer.metrics(), &report)?;
@@ -210,24 +230,28 @@ impl Observer for PeriodicEval {
 }
 
 /// Evaluates the SGD baseline (no run directory needed) with the protocol
-/// and data options of `cfg`, on `datasets` (default: every dataset found
-/// plus `random`) and `groups` (e.g. [`GROUPS`]).
+/// and data options of `run`, on `datasets` (default: every dataset found
+/// plus `random`) and `groups` (e.g. [`Group::ALL`]).
 pub fn evaluate_sgd_baseline(
-    cfg: &TrainConfig,
+    run: &RunConfig,
     roots: &DataRoots,
     datasets: Option<Vec<String>>,
-    groups: &[&str],
+    groups: &[Group],
 ) -> Result<EvalReport> {
-    cfg.validate()?;
+    run.validate()?;
+    let (cfg, protocol) = (&run.train, &run.eval);
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
     let names = datasets
-        .or_else(|| (!cfg.eval.datasets.is_empty()).then(|| cfg.eval.datasets.clone()))
-        .unwrap_or_else(|| default_datasets(roots, cfg.eval.split));
+        .or_else(|| (!protocol.datasets.is_empty()).then(|| protocol.datasets.clone()))
+        .unwrap_or_else(|| default_datasets(roots, protocol.split));
     let n_x = match names.iter().find(|n| n.as_str() != RANDOM_DATASET) {
-        Some(name) => load_example_source(roots, name, cfg.eval.split, &cfg.data)?.n_x(),
-        None => gpicl_tasks::dataset::feature_count(&cfg.data, (28, 28)),
+        Some(name) => load_example_source(roots, name, protocol.split, &cfg.data)?.n_x(),
+        None => gpicl_tasks::dataset::feature_count(&gpicl_tasks::DataConfig {
+            dataset: RANDOM_DATASET.into(),
+            ..cfg.data.clone()
+        })?,
     };
-    let sources = load_eval_sources(&names, roots, &cfg.data, cfg.eval.split, n_x)?;
+    let sources = load_eval_sources(&names, roots, &cfg.data, protocol.split, n_x)?;
     let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
     let baseline = crate::baselines::SgdBaseline::new(
         &cfg.model,
@@ -244,5 +268,5 @@ pub fn evaluate_sgd_baseline(
         seq_len: cfg.batch.seq_len,
         device: &device,
     };
-    evaluator.evaluate(&sources, groups, &cfg.eval, cfg.eval.seqs_per_task, 0)
+    evaluator.evaluate(&sources, groups, protocol, protocol.seqs_per_task, 0)
 }

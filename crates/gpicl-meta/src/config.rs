@@ -2,7 +2,7 @@
 
 use crate::error::{MetaError, Result};
 use gpicl_models::ModelConfig;
-use gpicl_tasks::{BatchConfig, DataConfig, Split, TaskConfig};
+use gpicl_tasks::{BatchConfig, DataConfig, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 /// Adam with `eps_root`, decoupled weight decay, clipping and accumulation.
@@ -114,49 +114,6 @@ impl Default for ScheduleConfig {
     }
 }
 
-/// Options of the evaluation protocol (`gpicl-method.md` §7), run by
-/// `gpicl-eval` during and after training.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Meta-test datasets; empty means every dataset with a test split
-    /// that can be found, plus `random`. Default empty.
-    pub datasets: Vec<String>,
-    /// Tasks per seen/unseen group (seen: ids `0..n`, unseen: `−1…−n`).
-    /// Default 32.
-    pub tasks_per_group: usize,
-    /// Sequences per task. Default 128.
-    pub seqs_per_task: usize,
-    /// Sequences per forward pass (memory vs speed). Default 128.
-    pub chunk_size: usize,
-    /// Seed of the fixed evaluation batches. Default 0.
-    pub seed: u64,
-    /// Datasets evaluated every `schedule.eval_every` steps during
-    /// training (seen and unseen groups only); empty: the training dataset.
-    pub periodic_datasets: Vec<String>,
-    /// Sequences per task in the periodic evaluations. Default 16.
-    pub periodic_seqs_per_task: usize,
-    /// Split evaluated: `test` (the `t10k` files) or `train`, for datasets
-    /// that have no test split (Omniglot's background set) and were not
-    /// meta-trained on. Default `test`.
-    pub split: Split,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        Self {
-            datasets: Vec::new(),
-            tasks_per_group: 32,
-            seqs_per_task: 128,
-            chunk_size: 128,
-            seed: 0,
-            periodic_datasets: Vec::new(),
-            periodic_seqs_per_task: 16,
-            split: Split::Test,
-        }
-    }
-}
-
 /// Precision of the matrix products (see [`TrainConfig::precision`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -202,8 +159,6 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// Schedule.
     pub schedule: ScheduleConfig,
-    /// Evaluation protocol.
-    pub eval: EvalConfig,
 }
 
 impl Default for TrainConfig {
@@ -218,12 +173,15 @@ impl Default for TrainConfig {
             batch: BatchConfig::default(),
             optim: OptimConfig::default(),
             schedule: ScheduleConfig::default(),
-            eval: EvalConfig::default(),
         }
     }
 }
 
 impl TrainConfig {
+    /// Top-level tables of a run's `config.toml` that belong to the layers
+    /// above meta (the evaluation protocol, `gpicl_eval::EvalConfig`).
+    pub const SECTIONS_ABOVE: &'static [&'static str] = &["eval"];
+
     /// The paper's reference run (the serde defaults).
     pub fn paper() -> Self {
         Self::default()
@@ -232,7 +190,8 @@ impl TrainConfig {
     /// A small Transformer with the paper's task distribution (no recipe
     /// levers): d=64, 2 layers, 4 heads of size 16, 2^4 tasks (the
     /// memorisation regime), 14×14 images, 8 × 8 sequences of 100 per
-    /// step for 400 steps, evaluated every 100. The starting point of the
+    /// step for 400 steps, evaluated every 100 (the protocol of the preset
+    /// is `gpicl_eval::RunConfig::small`'s). The starting point of the
     /// CPU twins of the paper's figures (`preset = "small"`); the
     /// `quickstart` of gpicl up to 2026-11.
     pub fn small() -> Self {
@@ -247,8 +206,6 @@ impl TrainConfig {
         cfg.schedule.steps = 400;
         cfg.schedule.eval_every = 100;
         cfg.schedule.checkpoint_every = 100;
-        cfg.eval.tasks_per_group = 16;
-        cfg.eval.seqs_per_task = 32;
         cfg
     }
 
@@ -260,8 +217,8 @@ impl TrainConfig {
     /// input layer reading the previous token too
     /// (`model.previous_token_input`), a quarter of the task slots on the
     /// synthetic `random` dataset (`data.random_fraction`), lr 2e-3, 3,000
-    /// steps, periodic evaluation of MNIST, Fashion-MNIST and `random`
-    /// every 500.
+    /// steps, periodic evaluation every 500 (of MNIST, Fashion-MNIST and
+    /// `random`: `gpicl_eval::RunConfig::quickstart`).
     pub fn quickstart() -> Self {
         let mut cfg = Self::small();
         cfg.model.previous_token_input = true;
@@ -273,19 +230,28 @@ impl TrainConfig {
         cfg.schedule.steps = 3_000;
         cfg.schedule.eval_every = 500;
         cfg.schedule.checkpoint_every = 500;
-        cfg.eval.periodic_datasets = ["mnist", "fashion_mnist", "random"]
-            .map(String::from)
-            .to_vec();
         cfg
     }
 
-    /// Reads a `config.toml`, refusing unknown keys, and validates it.
+    /// Reads the training config out of a run's `config.toml`, refusing
+    /// unknown keys, and validates it. The file is a run config of a layer
+    /// above (`gpicl_eval::RunConfig`): these options plus the tables named
+    /// in [`TrainConfig::SECTIONS_ABOVE`], which this reader skips.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(MetaError::io(path))?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| MetaError::Corrupt {
+        let corrupt = |reason: String| MetaError::Corrupt {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        for section in Self::SECTIONS_ABOVE {
+            if table.get(*section).is_some_and(toml::Value::is_table) {
+                table.remove(*section);
+            }
+        }
+        let cfg: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| corrupt(e.to_string()))?;
         cfg.validate_options().map_err(|e| MetaError::Corrupt {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -380,19 +346,6 @@ impl TrainConfig {
                 "optim.accumulation_steps",
                 format!("must divide the {sequences} sequences per step (tasks_per_step × seqs_per_task), got {}", o.accumulation_steps),
             ));
-        }
-        for (option, value) in [
-            ("eval.tasks_per_group", self.eval.tasks_per_group),
-            ("eval.seqs_per_task", self.eval.seqs_per_task),
-            ("eval.chunk_size", self.eval.chunk_size),
-            (
-                "eval.periodic_seqs_per_task",
-                self.eval.periodic_seqs_per_task,
-            ),
-        ] {
-            if value == 0 {
-                return Err(MetaError::config(option, "must be at least 1"));
-            }
         }
         if self.schedule.checkpoint_every == 0 {
             return Err(MetaError::config(

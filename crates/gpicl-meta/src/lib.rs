@@ -29,7 +29,7 @@ pub mod plateau;
 pub mod run_dir;
 pub mod trainer;
 
-pub use config::{EvalConfig, LrDecay, OptimConfig, Precision, ScheduleConfig, TrainConfig};
+pub use config::{LrDecay, OptimConfig, Precision, ScheduleConfig, TrainConfig};
 pub use error::{MetaError, Result};
 pub use export::export_learner;
 pub use lock::RunLock;

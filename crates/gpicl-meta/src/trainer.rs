@@ -97,6 +97,20 @@ impl Trainer {
         roots: &DataRoots,
         from_step: Option<u64>,
     ) -> Result<Self> {
+        let text = toml::to_string(&cfg).map_err(|e| MetaError::config("config", e.to_string()))?;
+        Self::open_saving(cfg, &text, dir, roots, from_step)
+    }
+
+    /// [`Trainer::open_at`], saving `config_toml` as the run's
+    /// `config.toml`: the run config of a layer above that holds `cfg` and
+    /// more (`gpicl_eval::RunConfig`, with the evaluation protocol).
+    pub fn open_saving(
+        cfg: TrainConfig,
+        config_toml: &str,
+        dir: RunDir,
+        roots: &DataRoots,
+        from_step: Option<u64>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
         cfg.precision.apply();
@@ -215,8 +229,7 @@ impl Trainer {
         };
         // Written last, so a run that failed to start leaves no config
         // behind to block a corrected retry.
-        let text = toml::to_string(&cfg).map_err(|e| MetaError::config("config", e.to_string()))?;
-        write_atomically(&dir.config(), text.as_bytes())?;
+        write_atomically(&dir.config(), config_toml.as_bytes())?;
         Ok(Self {
             cfg,
             dir,

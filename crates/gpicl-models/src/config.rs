@@ -16,21 +16,19 @@ pub enum ModelKind {
     /// Context-free MLP on `x_t` alone (can only memorise).
     Mlp,
     /// An online-Adam MLP learner whose initial weights are meta-learned.
+    /// (The same learner from fresh random weights per sequence is the SGD
+    /// baseline, a learner of `gpicl-eval`'s run config, not a model.)
     Maml,
-    /// The same online learner from fresh random weights per sequence: a
-    /// baseline with nothing to meta-train (`gpicl-eval`).
-    Sgd,
 }
 
 impl ModelKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [ModelKind; 6] = [
+    pub const ALL: [ModelKind; 5] = [
         ModelKind::Transformer,
         ModelKind::Lstm,
         ModelKind::OuterLstm,
         ModelKind::Mlp,
         ModelKind::Maml,
-        ModelKind::Sgd,
     ];
 
     /// Parses a CLI name (`transformer`, `lstm`, `outer-lstm`, `mlp`, `maml`).
@@ -47,7 +45,6 @@ impl std::fmt::Display for ModelKind {
             ModelKind::OuterLstm => "outer-lstm",
             ModelKind::Mlp => "mlp",
             ModelKind::Maml => "maml",
-            ModelKind::Sgd => "sgd",
         })
     }
 }
@@ -91,9 +88,11 @@ pub struct ModelConfig {
     /// still a black box over the same tokens. Default `false` (the
     /// paper's model).
     pub previous_token_input: bool,
-    /// Hidden units of the MAML / SGD online learner. Default 128.
+    /// Hidden units of the MAML online learner (and of the SGD baseline of
+    /// `gpicl-eval`). Default 128.
     pub learner_hidden: usize,
-    /// Inner Adam learning rate of the MAML / SGD online learner.
+    /// Inner Adam learning rate of the MAML online learner (and of the SGD
+    /// baseline).
     /// Default 1e-3.
     pub learner_lr: f64,
 }

@@ -128,17 +128,18 @@ pub fn build_model(
 ) -> Result<Box<dyn SequenceModel>> {
     cfg.validate()?;
     Ok(match cfg.kind {
-        ModelKind::Transformer => Box::new(Transformer::new(cfg, input_dim, classes, max_seq_len, seed, device)?),
+        ModelKind::Transformer => Box::new(Transformer::new(
+            cfg,
+            input_dim,
+            classes,
+            max_seq_len,
+            seed,
+            device,
+        )?),
         ModelKind::Lstm => Box::new(Lstm::new(cfg, input_dim, classes, seed, device)?),
         ModelKind::OuterLstm => Box::new(OuterLstm::new(cfg, input_dim, classes, seed, device)?),
         ModelKind::Mlp => Box::new(Mlp::new(cfg, input_dim, classes, seed, device)?),
         ModelKind::Maml => Box::new(Maml::new(cfg, input_dim, classes, seed, device)?),
-        ModelKind::Sgd => {
-            return Err(ModelError::Config {
-                option: "kind",
-                reason: "`sgd` is a baseline with nothing to meta-train; evaluate it with `cargo xtask eval-ood --baseline sgd`".into(),
-            })
-        }
     })
 }
 

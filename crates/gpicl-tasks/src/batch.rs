@@ -1,7 +1,8 @@
 //! Sequence batches: tokens `[x_t, onehot(y_{t−1})]` and targets `y_t`.
 
+use crate::catalog::fixed_statistics;
 use crate::config::Normalization;
-use crate::dataset::{fixed_statistics, ImageSet, RANDOM_DATASET};
+use crate::dataset::{ImageSet, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
 use crate::task::{TaskFamily, TaskRef};

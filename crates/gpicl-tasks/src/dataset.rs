@@ -294,26 +294,19 @@ impl ImageSet {
     }
 }
 
-/// Per-dataset statistics for fixed normalisation (`gpicl-method.md` §2).
-pub fn fixed_statistics(name: &str) -> Option<(f32, f32)> {
-    match name {
-        "mnist" => Some((0.1307, 0.3081)),
-        "kmnist" => Some((0.1918, 0.3483)),
-        "cifar10" | "cifar10_jpeg" => Some((0.4734, 0.2516)),
-        "svhn" => Some((0.4514, 0.1993)),
-        RANDOM_DATASET => Some((0.0, 1.0)),
-        _ => None,
-    }
-}
-
-/// Number of features per example after preprocessing.
-pub fn feature_count(cfg: &DataConfig, native_size: (usize, usize)) -> usize {
+/// Number of features per example after preprocessing the configured
+/// dataset: `data.image_size`² (or the dataset's native size from the
+/// catalogue, [`crate::catalog::native_size`], when it is 0) times the
+/// channels. A dataset without a catalogue entry needs a non-zero
+/// `data.image_size` here; loading it ([`ImageSet::load`]) reads its size
+/// from its files instead.
+pub fn feature_count(cfg: &DataConfig) -> Result<usize> {
     let (h, w) = if cfg.image_size == 0 {
-        native_size
+        crate::catalog::native_size(&crate::pool::dataset_names(&cfg.dataset)?)?
     } else {
         (cfg.image_size, cfg.image_size)
     };
-    h * w * cfg.channels.count()
+    Ok(h * w * cfg.channels.count())
 }
 
 /// Resizes, converts channels, flattens and scales one image.

@@ -206,7 +206,10 @@ pub fn load_example_source(
     let names = dataset_names(spec)?;
     if names == [RANDOM_DATASET] {
         return Ok(ExampleSource::Random {
-            n_x: feature_count(cfg, (28, 28)),
+            n_x: feature_count(&DataConfig {
+                dataset: RANDOM_DATASET.into(),
+                ..cfg.clone()
+            })?,
         });
     }
     let sets = names

@@ -31,6 +31,7 @@ const TINY: DatasetInfo = DatasetInfo {
     name: "tiny_digits",
     title: "test data",
     shape: (6, 5, 1),
+    fixed_statistics: None,
     classes: 10,
     licence: "test",
     homepage: "",

@@ -202,9 +202,9 @@ pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
     let eval_path = eval_json(&run);
     let text = std::fs::read_to_string(&eval_path).map_err(|e| input_error(&eval_path, e))?;
     let eval: EvalReport = serde_json::from_str(&text).map_err(|e| input_error(&eval_path, e))?;
-    let config = TrainConfig::load(&run.config())?;
+    let config = crate::RunConfig::load(&run.config())?;
     let training = if run.metrics().is_file() {
-        Some(summarise_training(&run, &config)?)
+        Some(summarise_training(&run, &config.train)?)
     } else {
         None
     };

@@ -14,7 +14,7 @@
 //! ```
 
 use crate::error::{EvalError, Result};
-use gpicl_meta::TrainConfig;
+use crate::RunConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,7 +97,7 @@ impl SweepSpec {
 
     /// The preset or config file every cell starts from, as `train` flags
     /// (`--preset <name>` or `--config <file>`) and as a config.
-    pub fn base(&self, sweep_file: &Path) -> Result<(Vec<String>, TrainConfig)> {
+    pub fn base(&self, sweep_file: &Path) -> Result<(Vec<String>, RunConfig)> {
         if let Some(config) = &self.config {
             let path = sweep_file.parent().unwrap_or(Path::new(".")).join(config);
             let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -112,9 +112,9 @@ impl SweepSpec {
             return Ok((vec!["--config".into(), path.display().to_string()], cfg));
         }
         let cfg = match self.preset.as_str() {
-            "quickstart" => TrainConfig::quickstart(),
-            "small" => TrainConfig::small(),
-            "paper" => TrainConfig::paper(),
+            "quickstart" => RunConfig::quickstart(),
+            "small" => RunConfig::small(),
+            "paper" => RunConfig::paper(),
             other => {
                 return Err(sweep_error(
                     format!("sweep preset `{other}`: expected quickstart, small or paper"),
@@ -131,8 +131,8 @@ impl SweepSpec {
     /// assignments on `base` (the command line's `--set` rules).
     pub fn cells<E>(
         &self,
-        base: &TrainConfig,
-        apply: impl Fn(&TrainConfig, &[String]) -> std::result::Result<TrainConfig, E>,
+        base: &RunConfig,
+        apply: impl Fn(&RunConfig, &[String]) -> std::result::Result<RunConfig, E>,
     ) -> Result<Vec<Cell>>
     where
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
