@@ -12,7 +12,8 @@ use crate::error::{EvalError, Result};
 use crate::plot::{finish_chart, legend_mark};
 use crate::report::EvalReport;
 use gpicl_meta::plateau::{detect_plateau, plateau_curve, Plateau, PlateauCriteria};
-use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
+use gpicl_meta::record::as_written;
+use gpicl_meta::{MetricsLog, RunDir, RunRecord, TrainConfig};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -118,15 +119,12 @@ impl RunSummary {
 fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSummary> {
     let log = MetricsLog::open(&run.metrics());
     let records = log.read()?;
-    let of_kind = |kind: &'static str| {
-        records
-            .iter()
-            .filter(move |r| r.get("kind").and_then(|k| k.as_str()) == Some(kind))
-    };
-    let model = of_kind("model").next();
-    let count = |key: &str| Some(model?.get(key)?.as_u64()? as usize);
-    let final_loss = of_kind("train")
-        .filter_map(|r| r.get("loss")?.as_f64())
+    let model = records.iter().find_map(RunRecord::as_model);
+    let evals = || records.iter().filter_map(RunRecord::as_eval);
+    let final_loss = records
+        .iter()
+        .filter_map(RunRecord::as_train)
+        .map(|r| as_written(r.loss))
         .next_back();
     let loss_curve = plateau_curve(&records);
     let training_dataset = config.data.dataset.as_str();
@@ -137,25 +135,17 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     } else {
         "unseen"
     };
-    let unseen_progress = of_kind("eval")
-        .filter(|r| {
-            r.get("dataset").and_then(|d| d.as_str()) == Some(training_dataset)
-                && r.get("group").and_then(|g| g.as_str()) == Some(unseen)
-        })
-        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("acc_last")?.as_f64()?)))
+    let unseen_progress = evals()
+        .filter(|r| r.dataset == training_dataset && r.group == unseen)
+        .map(|r| (r.step, as_written(r.acc_last)))
         .collect();
     let mut icl_progress: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    for r in of_kind("eval").filter(|r| r.get("group").and_then(|g| g.as_str()) == Some(unseen)) {
-        let point = (|| {
-            let gain = r.get("acc_last")?.as_f64()? - r.get("acc_first")?.as_f64()?;
-            Some((r.get("dataset")?.as_str()?, r.get("step")?.as_u64()?, gain))
-        })();
-        if let Some((dataset, step, gain)) = point {
-            icl_progress
-                .entry(dataset.to_string())
-                .or_default()
-                .push((step, gain));
-        }
+    for r in evals().filter(|r| r.group == unseen) {
+        let gain = as_written(r.acc_last) - as_written(r.acc_first);
+        icl_progress
+            .entry(r.dataset.clone())
+            .or_default()
+            .push((r.step, gain));
     }
     // The final evaluation is logged too; keep one point per step.
     icl_progress.values_mut().for_each(|points| {
@@ -163,8 +153,8 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
         points.dedup_by_key(|p| p.0);
     });
     Ok(TrainingSummary {
-        params: count("params"),
-        state_size: count("state_size"),
+        params: model.map(|m| m.params),
+        state_size: model.map(|m| m.state_size),
         final_loss,
         plateau: detect_plateau(
             &loss_curve,
@@ -1137,20 +1127,37 @@ mod tests {
         cfg.seed = seed;
         std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
         let log = MetricsLog::open(&dir.metrics());
-        log.append(&serde_json::json!({"kind": "model", "step": 0, "model": "transformer", "params": 1000 + num_tasks, "state_size": 64, "n_x": 196}))
-            .unwrap();
+        log.append(&RunRecord::Model(gpicl_meta::ModelRecord {
+            step: 0,
+            model: "transformer".into(),
+            params: 1000 + num_tasks as usize,
+            state_size: 64,
+            n_x: 196,
+        }))
+        .unwrap();
         for step in 1..=60u64 {
             let loss = if step <= 30 {
                 10f64.ln()
             } else {
                 0.5 + seed as f64 * 0.1
             };
-            log.append(&serde_json::json!({"kind": "train", "step": step, "loss": loss}))
-                .unwrap();
+            log.append(&RunRecord::Train(gpicl_meta::StepMetrics {
+                step,
+                loss: loss as f32,
+                ..Default::default()
+            }))
+            .unwrap();
             if step % 20 == 0 {
                 let acc = unseen * step as f32 / 60.0;
-                log.append(&serde_json::json!({"kind": "eval", "step": step, "dataset": "mnist", "group": "unseen", "acc_first": 0.1, "acc_last": acc, "loss_last": 2.0}))
-                    .unwrap();
+                log.append(&RunRecord::Eval(gpicl_meta::EvalRecord {
+                    step,
+                    dataset: "mnist".into(),
+                    group: "unseen".into(),
+                    acc_first: 0.1,
+                    acc_last: acc,
+                    loss_last: 2.0,
+                }))
+                .unwrap();
             }
         }
         let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
@@ -1258,7 +1265,14 @@ mod tests {
         let stuck = RunDir::new(root.join("stuck"));
         fake_run(&root, "stuck", 64, 0, 0.1, 0.1);
         let log: String = (1..=60)
-            .map(|s| format!("{{\"kind\":\"train\",\"step\":{s},\"loss\":2.3}}\n"))
+            .map(|step| {
+                let record = RunRecord::Train(gpicl_meta::StepMetrics {
+                    step,
+                    loss: 2.3,
+                    ..Default::default()
+                });
+                format!("{}\n", serde_json::to_string(&record).unwrap())
+            })
             .collect();
         std::fs::write(stuck.metrics(), log).unwrap();
         // The SGD baseline: a config and an evaluation, no metrics log.
