@@ -2,7 +2,8 @@
 
 use gpicl::eval::run::{evaluate_run, evaluate_run_on, PeriodicEval};
 use gpicl::eval::{EvalConfig, Group, RunConfig};
-use gpicl::meta::{MetaError, RunDir, Silent, TrainConfig, Trainer};
+use gpicl::meta::record::as_written;
+use gpicl::meta::{MetaError, RunDir, RunRecord, Silent, StepMetrics, TrainConfig, Trainer};
 use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
 use gpicl_testing::absent_path;
 
@@ -53,13 +54,8 @@ fn train_losses(dir: &RunDir) -> Vec<(u64, u32)> {
         .read()
         .unwrap()
         .iter()
-        .filter(|v| v["kind"] == "train")
-        .map(|v| {
-            (
-                v["step"].as_u64().unwrap(),
-                (v["loss"].as_f64().unwrap() as f32).to_bits(),
-            )
-        })
+        .filter_map(RunRecord::as_train)
+        .map(|t| (t.step, t.loss.to_bits()))
         .collect()
 }
 
@@ -112,7 +108,10 @@ fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
     let mut first = Trainer::open(tiny(7), killed.clone(), &roots()).unwrap();
     for _ in 0..5 {
         let m = first.train_step().unwrap();
-        first.metrics().append(&m).unwrap();
+        first
+            .metrics()
+            .append(&RunRecord::Train(m.clone()))
+            .unwrap();
         if m.step == 3 {
             first.checkpoint().unwrap();
         }
@@ -153,7 +152,10 @@ fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
         Trainer::open(tiny_with_every_recipe_lever(7), killed.clone(), &roots()).unwrap();
     for _ in 0..5 {
         let m = first.train_step().unwrap();
-        first.metrics().append(&m).unwrap();
+        first
+            .metrics()
+            .append(&RunRecord::Train(m.clone()))
+            .unwrap();
         if m.step == 3 {
             first.checkpoint().unwrap();
         }
@@ -171,8 +173,8 @@ fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
     let log = gpicl::meta::MetricsLog::open(&whole.metrics())
         .read()
         .unwrap();
-    let train: Vec<&serde_json::Value> = log.iter().filter(|v| v["kind"] == "train").collect();
-    let lr: Vec<f64> = train.iter().map(|v| v["lr"].as_f64().unwrap()).collect();
+    let train: Vec<&StepMetrics> = log.iter().filter_map(RunRecord::as_train).collect();
+    let lr: Vec<f64> = train.iter().map(|t| t.lr).collect();
     assert!(lr[0] < lr[1] && lr[1] < lr[2], "warm-up: {lr:?}");
     assert!(
         lr[2] > lr[6] && (lr[6] - 0.2e-3).abs() < 1e-9,
@@ -180,7 +182,7 @@ fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
     );
     let lengths: Vec<u64> = train
         .iter()
-        .map(|v| v.get("seq_len").and_then(|l| l.as_u64()).unwrap_or(20))
+        .map(|t| t.seq_len.map_or(20, |l| l as u64))
         .collect();
     assert_eq!(lengths, vec![8, 11, 14, 17, 20, 20, 20]);
     evaluate_run(
@@ -248,8 +250,9 @@ fn steps_with_loss_at_most(dir: &RunDir, limit: f64) -> Vec<u64> {
         .read()
         .unwrap()
         .iter()
-        .filter(|v| v["kind"] == "train" && v["loss"].as_f64().is_some_and(|l| l <= limit))
-        .map(|v| v["step"].as_u64().unwrap())
+        .filter_map(RunRecord::as_train)
+        .filter(|t| as_written(t.loss) <= limit)
+        .map(|t| t.step)
         .collect()
 }
 
@@ -537,14 +540,15 @@ fn evaluation_reports_every_group_of_every_dataset_with_curves_and_plots() {
     let log = gpicl::meta::MetricsLog::open(&dir.metrics())
         .read()
         .unwrap();
-    assert!(log.iter().any(|v| v["kind"] == "eval"
-        && v["dataset"] == "fashion_mnist"
-        && v["group"] == "identity"));
+    assert!(log
+        .iter()
+        .filter_map(RunRecord::as_eval)
+        .any(|e| e.dataset == "fashion_mnist" && e.group == "identity"));
     // The periodic evaluation at step 1 covered the training dataset.
-    assert!(log.iter().any(|v| v["kind"] == "eval"
-        && v["step"] == 1
-        && v["dataset"] == "mnist"
-        && v["group"] == "unseen_permuted"));
+    assert!(log
+        .iter()
+        .filter_map(RunRecord::as_eval)
+        .any(|e| e.step == 1 && e.dataset == "mnist" && e.group == "unseen_permuted"));
     // The saved config reproduces the run.
     let saved = TrainConfig::load(&dir.config()).unwrap();
     assert_eq!(saved, cfg);
@@ -655,12 +659,9 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         let log = gpicl::meta::MetricsLog::open(&dir.metrics())
             .read()
             .unwrap();
-        let first = &log[0];
-        assert_eq!(
-            (first["kind"].as_str(), first["model"].as_str()),
-            (Some("model"), Some(kind.to_string().as_str()))
-        );
-        assert!(first["params"].as_u64().unwrap() > 0 && first["state_size"].as_u64().is_some());
+        let first = log[0].as_model().expect("the first record is the model's");
+        assert_eq!(first.model, kind.to_string());
+        assert!(first.params > 0);
         let report = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None).unwrap();
         let unseen = &report.datasets["mnist"]["unseen"];
         assert_eq!(unseen.acc_curve.len(), 20, "{kind}");
@@ -755,8 +756,8 @@ fn unbiased_losses(dir: &RunDir) -> Vec<Option<f64>> {
         .read()
         .unwrap()
         .iter()
-        .filter(|v| v["kind"] == "train")
-        .map(|v| v.get("loss_unbiased").and_then(|l| l.as_f64()))
+        .filter_map(RunRecord::as_train)
+        .map(|t| t.loss_unbiased.map(as_written))
         .collect()
 }
 

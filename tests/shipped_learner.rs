@@ -60,7 +60,10 @@ fn shipped_learners_are_small_weights_only_checkpoints() {
             &gpicl::kernels::Device::Cpu,
         )
         .unwrap();
-        assert!(ckpt.adam_m.is_empty(), "no optimiser state shipped");
+        assert!(
+            ckpt.optimizer.tensors.is_empty(),
+            "no optimiser state shipped"
+        );
     }
 }
 

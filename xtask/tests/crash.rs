@@ -5,7 +5,7 @@
 
 use gpicl::kernels::Device;
 use gpicl::meta::checkpoint::{list_checkpoints, load_checkpoint};
-use gpicl::meta::{MetricsLog, RunDir};
+use gpicl::meta::{MetricsLog, RunDir, RunRecord};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,13 +57,8 @@ fn train_records(dir: &RunDir) -> Vec<(u64, u32)> {
         .read()
         .unwrap()
         .iter()
-        .filter(|v| v["kind"] == "train")
-        .map(|v| {
-            (
-                v["step"].as_u64().unwrap(),
-                (v["loss"].as_f64().unwrap() as f32).to_bits(),
-            )
-        })
+        .filter_map(RunRecord::as_train)
+        .map(|t| (t.step, t.loss.to_bits()))
         .collect()
 }
 

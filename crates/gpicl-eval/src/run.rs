@@ -4,10 +4,9 @@ use crate::config::{EvalConfig, RunConfig, RunLearner};
 use crate::error::Result;
 use crate::protocol::{Evaluator, Group};
 use crate::report::EvalReport;
-use gpicl_meta::{load_run, MetricsLog, Observer, RunDir, Trainer};
+use gpicl_meta::{load_run, EvalRecord, MetricsLog, Observer, RunDir, RunRecord, Trainer};
 use gpicl_tasks::pool::load_example_source;
 use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, Split, RANDOM_DATASET};
-use serde::Serialize;
 
 /// Loads `split` of each named dataset, preprocessed like the run. A name
 /// may be a comma-separated mixture (`mnist,fashion_mnist`), evaluated as
@@ -39,30 +38,18 @@ pub fn default_datasets(roots: &DataRoots, split: Split) -> Vec<String> {
     names
 }
 
-#[derive(Serialize)]
-struct EvalLine<'a> {
-    kind: &'static str,
-    step: u64,
-    dataset: &'a str,
-    group: &'a str,
-    acc_first: f32,
-    acc_last: f32,
-    loss_last: f32,
-}
-
 /// Appends one `{"kind": "eval", …}` line per dataset and group.
 pub fn log_report(log: &MetricsLog, report: &EvalReport) -> Result<()> {
     for (dataset, groups) in &report.datasets {
         for (group, r) in groups {
-            log.append(&EvalLine {
-                kind: "eval",
+            log.append(&RunRecord::Eval(EvalRecord {
                 step: report.step,
-                dataset,
-                group,
+                dataset: dataset.clone(),
+                group: group.clone(),
                 acc_first: r.acc_first,
                 acc_last: r.acc_last,
                 loss_last: r.loss_last,
-            })?;
+            }))?;
         }
     }
     Ok(())

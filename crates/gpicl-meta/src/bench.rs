@@ -1,8 +1,9 @@
 //! Timing full meta-training steps on a fixed batch.
 
-use crate::adam::{clip_global_norm, Adam};
+use crate::adam::Adam;
 use crate::config::TrainConfig;
 use crate::error::Result;
+use crate::optim::Gradients;
 use gpicl_kernels::rng::Rng;
 use gpicl_kernels::Device;
 use gpicl_kernels::Tensor;
@@ -155,8 +156,8 @@ pub fn teacher_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec
             .collect();
         let (tokens, targets) = tokens_and_targets(&features, labels, n_x, (b, t), &device)?;
         let step = model.loss_and_grads(&tokens, &targets)?;
-        let mut grads = step.grads;
-        clip_global_norm(&mut grads, cfg.optim.clip_norm);
+        let mut grads = Gradients::from_store_order(model.params(), step.grads)?;
+        grads.clip_global_norm(cfg.optim.clip_norm);
         adam.update(model.params(), &grads)?;
         losses.push(step.loss);
     }
@@ -183,11 +184,11 @@ pub fn bench_training_step(
         }
         let t0 = Instant::now();
         let step = model.loss_and_grads(&tokens, &targets)?;
-        let mut flat = step.grads;
+        let mut grads = Gradients::from_store_order(model.params(), step.grads)?;
         let t1 = t0 + std::time::Duration::from_secs_f64(step.forward_seconds);
         let t2 = Instant::now();
-        clip_global_norm(&mut flat, cfg.optim.clip_norm);
-        adam.update(model.params(), &flat)?;
+        grads.clip_global_norm(cfg.optim.clip_norm);
+        adam.update(model.params(), &grads)?;
         let t3 = Instant::now();
         if i >= warmup {
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;

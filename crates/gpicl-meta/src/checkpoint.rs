@@ -1,8 +1,13 @@
-//! Checkpoints: weights, Adam state, sampler state and step in one
+//! Checkpoints: weights, optimiser state, sampler state and step in one
 //! safetensors file, written atomically.
+//!
+//! Tensors are stored under `param/<name>` (weights) and under the names
+//! the optimiser gives its state ([`OptimizerState::tensors`]; Adam's are
+//! `adam.m/<name>` and `adam.v/<name>`); the optimiser's update count is
+//! the metadata field `adam_step`, the name every checkpoint so far used.
 
-use crate::adam::Adam;
 use crate::error::{MetaError, Result};
+use crate::optim::{Optimizer, OptimizerState, StateTensor};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_models::ParamStore;
 use gpicl_tasks::SamplerState;
@@ -12,14 +17,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "gpicl-checkpoint-1";
+/// The prefix of the weights' tensor names.
+const PARAM: &str = "param/";
+/// The metadata field of the optimiser's update count.
+const OPTIMIZER_STEP: &str = "adam_step";
 
 /// What a checkpoint restores besides the tensors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointMeta {
     /// Completed training steps.
     pub step: u64,
-    /// Adam's update count.
-    pub adam_step: u64,
     /// The model's input width (`N_x + 10`), so a model can be rebuilt
     /// from `config.toml` and the checkpoint alone.
     pub input_dim: usize,
@@ -88,41 +95,55 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 pub fn save_checkpoint(
     dir: &Path,
     params: &ParamStore,
-    adam: &Adam,
+    optimizer: &OptimizerState,
     meta: &CheckpointMeta,
     keep: usize,
 ) -> Result<PathBuf> {
-    write_checkpoint(dir, params, Some(adam), meta, keep)
+    write_checkpoint(dir, params, optimizer, meta, keep)
 }
 
 /// Writes the weights and metadata of a checkpoint without the optimiser
-/// state: a learner to ship and evaluate (a third of the size), which
-/// cannot be resumed.
-pub fn save_weights(dir: &Path, params: &ParamStore, meta: &CheckpointMeta) -> Result<PathBuf> {
-    write_checkpoint(dir, params, None, meta, usize::MAX)
+/// state (only its update count `optimizer_step`): a learner to ship and
+/// evaluate (a third of the size), which cannot be resumed.
+pub fn save_weights(
+    dir: &Path,
+    params: &ParamStore,
+    meta: &CheckpointMeta,
+    optimizer_step: u64,
+) -> Result<PathBuf> {
+    let state = OptimizerState {
+        step: optimizer_step,
+        tensors: BTreeMap::new(),
+    };
+    write_checkpoint(dir, params, &state, meta, usize::MAX)
 }
 
 fn write_checkpoint(
     dir: &Path,
     params: &ParamStore,
-    adam: Option<&Adam>,
+    optimizer: &OptimizerState,
     meta: &CheckpointMeta,
     keep: usize,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(MetaError::io(dir))?;
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (i, (name, var)) in params.iter().enumerate() {
+    for (name, var) in params.iter() {
         let shape = var.dims().to_vec();
         let values: Vec<f32> = var.flatten_all()?.to_vec1()?;
-        buffers.push((format!("param/{name}"), shape.clone(), f32_bytes(&values)));
-        if let Some(adam) = adam {
-            buffers.push((
-                format!("adam.m/{name}"),
-                shape.clone(),
-                f32_bytes(&adam.m[i]),
+        buffers.push((format!("{PARAM}{name}"), shape, f32_bytes(&values)));
+    }
+    for (name, tensor) in &optimizer.tensors {
+        if name.starts_with(PARAM) {
+            return Err(corrupt(
+                dir,
+                format!("optimiser state `{name}` would be read back as a weight"),
             ));
-            buffers.push((format!("adam.v/{name}"), shape, f32_bytes(&adam.v[i])));
         }
+        buffers.push((
+            name.clone(),
+            tensor.shape.clone(),
+            f32_bytes(&tensor.values),
+        ));
     }
     let views: Vec<(String, TensorView)> = buffers
         .iter()
@@ -142,7 +163,7 @@ fn write_checkpoint(
         ("format".to_string(), FORMAT.to_string()),
         ("checksum".to_string(), sum),
         ("step".to_string(), meta.step.to_string()),
-        ("adam_step".to_string(), meta.adam_step.to_string()),
+        (OPTIMIZER_STEP.to_string(), optimizer.step.to_string()),
         ("input_dim".to_string(), meta.input_dim.to_string()),
         (
             "sampler".to_string(),
@@ -177,11 +198,10 @@ fn corrupt(path: &Path, e: impl std::fmt::Display) -> MetaError {
 pub struct LoadedCheckpoint {
     /// Parameter values by name.
     pub params: BTreeMap<String, Tensor>,
-    /// Adam first moments by name.
-    pub adam_m: BTreeMap<String, Vec<f32>>,
-    /// Adam second moments by name.
-    pub adam_v: BTreeMap<String, Vec<f32>>,
-    /// Step, Adam step and sampler state.
+    /// The optimiser's state: every tensor that is not a weight, and its
+    /// update count (no tensors in a weights-only checkpoint).
+    pub optimizer: OptimizerState,
+    /// Step, input width and sampler state.
     pub meta: CheckpointMeta,
 }
 
@@ -201,9 +221,14 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
         info.get(key)
             .ok_or_else(|| corrupt(path, format!("metadata lacks `{key}`")))
     };
+    // Read in the order of earlier versions, so a damaged file names the
+    // same field first.
+    let step = field("step")?.parse().map_err(|e| corrupt(path, e))?;
+    let optimizer_step: u64 = field(OPTIMIZER_STEP)?
+        .parse()
+        .map_err(|e| corrupt(path, e))?;
     let meta = CheckpointMeta {
-        step: field("step")?.parse().map_err(|e| corrupt(path, e))?,
-        adam_step: field("adam_step")?.parse().map_err(|e| corrupt(path, e))?,
+        step,
         input_dim: field("input_dim")?.parse().map_err(|e| corrupt(path, e))?,
         sampler: serde_json::from_str(field("sampler")?).map_err(|e| corrupt(path, e))?,
     };
@@ -223,7 +248,7 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
             ));
         }
     }
-    let (mut params, mut adam_m, mut adam_v) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let (mut params, mut tensors) = (BTreeMap::new(), BTreeMap::new());
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
             return Err(corrupt(
@@ -236,56 +261,163 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        if let Some(p) = name.strip_prefix("param/") {
+        if let Some(p) = name.strip_prefix(PARAM) {
             params.insert(
                 p.to_string(),
                 Tensor::from_vec(values, view.shape(), device)?,
             );
-        } else if let Some(p) = name.strip_prefix("adam.m/") {
-            adam_m.insert(p.to_string(), values);
-        } else if let Some(p) = name.strip_prefix("adam.v/") {
-            adam_v.insert(p.to_string(), values);
         } else {
-            return Err(corrupt(path, format!("unexpected tensor `{name}`")));
+            let shape = view.shape().to_vec();
+            tensors.insert(name, StateTensor { shape, values });
         }
     }
     Ok(LoadedCheckpoint {
         params,
-        adam_m,
-        adam_v,
+        optimizer: OptimizerState {
+            step: optimizer_step,
+            tensors,
+        },
         meta,
     })
 }
 
 impl LoadedCheckpoint {
-    /// Copies the weights into `params` and the moments into `adam`,
-    /// checking that every name and size matches.
-    pub fn restore(&self, path: &Path, params: &ParamStore, adam: &mut Adam) -> Result<()> {
+    /// Copies the weights into `params` and the saved state into
+    /// `optimizer`, checking that every name and size matches.
+    pub fn restore(
+        &self,
+        path: &Path,
+        params: &ParamStore,
+        optimizer: &mut dyn Optimizer,
+    ) -> Result<()> {
         params.load(&self.params).map_err(|e| corrupt(path, e))?;
-        for (i, (name, var)) in params.iter().enumerate() {
-            let (m, v) = match (self.adam_m.get(name), self.adam_v.get(name)) {
-                (Some(m), Some(v))
-                    if m.len() == var.elem_count() && v.len() == var.elem_count() =>
-                {
-                    (m, v)
-                }
-                _ if self.adam_m.is_empty() && self.adam_v.is_empty() => {
-                    return Err(corrupt(
-                        path,
-                        "holds weights only (an exported learner) and cannot be resumed: train a new run from its config instead",
-                    ))
-                }
-                _ => {
-                    return Err(corrupt(
-                        path,
-                        format!("Adam state for `{name}` is missing or has the wrong size"),
-                    ))
-                }
-            };
-            adam.m[i].clone_from(m);
-            adam.v[i].clone_from(v);
+        if self.optimizer.tensors.is_empty() && !params.is_empty() {
+            return Err(corrupt(
+                path,
+                "holds weights only (an exported learner) and cannot be resumed: train a new run from its config instead",
+            ));
         }
-        adam.step = self.meta.adam_step;
-        Ok(())
+        optimizer
+            .load_state(&self.optimizer)
+            .map_err(|e| corrupt(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::Adam;
+    use crate::config::OptimConfig;
+    use gpicl_tasks::{SamplerState, StreamState};
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gpicl-ckpt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sampler() -> SamplerState {
+        SamplerState {
+            rng: [1, 2, 3, 4],
+            stream: StreamState {
+                seed: 5,
+                epoch: 0,
+                cursor: 9,
+                examples: 100,
+            },
+        }
+    }
+
+    /// A checkpoint laid out by hand as every earlier version wrote it:
+    /// `param/`, `adam.m/`, `adam.v/` tensors and `adam_step` metadata.
+    fn legacy_checkpoint(path: &Path) {
+        let tensors = [
+            ("param/w", [1.0f32, 2.0]),
+            ("adam.m/w", [0.5, 0.25]),
+            ("adam.v/w", [0.125, 0.0625]),
+        ];
+        let buffers: Vec<(String, Vec<u8>)> = tensors
+            .iter()
+            .map(|(n, v)| (n.to_string(), f32_bytes(v)))
+            .collect();
+        let views: Vec<(String, TensorView)> = buffers
+            .iter()
+            .map(|(n, b)| (n.clone(), TensorView::new(Dtype::F32, vec![2], b).unwrap()))
+            .collect();
+        let info = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("step".to_string(), "4".to_string()),
+            ("adam_step".to_string(), "3".to_string()),
+            ("input_dim".to_string(), "12".to_string()),
+            (
+                "sampler".to_string(),
+                serde_json::to_string(&sampler()).unwrap(),
+            ),
+        ]);
+        std::fs::write(path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+    }
+
+    fn store() -> ParamStore {
+        let mut p = ParamStore::new();
+        p.insert(
+            "w",
+            Tensor::zeros(2, gpicl_kernels::DType::F32, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn a_checkpoint_in_the_layout_of_earlier_versions_restores_adam() {
+        let dir = scratch("legacy");
+        let path = dir.join(checkpoint_name(4));
+        legacy_checkpoint(&path);
+        let ckpt = load_checkpoint(&path, &Device::Cpu).unwrap();
+        assert_eq!((ckpt.meta.step, ckpt.optimizer.step), (4, 3));
+        let params = store();
+        let mut adam = Adam::new(OptimConfig::default(), &params);
+        ckpt.restore(&path, &params, &mut adam).unwrap();
+        assert_eq!(
+            params.get("w").unwrap().to_vec1::<f32>().unwrap(),
+            [1.0, 2.0]
+        );
+        assert_eq!(adam.step(), 3);
+        assert_eq!(
+            adam.moments("w"),
+            Some((&[0.5, 0.25][..], &[0.125, 0.0625][..]))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_saved_checkpoint_stores_the_optimiser_state_under_its_own_names() {
+        let dir = scratch("names");
+        let params = store();
+        let adam = Adam::new(OptimConfig::default(), &params);
+        let meta = CheckpointMeta {
+            step: 2,
+            input_dim: 12,
+            sampler: sampler(),
+        };
+        let path = save_checkpoint(&dir, &params, &adam.state(), &meta, 1).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = st.names();
+        names.sort();
+        assert_eq!(names, ["adam.m/w", "adam.v/w", "param/w"]);
+        let ckpt = load_checkpoint(&path, &Device::Cpu).unwrap();
+        assert_eq!((&ckpt.meta, &ckpt.optimizer), (&meta, &adam.state()));
+
+        // Weights only: no optimiser tensors, and resuming is refused.
+        let slim = scratch("names-slim");
+        let path = save_weights(&slim, &params, &ckpt.meta, 7).unwrap();
+        let weights = load_checkpoint(&path, &Device::Cpu).unwrap();
+        assert!(weights.optimizer.tensors.is_empty() && weights.optimizer.step == 7);
+        let mut fresh = Adam::new(OptimConfig::default(), &params);
+        let err = weights.restore(&path, &params, &mut fresh).unwrap_err();
+        assert!(err.to_string().contains("holds weights only"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&slim).unwrap();
     }
 }

@@ -30,6 +30,10 @@ pub enum MetaError {
     /// A checkpoint or config file is unreadable or does not fit this run.
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Gradients or optimiser state that do not fit the parameters they
+    /// are applied to (names or sizes).
+    #[error("{0}")]
+    Mismatch(String),
     /// Another process holds the run (or sweep) directory.
     #[error(
         "{path} is in use by {holder}; wait for it to finish or stop it, or use another --out"

@@ -28,10 +28,15 @@ pub fn export_learner(from: &RunDir, to: &RunDir) -> Result<PathBuf> {
     }
     // Rebuilding the model checks that config and weights belong together.
     let run = load_run(from, &Device::Cpu)?;
-    let meta = load_checkpoint(&newest, &Device::Cpu)?.meta;
+    let ckpt = load_checkpoint(&newest, &Device::Cpu)?;
     std::fs::create_dir_all(to.root()).map_err(MetaError::io(to.root()))?;
     std::fs::copy(from.config(), to.config()).map_err(MetaError::io(&to.config()))?;
-    save_weights(&to.checkpoints(), run.model.params(), &meta)
+    save_weights(
+        &to.checkpoints(),
+        run.model.params(),
+        &ckpt.meta,
+        ckpt.optimizer.step,
+    )
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Meta-optimisation: turning a sequence model into an in-context learner.
 //!
 //! Pipeline position: `kernels ← models ← meta`, with `tasks` supplying the
-//! training distribution. A [`Trainer`] owns a model, an [`adam::Adam`]
-//! optimiser with `eps_root`, the training sampler and a run directory
+//! training distribution. A [`Trainer`] owns a model, an [`Optimizer`]
+//! ([`adam::Adam`] with `eps_root`), the training sampler and a run directory
 //! ([`RunDir`]) holding `config.toml`, `metrics.jsonl` and safetensors
 //! checkpoints; it resumes from the newest checkpoint bit for bit.
 //!
@@ -25,7 +25,9 @@ pub mod export;
 pub mod lock;
 pub mod lr_schedule;
 pub mod metrics;
+pub mod optim;
 pub mod plateau;
+pub mod record;
 pub mod run_dir;
 pub mod trainer;
 
@@ -33,6 +35,8 @@ pub use config::{LrDecay, OptimConfig, Precision, ScheduleConfig, TrainConfig};
 pub use error::{MetaError, Result};
 pub use export::export_learner;
 pub use lock::RunLock;
-pub use metrics::{MetricsLog, StepMetrics};
+pub use metrics::MetricsLog;
+pub use optim::{build_optimizer, Gradients, Optimizer, OptimizerState};
+pub use record::{read_records, EvalRecord, ModelRecord, RunRecord, StepMetrics};
 pub use run_dir::RunDir;
 pub use trainer::{load_run, LoadedRun, Observer, Silent, Trainer};

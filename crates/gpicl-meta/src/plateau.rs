@@ -24,6 +24,7 @@
 
 use crate::error::Result;
 use crate::metrics::MetricsLog;
+use crate::record::{as_written, RunRecord};
 use serde::Serialize;
 
 /// What counts as "near chance" and how much to smooth.
@@ -99,20 +100,15 @@ pub fn detect_plateau(curve: &[(u64, f64)], criteria: &PlateauCriteria) -> Plate
 /// The loss curve a run's plateau is judged on, from its metrics records:
 /// the loss on the sequences outside a biased distribution's fixed task
 /// (`loss_unbiased`) where the run logged it, else the training loss.
-pub fn plateau_curve(records: &[serde_json::Value]) -> Vec<(u64, f64)> {
-    let train = || {
-        records
-            .iter()
-            .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("train"))
-    };
-    let key = if train().any(|r| r.get("loss_unbiased").is_some()) {
-        "loss_unbiased"
+pub fn plateau_curve(records: &[RunRecord]) -> Vec<(u64, f64)> {
+    let train = || records.iter().filter_map(RunRecord::as_train);
+    if train().any(|r| r.loss_unbiased.is_some()) {
+        train()
+            .filter_map(|r| Some((r.step, as_written(r.loss_unbiased?))))
+            .collect()
     } else {
-        "loss"
-    };
-    train()
-        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get(key)?.as_f64()?)))
-        .collect()
+        train().map(|r| (r.step, as_written(r.loss))).collect()
+    }
 }
 
 /// The plateau of a run's training loss, read from its `metrics.jsonl`
@@ -124,7 +120,17 @@ pub fn plateau_of_run(log: &MetricsLog, criteria: &PlateauCriteria) -> Result<Pl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::EvalRecord;
     use gpicl_kernels::rng::Rng;
+
+    fn train(step: u64, loss: f32, loss_unbiased: Option<f32>) -> RunRecord {
+        RunRecord::Train(crate::StepMetrics {
+            step,
+            loss,
+            loss_unbiased,
+            ..Default::default()
+        })
+    }
 
     fn criteria() -> PlateauCriteria {
         PlateauCriteria::for_classes(10)
@@ -219,11 +225,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log = MetricsLog::open(&dir.join("metrics.jsonl"));
         for (step, loss) in synthetic(30, 80, 0.0, 6) {
-            log.append(&serde_json::json!({"kind": "train", "step": step, "loss": loss}))
-                .unwrap();
+            log.append(&train(step, loss as f32, None)).unwrap();
             // Evaluation records carry other losses and must be ignored.
-            log.append(&serde_json::json!({"kind": "eval", "step": step, "loss_last": 0.1}))
-                .unwrap();
+            log.append(&RunRecord::Eval(EvalRecord {
+                step,
+                dataset: "mnist".into(),
+                group: "unseen".into(),
+                acc_first: 0.1,
+                acc_last: 0.1,
+                loss_last: 0.1,
+            }))
+            .unwrap();
         }
         let p = plateau_of_run(&log, &criteria()).unwrap();
         assert!(
@@ -237,18 +249,19 @@ mod tests {
     fn a_biased_run_is_judged_on_the_loss_outside_its_fixed_task() {
         // The fixed task is memorised at once (loss falls from step 1),
         // while the other sequences sit at chance for 60 steps.
-        let records: Vec<serde_json::Value> = synthetic(60, 120, 0.0, 7)
+        let records: Vec<RunRecord> = synthetic(60, 120, 0.0, 7)
             .into_iter()
             .map(|(step, unbiased)| {
-                serde_json::json!({"kind": "train", "step": step,
-                    "loss": 0.75 * unbiased + 0.25 * 0.01, "loss_unbiased": unbiased})
+                let loss = 0.75 * unbiased + 0.25 * 0.01;
+                train(step, loss as f32, Some(unbiased as f32))
             })
             .collect();
         let p = detect_plateau(&plateau_curve(&records), &criteria());
         assert!(p.drop_step.unwrap() > 60, "{p:?}");
-        let without: Vec<serde_json::Value> = records
+        let without: Vec<RunRecord> = records
             .iter()
-            .map(|r| serde_json::json!({"kind": "train", "step": r["step"], "loss": r["loss"]}))
+            .filter_map(RunRecord::as_train)
+            .map(|r| train(r.step, r.loss, None))
             .collect();
         let q = detect_plateau(&plateau_curve(&without), &criteria());
         assert!(q.drop_step.unwrap() < p.drop_step.unwrap(), "{q:?}");

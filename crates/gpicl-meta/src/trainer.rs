@@ -1,12 +1,13 @@
 //! The meta-training loop.
 
-use crate::adam::{clip_global_norm, Adam};
 use crate::checkpoint::{list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta};
 use crate::config::TrainConfig;
 use crate::error::{MetaError, Result};
 use crate::lock::RunLock;
 use crate::lr_schedule::learning_rate;
-use crate::metrics::{MetricsLog, StepMetrics};
+use crate::metrics::MetricsLog;
+use crate::optim::{build_optimizer, Gradients, Optimizer};
+use crate::record::{ModelRecord, RunRecord, StepMetrics};
 use crate::run_dir::{write_atomically, RunDir};
 use gpicl_kernels::{ops, Device};
 use gpicl_models::{build_model, SequenceModel};
@@ -25,17 +26,6 @@ pub trait Observer {
     }
 }
 
-/// The first line of a run's `metrics.jsonl`: what was trained.
-#[derive(serde::Serialize)]
-struct ModelLine {
-    kind: &'static str,
-    step: u64,
-    model: String,
-    params: usize,
-    state_size: usize,
-    n_x: usize,
-}
-
 /// No hooks.
 pub struct Silent;
 impl Observer for Silent {}
@@ -47,7 +37,7 @@ pub struct Trainer {
     dir: RunDir,
     device: Device,
     model: Box<dyn SequenceModel>,
-    adam: Adam,
+    optimizer: Box<dyn Optimizer>,
     sampler: TrainSampler,
     family: TaskFamily,
     metrics: MetricsLog,
@@ -133,7 +123,7 @@ impl Trainer {
             cfg.seed,
             &device,
         )?;
-        let mut adam = Adam::new(cfg.optim.clone(), model.params());
+        let mut optimizer = build_optimizer(&cfg.optim, model.params());
         let metrics = MetricsLog::open(&dir.metrics());
 
         let mut candidates = list_checkpoints(&dir.checkpoints());
@@ -161,7 +151,7 @@ impl Trainer {
         let mut chosen = None;
         while let Some((_, path)) = candidates.pop() {
             let restored = load_checkpoint(&path, &device).and_then(|ckpt| {
-                ckpt.restore(&path, model.params(), &mut adam)?;
+                ckpt.restore(&path, model.params(), optimizer.as_mut())?;
                 Ok(ckpt)
             });
             match restored {
@@ -205,14 +195,13 @@ impl Trainer {
                 // A fresh start (perhaps after a start that was killed
                 // before its first checkpoint) begins an empty log.
                 write_atomically(&dir.metrics(), b"")?;
-                metrics.append(&ModelLine {
-                    kind: "model",
+                metrics.append(&RunRecord::Model(ModelRecord {
                     step: 0,
                     model: cfg.model.kind.to_string(),
                     params: model.param_count(),
                     state_size: model.state_size(cfg.batch.seq_len),
                     n_x,
-                })?;
+                }))?;
                 (
                     TrainSampler::new(
                         cfg.tasks.clone(),
@@ -235,7 +224,7 @@ impl Trainer {
             dir,
             device,
             model,
-            adam,
+            optimizer,
             sampler,
             family,
             metrics,
@@ -318,12 +307,7 @@ impl Trainer {
         let chunks = self.cfg.optim.accumulation_steps;
         let (b, t) = batch.targets.dims2()?;
         let per_chunk = b / chunks;
-        let mut grads: Vec<Vec<f32>> = self
-            .model
-            .params()
-            .iter()
-            .map(|(_, v)| vec![0.0; v.elem_count()])
-            .collect();
+        let mut grads = Gradients::zeros(self.model.params());
         let (mut loss_sum, mut correct_sum, mut last_sum) = (0f32, 0f32, 0f32);
         let fixed = self.sampler.fixed_task_sequences();
         let mut unbiased_sum = 0f32;
@@ -331,11 +315,8 @@ impl Trainer {
             let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
             let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
             let step = self.model.loss_and_grads(&tokens, &targets)?;
-            for (g, part) in grads.iter_mut().zip(&step.grads) {
-                g.iter_mut()
-                    .zip(part)
-                    .for_each(|(a, p)| *a += p / chunks as f32);
-            }
+            let part = Gradients::from_store_order(self.model.params(), step.grads)?;
+            grads.accumulate(&part, chunks)?;
             loss_sum += step.loss / chunks as f32;
             let logits = step.logits;
             if fixed > 0 {
@@ -360,7 +341,7 @@ impl Trainer {
                 loss: loss_sum,
             });
         }
-        let grad_norm = clip_global_norm(&mut grads, self.cfg.optim.clip_norm);
+        let grad_norm = grads.clip_global_norm(self.cfg.optim.clip_norm);
         if !grad_norm.is_finite() {
             return Err(MetaError::NonFiniteLoss {
                 step,
@@ -368,10 +349,9 @@ impl Trainer {
             });
         }
         let lr = learning_rate(&self.cfg.optim, self.cfg.schedule.steps, step);
-        self.adam.update_with_lr(self.model.params(), &grads, lr)?;
+        self.optimizer.update(self.model.params(), &grads, lr)?;
         self.step = step;
         Ok(StepMetrics {
-            kind: "train",
             step,
             loss: loss_sum,
             acc: correct_sum / (b * t) as f32,
@@ -392,14 +372,13 @@ impl Trainer {
     fn checkpoint_keeping(&self, keep: usize) -> Result<PathBuf> {
         let meta = CheckpointMeta {
             step: self.step,
-            adam_step: self.adam.step,
             input_dim: self.family.n_x() + NUM_CLASSES,
             sampler: self.sampler.state(),
         };
         save_checkpoint(
             &self.dir.checkpoints(),
             self.model.params(),
-            &self.adam,
+            &self.optimizer.state(),
             &meta,
             keep,
         )
@@ -427,7 +406,7 @@ impl Trainer {
                     return Err(e);
                 }
             };
-            self.metrics.append(&m)?;
+            self.metrics.append(&RunRecord::Train(m.clone()))?;
             observer.on_step(&m);
             if s.divergence_factor > 0.0 && m.loss as f64 > threshold {
                 self.high_loss_steps += 1;

@@ -8,7 +8,7 @@ use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::adam::Adam;
 use gpicl_meta::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta};
 use gpicl_meta::plateau::{plateau_of_run, PlateauCriteria};
-use gpicl_meta::{MetricsLog, OptimConfig, TrainConfig};
+use gpicl_meta::{MetricsLog, OptimConfig, Optimizer, TrainConfig};
 use gpicl_models::ParamStore;
 use gpicl_tasks::{SamplerState, StreamState};
 use proptest::prelude::*;
@@ -44,7 +44,6 @@ fn valid_checkpoint() -> Vec<u8> {
     let adam = Adam::new(OptimConfig::default(), &params);
     let meta = CheckpointMeta {
         step: 7,
-        adam_step: 7,
         input_dim: 14,
         sampler: SamplerState {
             rng: [1, 2, 3, 4],
@@ -56,19 +55,28 @@ fn valid_checkpoint() -> Vec<u8> {
             },
         },
     };
-    let path = save_checkpoint(&scratch("valid-checkpoint"), &params, &adam, &meta, 1).unwrap();
+    let path = save_checkpoint(
+        &scratch("valid-checkpoint"),
+        &params,
+        &adam.state(),
+        &meta,
+        1,
+    )
+    .unwrap();
     std::fs::read(path).unwrap()
 }
 
 fn valid_metrics() -> Vec<u8> {
-    let mut text = String::from("{\"kind\":\"model\",\"step\":0,\"params\":10}\n");
+    let mut text = String::from(
+        "{\"kind\":\"model\",\"step\":0,\"model\":\"transformer\",\"params\":10,\"state_size\":4,\"n_x\":2}\n",
+    );
     for step in 1..=40 {
         let loss = if step < 20 { 2.3 } else { 1.0 };
         text.push_str(&format!(
-            "{{\"kind\":\"train\",\"step\":{step},\"loss\":{loss},\"acc\":0.1,\"lr\":0.001}}\n"
+            "{{\"kind\":\"train\",\"step\":{step},\"loss\":{loss},\"acc\":0.1,\"acc_last\":0.1,\"grad_norm\":1.0,\"lr\":0.001,\"seconds\":0.01}}\n"
         ));
     }
-    text.push_str("{\"kind\":\"eval\",\"step\":40,\"dataset\":\"mnist\",\"group\":\"unseen\",\"acc_first\":0.1,\"acc_last\":0.5}\n");
+    text.push_str("{\"kind\":\"eval\",\"step\":40,\"dataset\":\"mnist\",\"group\":\"unseen\",\"acc_first\":0.1,\"acc_last\":0.5,\"loss_last\":2.0}\n");
     text.into_bytes()
 }
 
@@ -80,6 +88,9 @@ fn the_seed_files_are_valid() {
     let path = scratch("seed.toml");
     std::fs::write(&path, toml::to_string(&TrainConfig::quickstart()).unwrap()).unwrap();
     TrainConfig::load(&path).unwrap();
+    let path = scratch("seed-metrics.jsonl");
+    std::fs::write(&path, valid_metrics()).unwrap();
+    assert_eq!(MetricsLog::open(&path).read().unwrap().len(), 42);
 }
 
 proptest! {
@@ -131,6 +142,6 @@ proptest! {
         let kept = log.read().unwrap();
         prop_assert!(kept
             .iter()
-            .all(|r| r.get("step").and_then(|s| s.as_u64()).is_none_or(|s| s <= 10)));
+            .all(|r| r.step() <= 10));
     }
 }

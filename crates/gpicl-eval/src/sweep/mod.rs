@@ -102,7 +102,7 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
 mod tests {
     use super::*;
     use crate::report::{EvalReport, GroupResult};
-    use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
+    use gpicl_meta::{MetricsLog, RunDir, RunRecord, TrainConfig};
 
     /// A fake finished run: config, a loss curve, and an evaluation with
     /// the given seen/unseen accuracy on MNIST.
@@ -114,20 +114,37 @@ mod tests {
         cfg.seed = seed;
         std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
         let log = MetricsLog::open(&dir.metrics());
-        log.append(&serde_json::json!({"kind": "model", "step": 0, "model": "transformer", "params": 1000 + num_tasks, "state_size": 64, "n_x": 196}))
-            .unwrap();
+        log.append(&RunRecord::Model(gpicl_meta::ModelRecord {
+            step: 0,
+            model: "transformer".into(),
+            params: 1000 + num_tasks as usize,
+            state_size: 64,
+            n_x: 196,
+        }))
+        .unwrap();
         for step in 1..=60u64 {
             let loss = if step <= 30 {
                 10f64.ln()
             } else {
                 0.5 + seed as f64 * 0.1
             };
-            log.append(&serde_json::json!({"kind": "train", "step": step, "loss": loss}))
-                .unwrap();
+            log.append(&RunRecord::Train(gpicl_meta::StepMetrics {
+                step,
+                loss: loss as f32,
+                ..Default::default()
+            }))
+            .unwrap();
             if step % 20 == 0 {
                 let acc = unseen * step as f32 / 60.0;
-                log.append(&serde_json::json!({"kind": "eval", "step": step, "dataset": "mnist", "group": "unseen", "acc_first": 0.1, "acc_last": acc, "loss_last": 2.0}))
-                    .unwrap();
+                log.append(&RunRecord::Eval(gpicl_meta::EvalRecord {
+                    step,
+                    dataset: "mnist".into(),
+                    group: "unseen".into(),
+                    acc_first: 0.1,
+                    acc_last: acc,
+                    loss_last: 2.0,
+                }))
+                .unwrap();
             }
         }
         let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
@@ -235,7 +252,14 @@ mod tests {
         let stuck = RunDir::new(root.join("stuck"));
         fake_run(&root, "stuck", 64, 0, 0.1, 0.1);
         let log: String = (1..=60)
-            .map(|s| format!("{{\"kind\":\"train\",\"step\":{s},\"loss\":2.3}}\n"))
+            .map(|step| {
+                let record = RunRecord::Train(gpicl_meta::StepMetrics {
+                    step,
+                    loss: 2.3,
+                    ..Default::default()
+                });
+                format!("{}\n", serde_json::to_string(&record).unwrap())
+            })
             .collect();
         std::fs::write(stuck.metrics(), log).unwrap();
         // The SGD baseline: a config and an evaluation, no metrics log.

@@ -8,7 +8,8 @@
 use crate::error::{EvalError, Result};
 use crate::report::{EvalReport, GroupResult};
 use gpicl_meta::plateau::{detect_plateau, plateau_curve, Plateau, PlateauCriteria};
-use gpicl_meta::{MetricsLog, RunDir, TrainConfig};
+use gpicl_meta::record::as_written;
+use gpicl_meta::{MetricsLog, RunDir, RunRecord, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -127,15 +128,12 @@ impl RunSummary {
 fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSummary> {
     let log = MetricsLog::open(&run.metrics());
     let records = log.read()?;
-    let of_kind = |kind: &'static str| {
-        records
-            .iter()
-            .filter(move |r| r.get("kind").and_then(|k| k.as_str()) == Some(kind))
-    };
-    let model = of_kind("model").next();
-    let count = |key: &str| Some(model?.get(key)?.as_u64()? as usize);
-    let final_loss = of_kind("train")
-        .filter_map(|r| r.get("loss")?.as_f64())
+    let model = records.iter().find_map(RunRecord::as_model);
+    let evals = || records.iter().filter_map(RunRecord::as_eval);
+    let final_loss = records
+        .iter()
+        .filter_map(RunRecord::as_train)
+        .map(|r| as_written(r.loss))
         .next_back();
     let loss_curve = plateau_curve(&records);
     let training_dataset = config.data.dataset.as_str();
@@ -146,25 +144,17 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     } else {
         "unseen"
     };
-    let unseen_progress = of_kind("eval")
-        .filter(|r| {
-            r.get("dataset").and_then(|d| d.as_str()) == Some(training_dataset)
-                && r.get("group").and_then(|g| g.as_str()) == Some(unseen)
-        })
-        .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("acc_last")?.as_f64()?)))
+    let unseen_progress = evals()
+        .filter(|r| r.dataset == training_dataset && r.group == unseen)
+        .map(|r| (r.step, as_written(r.acc_last)))
         .collect();
     let mut icl_progress: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    for r in of_kind("eval").filter(|r| r.get("group").and_then(|g| g.as_str()) == Some(unseen)) {
-        let point = (|| {
-            let gain = r.get("acc_last")?.as_f64()? - r.get("acc_first")?.as_f64()?;
-            Some((r.get("dataset")?.as_str()?, r.get("step")?.as_u64()?, gain))
-        })();
-        if let Some((dataset, step, gain)) = point {
-            icl_progress
-                .entry(dataset.to_string())
-                .or_default()
-                .push((step, gain));
-        }
+    for r in evals().filter(|r| r.group == unseen) {
+        let gain = as_written(r.acc_last) - as_written(r.acc_first);
+        icl_progress
+            .entry(r.dataset.clone())
+            .or_default()
+            .push((r.step, gain));
     }
     // The final evaluation is logged too; keep one point per step.
     icl_progress.values_mut().for_each(|points| {
@@ -172,8 +162,8 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
         points.dedup_by_key(|p| p.0);
     });
     Ok(TrainingSummary {
-        params: count("params"),
-        state_size: count("state_size"),
+        params: model.map(|m| m.params),
+        state_size: model.map(|m| m.state_size),
         final_loss,
         plateau: detect_plateau(
             &loss_curve,
