@@ -23,25 +23,48 @@ pub enum EvalError {
     /// A dataset's inputs do not fit the model.
     #[error("dataset `{dataset}` has {got} features per example after preprocessing, but the model was trained on {expected}; set data.image_size and data.channels so both agree")]
     InputSize {
+        /// The dataset, by catalogue name.
         dataset: String,
+        /// Features per example of the dataset.
         got: usize,
+        /// Features per example the model was trained on.
         expected: usize,
     },
     /// An option has an impossible value.
     #[error("option `{option}`: {reason}")]
-    Config { option: String, reason: String },
+    Config {
+        /// The option at fault, as written in `config.toml`.
+        option: String,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
     /// A name that is not an evaluation group.
     #[error("unknown evaluation group `{name}`; expected one of {expected}")]
-    UnknownGroup { name: String, expected: String },
+    UnknownGroup {
+        /// The name given.
+        name: String,
+        /// The names of every group.
+        expected: String,
+    },
     /// A run's file could not be read or parsed.
     #[error("{path}: {reason}")]
-    Input { path: PathBuf, reason: String },
+    Input {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
     /// Data handed to a learner is outside what it can do.
     #[error("{0}")]
     Learner(String),
     /// A file could not be written.
     #[error("{path}: {reason}")]
-    Output { path: PathBuf, reason: String },
+    Output {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
     /// A sweep file, its starting config or one of its cells cannot be
     /// used; the message names the file or the cell.
     #[error("{message}")]

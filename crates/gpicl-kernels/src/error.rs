@@ -8,7 +8,12 @@ pub enum KernelError {
     Candle(#[from] candle_core::Error),
     /// The `--device` string could not be understood or is not available.
     #[error("device `{name}`: {reason}")]
-    Device { name: String, reason: String },
+    Device {
+        /// The device string as given.
+        name: String,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.

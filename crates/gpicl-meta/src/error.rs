@@ -19,17 +19,29 @@ pub enum MetaError {
     Kernel(#[from] gpicl_kernels::KernelError),
     /// An option has an impossible value.
     #[error("option `{option}`: {reason}")]
-    Config { option: String, reason: String },
+    Config {
+        /// The option at fault, as written in `config.toml`.
+        option: String,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder at fault.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
     /// A checkpoint or config file is unreadable or does not fit this run.
     #[error("{path}: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
     /// Gradients or optimiser state that do not fit the parameters they
     /// are applied to (names or sizes).
     #[error("{0}")]
@@ -38,7 +50,12 @@ pub enum MetaError {
     #[error(
         "{path} is in use by {holder}; wait for it to finish or stop it, or use another --out"
     )]
-    Locked { path: PathBuf, holder: String },
+    Locked {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// The process holding the lock (host and pid).
+        holder: String,
+    },
     /// A hook (such as the periodic evaluation) failed; the run was
     /// checkpointed first.
     #[error("during training: {0}")]
@@ -46,16 +63,27 @@ pub enum MetaError {
     /// The loss stayed far above chance for too long.
     #[error("training diverged: the loss stayed above {threshold:.1} (schedule.divergence_factor × ln 10) for {patience} steps, reaching {loss} at step {step}. Lower optim.lr (now {lr}) or set optim.clip_norm (both may change when resuming, e.g. `train --out DIR --set optim.lr=...`), or raise schedule.divergence_factor / schedule.divergence_patience if such losses are expected. The last checkpoint from before the divergence is kept: {checkpoint}")]
     Diverged {
+        /// The training step.
         step: u64,
+        /// The loss at that step.
         loss: f32,
+        /// The loss above which a step counts as diverged.
         threshold: f64,
+        /// How many steps in a row were above the threshold.
         patience: u64,
+        /// The learning rate of the run.
         lr: f64,
+        /// The last checkpoint written before the divergence.
         checkpoint: String,
     },
     /// Training diverged; the last checkpoint is still intact.
     #[error("loss is {loss} at step {step}: training diverged (try a lower optim.lr, optim.clip_norm, or a smaller optim.eps); the run can resume from its last checkpoint")]
-    NonFiniteLoss { step: u64, loss: f32 },
+    NonFiniteLoss {
+        /// The training step.
+        step: u64,
+        /// The loss at that step.
+        loss: f32,
+    },
 }
 
 impl MetaError {

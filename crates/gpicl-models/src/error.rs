@@ -9,15 +9,27 @@ pub enum ModelError {
     /// A model option has an impossible value.
     #[error("model option `{option}`: {reason}")]
     Config {
+        /// The option at fault, as written in `config.toml`.
         option: &'static str,
+        /// What is wrong, and what was expected instead.
         reason: String,
     },
     /// Loaded parameters do not fit the model.
     #[error("parameter `{name}`: {reason}")]
-    Parameter { name: String, reason: String },
+    Parameter {
+        /// The parameter, by its store name.
+        name: String,
+        /// What is wrong, and what was expected instead.
+        reason: String,
+    },
     /// The input does not have the shape the model was built for.
     #[error("input shape {got:?}: {expected}")]
-    Input { got: Vec<usize>, expected: String },
+    Input {
+        /// The shape given.
+        got: Vec<usize>,
+        /// The shape the model expects.
+        expected: String,
+    },
 }
 
 /// Result alias for this crate.
