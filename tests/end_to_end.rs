@@ -11,7 +11,6 @@ fn roots() -> DataRoots {
     DataRoots::only(vec![embedded_data_dir()])
 }
 
-
 /// A model and batch small enough for a test: 7×7 images, 20-step sequences.
 fn tiny(steps: u64) -> TrainConfig {
     let mut cfg = TrainConfig::small();

@@ -82,7 +82,11 @@ fn names_an_issue(line: &str) -> bool {
 #[test]
 fn every_todo_names_the_issue_that_resolves_it() {
     // Spelled in halves so this file does not match itself.
-    let markers = [concat!("TO", "DO"), concat!("FIX", "ME"), concat!("X", "XX:")];
+    let markers = [
+        concat!("TO", "DO"),
+        concat!("FIX", "ME"),
+        concat!("X", "XX:"),
+    ];
     let mut open = Vec::new();
     for path in sources(&[".rs", ".toml", ".cu", ".py", ".sh"]) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -132,7 +136,10 @@ fn no_source_file_outgrows_six_hundred_lines_outside_its_tests() {
 fn crate_doc_fences(text: &str) -> Vec<String> {
     let mut fences = Vec::new();
     let mut inside = false;
-    for line in text.lines().take_while(|l| l.starts_with("//!") || l.is_empty()) {
+    for line in text
+        .lines()
+        .take_while(|l| l.starts_with("//!") || l.is_empty())
+    {
         let doc = line.trim_start_matches("//!").trim();
         if let Some(info) = doc.strip_prefix("```") {
             if !inside {
@@ -174,7 +181,9 @@ fn the_checks_recognise_what_they_look_for() {
     assert!(!names_an_issue("// fix the issue later"));
     assert_eq!(lines_outside_tests("a\nb\n#[cfg(test)]\nmod tests {}\n"), 2);
     assert_eq!(
-        crate_doc_fences("//! Doc.\n//! ```no_run\n//! x();\n//! ```\n//! ```text\n//! ```\nuse a;"),
+        crate_doc_fences(
+            "//! Doc.\n//! ```no_run\n//! x();\n//! ```\n//! ```text\n//! ```\nuse a;"
+        ),
         vec!["no_run".to_string(), "text".to_string()]
     );
 }

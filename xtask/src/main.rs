@@ -12,6 +12,9 @@
 //!   with or without a GPU (docs/gpu.md);
 //! - `cargo xtask gpu-check`: on a GPU machine, CUDA-vs-CPU parity and the
 //!   paper-scale step benchmark in one command.
+// The doc comments of the argument structs are clap's `--help` text, written
+// for a terminal (`[FILE]`, `<name>`), not rustdoc Markdown.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 mod bench_cmd;
 mod bench_refs;

@@ -397,7 +397,6 @@ mod tests {
             .to_string()
     }
 
-
     fn args(train: PathBuf, test: Option<PathBuf>, out: PathBuf) -> PredictArgs {
         PredictArgs {
             learner: shipped(),

@@ -405,10 +405,7 @@ mod tests {
             "{err}"
         );
         let impossible = spec("name = \"x\"\n[grid]\n\"model.d_model\" = [0, 32]\n");
-        let err = format!(
-            "{:#}",
-            plan(&impossible, &RunConfig::small()).unwrap_err()
-        );
+        let err = format!("{:#}", plan(&impossible, &RunConfig::small()).unwrap_err());
         assert!(err.contains("sweep cell d_model-0"), "{err}");
     }
 

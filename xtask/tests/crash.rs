@@ -6,14 +6,13 @@
 use gpicl::kernels::Device;
 use gpicl::meta::checkpoint::{list_checkpoints, load_checkpoint};
 use gpicl::meta::{MetricsLog, RunDir, RunRecord};
+use gpicl_testing::absent_path;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use gpicl_testing::absent_path;
 
 const STEPS: u64 = 300;
 const KILLS: usize = 25;
-
 
 fn train(out: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));

@@ -136,7 +136,6 @@ mod tests {
     use super::*;
     use gpicl_testing::absent_path;
 
-
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_pid_and_start() {
         let dir = absent_path("twice");

@@ -3,7 +3,6 @@
 //! reads it). Thousands of mutations of valid files: none may panic, and
 //! none may allocate more than the file could hold.
 
-use gpicl_testing::fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::adam::Adam;
 use gpicl_meta::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta};
@@ -11,6 +10,7 @@ use gpicl_meta::plateau::{plateau_of_run, PlateauCriteria};
 use gpicl_meta::{MetricsLog, OptimConfig, Optimizer, TrainConfig};
 use gpicl_models::ParamStore;
 use gpicl_tasks::{SamplerState, StreamState};
+use gpicl_testing::fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -22,7 +22,8 @@ const OVERHEAD: usize = 4 << 20;
 /// A file in this binary's one scratch folder (thousands of cases share it).
 fn scratch(name: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| gpicl_testing::scratch_dir("fuzz-meta")).join(name)
+    DIR.get_or_init(|| gpicl_testing::scratch_dir("fuzz-meta"))
+        .join(name)
 }
 
 /// A real checkpoint of two small parameters.

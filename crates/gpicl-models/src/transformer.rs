@@ -250,7 +250,7 @@ impl SequenceModel for Transformer {
         &self.params
     }
 
-    /// The hand-written step of [`step`] where the fused kernels apply
+    /// The hand-written step of the private `step` module where the fused kernels apply
     /// (CPU `f32`), autograd otherwise.
     fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<crate::LossAndGrads> {
         if gpicl_kernels::fused::use_host_kernels(tokens) {

@@ -282,7 +282,6 @@ mod tests {
     use super::*;
     use gpicl_testing::absent_path;
 
-
     fn arrays(n: usize) -> (IdxArray, IdxArray) {
         (
             IdxArray {

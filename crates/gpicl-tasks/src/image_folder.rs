@@ -274,7 +274,6 @@ mod tests {
             .unwrap();
     }
 
-
     #[test]
     fn class_folders_become_sorted_labels_with_optional_splits() {
         let dir = absent_path("splits");

@@ -164,9 +164,8 @@ fn quantise(v: f32, lo: f32, hi: f32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gpicl_testing::scratch_dir;
     use crate::{DataConfig, DataRoots, ImageSet};
-
+    use gpicl_testing::scratch_dir;
 
     #[test]
     fn an_imported_table_loads_by_name_with_its_labels_and_scaled_features() {

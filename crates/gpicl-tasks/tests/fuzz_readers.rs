@@ -7,9 +7,9 @@
 //! expand to).
 
 mod common;
-use gpicl_testing::fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
 use gpicl_tasks::idx::{encode_idx, parse_idx, read_idx, IdxArray};
 use gpicl_tasks::parquet_images::read_shard;
+use gpicl_testing::fuzzing::{config, largest_allocation, mutate, mutations, PeakAlloc};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +25,8 @@ const GZIP_EXPANSION: usize = 1100;
 /// A file in this binary's one scratch folder (thousands of cases share it).
 fn scratch(name: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| gpicl_testing::scratch_dir("fuzz-tasks")).join(name)
+    DIR.get_or_init(|| gpicl_testing::scratch_dir("fuzz-tasks"))
+        .join(name)
 }
 
 fn valid_idx() -> Vec<u8> {

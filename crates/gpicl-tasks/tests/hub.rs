@@ -13,6 +13,7 @@ use gpicl_tasks::hub::{
 };
 use gpicl_tasks::idx::read_idx;
 use gpicl_tasks::{DataConfig, DataRoots, ImageSet, Split, TaskError};
+use gpicl_testing::scratch_dir;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +21,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use gpicl_testing::scratch_dir;
 
 const REPO: &str = "test-org/tiny_digits";
 const MODEL_REPO: &str = "test-org/tiny-learner";
@@ -48,7 +48,6 @@ const TINY: DatasetInfo = DatasetInfo {
     transposed: false,
     label_offset: 0,
 };
-
 
 /// Example `i` of a shard starting at `first`: pixel `p` is `(i·7 + p) % 256`.
 fn sha256(bytes: &[u8]) -> String {

@@ -4,9 +4,8 @@ use gpicl_tasks::cache::verify_dataset;
 use gpicl_tasks::catalog::lookup;
 use gpicl_tasks::idx::{read_idx, write_idx, IdxArray};
 use gpicl_tasks::import::import_dir;
-use std::path::Path;
 use gpicl_testing::scratch_dir;
-
+use std::path::Path;
 
 fn images(n: usize, h: usize, w: usize) -> IdxArray {
     IdxArray {
