@@ -281,6 +281,7 @@ fn run_cell(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::{absent_path, scratch_dir};
 
     fn spec(text: &str) -> SweepSpec {
         toml::from_str(text).unwrap()
@@ -312,9 +313,9 @@ mod tests {
                 )
                 .unwrap();
                 let bytes = fuzzing::mutate(&seed, &edits);
-                let dir = std::env::temp_dir().join(format!("gpicl-fuzz-sweep-{}", std::process::id()));
-                std::fs::create_dir_all(&dir).unwrap();
-                let path = dir.join("mutated-sweep.toml");
+                // One folder for every case: thousands of them run.
+                static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+                let path = DIR.get_or_init(|| scratch_dir("fuzz-sweep")).join("mutated-sweep.toml");
                 std::fs::write(&path, &bytes).unwrap();
                 match SweepSpec::load(&path) {
                     Ok(sweep) => {
@@ -411,7 +412,7 @@ mod tests {
 
     #[test]
     fn finished_cells_are_recognised_by_their_evaluation() {
-        let root = std::env::temp_dir().join(format!("gpicl-sweep-{}", std::process::id()));
+        let root = absent_path("sweep");
         let cells = plan(&spec(TRANSITION), &RunConfig::small()).unwrap();
         let finished = RunDir::new(root.join(&cells[0].name));
         std::fs::create_dir_all(finished.eval()).unwrap();
@@ -429,7 +430,7 @@ mod tests {
 
     #[test]
     fn the_slurm_script_is_an_array_with_one_task_per_cell() {
-        let root = std::env::temp_dir().join(format!("gpicl-slurm-{}", std::process::id()));
+        let root = absent_path("slurm");
         let s = spec(TRANSITION);
         let cells = plan(&s, &RunConfig::small()).unwrap();
         let flags = vec!["--preset".to_string(), "quickstart".to_string()];

@@ -309,6 +309,7 @@ fn report_plateau(dir: &RunDir) -> Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use gpicl_testing::{absent_path, scratch_dir};
 
     #[derive(Parser)]
     struct Cli {
@@ -318,8 +319,7 @@ mod tests {
 
     #[test]
     fn heads_resolve_against_the_model_kind_of_the_merged_config() {
-        let tmp = std::env::temp_dir().join(format!("gpicl-train-heads-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp).unwrap();
+        let tmp = scratch_dir("train-heads");
         let config = tmp.join("outer.toml");
         std::fs::write(&config, "[model]\nkind = \"outer-lstm\"\n").unwrap();
         let dir = RunDir::new(tmp.join("run"));
@@ -347,8 +347,7 @@ mod tests {
 
     #[test]
     fn the_sgd_baseline_trains_nothing_and_leaves_a_finished_run_directory() {
-        let out = std::env::temp_dir().join(format!("gpicl-train-sgd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
+        let out = absent_path("train-sgd");
         let cli = Cli::parse_from([
             "train",
             "--model",

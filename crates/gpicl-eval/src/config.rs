@@ -296,6 +296,7 @@ impl<'de> Deserialize<'de> for RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::scratch_dir;
 
     #[test]
     fn the_quickstart_config_is_written_in_the_layout_of_earlier_runs() {
@@ -355,8 +356,7 @@ mod tests {
 
     #[test]
     fn the_training_config_reads_a_run_config_skipping_the_evaluation() {
-        let dir = std::env::temp_dir().join(format!("gpicl-runcfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("runcfg");
         let path = dir.join("config.toml");
         std::fs::write(&path, RunConfig::quickstart().to_toml().unwrap()).unwrap();
         assert_eq!(TrainConfig::load(&path).unwrap(), TrainConfig::quickstart());

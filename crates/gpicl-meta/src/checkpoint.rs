@@ -309,13 +309,7 @@ mod tests {
     use crate::adam::Adam;
     use crate::config::OptimConfig;
     use gpicl_tasks::{SamplerState, StreamState};
-
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gpicl-ckpt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use gpicl_testing::scratch_dir;
 
     fn sampler() -> SamplerState {
         SamplerState {
@@ -370,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_in_the_layout_of_earlier_versions_restores_adam() {
-        let dir = scratch("legacy");
+        let dir = scratch_dir("legacy");
         let path = dir.join(checkpoint_name(4));
         legacy_checkpoint(&path);
         let ckpt = load_checkpoint(&path, &Device::Cpu).unwrap();
@@ -392,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_saved_checkpoint_stores_the_optimiser_state_under_its_own_names() {
-        let dir = scratch("names");
+        let dir = scratch_dir("names");
         let params = store();
         let adam = Adam::new(OptimConfig::default(), &params);
         let meta = CheckpointMeta {
@@ -410,7 +404,7 @@ mod tests {
         assert_eq!((&ckpt.meta, &ckpt.optimizer), (&meta, &adam.state()));
 
         // Weights only: no optimiser tensors, and resuming is refused.
-        let slim = scratch("names-slim");
+        let slim = scratch_dir("names-slim");
         let path = save_weights(&slim, &params, &ckpt.meta, 7).unwrap();
         let weights = load_checkpoint(&path, &Device::Cpu).unwrap();
         assert!(weights.optimizer.tensors.is_empty() && weights.optimizer.step == 7);

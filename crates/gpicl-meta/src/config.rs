@@ -388,6 +388,7 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::scratch_dir;
 
     #[test]
     fn bf16_on_the_cpu_runs_only_where_the_cpu_has_amx() {
@@ -418,8 +419,7 @@ mod tests {
 
     #[test]
     fn a_saved_config_naming_a_missing_gpu_still_loads_for_evaluation_elsewhere() {
-        let dir = std::env::temp_dir().join(format!("gpicl-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("cfg");
         let path = dir.join("config.toml");
         let mut c = TrainConfig::small();
         c.device = "cuda:3".into();

@@ -66,6 +66,7 @@ impl MetricsLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::scratch_dir;
 
     fn line(step: u64) -> String {
         serde_json::to_string(&RunRecord::Train(crate::StepMetrics {
@@ -76,8 +77,7 @@ mod tests {
     }
 
     fn log_with(tag: &str, text: &str) -> MetricsLog {
-        let dir = std::env::temp_dir().join(format!("gpicl-metrics-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir(&format!("metrics-{tag}"));
         let path = dir.join("metrics.jsonl");
         std::fs::write(&path, text).unwrap();
         MetricsLog::open(&path)

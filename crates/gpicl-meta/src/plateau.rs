@@ -122,6 +122,7 @@ mod tests {
     use super::*;
     use crate::record::EvalRecord;
     use gpicl_kernels::rng::Rng;
+    use gpicl_testing::scratch_dir;
 
     fn train(step: u64, loss: f32, loss_unbiased: Option<f32>) -> RunRecord {
         RunRecord::Train(crate::StepMetrics {
@@ -221,8 +222,7 @@ mod tests {
 
     #[test]
     fn the_plateau_of_a_run_is_read_from_its_train_records() {
-        let dir = std::env::temp_dir().join(format!("gpicl-plateau-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("plateau");
         let log = MetricsLog::open(&dir.join("metrics.jsonl"));
         for (step, loss) in synthetic(30, 80, 0.0, 6) {
             log.append(&train(step, loss as f32, None)).unwrap();

@@ -178,6 +178,7 @@ pub fn read_records(path: &Path) -> Result<Vec<RunRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::scratch_dir;
 
     fn train(step: u64) -> StepMetrics {
         StepMetrics {
@@ -253,8 +254,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_an_error_naming_the_file_line_and_known_kinds() {
-        let dir = std::env::temp_dir().join(format!("gpicl-record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("record");
         let path = dir.join("metrics.jsonl");
         std::fs::write(&path, "{\"kind\":\"lap\",\"step\":1}\n").unwrap();
         let err = read_records(&path).unwrap_err().to_string();

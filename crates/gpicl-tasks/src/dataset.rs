@@ -404,18 +404,13 @@ fn resize_weights(input: usize, output: usize, method: ResizeMethod) -> Vec<Vec<
 mod tests {
     use super::*;
     use crate::idx::{write_idx, IdxArray};
+    use gpicl_testing::scratch_dir;
 
     fn write_dataset(dir: &Path, name: &str, images: IdxArray, labels: IdxArray) {
         let d = dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
         write_idx(&d.join("t10k-images-idx3-ubyte.gz"), &images).unwrap();
         write_idx(&d.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
-    }
-
-    fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("gpicl-ds-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 
     #[test]
@@ -435,7 +430,7 @@ mod tests {
 
     #[test]
     fn grayscale_and_colour_datasets_end_up_the_same_size() {
-        let dir = tmp("shape");
+        let dir = scratch_dir("shape");
         write_dataset(
             &dir,
             "gray",
@@ -484,7 +479,7 @@ mod tests {
 
     #[test]
     fn image_and_label_count_mismatch_names_the_file() {
-        let dir = tmp("mismatch");
+        let dir = scratch_dir("mismatch");
         write_dataset(
             &dir,
             "bad",
@@ -514,7 +509,7 @@ mod tests {
 
     #[test]
     fn labels_outside_a_known_datasets_classes_are_refused_naming_file_and_index() {
-        let dir = tmp("labels-200");
+        let dir = scratch_dir("labels-200");
         write_dataset(
             &dir,
             "mnist",
@@ -546,7 +541,7 @@ mod tests {
 
     #[test]
     fn images_of_another_shape_than_the_catalogue_says_are_refused() {
-        let dir = tmp("cifar-as-mnist");
+        let dir = scratch_dir("cifar-as-mnist");
         write_dataset(
             &dir,
             "mnist",
@@ -576,7 +571,7 @@ mod tests {
 
     #[test]
     fn images_without_pixels_are_refused() {
-        let dir = tmp("empty-pixels");
+        let dir = scratch_dir("empty-pixels");
         write_dataset(
             &dir,
             "flat",

@@ -103,6 +103,7 @@ mod tests {
     use super::*;
     use crate::report::{EvalReport, GroupResult};
     use gpicl_meta::{MetricsLog, RunDir, RunRecord, TrainConfig};
+    use gpicl_testing::{absent_path, scratch_dir};
 
     /// A fake finished run: config, a loss curve, and an evaluation with
     /// the given seen/unseen accuracy on MNIST.
@@ -165,8 +166,7 @@ mod tests {
 
     #[test]
     fn the_report_averages_seeds_per_configuration_and_plots_the_swept_key() {
-        let root = std::env::temp_dir().join(format!("gpicl-report-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = absent_path("report");
         fake_run(&root, "a", 16, 0, 0.9, 0.1);
         fake_run(&root, "b", 16, 1, 0.8, 0.2);
         fake_run(&root, "c", 1024, 0, 0.7, 0.6);
@@ -246,8 +246,7 @@ mod tests {
 
     #[test]
     fn runs_that_never_leave_the_plateau_and_baselines_without_training_are_marked() {
-        let root = std::env::temp_dir().join(format!("gpicl-report-stuck-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = absent_path("report-stuck");
         fake_run(&root, "trained", 16, 0, 0.9, 0.1);
         let stuck = RunDir::new(root.join("stuck"));
         fake_run(&root, "stuck", 64, 0, 0.1, 0.1);
@@ -285,8 +284,7 @@ mod tests {
 
     #[test]
     fn a_folder_without_finished_runs_is_an_error_naming_it() {
-        let root = std::env::temp_dir().join(format!("gpicl-report-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&root).unwrap();
+        let root = scratch_dir("report-empty");
         let err = write_sweep_report(&root, &root.join("out"), "x")
             .unwrap_err()
             .to_string();
