@@ -4,6 +4,7 @@ use crate::config_overrides;
 use crate::model_flags::ModelFlags;
 use anyhow::Result;
 use clap::Args;
+use gpicl::kernels::KernelOptions;
 use gpicl::meta::TrainConfig;
 use gpicl::models::build_model;
 use gpicl::tasks::{dataset::feature_count, NUM_CLASSES};
@@ -56,6 +57,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             t,
             cfg.seed,
             &device,
+            KernelOptions::from_env(),
         )?;
         (
             model.param_count(),

@@ -1,5 +1,5 @@
 //! The fused kernels over plain `f32` slices: what the ops of
-//! [`crate::fused`] run inside, and what a hand-written training step (one
+//! [`crate::op`] run inside, and what a hand-written training step (one
 //! that keeps its activations in its own buffers instead of candle's
 //! autograd graph) calls directly.
 //!
@@ -7,14 +7,14 @@
 //! runs its inner loops through [`crate::simd`]'s AVX2 dispatch. Shapes are
 //! implied by slice lengths and checked with assertions: these are
 //! building blocks for callers that have validated their shapes already
-//! (the candle ops in [`crate::fused`] check and return errors).
+//! (the candle ops in [`crate::op`] check and return errors).
 //!
 //! ```
 //! use gpicl_kernels::host;
 //! // y = x W + b for two rows of three features into two outputs.
 //! let (x, w, b) = ([1.0, 2.0, 3.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [0.5, -0.5]);
 //! let mut y = [0.0; 4];
-//! host::linear_forward(&x, &w, &b, &mut y);
+//! host::linear_forward(&x, &w, &b, &mut y, false);
 //! assert_eq!(y, [4.5, 4.5, 0.5, 0.5]);
 //! ```
 
@@ -63,7 +63,8 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
 // ------------------------------------------------------------------- Linear
 
 /// `out = x W + b` for `x: [m, k]`, `W: [k, n]`, `b: [n]`, `out: [m, n]`.
-pub fn linear_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
+/// The product runs in bf16 when `bf16` ([`cpu::matmul`]).
+pub fn linear_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], bf16: bool) {
     let n = b.len();
     let k = w.len() / n;
     let m = x.len() / k;
@@ -73,12 +74,14 @@ pub fn linear_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
     );
     // Start from the bias so that the product accumulates onto it.
     out.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
-    cpu::matmul(out, x, false, w, false, m, k, n, true);
+    cpu::matmul(out, x, false, w, false, m, k, n, true, bf16);
 }
 
 /// The backward pass of [`linear_forward`] given `grad = ∂L/∂out`:
 /// `dW (+)= xᵀ grad`, `db (+)= Σ_rows grad` (added to when `accumulate`),
-/// and `dx = grad Wᵀ` (overwritten) when asked for.
+/// and `dx = grad Wᵀ` (overwritten) when asked for; the products in bf16
+/// when `bf16`.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
     x: &[f32],
     w: &[f32],
@@ -87,6 +90,7 @@ pub fn linear_backward(
     dw: &mut [f32],
     db: &mut [f32],
     accumulate: bool,
+    bf16: bool,
 ) {
     let n = db.len();
     let k = w.len() / n;
@@ -97,9 +101,9 @@ pub fn linear_backward(
     );
     if let Some(dx) = dx {
         assert_eq!(dx.len(), m * k, "linear_backward: dx");
-        cpu::matmul(dx, grad, false, w, true, m, n, k, false);
+        cpu::matmul(dx, grad, false, w, true, m, n, k, false, bf16);
     }
-    cpu::matmul(dw, x, true, grad, false, k, m, n, accumulate);
+    cpu::matmul(dw, x, true, grad, false, k, m, n, accumulate, bf16);
     let sums = column_sums(grad, n);
     if accumulate {
         add_rows(db, &sums);
@@ -156,8 +160,8 @@ simd_fn! {
 
 /// `out = max(x W + b, 0)`: [`linear_forward`] with a ReLU applied in the
 /// same pass over the output.
-pub fn linear_relu_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
-    linear_forward(x, w, b, out);
+pub fn linear_relu_forward(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], bf16: bool) {
+    linear_forward(x, w, b, out, bf16);
     out.par_chunks_mut(ELEMENTWISE_CHUNK)
         .for_each(relu_in_place);
 }
@@ -395,57 +399,4 @@ pub fn cross_entropy_backward(
                 d[y as usize] -= scale;
             }
         });
-}
-
-// --------------------------------------------------------------------- Adam
-
-/// The scalars of one Adam update, with the bias corrections
-/// `1 − β^t` precomputed by the caller.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    /// Learning rate.
-    pub lr: f32,
-    /// First-moment decay β₁.
-    pub beta1: f32,
-    /// Second-moment decay β₂.
-    pub beta2: f32,
-    /// Added to `sqrt(v̂ + eps_root)`.
-    pub eps: f32,
-    /// Added to `v̂` inside the square root.
-    pub eps_root: f32,
-    /// Decoupled weight decay.
-    pub weight_decay: f32,
-    /// `1 − β₁^t`.
-    pub correction1: f32,
-    /// `1 − β₂^t`.
-    pub correction2: f32,
-}
-
-simd_fn! {
-    fn adam_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
-        let (b1, b2) = (s.beta1, s.beta2);
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            let m_hat = *m / s.correction1;
-            let v_hat = *v / s.correction2;
-            let update = m_hat / ((v_hat + s.eps_root).sqrt() + s.eps) + s.weight_decay * *p;
-            *p -= s.lr * update;
-        }
-    }
-}
-
-/// One Adam update of a parameter in place, moments included, in one
-/// vectorised pass over parallel chunks:
-/// `p −= lr · (m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p)`.
-pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: &AdamStep) {
-    assert!(
-        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
-        "adam_update: parameter, gradient and moments must have one length"
-    );
-    p.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(g.par_chunks(ELEMENTWISE_CHUNK))
-        .zip(m.par_chunks_mut(ELEMENTWISE_CHUNK))
-        .zip(v.par_chunks_mut(ELEMENTWISE_CHUNK))
-        .for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, step));
 }
