@@ -3,7 +3,7 @@
 //!
 //! On the CPU this tests the fused CPU kernels; on a GPU it tests the CUDA
 //! kernels (`cargo xtask gpu-check` and the `cuda_parity` test run it).
-//! Each op module of [`crate::op`] gives its cases ([`Case`]); the fused
+//! Each op module of [`crate::op`] gives its cases; the fused
 //! side runs with the fused kernels on and the reference side calls the
 //! op's `reference` directly, so no setting is switched to compare them.
 //!

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 #[cfg(feature = "cuda")]
 mod cuda;
 
-/// Causal scaled dot-product attention, as [`reference`]: `q`, `k`, `v`
+/// Causal scaled dot-product attention, as [`reference()`]: `q`, `k`, `v`
 /// and the result are `[batch, t, heads, key_size]` (a free reshape of
 /// `[batch, t, heads·key_size]`), so the model needs no head transposes.
 /// Position `i` attends to `0..=i`.

@@ -14,7 +14,7 @@ mod cuda;
 pub use crate::composed::cross_entropy as reference;
 
 /// Mean softmax cross-entropy of `logits` `[.., classes]` against integer
-/// `targets` of the same leading shape, as [`reference`]. With the fused
+/// `targets` of the same leading shape, as [`reference()`]. With the fused
 /// kernels, targets outside `0..classes` are an error, not garbage.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor, options: KernelOptions) -> Result<Tensor> {
     let backend = options.backend(logits);

@@ -13,7 +13,7 @@ mod cuda;
 pub use crate::composed::layer_norm as reference;
 
 /// Layer normalisation over the last dimension: `(x − mean) / sqrt(var +
-/// eps) · gain + bias`, as its composed [`reference`].
+/// eps) · gain + bias`, as its composed [`reference()`].
 pub fn layer_norm(
     x: &Tensor,
     gain: &Tensor,

@@ -26,7 +26,7 @@ const SAVED: usize = 6;
 ///
 /// `input`: `[b, t, 4h]` pre-activations (the input projection and bias);
 /// returns `h_t` for every position, `[b, t, h]`. The composed
-/// [`reference`] where the fused kernels do not apply.
+/// [`reference()`] where the fused kernels do not apply.
 pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor, options: KernelOptions) -> Result<Tensor> {
     match options.backend(input) {
         Backend::Composed => reference(input, w_rec),

@@ -21,7 +21,7 @@ mod cuda;
 /// Runs the recurrence from zero state. `input`: `[b, t, 8·n·H]` (input
 /// projection plus bias), `w_rec`: `[n·H, 8·n·H]`, `scale`: `[1]` (the
 /// softplus of κ). Returns `h_t` for every position, `[b, t, n·H]`. The
-/// composed [`reference`] where the fused kernels do not apply.
+/// composed [`reference()`] where the fused kernels do not apply.
 pub fn outer_lstm_recurrence(
     input: &Tensor,
     w_rec: &Tensor,
