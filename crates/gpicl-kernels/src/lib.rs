@@ -20,9 +20,9 @@
 //! - [`composed`]: softmax, layer norm, causal attention and cross-entropy
 //!   written as compositions of candle primitives that all record a
 //!   backward pass (candle's fused fast paths do not): the references;
-//! - [`host`]: the CPU kernels' loops over plain slices, shared by the ops
-//!   and by hand-written training steps (the private `cpu` module holds the
-//!   `gemm` products);
+//! - [`host`]: the ops' CPU loops over plain slices gathered into one API
+//!   for hand-written training steps (the private `cpu` module holds the
+//!   `gemm` products the loops share);
 //! - [`bf16`]: bf16 matrix products with f32 accumulation on AMX tiles,
 //!   the CPU half of `precision = "bf16"`;
 //! - `cuda` (with the `cuda` feature): what the ops' CUDA halves share

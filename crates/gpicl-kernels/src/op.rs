@@ -1,8 +1,9 @@
 //! The fused ops, one module each: the differentiable function a model
 //! calls, its composed reference (`reference`, candle primitives, the
 //! definition it is tested against), its CPU kernel (a candle custom op
-//! over the slice loops of [`crate::host`]), its CUDA half (`cuda`, with
-//! the `cuda` feature) and its parity case ([`crate::parity`]).
+//! over its slice loops, `cpu`, which [`crate::host`] re-exports for
+//! hand-written training steps), its CUDA half (`cuda`, with the `cuda`
+//! feature) and its parity case ([`crate::parity`]).
 //!
 //! Every op dispatches the same way, once, on
 //! [`KernelOptions`](crate::KernelOptions) and its input: the composed
@@ -11,8 +12,8 @@
 //! CUDA. The CPU and CUDA halves are separate candle ops, each refusing the
 //! other's device, so no op branches on the device inside its passes.
 //!
-//! A new kernel is a new module here: its function, `reference`, CPU op,
-//! `cuda` half and `parity_cases`, listed in [`crate::parity`].
+//! A new kernel is a new module here: its function, `reference`, CPU op
+//! and loops, `cuda` half and `parity_cases`, listed in [`crate::parity`].
 
 pub mod adam;
 pub mod attention;

@@ -1,13 +1,14 @@
 //! Causal scaled dot-product attention over heads, in the layout a linear
 //! layer produces, with its causal mask built in.
 
+use self::cpu::AttentionShape;
 use crate::composed;
 use crate::cpu::{f32_slice, with_f32};
-use crate::host::{self, AttentionShape};
 use crate::options::{Backend, KernelOptions};
 use crate::parity::{random_tensor, Case};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
@@ -90,7 +91,7 @@ impl CustomOp3 for CausalAttention {
             f32_slice(self.name(), s3, l3)?,
         );
         let mut out = vec![0f32; q.len()];
-        host::causal_attention_forward(q, k, v, shape, &mut out);
+        cpu::causal_attention_forward(q, k, v, shape, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -106,7 +107,7 @@ impl CustomOp3 for CausalAttention {
         let [dq, dk, dv] = with_f32(self.name(), &[q, k, v, grad], |s| {
             let mut out = [(); 3].map(|_| vec![0f32; s[0].len()]);
             let [dq, dk, dv] = &mut out;
-            host::causal_attention_backward(s[0], s[1], s[2], s[3], shape, dq, dk, dv);
+            cpu::causal_attention_backward(s[0], s[1], s[2], s[3], shape, dq, dk, dv);
             out
         })?;
         let (shape, device) = (q.shape(), q.device());

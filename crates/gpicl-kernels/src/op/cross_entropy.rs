@@ -2,12 +2,12 @@
 //! and one backward (`(softmax − one_hot) / rows`).
 
 use crate::cpu::{f32_slice, with_f32};
-use crate::host;
 use crate::options::{Backend, KernelOptions};
 use crate::parity::{random_tensor, Case};
 use crate::rng::Rng;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
@@ -59,7 +59,7 @@ impl CustomOp1 for CrossEntropyOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let z = f32_slice(self.name(), s, l)?;
-        let mean = host::cross_entropy_forward(z, &self.targets, self.classes);
+        let mean = cpu::cross_entropy_forward(z, &self.targets, self.classes);
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
 
@@ -68,7 +68,7 @@ impl CustomOp1 for CrossEntropyOp {
             / self.targets.len().max(1) as f32;
         let dz = with_f32(self.name(), &[logits], |s| {
             let mut dz = vec![0f32; s[0].len()];
-            host::cross_entropy_backward(s[0], &self.targets, self.classes, scale, &mut dz);
+            cpu::cross_entropy_backward(s[0], &self.targets, self.classes, scale, &mut dz);
             dz
         })?;
         Ok(Some(Tensor::from_vec(dz, logits.shape(), logits.device())?))

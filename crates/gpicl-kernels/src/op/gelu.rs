@@ -2,11 +2,11 @@
 //! elementwise in parallel chunks.
 
 use crate::cpu::{f32_slice, with_f32};
-use crate::host;
 use crate::options::{Backend, KernelOptions};
 use crate::parity::{random_tensor, Case};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
@@ -43,14 +43,14 @@ impl CustomOp1 for GeluOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(self.name(), s, l)?;
         let mut out = vec![0f32; x.len()];
-        host::gelu_forward(x, self.tanh_approximation, &mut out);
+        cpu::gelu_forward(x, self.tanh_approximation, &mut out);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let dx = with_f32(self.name(), &[x, grad], |s| {
             let mut dx = vec![0f32; s[0].len()];
-            host::gelu_backward(s[0], s[1], self.tanh_approximation, &mut dx);
+            cpu::gelu_backward(s[0], s[1], self.tanh_approximation, &mut dx);
             dx
         })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))

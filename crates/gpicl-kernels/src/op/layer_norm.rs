@@ -2,11 +2,11 @@
 //! bias, one pass forward and one backward per row.
 
 use crate::cpu::{f32_slice, with_f32};
-use crate::host;
 use crate::options::{Backend, KernelOptions};
 use crate::parity::{random_tensor, Case};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
@@ -66,7 +66,7 @@ impl CustomOp3 for LayerNormOp {
             );
         }
         let mut out = vec![0f32; x.len()];
-        host::layer_norm_forward(x, gain, bias, self.eps, &mut out);
+        cpu::layer_norm_forward(x, gain, bias, self.eps, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -82,7 +82,7 @@ impl CustomOp3 for LayerNormOp {
         let (dx, dgain, dbias) = with_f32(self.name(), &[x, grad, gain], |s| {
             let mut dx = vec![0f32; s[0].len()];
             let (mut dgain, mut dbias) = (vec![0f32; d], vec![0f32; d]);
-            host::layer_norm_backward(s[0], s[1], s[2], self.eps, &mut dx, &mut dgain, &mut dbias);
+            cpu::layer_norm_backward(s[0], s[1], s[2], self.eps, &mut dx, &mut dgain, &mut dbias);
             (dx, dgain, dbias)
         })?;
         let device = x.device();

@@ -3,11 +3,11 @@
 //! the ReLU's backward a mask by the saved output.
 
 use crate::cpu::{f32_slice, with_f32};
-use crate::host;
 use crate::options::{Backend, KernelOptions};
 use crate::parity::{random_tensor, Case};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 
@@ -119,9 +119,9 @@ impl CustomOp3 for LinearOp {
         }
         let mut out = vec![0f32; x.len() / k * n];
         if self.relu {
-            host::linear_relu_forward(x, w, b, &mut out, self.bf16);
+            cpu::linear_relu_forward(x, w, b, &mut out, self.bf16);
         } else {
-            host::linear_forward(x, w, b, &mut out, self.bf16);
+            cpu::linear_forward(x, w, b, &mut out, self.bf16);
         }
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("non-empty") = n;
@@ -142,7 +142,7 @@ impl CustomOp3 for LinearOp {
             let masked;
             let gs = if self.relu {
                 let mut m = vec![0f32; s[1].len()];
-                host::relu_backward(s[3], s[1], &mut m);
+                cpu::relu_backward(s[3], s[1], &mut m);
                 masked = m;
                 &masked[..]
             } else {
@@ -152,7 +152,7 @@ impl CustomOp3 for LinearOp {
             // its product, as large as the weight gradient's.
             let mut dx = x.track_op().then(|| vec![0f32; xs.len()]);
             let (mut dw, mut db) = (vec![0f32; k * n], vec![0f32; n]);
-            host::linear_backward(
+            cpu::linear_backward(
                 xs,
                 w,
                 gs,
