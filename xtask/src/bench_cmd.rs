@@ -9,6 +9,7 @@ use crate::config_overrides;
 use crate::model_flags::ModelFlags;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
+use gpicl::kernels::KernelOptions;
 use gpicl::meta::bench::{bench_training_step, BenchReport};
 use gpicl::meta::TrainConfig;
 use gpicl::models::ModelKind;
@@ -123,9 +124,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut cfg: TrainConfig = config_overrides::apply(&preset_config(args.preset), &assignments)?;
     args.model.apply_heads(&mut cfg.model);
     let n_x = feature_count(&cfg.data)?;
-    if args.composed {
-        gpicl::kernels::fused::set_enabled(false);
-    }
+    // GPICL_FUSED_KERNELS=0 or --composed: the composed references.
+    let kernels = if args.composed {
+        KernelOptions::composed()
+    } else {
+        KernelOptions::from_env()
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -139,6 +143,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             threads,
             out: &args.out,
             quality_steps: args.quality_steps,
+            kernels,
         })?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -149,7 +154,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let Some(python) = &args.compare_python else {
-        let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
+        let r = bench_training_step(&cfg, kernels, n_x, args.steps, args.warmup)?;
         if args.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
@@ -173,7 +178,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut failed: Vec<Option<String>> = vec![None; references.len()];
     let mut last = None;
     for round in 0..args.rounds.max(1) {
-        let r = bench_training_step(&cfg, n_x, args.steps, args.warmup)?;
+        let r = bench_training_step(&cfg, kernels, n_x, args.steps, args.warmup)?;
         eprintln!("round {round}: gpicl {:.1} ms", r.median_ms);
         ours.push(r.median_ms);
         last = Some(r);

@@ -6,6 +6,7 @@
 use crate::bench_cmd::{preset_config, BenchPreset};
 use crate::bench_refs::{median, pytorch_step, run_reference, ReferenceStep};
 use anyhow::{Context, Result};
+use gpicl::kernels::KernelOptions;
 use gpicl::meta::bench::{bench_training_step, teacher_losses, BenchReport};
 use gpicl::meta::{Precision, TrainConfig};
 use gpicl::models::ModelKind;
@@ -267,12 +268,18 @@ pub struct Bf16Quality {
     pub relative_difference: f64,
 }
 
-/// Runs the quality check of `cfg`'s shape over `steps` steps.
-pub fn bf16_quality(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Bf16Quality> {
+/// Runs the quality check of `cfg`'s shape over `steps` steps, with
+/// `kernels` (the precision is each run's).
+pub fn bf16_quality(
+    cfg: &TrainConfig,
+    kernels: KernelOptions,
+    n_x: usize,
+    steps: usize,
+) -> Result<Bf16Quality> {
     let tail_mean = |precision| -> Result<f64> {
         let mut c = cfg.clone();
         c.precision = precision;
-        let losses = teacher_losses(&c, n_x, steps)?;
+        let losses = teacher_losses(&c, kernels, n_x, steps)?;
         let tail = &losses[losses.len().saturating_sub(50)..];
         Ok(tail.iter().map(|&l| l as f64).sum::<f64>() / tail.len().max(1) as f64)
     };
@@ -314,6 +321,8 @@ pub struct SuiteOptions<'a> {
     pub out: &'a Path,
     /// Training steps of the bf16 quality check (0: not run).
     pub quality_steps: usize,
+    /// Which kernels gpicl's steps run (the precision is each shape's).
+    pub kernels: KernelOptions,
 }
 
 /// Runs the suite and writes `suite.md` and `suite.json` into `opts.out`.
@@ -334,8 +343,9 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
     for round in 0..opts.rounds.max(1) {
         for ((shape, reference), m) in shapes.iter().zip(&references).zip(&mut measured) {
             let (steps, warmup) = (steps_of(shape), warmup_of(shape));
-            let ours = bench_training_step(&shape.cfg, n_x(&shape.cfg)?, steps, warmup)
-                .with_context(|| format!("gpicl at shape {}", shape.name))?;
+            let ours =
+                bench_training_step(&shape.cfg, opts.kernels, n_x(&shape.cfg)?, steps, warmup)
+                    .with_context(|| format!("gpicl at shape {}", shape.name))?;
             eprintln!(
                 "round {round} {}: gpicl {:.1} ms",
                 shape.name, ours.median_ms
@@ -344,7 +354,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
             if shape.bf16_reference && gpicl::kernels::bf16::support().is_ok() {
                 let mut bf16 = shape.cfg.clone();
                 bf16.precision = Precision::Bf16;
-                let r = bench_training_step(&bf16, n_x(&bf16)?, steps, warmup)
+                let r = bench_training_step(&bf16, opts.kernels, n_x(&bf16)?, steps, warmup)
                     .with_context(|| format!("gpicl bf16 at shape {}", shape.name))?;
                 eprintln!(
                     "round {round} {}: gpicl bf16 {:.1} ms",
@@ -385,7 +395,12 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
             && shape.bf16_quality
             && gpicl::kernels::bf16::support().is_ok()
         {
-            let q = bf16_quality(&shape.cfg, n_x(&shape.cfg)?, opts.quality_steps)?;
+            let q = bf16_quality(
+                &shape.cfg,
+                opts.kernels,
+                n_x(&shape.cfg)?,
+                opts.quality_steps,
+            )?;
             eprintln!(
                 "{}: bf16 quality over {} steps: f32 {:.4}, bf16 {:.4} ({:.2} %)",
                 shape.name,

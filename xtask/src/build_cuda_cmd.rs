@@ -56,7 +56,59 @@ pub struct BuildCudaArgs {
     clippy: bool,
 }
 
+/// `cargo xtask check-cuda`: the same toolkit and patched candle as
+/// `build-cuda`, running `cargo check --features cuda` on the workspace.
+#[derive(Args)]
+pub struct CheckCudaArgs {
+    /// CUDA toolkit root (holding bin/nvcc and include/) [default: $CUDA_HOME,
+    /// else the wheels in target/cuda-toolkit/, installed on first use].
+    #[arg(long, value_name = "DIR")]
+    cuda_home: Option<PathBuf>,
+    /// GPU compute capability to compile for (90: H100/H200).
+    #[arg(long, default_value = "90")]
+    compute_cap: String,
+    /// Python used to install the toolkit wheels.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Only print the cargo command and environment, do not check.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// What the cargo call with the CUDA toolkit does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `cargo build --release -p xtask --features cuda`.
+    Build,
+    /// `cargo clippy --workspace --all-targets` with CUDA, `-D warnings`.
+    Clippy,
+    /// `cargo check --workspace --all-targets` with CUDA.
+    Check,
+}
+
 pub fn run(args: BuildCudaArgs) -> Result<()> {
+    let mode = if args.clippy {
+        Mode::Clippy
+    } else {
+        Mode::Build
+    };
+    run_mode(args, mode)
+}
+
+/// `cargo xtask check-cuda`: type-checks every crate with the `cuda`
+/// feature (the CUDA halves of the kernels included), without a GPU.
+pub fn check(args: CheckCudaArgs) -> Result<()> {
+    let build = BuildCudaArgs {
+        cuda_home: args.cuda_home,
+        compute_cap: args.compute_cap,
+        python: args.python,
+        dry_run: args.dry_run,
+        clippy: false,
+    };
+    run_mode(build, Mode::Check)
+}
+
+fn run_mode(args: BuildCudaArgs, mode: Mode) -> Result<()> {
     let root = workspace_root()?;
     let target = root.join("target");
     let cuda_home = match args
@@ -92,16 +144,24 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
     let cccl = cuda_home.join("include").join("cccl");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&root);
-    if args.clippy {
-        cmd.args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--features",
-            "xtask/cuda",
-        ]);
-    } else {
-        cmd.args(["build", "--release", "-p", "xtask", "--features", "cuda"]);
+    match mode {
+        Mode::Clippy | Mode::Check => {
+            let command = if mode == Mode::Clippy {
+                "clippy"
+            } else {
+                "check"
+            };
+            cmd.args([
+                command,
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "xtask/cuda",
+            ]);
+        }
+        Mode::Build => {
+            cmd.args(["build", "--release", "-p", "xtask", "--features", "cuda"]);
+        }
     }
     cmd.arg("--target-dir")
         .arg(target.join("cuda"))
@@ -120,7 +180,7 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
         .env("CUDA_COMPUTE_CAP", &args.compute_cap)
         .env("GPICL_CUDA_LIB_DIR", cuda_home.join("lib"))
         .env("NVCC_APPEND_FLAGS", format!("-I{}", cccl.display()));
-    if args.clippy {
+    if mode == Mode::Clippy {
         cmd.args(["--", "-D", "warnings"]);
     }
     eprintln!("CUDA toolkit: {} (nvcc {version})", cuda_home.display());
@@ -137,9 +197,16 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
     if !status?.success() {
         bail!("the CUDA build failed (see above)");
     }
-    if args.clippy {
-        println!("clippy found nothing in the CUDA build");
-        return Ok(());
+    match mode {
+        Mode::Clippy => {
+            println!("clippy found nothing in the CUDA build");
+            return Ok(());
+        }
+        Mode::Check => {
+            println!("the workspace type-checks with the cuda feature");
+            return Ok(());
+        }
+        Mode::Build => {}
     }
     let binary = target.join("cuda/release/xtask");
     println!("built {}", binary.display());

@@ -15,6 +15,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use gpicl::kernels::KernelOptions;
 use gpicl::meta::bench::{bench_training_step, BenchReport};
 use gpicl::meta::{Precision, RunDir, TrainConfig, Trainer};
 use gpicl::tasks::dataset::feature_count;
@@ -201,14 +202,13 @@ pub fn run(args: GpuCheckArgs) -> Result<()> {
     let mut bench = serde_json::Map::new();
     for precision in [Precision::F32, Precision::Bf16] {
         cfg.precision = precision;
-        let r = bench_training_step(&cfg, n_x, args.steps, 3)?;
+        let r = bench_training_step(&cfg, KernelOptions::from_env(), n_x, args.steps, 3)?;
         log.line(bench_line(&format!("gpicl {precision:?}"), &r));
         bench.insert(
             format!("gpicl_{precision:?}").to_lowercase(),
             serde_json::to_value(&r)?,
         );
     }
-    Precision::F32.apply();
     let ours = bench["gpicl_f32"]["median_ms"].as_f64().unwrap_or(f64::NAN);
     let flops = bench["gpicl_f32"]["flops_per_step"]
         .as_f64()

@@ -5,6 +5,7 @@ use crate::model_flags::ModelFlags;
 use anyhow::Result;
 use clap::Args;
 use gpicl::eval::{RunConfig, RunLearner};
+use gpicl::kernels::KernelOptions;
 use gpicl::models::build_model;
 use gpicl::tasks::{dataset::feature_count, NUM_CLASSES};
 use serde_json::json;
@@ -58,6 +59,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             t,
             cfg.seed,
             &device,
+            KernelOptions::from_env(),
         )?;
         (
             model.param_count(),

@@ -83,6 +83,10 @@ enum Command {
     /// Build a release binary with CUDA support (target/cuda/release/xtask),
     /// installing the CUDA 13.0 toolkit wheels if needed; no GPU required.
     BuildCuda(build_cuda_cmd::BuildCudaArgs),
+    /// Type-check the workspace with the `cuda` feature (`cargo check`),
+    /// with the same toolkit wheels and patched candle as build-cuda; no
+    /// GPU required.
+    CheckCuda(build_cuda_cmd::CheckCudaArgs),
     /// On a GPU machine: device info, CUDA-vs-CPU parity of every fused op
     /// and of 50 training steps, bf16 vs fp32, and the paper-scale
     /// Transformer step benchmark (with PyTorch eager when importable).
@@ -103,6 +107,7 @@ fn main() {
         Command::Sweep(args) => sweep_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),
         Command::BuildCuda(args) => build_cuda_cmd::run(args),
+        Command::CheckCuda(args) => build_cuda_cmd::check(args),
         Command::GpuCheck(args) => gpu_check_cmd::run(args),
     };
     if let Err(e) = result {

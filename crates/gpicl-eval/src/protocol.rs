@@ -10,7 +10,7 @@ use crate::config::EvalConfig;
 use crate::error::{EvalError, Result};
 use crate::report::{EvalReport, GroupResult};
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{ops, Device};
+use gpicl_kernels::{composed, Device};
 use gpicl_models::SequenceModel;
 use gpicl_tasks::{
     BatchBuilder, ExampleSource, ExampleStream, Normalization, StreamState, TaskFamily, TaskRef,
@@ -204,10 +204,13 @@ impl Evaluator<'_> {
         for chunk in tasks.chunks(cfg.chunk_size) {
             let batch = builder.build(source, chunk, examples.as_mut(), &mut rng)?;
             let logits = self.model.forward(&batch.tokens)?.detach();
-            let hits: Vec<f32> = ops::correct(&logits, &batch.targets)?.sum(0)?.to_vec1()?;
-            let losses: Vec<f32> = (ops::cross_entropy_per_position(&logits, &batch.targets)?
-                * chunk.len() as f64)?
+            let hits: Vec<f32> = composed::correct(&logits, &batch.targets)?
+                .sum(0)?
                 .to_vec1()?;
+            let losses: Vec<f32> =
+                (composed::cross_entropy_per_position(&logits, &batch.targets)?
+                    * chunk.len() as f64)?
+                    .to_vec1()?;
             for i in 0..t {
                 correct[i] += hits[i] as f64;
                 loss[i] += losses[i] as f64;

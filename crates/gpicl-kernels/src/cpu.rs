@@ -41,8 +41,8 @@ pub(crate) fn with_f32<R>(
 
 /// `dst[m×n] (+)= op(lhs)[m×k] · op(rhs)[k×n]` on `gemm` with every
 /// thread, row-major, where `op` transposes a stored `[k×m]` / `[n×k]`
-/// operand when asked; on AMX tiles in bf16 ([`crate::bf16::matmul`]) while
-/// [`crate::fused::set_bf16_matmuls`] is on and the CPU has them.
+/// operand when asked; on AMX tiles in bf16 ([`crate::bf16::matmul`]) when
+/// `bf16` ([`crate::KernelOptions::bf16_matmuls`]) and the CPU has them.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     dst: &mut [f32],
@@ -54,8 +54,9 @@ pub fn matmul(
     k: usize,
     n: usize,
     accumulate: bool,
+    bf16: bool,
 ) {
-    if crate::fused::bf16_matmuls() && crate::bf16::support().is_ok() {
+    if bf16 && crate::bf16::support().is_ok() {
         crate::bf16::matmul(dst, lhs, lhs_t, rhs, rhs_t, m, k, n, accumulate);
         return;
     }
@@ -238,7 +239,9 @@ impl SavedForBackward {
 /// The gradient of a recurrent weight `W` in `gates_t = … + h_{t−1} W`, as
 /// one product over all positions: `Σ_t h_{t−1}ᵀ d_gates_t`. `saved` holds
 /// `saved_width` values per position starting with `h_t` (`width` values);
-/// `d_gates` holds `gates` values per position.
+/// `d_gates` holds `gates` values per position; the product in bf16 when
+/// `bf16`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn recurrent_weight_grad(
     saved: &[f32],
     saved_width: usize,
@@ -247,6 +250,7 @@ pub(crate) fn recurrent_weight_grad(
     gates: usize,
     b: usize,
     t: usize,
+    bf16: bool,
 ) -> Vec<f32> {
     let mut h_prev = vec![0f32; b * t * width];
     for bi in 0..b {
@@ -267,6 +271,7 @@ pub(crate) fn recurrent_weight_grad(
         b * t,
         gates,
         false,
+        bf16,
     );
     d_w
 }

@@ -3,6 +3,9 @@
 //!
 //! On the CPU this tests the fused CPU kernels; on a GPU it tests the CUDA
 //! kernels (`cargo xtask gpu-check` and the `cuda_parity` test run it).
+//! Each op module of [`crate::op`] gives its cases; the fused
+//! side runs with the fused kernels on and the reference side calls the
+//! op's `reference` directly, so no setting is switched to compare them.
 //!
 //! ```
 //! use gpicl_kernels::{parity, Device};
@@ -11,8 +14,8 @@
 //! }
 //! ```
 
+use crate::op;
 use crate::rng::Rng;
-use crate::{fused, lstm, ops, outer_lstm};
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 /// How far one fused op on a device is from the composed CPU reference.
@@ -27,7 +30,8 @@ pub struct OpParity {
     pub worst: String,
 }
 
-fn random(shape: &[usize], seed: u64, scale: f64) -> Result<Tensor> {
+/// A CPU tensor of normal values times `scale`, drawn from `seed`.
+pub(crate) fn random_tensor(shape: &[usize], seed: u64, scale: f64) -> Result<Tensor> {
     let mut rng = Rng::new(seed);
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|_| (rng.normal() * scale) as f32).collect();
@@ -56,7 +60,7 @@ fn run(
         .collect::<Result<_>>()?;
     let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let out = f(&tensors)?;
-    let weights = random(out.dims(), 99, 1.0)?.to_device(device)?;
+    let weights = random_tensor(out.dims(), 99, 1.0)?.to_device(device)?;
     let grads = (&out * &weights)?.sum_all()?.backward()?;
     let mut g = Vec::with_capacity(vars.len());
     for v in &vars {
@@ -101,132 +105,73 @@ fn compare(op: String, names: &[&str], got: Outputs, want: Outputs) -> OpParity 
     }
 }
 
+/// The fused side of a case: the op on the inputs (moved to `device`,
+/// which it is also given, for data such as targets).
+type FusedFn = Box<dyn Fn(&[Tensor], &Device) -> Result<Tensor>>;
+/// The reference side of a case, on CPU inputs.
+type ReferenceFn = Box<dyn Fn(&[Tensor]) -> Result<Tensor>>;
+
+/// One parity case: an op on small odd shapes, its fused call and its
+/// composed reference.
+pub(crate) struct Case {
+    op: String,
+    names: &'static [&'static str],
+    inputs: Vec<Tensor>,
+    fused: FusedFn,
+    reference: ReferenceFn,
+}
+
+impl Case {
+    /// A case named `op` (with its shape) over `inputs` (CPU tensors, one
+    /// name each for the report).
+    pub(crate) fn new(
+        op: impl Into<String>,
+        names: &'static [&'static str],
+        inputs: Vec<Tensor>,
+        fused: impl Fn(&[Tensor], &Device) -> Result<Tensor> + 'static,
+        reference: impl Fn(&[Tensor]) -> Result<Tensor> + 'static,
+    ) -> Self {
+        Self {
+            op: op.into(),
+            names,
+            inputs,
+            fused: Box::new(fused),
+            reference: Box::new(reference),
+        }
+    }
+}
+
+/// Every op module's cases, in report order.
+fn all_cases() -> Result<Vec<Case>> {
+    let modules: [fn() -> Result<Vec<Case>>; 7] = [
+        op::linear::parity_cases,
+        op::layer_norm::parity_cases,
+        op::gelu::parity_cases,
+        op::attention::parity_cases,
+        op::cross_entropy::parity_cases,
+        op::lstm::parity_cases,
+        op::outer_lstm::parity_cases,
+    ];
+    let mut cases = Vec::new();
+    for cases_of in modules {
+        cases.extend(cases_of()?);
+    }
+    Ok(cases)
+}
+
 /// Runs every fused op on `device` and its composed definition on the CPU,
 /// on small odd shapes, and reports the largest relative difference of
 /// each (forward and all gradients).
 pub fn check_fused_ops(device: &Device) -> Result<Vec<OpParity>> {
-    let was_enabled = fused::use_fused(&Tensor::zeros(1, DType::F32, &Device::Cpu)?);
-    fused::set_enabled(true);
-    let result = check_all(device);
-    fused::set_enabled(was_enabled);
-    result
-}
-
-fn check_all(device: &Device) -> Result<Vec<OpParity>> {
     let cpu = Device::Cpu;
-    let mut out = Vec::new();
-    let mut case = |op: String,
-                    names: &[&str],
-                    inputs: Vec<Tensor>,
-                    fused_f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
-                    reference: &dyn Fn(&[Tensor]) -> Result<Tensor>|
-     -> Result<()> {
-        let got = run(&inputs, device, fused_f)?;
-        let want = run(&inputs, &cpu, reference)?;
-        out.push(compare(op, names, got, want));
-        Ok(())
-    };
-    let composed_linear = |t: &[Tensor]| t[0].broadcast_matmul(&t[1])?.broadcast_add(&t[2]);
-    let lin = || -> Result<Vec<Tensor>> {
-        Ok(vec![
-            random(&[3, 7, 24], 1, 1.0)?,
-            random(&[24, 40], 2, 0.3)?,
-            random(&[40], 3, 0.3)?,
-        ])
-    };
-    case(
-        "linear [3,7,24]x[24,40]".into(),
-        &["x", "weight", "bias"],
-        lin()?,
-        &|t| fused::linear(&t[0], &t[1], &t[2]),
-        &composed_linear,
-    )?;
-    case(
-        "linear_relu [3,7,24]x[24,40]".into(),
-        &["x", "weight", "bias"],
-        lin()?,
-        &|t| fused::linear_relu(&t[0], &t[1], &t[2]),
-        &|t| composed_linear(t)?.relu(),
-    )?;
-    case(
-        "layer_norm [6,5,48]".into(),
-        &["x", "gain", "bias"],
-        vec![
-            random(&[6, 5, 48], 4, 2.0)?,
-            random(&[48], 5, 1.0)?,
-            random(&[48], 6, 1.0)?,
-        ],
-        &|t| fused::layer_norm(&t[0], &t[1], &t[2], 1e-5),
-        &|t| ops::layer_norm(&t[0], &t[1], &t[2], 1e-5),
-    )?;
-    for tanh in [false, true] {
-        case(
-            format!("gelu{} [5,33]", if tanh { "_tanh" } else { "_erf" }),
-            &["x"],
-            vec![random(&[5, 33], 7, 2.0)?],
-            &|t| fused::gelu(&t[0], tanh),
-            &|t| if tanh { t[0].gelu() } else { t[0].gelu_erf() },
-        )?;
-    }
-    let (b, t, h, k) = (2, 37, 3, 40);
-    case(
-        format!("causal_attention [{b},{t},{h},{k}]"),
-        &["q", "k", "v"],
-        vec![
-            random(&[b, t, h, k], 8, 1.0)?,
-            random(&[b, t, h, k], 9, 1.0)?,
-            random(&[b, t, h, k], 10, 1.0)?,
-        ],
-        &|x| fused::causal_attention(&x[0], &x[1], &x[2]),
-        &|x| {
-            let heads_first = |y: &Tensor| y.transpose(1, 2)?.contiguous();
-            let mask = ops::causal_mask(t, &Device::Cpu)?;
-            ops::causal_attention(
-                &heads_first(&x[0])?,
-                &heads_first(&x[1])?,
-                &heads_first(&x[2])?,
-                &mask,
-            )?
-            .transpose(1, 2)?
-            .contiguous()
-        },
-    )?;
-    let mut rng = Rng::new(11);
-    let labels: Vec<u32> = (0..3 * 7).map(|_| rng.below(10) as u32).collect();
-    let targets_cpu = Tensor::from_vec(labels, (3, 7), &Device::Cpu)?;
-    let targets_dev = targets_cpu.to_device(device)?;
-    case(
-        "cross_entropy [3,7,10]".into(),
-        &["logits"],
-        vec![random(&[3, 7, 10], 12, 3.0)?],
-        &|x| fused::cross_entropy(&x[0], &targets_dev),
-        &|x| ops::cross_entropy(&x[0], &targets_cpu),
-    )?;
-    let (hid, steps) = (13, 6);
-    case(
-        format!("lstm_recurrence [3,{steps},4x{hid}]"),
-        &["input", "w_rec"],
-        vec![
-            random(&[3, steps, 4 * hid], 13, 1.0)?,
-            random(&[hid, 4 * hid], 14, 0.3)?,
-        ],
-        &|x| lstm::lstm_recurrence(&x[0], &x[1]),
-        &|x| lstm::lstm_recurrence_composed(&x[0], &x[1]),
-    )?;
-    let (heads, size) = (2, 7);
-    let width = heads * size;
-    case(
-        format!("outer_lstm_recurrence [2,5,8x{heads}x{size}]"),
-        &["input", "w_rec", "scale"],
-        vec![
-            random(&[2, 5, 8 * width], 15, 1.0)?,
-            random(&[width, 8 * width], 16, 0.3)?,
-            Tensor::new(&[0.8f32], &Device::Cpu)?,
-        ],
-        &|x| outer_lstm::outer_lstm_recurrence(&x[0], &x[1], &x[2], heads),
-        &|x| outer_lstm::outer_lstm_recurrence_composed(&x[0], &x[1], &x[2], heads),
-    )?;
-    Ok(out)
+    all_cases()?
+        .into_iter()
+        .map(|case| {
+            let got = run(&case.inputs, device, &|t| (case.fused)(t, device))?;
+            let want = run(&case.inputs, &cpu, &*case.reference)?;
+            Ok(compare(case.op, case.names, got, want))
+        })
+        .collect()
 }
 
 #[cfg(test)]

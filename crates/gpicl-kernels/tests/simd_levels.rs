@@ -4,9 +4,11 @@
 //! equal (so a run is reproducible whichever machine it lands on, as long
 //! as `gemm` picks the same products).
 
-use gpicl_kernels::host::{self, AdamStep, AttentionShape};
+use gpicl_kernels::host::{self, AttentionShape};
+use gpicl_kernels::op::adam::{self, AdamStep};
+use gpicl_kernels::op::{lstm, outer_lstm};
 use gpicl_kernels::simd::{detected_level, level, SimdLevel};
-use gpicl_kernels::{lstm, outer_lstm, Device, Tensor, Var};
+use gpicl_kernels::{Device, KernelOptions, Tensor, Var};
 use std::process::Command;
 
 fn data(len: usize, seed: u32) -> Vec<f32> {
@@ -37,13 +39,13 @@ fn digest_of_every_kernel() -> u64 {
     let (rows, k, n) = (37, 29, 19);
     let (x, w, b) = (data(rows * k, 1), data(k * n, 2), data(n, 3));
     let mut y = vec![0f32; rows * n];
-    host::linear_forward(&x, &w, &b, &mut y);
+    host::linear_forward(&x, &w, &b, &mut y, false);
     d.add(&y);
-    host::linear_relu_forward(&x, &w, &b, &mut y);
+    host::linear_relu_forward(&x, &w, &b, &mut y, false);
     d.add(&y);
     let grad = data(rows * n, 4);
     let (mut dx, mut dw, mut db) = (vec![0f32; rows * k], vec![0f32; k * n], vec![0f32; n]);
-    host::linear_backward(&x, &w, &grad, Some(&mut dx), &mut dw, &mut db, false);
+    host::linear_backward(&x, &w, &grad, Some(&mut dx), &mut dw, &mut db, false, false);
     d.add(&dx);
     d.add(&dw);
     d.add(&db);
@@ -103,7 +105,7 @@ fn digest_of_every_kernel() -> u64 {
         correction1: 0.1,
         correction2: 0.001,
     };
-    host::adam_update(&mut p, &data(999, 14), &mut m, &mut vv, &step);
+    adam::adam_update(&mut p, &data(999, 14), &mut m, &mut vv, &step);
     d.add(&p);
     d.add(&m);
     d.add(&vv);
@@ -117,7 +119,8 @@ fn digest_of_every_kernel() -> u64 {
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let (bq, tq, h) = (3, 9, 6);
     let (xin, wrec) = (tensor(&[bq, tq, 4 * h], 15), tensor(&[h, 4 * h], 16));
-    let hidden = lstm::lstm_recurrence(xin.as_tensor(), wrec.as_tensor()).unwrap();
+    let hidden =
+        lstm::lstm_recurrence(xin.as_tensor(), wrec.as_tensor(), KernelOptions::default()).unwrap();
     d.add(&flat(&hidden));
     let grads = hidden.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     d.add(&flat(grads.get(xin.as_tensor()).unwrap()));
@@ -134,6 +137,7 @@ fn digest_of_every_kernel() -> u64 {
         wrec.as_tensor(),
         scale.as_tensor(),
         heads,
+        KernelOptions::default(),
     )
     .unwrap();
     d.add(&flat(&hidden));

@@ -1,4 +1,4 @@
-use gpicl_kernels::ops;
+use gpicl_kernels::{composed, KernelOptions};
 use gpicl_meta::TrainConfig;
 use gpicl_models::build_model;
 use gpicl_tasks::*;
@@ -19,13 +19,14 @@ fn main() {
         ExampleSource::Images(set.clone()),
         0,
     );
-    let model = build_model(&cfg.model, set.n_x + 10, 10, 100, 0, &dev).unwrap();
+    let options = KernelOptions::from_env();
+    let model = build_model(&cfg.model, set.n_x + 10, 10, 100, 0, &dev, options).unwrap();
     for _ in 0..3 {
         let t0 = Instant::now();
         let batch = sampler.next_batch().unwrap();
         let t1 = Instant::now();
         let logits = model.forward(&batch.tokens).unwrap();
-        let loss = ops::cross_entropy(&logits, &batch.targets).unwrap();
+        let loss = composed::cross_entropy(&logits, &batch.targets).unwrap();
         let t2 = Instant::now();
         let grads = loss.backward().unwrap();
         let t3 = Instant::now();

@@ -3,8 +3,8 @@
 use crate::config::OptimConfig;
 use crate::error::{MetaError, Result};
 use crate::optim::{Gradients, Optimizer, OptimizerState, StateTensor};
-use gpicl_kernels::fused::{adam_update, AdamStep};
-use gpicl_kernels::in_place::adam_update_tensor;
+use gpicl_kernels::op::adam::adam_update_tensor;
+use gpicl_kernels::op::adam::{adam_update, AdamStep};
 use gpicl_kernels::Tensor;
 use gpicl_models::ParamStore;
 use std::collections::BTreeMap;

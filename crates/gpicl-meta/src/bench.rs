@@ -5,8 +5,8 @@ use crate::config::TrainConfig;
 use crate::error::Result;
 use crate::optim::Gradients;
 use gpicl_kernels::rng::Rng;
-use gpicl_kernels::Device;
 use gpicl_kernels::Tensor;
+use gpicl_kernels::{Device, KernelOptions};
 use gpicl_models::{build_model, SequenceModel};
 use gpicl_tasks::NUM_CLASSES;
 use serde::Serialize;
@@ -73,12 +73,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// Validates `cfg`, applies its precision and builds its model for `n_x`
-/// features (plus the previous label) on its device.
-fn model_for(cfg: &TrainConfig, n_x: usize) -> Result<(Device, Box<dyn SequenceModel>)> {
+/// Validates `cfg` and builds its model for `n_x` features (plus the
+/// previous label) on its device, with `kernels` at `cfg`'s precision.
+fn model_for(
+    cfg: &TrainConfig,
+    kernels: KernelOptions,
+    n_x: usize,
+) -> Result<(Device, Box<dyn SequenceModel>)> {
     cfg.validate()?;
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
-    cfg.precision.apply();
     let model = build_model(
         &cfg.model,
         n_x + NUM_CLASSES,
@@ -86,6 +89,7 @@ fn model_for(cfg: &TrainConfig, n_x: usize) -> Result<(Device, Box<dyn SequenceM
         cfg.batch.seq_len,
         cfg.seed,
         &device,
+        cfg.precision.kernel_options(kernels),
     )?;
     Ok((device, model))
 }
@@ -129,9 +133,15 @@ fn fixed_batch(cfg: &TrainConfig, n_x: usize, device: &Device) -> Result<(Tensor
 /// previous label as input, as in training): a function to learn rather
 /// than a batch to memorise, so that the loss stays informative. Two
 /// precisions compared on the same curve are the quality check of
-/// `precision = "bf16"`.
-pub fn teacher_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec<f32>> {
-    let (device, model) = model_for(cfg, n_x)?;
+/// `precision = "bf16"`. `kernels` says which kernels run (e.g.
+/// [`KernelOptions::from_env`]); the precision is `cfg`'s.
+pub fn teacher_losses(
+    cfg: &TrainConfig,
+    kernels: KernelOptions,
+    n_x: usize,
+    steps: usize,
+) -> Result<Vec<f32>> {
+    let (device, model) = model_for(cfg, kernels, n_x)?;
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let mut rng = Rng::new(cfg.seed ^ 0x7ea_c4e5);
     let teacher: Vec<f32> = (0..n_x * NUM_CLASSES)
@@ -167,13 +177,16 @@ pub fn teacher_losses(cfg: &TrainConfig, n_x: usize, steps: usize) -> Result<Vec
 /// Runs `warmup + steps` full training steps (forward, backward, clipping,
 /// Adam) of `cfg`'s model and batch shape on one fixed random batch with
 /// `n_x` features, and reports median timings of the last `steps`.
+/// `kernels` says which kernels run (e.g. [`KernelOptions::composed`] to
+/// time the composed references); the precision is `cfg`'s.
 pub fn bench_training_step(
     cfg: &TrainConfig,
+    kernels: KernelOptions,
     n_x: usize,
     steps: usize,
     warmup: usize,
 ) -> Result<BenchReport> {
-    let (device, model) = model_for(cfg, n_x)?;
+    let (device, model) = model_for(cfg, kernels, n_x)?;
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
     let mut adam = Adam::new(cfg.optim.clone(), model.params());
@@ -221,6 +234,7 @@ pub fn bench_training_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Precision;
 
     #[test]
     fn the_benchmark_times_every_phase_of_a_step() {
@@ -230,7 +244,7 @@ mod tests {
         cfg.batch.tasks_per_step = 1;
         cfg.batch.seqs_per_task = 2;
         cfg.batch.seq_len = 5;
-        let r = bench_training_step(&cfg, 4, 3, 1).unwrap();
+        let r = bench_training_step(&cfg, KernelOptions::default(), 4, 3, 1).unwrap();
         assert_eq!((r.steps, r.tokens_per_step), (3, 10));
         assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms);
         assert!(r.fwd_ms > 0.0 && r.bwd_ms > 0.0 && r.opt_ms > 0.0);
@@ -239,5 +253,53 @@ mod tests {
             assert!(r.peak_rss_mib.unwrap() > 1.0);
         }
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+
+    /// A one-layer Transformer config small enough for 80 steps in a test.
+    fn tiny() -> TrainConfig {
+        let mut cfg = TrainConfig::small();
+        cfg.model.d_model = 32;
+        cfg.model.num_layers = 1;
+        cfg.model.num_heads = 2;
+        cfg.model.key_size = 16;
+        cfg.batch.tasks_per_step = 1;
+        cfg.batch.seqs_per_task = 8;
+        cfg.batch.seq_len = 24;
+        cfg.optim.lr = 1e-3;
+        cfg
+    }
+
+    /// `precision = "bf16"` on the CPU: products on AMX tiles, training
+    /// that follows the f32 run closely. The precision is part of each
+    /// model's kernel options, so this runs beside any other test.
+    #[test]
+    fn bf16_training_follows_f32_training_where_the_cpu_has_amx() {
+        let mut cfg = tiny();
+        cfg.precision = Precision::Bf16;
+        if let Err(why) = gpicl_kernels::bf16::support() {
+            let refused = cfg.validate().unwrap_err().to_string();
+            assert!(
+                refused.contains("precision") && refused.contains(&why),
+                "{refused}"
+            );
+            eprintln!("bf16 refused as it should be here: {why}");
+            return;
+        }
+        let steps = 80;
+        let bf16 = teacher_losses(&cfg, KernelOptions::default(), 49, steps).unwrap();
+        cfg.precision = Precision::F32;
+        let f32 = teacher_losses(&cfg, KernelOptions::default(), 49, steps).unwrap();
+        assert_ne!(bf16, f32, "bf16 products must change the arithmetic");
+        let tail = |l: &[f32]| l[l.len() - 20..].iter().map(|&x| x as f64).sum::<f64>() / 20.0;
+        let (b, f) = (tail(&bf16), tail(&f32));
+        assert!(
+            f < 0.9 * f64::from(f32[0]),
+            "f32 training learns the batch: {} → {f}",
+            f32[0]
+        );
+        assert!(
+            (b - f).abs() / f < 0.02,
+            "mean loss of the last 20 steps: bf16 {b}, f32 {f}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The configuration of a meta-training run, saved as `config.toml`.
 
 use crate::error::{MetaError, Result};
+use gpicl_kernels::KernelOptions;
 use gpicl_models::ModelConfig;
 use gpicl_tasks::{BatchConfig, DataConfig, TaskConfig};
 use serde::{Deserialize, Serialize};
@@ -127,9 +128,14 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// Makes the fused linear layers use this precision (process-wide).
-    pub fn apply(self) {
-        gpicl_kernels::fused::set_bf16_matmuls(self == Precision::Bf16);
+    /// The kernel options of a run at this precision: `base` (e.g.
+    /// [`KernelOptions::from_env`], which says whether the fused kernels
+    /// are on) with bf16 matrix products for [`Precision::Bf16`].
+    pub fn kernel_options(self, base: KernelOptions) -> KernelOptions {
+        KernelOptions {
+            bf16_matmuls: self == Precision::Bf16,
+            ..base
+        }
     }
 }
 

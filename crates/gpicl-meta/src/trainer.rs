@@ -9,7 +9,7 @@ use crate::metrics::MetricsLog;
 use crate::optim::{build_optimizer, Gradients, Optimizer};
 use crate::record::{ModelRecord, RunRecord, StepMetrics};
 use crate::run_dir::{write_atomically, RunDir};
-use gpicl_kernels::{ops, Device};
+use gpicl_kernels::{composed, Device, KernelOptions};
 use gpicl_models::{build_model, SequenceModel};
 use gpicl_tasks::pool::load_example_source;
 use gpicl_tasks::{BatchBuilder, DataRoots, Split, TaskFamily, TrainSampler, NUM_CLASSES};
@@ -103,7 +103,7 @@ impl Trainer {
     ) -> Result<Self> {
         cfg.validate()?;
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
-        cfg.precision.apply();
+        let options = cfg.precision.kernel_options(KernelOptions::from_env());
         let lock = RunLock::acquire(dir.root(), "train")?;
 
         let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
@@ -122,6 +122,7 @@ impl Trainer {
             cfg.batch.seq_len,
             cfg.seed,
             &device,
+            options,
         )?;
         let mut optimizer = build_optimizer(&cfg.optim, model.params());
         let metrics = MetricsLog::open(&dir.metrics());
@@ -324,14 +325,14 @@ impl Trainer {
                 let start = fixed.saturating_sub(chunk * per_chunk).min(per_chunk);
                 if start < per_chunk {
                     let rows = per_chunk - start;
-                    let ce = ops::cross_entropy(
+                    let ce = composed::cross_entropy(
                         &logits.narrow(0, start, rows)?,
                         &targets.narrow(0, start, rows)?,
                     )?;
                     unbiased_sum += ce.to_scalar::<f32>()? * rows as f32;
                 }
             }
-            let correct = ops::correct(&logits, &targets)?;
+            let correct = composed::correct(&logits, &targets)?;
             correct_sum += correct.sum_all()?.to_scalar::<f32>()?;
             last_sum += correct.narrow(1, t - 1, 1)?.sum_all()?.to_scalar::<f32>()?;
         }
@@ -485,9 +486,6 @@ pub struct LoadedRun {
 /// Reads a run's config and newest checkpoint and rebuilds its model.
 pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
     let config = TrainConfig::load(&dir.config())?;
-    if device.is_cuda() {
-        config.precision.apply();
-    }
     let mut checkpoints = list_checkpoints(&dir.checkpoints());
     if checkpoints.is_empty() {
         return Err(MetaError::Corrupt {
@@ -522,6 +520,12 @@ fn load_model_at(
     device: &Device,
 ) -> Result<LoadedRun> {
     let ckpt = load_checkpoint(path, device)?;
+    // The run's precision on CUDA; a CPU evaluation stays in f32.
+    let options = if device.is_cuda() {
+        config.precision.kernel_options(KernelOptions::from_env())
+    } else {
+        KernelOptions::from_env()
+    };
     let model = build_model(
         &config.model,
         ckpt.meta.input_dim,
@@ -529,6 +533,7 @@ fn load_model_at(
         config.batch.seq_len,
         config.seed,
         device,
+        options,
     )?;
     model
         .params()

@@ -9,7 +9,8 @@
 //! ```
 //! use gpicl_models::{build_model, ModelConfig};
 //! let cfg = ModelConfig { d_model: 64, ..ModelConfig::default() };
-//! let model = build_model(&cfg, 196 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu).unwrap();
+//! let options = gpicl_kernels::KernelOptions::default();
+//! let model = build_model(&cfg, 196 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu, options).unwrap();
 //! assert_eq!(model.param_count(), 419_274); // the paper's reference count
 //! ```
 #![warn(missing_docs)]
@@ -37,7 +38,7 @@ pub use outer_lstm::OuterLstm;
 pub use params::ParamStore;
 pub use transformer::Transformer;
 
-use gpicl_kernels::{Device, Tensor};
+use gpicl_kernels::{Device, KernelOptions, Tensor};
 
 /// A causal sequence model: `[batch, t, input_dim]` → `[batch, t, classes]`,
 /// where the output at position `t` depends only on inputs `0..=t`.
@@ -71,6 +72,13 @@ pub trait SequenceModel: Send + Sync {
     fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<LossAndGrads> {
         autograd_loss_and_grads(self, tokens, targets)
     }
+
+    /// The kernel options the model's ops (and its training loss) run
+    /// with, as it was built with them; the defaults for a model built
+    /// without any (e.g. a baseline with nothing fused).
+    fn kernel_options(&self) -> KernelOptions {
+        KernelOptions::default()
+    }
 }
 
 /// What one training batch yields: see [`SequenceModel::loss_and_grads`].
@@ -88,7 +96,8 @@ pub struct LossAndGrads {
 }
 
 /// [`SequenceModel::loss_and_grads`] by autograd: forward, the loss of
-/// [`gpicl_kernels::cross_entropy`] (fused on CPU) and candle's backward.
+/// [`gpicl_kernels::op::cross_entropy`] (fused on CPU, with the model's
+/// [`SequenceModel::kernel_options`]) and candle's backward.
 pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
     model: &M,
     tokens: &Tensor,
@@ -96,7 +105,8 @@ pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
 ) -> Result<LossAndGrads> {
     let started = std::time::Instant::now();
     let logits = model.forward(tokens)?;
-    let loss = gpicl_kernels::cross_entropy(&logits, targets)?;
+    let loss =
+        gpicl_kernels::op::cross_entropy::cross_entropy(&logits, targets, model.kernel_options())?;
     let loss_value = loss.to_scalar::<f32>()?;
     let forward_seconds = started.elapsed().as_secs_f64();
     let grads = loss.backward()?;
@@ -117,7 +127,7 @@ pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
 }
 
 /// Builds the model a config describes, with parameters drawn from the
-/// seeded initialisation stream of `seed`.
+/// seeded initialisation stream of `seed`, running its ops with `options`.
 pub fn build_model(
     cfg: &ModelConfig,
     input_dim: usize,
@@ -125,6 +135,7 @@ pub fn build_model(
     max_seq_len: usize,
     seed: u64,
     device: &Device,
+    options: KernelOptions,
 ) -> Result<Box<dyn SequenceModel>> {
     cfg.validate()?;
     Ok(match cfg.kind {
@@ -135,11 +146,14 @@ pub fn build_model(
             max_seq_len,
             seed,
             device,
+            options,
         )?),
-        ModelKind::Lstm => Box::new(Lstm::new(cfg, input_dim, classes, seed, device)?),
-        ModelKind::OuterLstm => Box::new(OuterLstm::new(cfg, input_dim, classes, seed, device)?),
-        ModelKind::Mlp => Box::new(Mlp::new(cfg, input_dim, classes, seed, device)?),
-        ModelKind::Maml => Box::new(Maml::new(cfg, input_dim, classes, seed, device)?),
+        ModelKind::Lstm => Box::new(Lstm::new(cfg, input_dim, classes, seed, device, options)?),
+        ModelKind::OuterLstm => Box::new(OuterLstm::new(
+            cfg, input_dim, classes, seed, device, options,
+        )?),
+        ModelKind::Mlp => Box::new(Mlp::new(cfg, input_dim, classes, seed, device, options)?),
+        ModelKind::Maml => Box::new(Maml::new(cfg, input_dim, classes, seed, device, options)?),
     })
 }
 

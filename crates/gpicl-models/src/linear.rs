@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::params::ParamStore;
-use gpicl_kernels::{ops, Tensor};
+use gpicl_kernels::{op, KernelOptions, Tensor};
 
 /// `y = x W + b` with `W: [in, out]`, applied over the last dimension of an
 /// input of any rank.
@@ -41,44 +41,20 @@ impl Linear {
         Self::register(params, prefix, weight, init.zeros(&[fan_out]))
     }
 
-    /// Applies the map.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, gpicl_kernels::fused::use_fused(x))
-    }
-
-    /// The fused kernel or the composed reference.
-    pub fn forward_with(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
-        if fused {
-            return Ok(gpicl_kernels::fused::linear(x, &self.weight, &self.bias)?);
-        }
-        self.forward_composed(x)
+    /// Applies the map: [`gpicl_kernels::op::linear`]'s fused kernel, or its
+    /// composed reference where `options` or the input rule it out.
+    pub fn forward(&self, x: &Tensor, options: KernelOptions) -> Result<Tensor> {
+        Ok(op::linear::linear(x, &self.weight, &self.bias, options)?)
     }
 
     /// `max(x W + b, 0)`, fused into one op where the kernels apply.
-    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        if gpicl_kernels::fused::use_fused(x) {
-            return Ok(gpicl_kernels::fused::linear_relu(
-                x,
-                &self.weight,
-                &self.bias,
-            )?);
-        }
-        Ok(self.forward_composed(x)?.relu()?)
-    }
-
-    /// `x W + b` from candle ops: the reference, and the path off the CPU.
-    pub fn forward_composed(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = *dims.last().expect("input has a last dimension");
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let out_dim = self.weight.dim(1)?;
-        let y = x
-            .reshape((rows, in_dim))?
-            .matmul(&self.weight)?
-            .broadcast_add(&self.bias)?;
-        let mut out_shape = dims;
-        *out_shape.last_mut().expect("non-empty") = out_dim;
-        Ok(y.reshape(out_shape)?)
+    pub fn forward_relu(&self, x: &Tensor, options: KernelOptions) -> Result<Tensor> {
+        Ok(op::linear::linear_relu(
+            x,
+            &self.weight,
+            &self.bias,
+            options,
+        )?)
     }
 }
 
@@ -111,17 +87,11 @@ impl LayerNorm {
         })
     }
 
-    /// Normalises over the last dimension.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, gpicl_kernels::fused::use_fused(x))
-    }
-
-    /// The fused kernel or the composed reference.
-    pub fn forward_with(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
-        Ok(if fused {
-            gpicl_kernels::fused::layer_norm(x, &self.gain, &self.bias, self.eps)?
-        } else {
-            ops::layer_norm(x, &self.gain, &self.bias, self.eps)?
-        })
+    /// Normalises over the last dimension (the fused kernel of
+    /// [`gpicl_kernels::op::layer_norm`] or its composed reference).
+    pub fn forward(&self, x: &Tensor, options: KernelOptions) -> Result<Tensor> {
+        Ok(op::layer_norm::layer_norm(
+            x, &self.gain, &self.bias, self.eps, options,
+        )?)
     }
 }

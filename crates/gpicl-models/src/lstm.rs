@@ -7,9 +7,9 @@ use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::SequenceModel;
-use gpicl_kernels::lstm::{lstm_recurrence, lstm_recurrence_composed};
+use gpicl_kernels::op::lstm::lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{Device, Tensor};
+use gpicl_kernels::{Device, KernelOptions, Tensor};
 
 /// `token → Linear(h) → ReLU → Linear(h) → ReLU → LSTM(h) → Linear(classes)`.
 ///
@@ -24,16 +24,18 @@ pub struct Lstm {
     head: Linear,
     hidden: usize,
     input_dim: usize,
+    options: KernelOptions,
 }
 
 impl Lstm {
-    /// Builds the LSTM with `cfg.hidden` units.
+    /// Builds the LSTM with `cfg.hidden` units, running its ops with `options`.
     pub fn new(
         cfg: &ModelConfig,
         input_dim: usize,
         classes: usize,
         seed: u64,
         device: &Device,
+        options: KernelOptions,
     ) -> Result<Self> {
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
@@ -46,6 +48,7 @@ impl Lstm {
             params,
             hidden: h,
             input_dim,
+            options,
         })
     }
 }
@@ -54,24 +57,27 @@ impl SequenceModel for Lstm {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
         let h = self.hidden;
-        let u = self.enc2.forward_relu(&self.enc1.forward_relu(tokens)?)?;
+        let o = self.options;
+        let u = self
+            .enc2
+            .forward_relu(&self.enc1.forward_relu(tokens, o)?, o)?;
         let w_in = self.cell.weight.narrow(0, 0, h)?;
         let w_rec = self.cell.weight.narrow(0, h, h)?;
         let input_half = Linear {
             weight: w_in,
             bias: self.cell.bias.clone(),
         };
-        let from_input = input_half.forward(&u)?;
-        let hidden = if gpicl_kernels::fused::use_fused(tokens) {
-            lstm_recurrence(&from_input, &w_rec)?
-        } else {
-            lstm_recurrence_composed(&from_input, &w_rec)?
-        };
-        self.head.forward(&hidden)
+        let from_input = input_half.forward(&u, o)?;
+        let hidden = lstm_recurrence(&from_input, &w_rec, o)?;
+        self.head.forward(&hidden, o)
     }
 
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    fn kernel_options(&self) -> KernelOptions {
+        self.options
     }
 
     /// `h` for the hidden state plus `h` for the cell.
@@ -99,7 +105,7 @@ mod tests {
             hidden: 4,
             ..ModelConfig::default()
         };
-        Lstm::new(&cfg, 5, 3, 1, &Device::Cpu).unwrap()
+        Lstm::new(&cfg, 5, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -111,7 +117,7 @@ mod tests {
                 ..ModelConfig::default()
             };
             assert_eq!(
-                Lstm::new(&cfg, 206, 10, 0, &Device::Cpu)
+                Lstm::new(&cfg, 206, 10, 0, &Device::Cpu, KernelOptions::default())
                     .unwrap()
                     .param_count(),
                 expected,

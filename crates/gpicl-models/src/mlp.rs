@@ -7,7 +7,7 @@ use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::SequenceModel;
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{Device, Tensor};
+use gpicl_kernels::{Device, KernelOptions, Tensor};
 
 /// `x_t → Linear(h) → ReLU → Linear(h) → ReLU → Linear(classes)`, applied
 /// to every position independently (the label part of the token is ignored).
@@ -16,16 +16,19 @@ pub struct Mlp {
     layers: [Linear; 3],
     n_x: usize,
     input_dim: usize,
+    options: KernelOptions,
 }
 
 impl Mlp {
-    /// Builds the MLP with `cfg.hidden` units per hidden layer.
+    /// Builds the MLP with `cfg.hidden` units per hidden layer, running its
+    /// ops with `options`.
     pub fn new(
         cfg: &ModelConfig,
         input_dim: usize,
         classes: usize,
         seed: u64,
         device: &Device,
+        options: KernelOptions,
     ) -> Result<Self> {
         let n_x = crate::features_in(input_dim, classes)?;
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
@@ -41,6 +44,7 @@ impl Mlp {
             layers,
             n_x,
             input_dim,
+            options,
         })
     }
 }
@@ -49,13 +53,18 @@ impl SequenceModel for Mlp {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
         let x = tokens.narrow(2, 0, self.n_x)?;
-        let h = self.layers[0].forward_relu(&x)?;
-        let h = self.layers[1].forward_relu(&h)?;
-        self.layers[2].forward(&h)
+        let o = self.options;
+        let h = self.layers[0].forward_relu(&x, o)?;
+        let h = self.layers[1].forward_relu(&h, o)?;
+        self.layers[2].forward(&h, o)
     }
 
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    fn kernel_options(&self) -> KernelOptions {
+        self.options
     }
 
     fn state_size(&self, _seq_len: usize) -> usize {
@@ -83,7 +92,7 @@ mod tests {
             hidden: 4,
             ..ModelConfig::default()
         };
-        Mlp::new(&cfg, 6, 3, 1, &Device::Cpu).unwrap()
+        Mlp::new(&cfg, 6, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -93,7 +102,7 @@ mod tests {
             hidden: 64,
             ..ModelConfig::default()
         };
-        let m = Mlp::new(&cfg, 206, 10, 0, &Device::Cpu).unwrap();
+        let m = Mlp::new(&cfg, 206, 10, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), 196 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10);
         assert_eq!(m.state_size(100), 0);
     }

@@ -9,7 +9,7 @@ use crate::init::Initializer;
 use crate::params::ParamStore;
 use crate::SequenceModel;
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{ops, Device, Tensor};
+use gpicl_kernels::{composed, Device, KernelOptions, Tensor};
 
 /// Hyperparameters of the inner learner.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,7 +114,7 @@ pub fn unroll(
         }
         // Gradient of the cross-entropy of this one example.
         let target = tokens.narrow(1, step + 1, 1)?.narrow(2, n_x, classes)?;
-        let d_logits = (ops::softmax_last_dim(&logits)? - target)?;
+        let d_logits = (composed::softmax_last_dim(&logits)? - target)?;
         let g_w2 = hidden.transpose(1, 2)?.matmul(&d_logits)?;
         let active = pre.gt(0.0)?.to_dtype(pre.dtype())?;
         let d_pre = (d_logits.matmul(&weights[2].transpose(1, 2)?)? * active)?;
@@ -141,16 +141,19 @@ pub struct Maml {
     start: LearnerWeights,
     classes: usize,
     input_dim: usize,
+    options: KernelOptions,
 }
 
 impl Maml {
-    /// Builds MAML with `cfg.learner_hidden` units and inner rate `cfg.learner_lr`.
+    /// Builds MAML with `cfg.learner_hidden` units and inner rate
+    /// `cfg.learner_lr`; its training loss runs with `options`.
     pub fn new(
         cfg: &ModelConfig,
         input_dim: usize,
         classes: usize,
         seed: u64,
         device: &Device,
+        options: KernelOptions,
     ) -> Result<Self> {
         let n_x = crate::features_in(input_dim, classes)?;
         let spec = LearnerSpec::from_config(cfg);
@@ -169,6 +172,7 @@ impl Maml {
             start,
             classes,
             input_dim,
+            options,
         })
     }
 }
@@ -181,6 +185,10 @@ impl SequenceModel for Maml {
 
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    fn kernel_options(&self) -> KernelOptions {
+        self.options
     }
 
     /// The learner's weights and Adam moments: everything carried along.
@@ -209,7 +217,7 @@ mod tests {
             learner_lr: lr,
             ..ModelConfig::default()
         };
-        Maml::new(&cfg, 6, 3, 1, &Device::Cpu).unwrap()
+        Maml::new(&cfg, 6, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -238,7 +246,7 @@ mod tests {
         }
         let tokens = Tensor::from_vec(data, (1, 8, 6), &Device::Cpu).unwrap();
         let logits = m.forward(&tokens).unwrap();
-        let log_p = ops::log_softmax_last_dim(&logits)
+        let log_p = composed::log_softmax_last_dim(&logits)
             .unwrap()
             .squeeze(0)
             .unwrap()

@@ -8,9 +8,9 @@ use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::SequenceModel;
-use gpicl_kernels::outer_lstm::outer_lstm_recurrence;
+use gpicl_kernels::op::outer_lstm::outer_lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{DType, Device, Tensor};
+use gpicl_kernels::{DType, Device, KernelOptions, Tensor};
 
 /// Per step, with `z = [u_t ; h_{t−1}]` and `G = Linear(8·H·n)(z)` split per
 /// head into `k1` (3H), `k2` (3H), `q` (H), `o` (H), and `s = softplus(κ)`:
@@ -26,6 +26,7 @@ pub struct OuterLstm {
     heads: usize,
     size: usize,
     input_dim: usize,
+    options: KernelOptions,
 }
 
 /// One recurrent step on explicit state, shared by the model and its tests.
@@ -37,13 +38,15 @@ pub(crate) struct OuterState {
 }
 
 impl OuterLstm {
-    /// Builds the model with `cfg.outer_heads` heads of size `cfg.hidden`.
+    /// Builds the model with `cfg.outer_heads` heads of size `cfg.hidden`,
+    /// running its ops with `options`.
     pub fn new(
         cfg: &ModelConfig,
         input_dim: usize,
         classes: usize,
         seed: u64,
         device: &Device,
+        options: KernelOptions,
     ) -> Result<Self> {
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
@@ -59,6 +62,7 @@ impl OuterLstm {
             heads: n,
             size,
             input_dim,
+            options,
         })
     }
 
@@ -79,12 +83,19 @@ impl OuterLstm {
         for step in 0..t {
             // Per-step slices of the untracked tokens keep backward linear in T.
             let x = tokens.narrow(1, step, 1)?.squeeze(1)?;
-            let u = self.enc2.forward(&self.enc1.forward(&x)?.relu()?)?.relu()?;
-            let g = self.gates.forward(&Tensor::cat(&[&u, &state.hidden], 1)?)?;
+            let o = self.options;
+            let u = self
+                .enc2
+                .forward(&self.enc1.forward(&x, o)?.relu()?, o)?
+                .relu()?;
+            let g = self
+                .gates
+                .forward(&Tensor::cat(&[&u, &state.hidden], 1)?, o)?;
             state = self.step(&g, s, &state)?;
             outputs.push(state.hidden.clone());
         }
-        self.head.forward(&Tensor::stack(&outputs, 1)?)
+        self.head
+            .forward(&Tensor::stack(&outputs, 1)?, self.options)
     }
 
     /// Advances the state by one step given the gate pre-activations `g`
@@ -116,24 +127,31 @@ impl SequenceModel for OuterLstm {
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, usize::MAX)?;
         let s = softplus(&self.kappa)?;
-        if !gpicl_kernels::fused::use_fused(tokens) {
+        if !self.options.use_fused(tokens) {
             return self.forward_composed(tokens, &s);
         }
         let width = self.heads * self.size;
-        let u = self.enc2.forward_relu(&self.enc1.forward_relu(tokens)?)?;
+        let o = self.options;
+        let u = self
+            .enc2
+            .forward_relu(&self.enc1.forward_relu(tokens, o)?, o)?;
         let w_in = self.gates.weight.narrow(0, 0, width)?;
         let w_rec = self.gates.weight.narrow(0, width, width)?;
         let input_half = Linear {
             weight: w_in,
             bias: self.gates.bias.clone(),
         };
-        let from_input = input_half.forward(&u)?;
-        let hidden = outer_lstm_recurrence(&from_input, &w_rec, &s, self.heads)?;
-        self.head.forward(&hidden)
+        let from_input = input_half.forward(&u, o)?;
+        let hidden = outer_lstm_recurrence(&from_input, &w_rec, &s, self.heads, o)?;
+        self.head.forward(&hidden, o)
     }
 
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    fn kernel_options(&self) -> KernelOptions {
+        self.options
     }
 
     /// `n·H²` for the matrix cells plus `n·H` for the hidden vector.
@@ -162,7 +180,7 @@ mod tests {
             outer_heads: heads,
             ..ModelConfig::default()
         };
-        OuterLstm::new(&cfg, 5, 3, 2, &Device::Cpu).unwrap()
+        OuterLstm::new(&cfg, 5, 3, 2, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -174,7 +192,7 @@ mod tests {
                 ..ModelConfig::default()
             };
             assert_eq!(
-                OuterLstm::new(&cfg, 206, 10, 0, &Device::Cpu)
+                OuterLstm::new(&cfg, 206, 10, 0, &Device::Cpu, KernelOptions::default())
                     .unwrap()
                     .param_count(),
                 expected,
@@ -196,7 +214,7 @@ mod tests {
             hidden: 2,
             ..ModelConfig::default()
         };
-        let model = OuterLstm::new(&cfg, 4, 2, 0, &Device::Cpu).unwrap();
+        let model = OuterLstm::new(&cfg, 4, 2, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         let g: Vec<f32> = (0..16).map(|i| ((i as f32) * 0.37).sin()).collect();
         let c0 = [[0.5f32, -0.25], [1.0, 0.125]];
         let kappa = 0.3f64;
@@ -265,11 +283,11 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-5, "forward differs by {diff}");
-        let gf = gpicl_kernels::ops::cross_entropy(&fused, &y)
+        let gf = gpicl_kernels::composed::cross_entropy(&fused, &y)
             .unwrap()
             .backward()
             .unwrap();
-        let gc = gpicl_kernels::ops::cross_entropy(&composed, &y)
+        let gc = gpicl_kernels::composed::cross_entropy(&composed, &y)
             .unwrap()
             .backward()
             .unwrap();

@@ -2,7 +2,7 @@
 
 use crate::SequenceModel;
 use gpicl_kernels::rng::Rng;
-use gpicl_kernels::{ops, Device, Tensor};
+use gpicl_kernels::{composed, Device, Tensor};
 
 const B: usize = 2;
 const T: usize = 6;
@@ -86,7 +86,7 @@ pub fn assert_gradient_matches_finite_differences(model: &dyn SequenceModel) {
     let dev = Device::Cpu;
     let (x, y) = tokens(1, 5, input_width(model), 6);
     let loss_of = || -> f64 {
-        ops::cross_entropy(&model.forward(&x).unwrap(), &y)
+        composed::cross_entropy(&model.forward(&x).unwrap(), &y)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap() as f64

@@ -7,7 +7,7 @@ use crate::linear::{LayerNorm, Linear};
 use crate::params::ParamStore;
 use crate::SequenceModel;
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{ops, Device, Tensor};
+use gpicl_kernels::{op, Device, KernelOptions, Tensor};
 
 mod step;
 
@@ -37,6 +37,8 @@ pub struct Transformer {
     max_seq_len: usize,
     /// Activation buffers reused from one hand-written step to the next.
     scratch: gpicl_kernels::host::BufferPool,
+    /// What the ops run with.
+    options: KernelOptions,
 }
 
 impl Transformer {
@@ -46,7 +48,8 @@ impl Transformer {
     /// variance scaling (scale `2 / num_layers`, fan-in, truncated normal);
     /// the input and output linears a truncated normal with std
     /// `1/sqrt(fan_in)`; the positional embedding a truncated normal with
-    /// std `pos_init_std`; biases zero; LayerNorm gains one.
+    /// std `pos_init_std`; biases zero; LayerNorm gains one. Its ops run
+    /// with `options`.
     pub fn new(
         cfg: &ModelConfig,
         input_dim: usize,
@@ -54,6 +57,7 @@ impl Transformer {
         max_seq_len: usize,
         seed: u64,
         device: &Device,
+        options: KernelOptions,
     ) -> Result<Self> {
         cfg.validate()?;
         if input_dim == 0 || classes == 0 || max_seq_len == 0 {
@@ -142,38 +146,27 @@ impl Transformer {
             input_dim,
             max_seq_len,
             scratch: Default::default(),
+            options,
         })
     }
 
-    fn attention(&self, block: &Block, x: &Tensor, mask: &Tensor, fused: bool) -> Result<Tensor> {
+    fn attention(&self, block: &Block, x: &Tensor, options: KernelOptions) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         // [b, t, heads, key]: a free reshape of the projection.
         let split = |lin: &Linear| -> Result<Tensor> {
-            Ok(lin.forward_with(x, fused)?.reshape((b, t, heads, key))?)
+            Ok(lin.forward(x, options)?.reshape((b, t, heads, key))?)
         };
         let (q, k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
-        let attended = if fused {
-            gpicl_kernels::fused::causal_attention(&q, &k, &v)?
-        } else {
-            let heads_first = |x: Tensor| x.transpose(1, 2)?.contiguous();
-            ops::causal_attention(&heads_first(q)?, &heads_first(k)?, &heads_first(v)?, mask)?
-                .transpose(1, 2)?
-        };
+        let attended = op::attention::causal_attention(&q, &k, &v, options)?;
         let merged = attended.reshape((b, t, heads * key))?;
-        block.out.forward_with(&merged, fused)
+        block.out.forward(&merged, options)
     }
 
-    fn mlp(&self, block: &Block, x: &Tensor, fused: bool) -> Result<Tensor> {
-        let hidden = block.fc_in.forward_with(x, fused)?;
-        let activated = if fused {
-            gpicl_kernels::fused::gelu(&hidden, self.cfg.gelu_tanh)?
-        } else if self.cfg.gelu_tanh {
-            hidden.gelu()?
-        } else {
-            hidden.gelu_erf()?
-        };
-        block.fc_out.forward_with(&activated, fused)
+    fn mlp(&self, block: &Block, x: &Tensor, options: KernelOptions) -> Result<Tensor> {
+        let hidden = block.fc_in.forward(x, options)?;
+        let activated = op::gelu::gelu(&hidden, self.cfg.gelu_tanh, options)?;
+        block.fc_out.forward(&activated, options)
     }
 }
 
@@ -218,42 +211,47 @@ impl Transformer {
         Ok(Tensor::cat(&[tokens, &shifted], 2)?)
     }
 
-    /// The forward pass with the fused kernels of `gpicl_kernels::fused`
-    /// (LayerNorm, attention, GELU) or with the composed reference ops.
-    pub fn forward_with(&self, tokens: &Tensor, fused: bool) -> Result<Tensor> {
+    /// The forward pass with `options` (the model's own, or others to
+    /// compare): the fused ops of `gpicl_kernels::op` (linear, LayerNorm,
+    /// attention, GELU) or their composed references.
+    pub fn forward_with(&self, tokens: &Tensor, options: KernelOptions) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
         let t = tokens.dim(1)?;
-        let mask = ops::causal_mask(t, tokens.device())?;
         let mut h = self
             .embed
-            .forward_with(&self.embedding_input(tokens)?, fused)?
+            .forward(&self.embedding_input(tokens)?, options)?
             .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
         for block in &self.blocks {
-            let normed = block.ln_attn.forward_with(&h, fused)?;
-            let a = self.attention(block, &normed, &mask, fused)?;
+            let normed = block.ln_attn.forward(&h, options)?;
+            let a = self.attention(block, &normed, options)?;
             h = (h + a)?;
-            let m = self.mlp(block, &block.ln_mlp.forward_with(&h, fused)?, fused)?;
+            let m = self.mlp(block, &block.ln_mlp.forward(&h, options)?, options)?;
             h = (h + m)?;
         }
         self.head
-            .forward_with(&self.ln_final.forward_with(&h, fused)?, fused)
+            .forward(&self.ln_final.forward(&h, options)?, options)
     }
 }
 
 impl SequenceModel for Transformer {
-    /// Fused kernels on CPU `f32`, composed ops elsewhere.
+    /// Fused kernels on CPU `f32` (as the model's options allow), composed
+    /// ops elsewhere.
     fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        self.forward_with(tokens, gpicl_kernels::fused::use_fused(tokens))
+        self.forward_with(tokens, self.options)
     }
 
     fn params(&self) -> &ParamStore {
         &self.params
     }
 
+    fn kernel_options(&self) -> KernelOptions {
+        self.options
+    }
+
     /// The hand-written step of the private `step` module where the fused kernels apply
     /// (CPU `f32`), autograd otherwise.
     fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<crate::LossAndGrads> {
-        if gpicl_kernels::fused::use_host_kernels(tokens) {
+        if self.options.use_host_kernels(tokens) {
             self.loss_and_grads_by_hand(tokens, targets)
         } else {
             crate::autograd_loss_and_grads(self, tokens, targets)
@@ -317,7 +315,16 @@ mod tests {
                 d_model: d,
                 ..ModelConfig::default()
             };
-            let m = Transformer::new(&cfg, 206, 10, 100, 0, &Device::Cpu).unwrap();
+            let m = Transformer::new(
+                &cfg,
+                206,
+                10,
+                100,
+                0,
+                &Device::Cpu,
+                KernelOptions::default(),
+            )
+            .unwrap();
             assert_eq!(m.param_count(), expected, "d_model {d}");
         }
     }
@@ -329,7 +336,16 @@ mod tests {
             d_model: 256,
             ..ModelConfig::default()
         };
-        let m = Transformer::new(&cfg, 794, 10, 100, 0, &Device::Cpu).unwrap();
+        let m = Transformer::new(
+            &cfg,
+            794,
+            10,
+            100,
+            0,
+            &Device::Cpu,
+            KernelOptions::default(),
+        )
+        .unwrap();
         assert_eq!(m.param_count(), 3_391_242, "the PyTorch reference's count");
         let dense = 2.0 * 3200.0 * (3_391_242.0 - 100.0 * 256.0);
         let attention = 4.0 * 32.0 * 8.0 * 100.0 * 100.0 * 32.0 * 4.0;
@@ -340,14 +356,25 @@ mod tests {
 
     #[test]
     fn state_size_is_the_kv_cache() {
-        let m = Transformer::new(&ModelConfig::default(), 206, 10, 100, 0, &Device::Cpu).unwrap();
+        let m = Transformer::new(
+            &ModelConfig::default(),
+            206,
+            10,
+            100,
+            0,
+            &Device::Cpu,
+            KernelOptions::default(),
+        )
+        .unwrap();
         assert_eq!(m.state_size(100), 2 * 4 * 8 * 32 * 100);
     }
 
     #[test]
     fn the_same_seed_gives_the_same_weights() {
-        let a = Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu).unwrap();
-        let b = Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu).unwrap();
+        let a =
+            Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu, KernelOptions::default()).unwrap();
+        let b =
+            Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu, KernelOptions::default()).unwrap();
         for ((na, va), (nb, vb)) in a.params().iter().zip(b.params().iter()) {
             assert_eq!(na, nb);
             let (x, y): (Vec<f32>, Vec<f32>) = (
@@ -361,21 +388,21 @@ mod tests {
     #[test]
     fn predictions_never_depend_on_later_inputs() {
         crate::testing::assert_causal(
-            &Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap(),
+            &Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap(),
         );
     }
 
     #[test]
     fn every_parameter_receives_a_nonzero_gradient() {
         crate::testing::assert_every_parameter_gets_a_gradient(
-            &Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu).unwrap(),
+            &Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap(),
         );
     }
 
     #[test]
     fn gradient_matches_finite_differences() {
         crate::testing::assert_gradient_matches_finite_differences(
-            &Transformer::new(&tiny(), 5, 3, 6, 5, &Device::Cpu).unwrap(),
+            &Transformer::new(&tiny(), 5, 3, 6, 5, &Device::Cpu, KernelOptions::default()).unwrap(),
         );
     }
 
@@ -392,11 +419,20 @@ mod tests {
                 1,
             ),
         ] {
-            let m = Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu).unwrap();
+            let m =
+                Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
             let (x, y) = crate::testing::tokens(3, t, 5, 8);
             let run = |fused: bool| {
-                let logits = m.forward_with(&x, fused).unwrap();
-                let loss = ops::cross_entropy(&logits, &y).unwrap();
+                let logits = m
+                    .forward_with(
+                        &x,
+                        KernelOptions {
+                            fused,
+                            ..KernelOptions::default()
+                        },
+                    )
+                    .unwrap();
+                let loss = gpicl_kernels::composed::cross_entropy(&logits, &y).unwrap();
                 let grads = loss.backward().unwrap();
                 let mut all = vec![logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
                 for (name, v) in m.params().iter() {
@@ -451,11 +487,12 @@ mod tests {
             ),
         ] {
             // max_seq_len 9 ≥ t: unused positional rows get zero gradient.
-            let m = Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu).unwrap();
+            let m =
+                Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
             let (x, y) = crate::testing::tokens(b, t, 5, 8);
             let by_hand = m.loss_and_grads_by_hand(&x, &y).unwrap();
-            let logits = m.forward_with(&x, false).unwrap();
-            let loss = ops::cross_entropy(&logits, &y).unwrap();
+            let logits = m.forward_with(&x, KernelOptions::composed()).unwrap();
+            let loss = gpicl_kernels::composed::cross_entropy(&logits, &y).unwrap();
             let grads = loss.backward().unwrap();
             let reference = loss.to_scalar::<f32>().unwrap();
             assert!((by_hand.loss - reference).abs() <= 1e-5 * reference.abs().max(1.0));
@@ -496,9 +533,19 @@ mod tests {
                 6., 7., 0., 0., 8., 9., 6., 7., 10., 11., 8., 9.
             ]
         );
-        let m = Transformer::new(&reading_previous_tokens(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        let m = Transformer::new(
+            &reading_previous_tokens(),
+            5,
+            3,
+            6,
+            1,
+            &Device::Cpu,
+            KernelOptions::default(),
+        )
+        .unwrap();
         assert_eq!(m.params().get("embed.weight").unwrap().dims(), &[10, 8]);
-        let plain = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        let plain =
+            Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), plain.param_count() + 5 * 8);
         let x = random_tokens(2, 4, 5, 3);
         let via_candle = m.embedding_input(&x).unwrap().flatten_all().unwrap();
@@ -508,7 +555,16 @@ mod tests {
 
     #[test]
     fn a_model_reading_previous_tokens_stays_causal_and_trains_every_parameter() {
-        let m = Transformer::new(&reading_previous_tokens(), 5, 3, 6, 3, &Device::Cpu).unwrap();
+        let m = Transformer::new(
+            &reading_previous_tokens(),
+            5,
+            3,
+            6,
+            3,
+            &Device::Cpu,
+            KernelOptions::default(),
+        )
+        .unwrap();
         crate::testing::assert_causal(&m);
         crate::testing::assert_every_parameter_gets_a_gradient(&m);
         crate::testing::assert_gradient_matches_finite_differences(&m);
@@ -527,7 +583,8 @@ mod tests {
 
     #[test]
     fn the_hand_written_step_refuses_bad_targets() {
-        let m = Transformer::new(&tiny(), 5, 3, 9, 4, &Device::Cpu).unwrap();
+        let m =
+            Transformer::new(&tiny(), 5, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
         let (x, _) = crate::testing::tokens(2, 4, 5, 8);
         let out_of_range = Tensor::from_vec(vec![3u32; 8], (2, 4), &Device::Cpu).unwrap();
         let err = m
@@ -542,7 +599,8 @@ mod tests {
 
     #[test]
     fn wrong_input_width_is_an_error_not_a_panic() {
-        let m = Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu).unwrap();
+        let m =
+            Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
         let err = m
             .forward(&random_tokens(1, 3, 4, 0))
             .unwrap_err()

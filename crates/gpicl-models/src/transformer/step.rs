@@ -40,6 +40,8 @@ struct Params<'a> {
     slices: HashMap<candle_core::TensorId, &'a [f32]>,
     /// Where activation buffers come from and go back to.
     pool: &'a BufferPool,
+    /// The linear layers' products in bf16 ([`gpicl_kernels::KernelOptions::bf16_matmuls`]).
+    bf16: bool,
 }
 
 impl Params<'_> {
@@ -66,7 +68,7 @@ impl Grads {
 fn linear_forward(p: &Params, layer: &Linear, x: &[f32]) -> Vec<f32> {
     let (w, b) = (p.get(&layer.weight), p.get(&layer.bias));
     let mut out = p.pool.take(x.len() / (w.len() / b.len()) * b.len());
-    host::linear_forward(x, w, b, &mut out);
+    host::linear_forward(x, w, b, &mut out, p.bf16);
     out
 }
 
@@ -82,7 +84,16 @@ fn linear_backward(
     let (w, b) = (p.get(&layer.weight), p.get(&layer.bias));
     let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; b.len()]);
     let mut dx = want_dx.then(|| p.pool.take(x.len()));
-    host::linear_backward(x, w, grad, dx.as_deref_mut(), &mut dw, &mut db, false);
+    host::linear_backward(
+        x,
+        w,
+        grad,
+        dx.as_deref_mut(),
+        &mut dw,
+        &mut db,
+        false,
+        p.bf16,
+    );
     grads.put(&layer.weight, dw);
     grads.put(&layer.bias, db);
     dx
@@ -158,6 +169,7 @@ impl Transformer {
                     .map(|(v, s)| (v.id(), *s))
                     .collect(),
                 pool: &self.scratch,
+                bf16: self.options.bf16_matmuls,
             };
             self.step_on_slices(&params, token_data[0], &targets, b, t, started)
         })?;

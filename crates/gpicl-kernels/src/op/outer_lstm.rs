@@ -9,42 +9,48 @@
 
 use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32, SavedForBackward};
 use crate::math::{sigmoid, tanh};
+use crate::options::{Backend, KernelOptions};
+use crate::parity::{random_tensor, Case};
 use crate::simd::simd_fn;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+#[cfg(feature = "cuda")]
+mod cuda;
 
 /// Runs the recurrence from zero state. `input`: `[b, t, 8·n·H]` (input
 /// projection plus bias), `w_rec`: `[n·H, 8·n·H]`, `scale`: `[1]` (the
-/// softplus of κ). Returns `h_t` for every position, `[b, t, n·H]`.
+/// softplus of κ). Returns `h_t` for every position, `[b, t, n·H]`. The
+/// composed [`reference()`] where the fused kernels do not apply.
 pub fn outer_lstm_recurrence(
     input: &Tensor,
     w_rec: &Tensor,
     scale: &Tensor,
     heads: usize,
+    options: KernelOptions,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if input.device().is_cuda() {
-        return crate::cuda::outer_lstm_recurrence(input, w_rec, scale, heads);
+    match options.backend(input) {
+        Backend::Composed => reference(input, w_rec, scale, heads),
+        Backend::Cpu => {
+            let width = w_rec.dim(0)?;
+            let op = OuterLstmRecurrence {
+                heads,
+                size: width / heads.max(1),
+                saved: SavedForBackward::default(),
+                bf16: options.bf16_matmuls,
+            };
+            input
+                .contiguous()?
+                .apply_op3(&w_rec.contiguous()?, &scale.contiguous()?, op)
+        }
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => cuda::outer_lstm_recurrence(input, w_rec, scale, heads),
     }
-    let width = w_rec.dim(0)?;
-    let op = OuterLstmRecurrence {
-        heads,
-        size: width / heads.max(1),
-        saved: SavedForBackward::default(),
-    };
-    input
-        .contiguous()?
-        .apply_op3(&w_rec.contiguous()?, &scale.contiguous()?, op)
 }
 
 /// The same recurrence composed from candle ops: the definition the
 /// fused op is tested against (`scale` broadcast over the gates).
-pub fn outer_lstm_recurrence_composed(
-    input: &Tensor,
-    w_rec: &Tensor,
-    scale: &Tensor,
-    heads: usize,
-) -> Result<Tensor> {
+pub fn reference(input: &Tensor, w_rec: &Tensor, scale: &Tensor, heads: usize) -> Result<Tensor> {
     use candle_core::D;
     let (b, t, _) = input.dims3()?;
     let hs = w_rec.dim(0)? / heads.max(1);
@@ -84,6 +90,8 @@ struct OuterLstmRecurrence {
     size: usize,
     /// [`saved_width`] values per position (840 MB at H = 256).
     saved: SavedForBackward,
+    /// The recurrent products in bf16 ([`KernelOptions::bf16_matmuls`]).
+    bf16: bool,
 }
 
 /// Saved per position: `h` (nH), `read` (nH), `g` (8nH), `C` (nH²).
@@ -301,6 +309,7 @@ impl CustomOp3 for OuterLstmRecurrence {
                     width,
                     8 * width,
                     true,
+                    self.bf16,
                 );
             }
             // Sequences are independent within a step: one task each.
@@ -367,9 +376,10 @@ impl CustomOp3 for OuterLstmRecurrence {
                     8 * width,
                     width,
                     false,
+                    self.bf16,
                 );
             }
-            let d_w = recurrent_weight_grad(saved, sw, width, &d_input, 8 * width, b, t);
+            let d_w = recurrent_weight_grad(saved, sw, width, &d_input, 8 * width, b, t, self.bf16);
             (d_input, d_w, d_scale)
         })?;
         let device = input.device();
@@ -383,6 +393,23 @@ impl CustomOp3 for OuterLstmRecurrence {
             )?),
         ))
     }
+}
+
+/// The parity case of [`outer_lstm_recurrence`].
+pub(crate) fn parity_cases() -> Result<Vec<Case>> {
+    let (heads, size) = (2, 7);
+    let width = heads * size;
+    Ok(vec![Case::new(
+        format!("outer_lstm_recurrence [2,5,8x{heads}x{size}]"),
+        &["input", "w_rec", "scale"],
+        vec![
+            random_tensor(&[2, 5, 8 * width], 15, 1.0)?,
+            random_tensor(&[width, 8 * width], 16, 0.3)?,
+            Tensor::new(&[0.8f32], &Device::Cpu)?,
+        ],
+        move |x, _| outer_lstm_recurrence(&x[0], &x[1], &x[2], heads, KernelOptions::default()),
+        move |x| reference(&x[0], &x[1], &x[2], heads),
+    )])
 }
 
 #[cfg(test)]
@@ -404,7 +431,7 @@ mod tests {
     }
 
     fn composed(input: &Tensor, w: &Tensor, s: &Tensor, n: usize) -> Tensor {
-        outer_lstm_recurrence_composed(input, w, s, n).unwrap()
+        reference(input, w, s, n).unwrap()
     }
 
     #[test]
@@ -415,8 +442,14 @@ mod tests {
             let w = Var::from_tensor(&random(&[width, 8 * width], 2, 0.5)).unwrap();
             let s = Var::from_tensor(&Tensor::new(&[0.8f32], &Device::Cpu).unwrap()).unwrap();
             let weights = random(&[b, t, width], 3, 1.0);
-            let fused =
-                outer_lstm_recurrence(x.as_tensor(), w.as_tensor(), s.as_tensor(), n).unwrap();
+            let fused = outer_lstm_recurrence(
+                x.as_tensor(),
+                w.as_tensor(),
+                s.as_tensor(),
+                n,
+                KernelOptions::default(),
+            )
+            .unwrap();
             let reference = composed(x.as_tensor(), w.as_tensor(), s.as_tensor(), n);
             for (a, r) in flat(&fused).iter().zip(flat(&reference)) {
                 assert!((a - r).abs() < 1e-5 * (1.0 + r.abs()), "forward {a} vs {r}");

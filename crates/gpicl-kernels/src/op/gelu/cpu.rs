@@ -5,7 +5,7 @@
 //! [`gelu_backward_kept`] saves one transcendental function per element,
 //! with the same bits as recomputing it.
 
-use super::ELEMENTWISE_CHUNK;
+use crate::host::ELEMENTWISE_CHUNK;
 use crate::math::{erf, exp, tanh};
 use crate::simd::simd_fn;
 use rayon::prelude::*;

@@ -1,10 +1,12 @@
-//! Differentiable building blocks, composed from candle primitives.
+//! Differentiable building blocks composed from candle primitives: the
+//! composed references of the fused ops in [`crate::op`] (their
+//! `reference` functions are these or built from these) and the evaluation
+//! helpers (per-position loss, accuracy).
 //!
 //! candle's fused `softmax_last_dim`, `layer_norm`, `rms_norm` and `sdpa`
 //! record no backward pass, so a model built on them silently receives no
 //! gradient for the parameters before them. Every op here is a composition
-//! of primitives that candle can differentiate, and is the reference that
-//! faster fused kernels are tested against.
+//! of primitives that candle can differentiate.
 
 use candle_core::{DType, Device, Result, Tensor, D};
 

@@ -372,10 +372,10 @@ mod tests {
             };
             let (qh, kh, vh) = (gather(q), gather(k), gather(v));
             let mut p = vec![0f32; t * t];
-            matmul(&mut p, &qh, false, &kh, true, t, key, t, false);
+            matmul(&mut p, &qh, false, &kh, true, t, key, t, false, false);
             causal_softmax_rows(&mut p, t, 1.0 / (key as f32).sqrt());
             let mut o = vec![0f32; t * key];
-            matmul(&mut o, &p, false, &vh, false, t, t, key, false);
+            matmul(&mut o, &p, false, &vh, false, t, t, key, false, false);
             for i in 0..t {
                 out[offset + i * row as usize..][..key].copy_from_slice(&o[i * key..(i + 1) * key]);
             }

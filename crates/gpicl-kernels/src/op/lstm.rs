@@ -8,8 +8,13 @@
 
 use crate::cpu::{f32_slice, matmul, recurrent_weight_grad, with_f32, SavedForBackward};
 use crate::math::{sigmoid, tanh};
+use crate::options::{Backend, KernelOptions};
+use crate::parity::{random_tensor, Case};
 use crate::simd::simd_fn;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+#[cfg(feature = "cuda")]
+mod cuda;
 
 /// Values stored per position: `h, c, i, g, f, o` (activated gates), so
 /// the backward pass needs no recomputation.
@@ -20,23 +25,28 @@ const SAVED: usize = 6;
 /// `h_t = σ(o)⊙tanh(c_t)`, from zero state.
 ///
 /// `input`: `[b, t, 4h]` pre-activations (the input projection and bias);
-/// returns `h_t` for every position, `[b, t, h]`.
-pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if input.device().is_cuda() {
-        return crate::cuda::lstm_recurrence(input, w_rec);
+/// returns `h_t` for every position, `[b, t, h]`. The composed
+/// [`reference()`] where the fused kernels do not apply.
+pub fn lstm_recurrence(input: &Tensor, w_rec: &Tensor, options: KernelOptions) -> Result<Tensor> {
+    match options.backend(input) {
+        Backend::Composed => reference(input, w_rec),
+        Backend::Cpu => input.contiguous()?.apply_op2(
+            &w_rec.contiguous()?,
+            LstmRecurrence {
+                saved: SavedForBackward::default(),
+                bf16: options.bf16_matmuls,
+            },
+        ),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => cuda::lstm_recurrence(input, w_rec),
     }
-    input.contiguous()?.apply_op2(
-        &w_rec.contiguous()?,
-        LstmRecurrence {
-            saved: SavedForBackward::default(),
-        },
-    )
 }
 
 struct LstmRecurrence {
     /// `[h, c, i, g, f, o]` per position.
     saved: SavedForBackward,
+    /// The recurrent products in bf16 ([`KernelOptions::bf16_matmuls`]).
+    bf16: bool,
 }
 
 simd_fn! {
@@ -132,7 +142,18 @@ impl CustomOp2 for LstmRecurrence {
                 gates[bi * 4 * h..(bi + 1) * 4 * h].copy_from_slice(&x[src..src + 4 * h]);
             }
             if step > 0 {
-                matmul(&mut gates, &h_prev, false, w, false, b, h, 4 * h, true);
+                matmul(
+                    &mut gates,
+                    &h_prev,
+                    false,
+                    w,
+                    false,
+                    b,
+                    h,
+                    4 * h,
+                    true,
+                    self.bf16,
+                );
             }
             for bi in 0..b {
                 let row = (bi * t + step) * SAVED * h;
@@ -187,9 +208,20 @@ impl CustomOp2 for LstmRecurrence {
                     d_input[dst..dst + 4 * h].copy_from_slice(dg);
                 }
                 // dh_{t−1} = d_gates · Wᵀ
-                matmul(&mut dh_next, &d_gates, false, w, true, b, 4 * h, h, false);
+                matmul(
+                    &mut dh_next,
+                    &d_gates,
+                    false,
+                    w,
+                    true,
+                    b,
+                    4 * h,
+                    h,
+                    false,
+                    self.bf16,
+                );
             }
-            let d_w = recurrent_weight_grad(saved, SAVED * h, h, &d_input, 4 * h, b, t);
+            let d_w = recurrent_weight_grad(saved, SAVED * h, h, &d_input, 4 * h, b, t, self.bf16);
             (d_input, d_w)
         })?;
         let device = input.device();
@@ -202,7 +234,7 @@ impl CustomOp2 for LstmRecurrence {
 
 /// The same recurrence composed from candle ops: the reference the fused
 /// op is tested against, and the path for devices without a fused kernel.
-pub fn lstm_recurrence_composed(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
+pub fn reference(input: &Tensor, w_rec: &Tensor) -> Result<Tensor> {
     let (b, t, _) = input.dims3()?;
     let h = w_rec.dim(0)?;
     let sig = |x: &Tensor| -> Result<Tensor> { x.affine(0.5, 0.0)?.tanh()?.affine(0.5, 0.5) };
@@ -220,6 +252,21 @@ pub fn lstm_recurrence_composed(input: &Tensor, w_rec: &Tensor) -> Result<Tensor
         outputs.push(hidden.clone());
     }
     Tensor::stack(&outputs, 1)
+}
+
+/// The parity case of [`lstm_recurrence`].
+pub(crate) fn parity_cases() -> Result<Vec<Case>> {
+    let (hid, steps) = (13, 6);
+    Ok(vec![Case::new(
+        format!("lstm_recurrence [3,{steps},4x{hid}]"),
+        &["input", "w_rec"],
+        vec![
+            random_tensor(&[3, steps, 4 * hid], 13, 1.0)?,
+            random_tensor(&[hid, 4 * hid], 14, 0.3)?,
+        ],
+        |x, _| lstm_recurrence(&x[0], &x[1], KernelOptions::default()),
+        |x| reference(&x[0], &x[1]),
+    )])
 }
 
 #[cfg(test)]
@@ -256,8 +303,9 @@ mod tests {
             let x = Var::from_tensor(&random(&[b, t, 4 * h], 1, 1.0)).unwrap();
             let w = Var::from_tensor(&random(&[h, 4 * h], 2, 0.5)).unwrap();
             let weights = random(&[b, t, h], 3, 1.0);
-            let fused = lstm_recurrence(x.as_tensor(), w.as_tensor()).unwrap();
-            let composed = lstm_recurrence_composed(x.as_tensor(), w.as_tensor()).unwrap();
+            let fused =
+                lstm_recurrence(x.as_tensor(), w.as_tensor(), KernelOptions::default()).unwrap();
+            let composed = reference(x.as_tensor(), w.as_tensor()).unwrap();
             close(&flat(&fused), &flat(&composed), 1e-5, "forward");
             let gf = (fused * &weights)
                 .unwrap()
@@ -289,14 +337,15 @@ mod tests {
         let w = Var::from_tensor(&random(&[h, 4 * h], 5, 0.5)).unwrap();
         let weights = random(&[b, t, h], 6, 1.0);
         let loss = |w: &Tensor| -> f64 {
-            (lstm_recurrence(&x, w).unwrap() * &weights)
+            (lstm_recurrence(&x, w, KernelOptions::default()).unwrap() * &weights)
                 .unwrap()
                 .sum_all()
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap() as f64
         };
-        let grads = (lstm_recurrence(&x, w.as_tensor()).unwrap() * &weights)
+        let grads = (lstm_recurrence(&x, w.as_tensor(), KernelOptions::default()).unwrap()
+            * &weights)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -328,11 +377,11 @@ mod tests {
         let a = [1f32, 2., 3., 4.];
         let b = [5f32, 6., 7., 8.];
         let mut out = [0f32; 4];
-        matmul(&mut out, &a, false, &b, false, 2, 2, 2, false);
+        matmul(&mut out, &a, false, &b, false, 2, 2, 2, false, false);
         assert_eq!(out, [19., 22., 43., 50.]);
-        matmul(&mut out, &a, true, &b, true, 2, 2, 2, false); // aᵀ bᵀ
+        matmul(&mut out, &a, true, &b, true, 2, 2, 2, false, false); // aᵀ bᵀ
         assert_eq!(out, [23., 31., 34., 46.]);
-        matmul(&mut out, &a, false, &b, false, 2, 2, 2, true);
+        matmul(&mut out, &a, false, &b, false, 2, 2, 2, true, false);
         assert_eq!(out, [42., 53., 77., 96.]);
     }
 }
