@@ -3,7 +3,6 @@
 use crate::adam::Adam;
 use crate::config::TrainConfig;
 use crate::error::Result;
-use crate::optim::Gradients;
 use gpicl_kernels::rng::Rng;
 use gpicl_kernels::Tensor;
 use gpicl_kernels::{Device, KernelOptions};
@@ -166,7 +165,7 @@ pub fn teacher_losses(
             .collect();
         let (tokens, targets) = tokens_and_targets(&features, labels, n_x, (b, t), &device)?;
         let step = model.loss_and_grads(&tokens, &targets)?;
-        let mut grads = Gradients::from_store_order(model.params(), step.grads)?;
+        let mut grads = step.grads;
         grads.clip_global_norm(cfg.optim.clip_norm);
         adam.update(model.params(), &grads)?;
         losses.push(step.loss);
@@ -197,7 +196,7 @@ pub fn bench_training_step(
         }
         let t0 = Instant::now();
         let step = model.loss_and_grads(&tokens, &targets)?;
-        let mut grads = Gradients::from_store_order(model.params(), step.grads)?;
+        let mut grads = step.grads;
         let t1 = t0 + std::time::Duration::from_secs_f64(step.forward_seconds);
         let t2 = Instant::now();
         grads.clip_global_norm(cfg.optim.clip_norm);

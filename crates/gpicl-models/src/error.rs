@@ -22,6 +22,10 @@ pub enum ModelError {
         /// What is wrong, and what was expected instead.
         reason: String,
     },
+    /// Gradients that do not fit the parameters they belong to (names or
+    /// sizes).
+    #[error("{0}")]
+    Mismatch(String),
     /// The input does not have the shape the model was built for.
     #[error("input shape {got:?}: {expected}")]
     Input {

@@ -18,6 +18,7 @@
 pub mod activations;
 pub mod config;
 pub mod error;
+pub mod gradients;
 pub mod init;
 pub mod linear;
 pub mod lstm;
@@ -31,6 +32,7 @@ pub mod transformer;
 
 pub use config::{ModelConfig, ModelKind};
 pub use error::{ModelError, Result};
+pub use gradients::Gradients;
 pub use lstm::Lstm;
 pub use mlp::Mlp;
 pub use online::Maml;
@@ -85,9 +87,9 @@ pub trait SequenceModel: Send + Sync {
 pub struct LossAndGrads {
     /// Mean cross-entropy over every position.
     pub loss: f32,
-    /// One flat gradient per parameter, in [`ParamStore::iter`] order
-    /// (zeros for parameters the loss does not reach).
-    pub grads: Vec<Vec<f32>>,
+    /// One flat gradient per parameter, by name (zeros for parameters the
+    /// loss does not reach).
+    pub grads: Gradients,
     /// `[batch, t, classes]`, detached from any graph.
     pub logits: Tensor,
     /// Seconds spent on the forward pass and the loss (the rest of the
@@ -110,7 +112,7 @@ pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
     let loss_value = loss.to_scalar::<f32>()?;
     let forward_seconds = started.elapsed().as_secs_f64();
     let grads = loss.backward()?;
-    let grads = model
+    let in_store_order = model
         .params()
         .iter()
         .map(|(_, var)| match grads.get(var.as_tensor()) {
@@ -118,6 +120,7 @@ pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
             None => Ok(vec![0.0; var.elem_count()]),
         })
         .collect::<candle_core::Result<_>>()?;
+    let grads = Gradients::from_store_order(model.params(), in_store_order)?;
     Ok(LossAndGrads {
         loss: loss_value,
         grads,

@@ -11,7 +11,7 @@
 use super::Transformer;
 use crate::error::{ModelError, Result};
 use crate::linear::{LayerNorm, Linear};
-use crate::LossAndGrads;
+use crate::{Gradients, LossAndGrads};
 use gpicl_kernels::host::{self, AttentionShape, BufferPool};
 use gpicl_kernels::{DType, Tensor};
 use std::collections::HashMap;
@@ -173,15 +173,8 @@ impl Transformer {
             };
             self.step_on_slices(&params, token_data[0], &targets, b, t, started)
         })?;
-        let grads = vars.iter().map(|v| grads.take(v)).collect::<Vec<_>>();
-        for ((name, var), g) in self.params.iter().zip(&grads) {
-            if g.len() != var.elem_count() {
-                return Err(ModelError::Parameter {
-                    name: name.to_string(),
-                    reason: format!("hand-written step produced {} gradient values", g.len()),
-                });
-            }
-        }
+        let in_store_order = vars.iter().map(|v| grads.take(v)).collect::<Vec<_>>();
+        let grads = Gradients::from_store_order(&self.params, in_store_order)?;
         Ok(LossAndGrads {
             loss,
             grads,
