@@ -35,8 +35,10 @@ pub const TOOLKIT_WHEELS: &[&str] = &[
 ];
 const CANDLE_VERSION: &str = "0.11.1";
 
+/// Where the CUDA toolkit comes from and what to compile for: shared by
+/// `build-cuda` and `check-cuda`.
 #[derive(Args)]
-pub struct BuildCudaArgs {
+pub struct ToolkitArgs {
     /// CUDA toolkit root (holding bin/nvcc and include/) [default: $CUDA_HOME,
     /// else the wheels in target/cuda-toolkit/, installed on first use].
     #[arg(long, value_name = "DIR")]
@@ -47,9 +49,15 @@ pub struct BuildCudaArgs {
     /// Python used to install the toolkit wheels.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Only print the cargo command and environment, do not build.
+    /// Only print the cargo command and environment, do not run it.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct BuildCudaArgs {
+    #[command(flatten)]
+    toolkit: ToolkitArgs,
     /// Run clippy (-D warnings) on the whole workspace with CUDA instead of
     /// building, as CI does for the CPU build.
     #[arg(long)]
@@ -60,19 +68,8 @@ pub struct BuildCudaArgs {
 /// `build-cuda`, running `cargo check --features cuda` on the workspace.
 #[derive(Args)]
 pub struct CheckCudaArgs {
-    /// CUDA toolkit root (holding bin/nvcc and include/) [default: $CUDA_HOME,
-    /// else the wheels in target/cuda-toolkit/, installed on first use].
-    #[arg(long, value_name = "DIR")]
-    cuda_home: Option<PathBuf>,
-    /// GPU compute capability to compile for (90: H100/H200).
-    #[arg(long, default_value = "90")]
-    compute_cap: String,
-    /// Python used to install the toolkit wheels.
-    #[arg(long, default_value = "python3")]
-    python: String,
-    /// Only print the cargo command and environment, do not check.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    toolkit: ToolkitArgs,
 }
 
 /// What the cargo call with the CUDA toolkit does.
@@ -92,23 +89,16 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
     } else {
         Mode::Build
     };
-    run_mode(args, mode)
+    run_mode(args.toolkit, mode)
 }
 
 /// `cargo xtask check-cuda`: type-checks every crate with the `cuda`
 /// feature (the CUDA halves of the kernels included), without a GPU.
 pub fn check(args: CheckCudaArgs) -> Result<()> {
-    let build = BuildCudaArgs {
-        cuda_home: args.cuda_home,
-        compute_cap: args.compute_cap,
-        python: args.python,
-        dry_run: args.dry_run,
-        clippy: false,
-    };
-    run_mode(build, Mode::Check)
+    run_mode(args.toolkit, Mode::Check)
 }
 
-fn run_mode(args: BuildCudaArgs, mode: Mode) -> Result<()> {
+fn run_mode(args: ToolkitArgs, mode: Mode) -> Result<()> {
     let root = workspace_root()?;
     let target = root.join("target");
     let cuda_home = match args
