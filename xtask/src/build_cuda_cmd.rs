@@ -380,13 +380,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("gpicl-build-cuda-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
+    use gpicl_testing::absent_path;
 
     /// A registry folder holding just the two files the patch edits.
     fn fake_registry(root: &Path, core_toml: &str, kernels_build: &str) {
@@ -401,7 +395,7 @@ mod tests {
 
     #[test]
     fn patching_candle_switches_to_dynamic_loading_and_a_static_cuda_runtime() {
-        let root = scratch("patch");
+        let root = absent_path("patch");
         let registry = root.join("registry");
         fake_registry(
             &registry,
@@ -440,7 +434,7 @@ mod tests {
 
     #[test]
     fn a_changed_candle_is_refused_rather_than_patched_blindly() {
-        let root = scratch("changed");
+        let root = absent_path("changed");
         let registry = root.join("registry");
         fake_registry(
             &registry,

@@ -389,13 +389,14 @@ fn run_torch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl_testing::{absent_path, scratch_dir};
 
     #[test]
     fn without_a_gpu_the_check_stops_at_the_device_and_says_why() {
         if gpicl::kernels::device::parse_device("cuda").is_ok() {
             return; // a GPU is here: `cargo xtask gpu-check` is the real test
         }
-        let out = std::env::temp_dir().join(format!("gpicl-gpu-check-{}", std::process::id()));
+        let out = absent_path("gpu-check");
         let args = GpuCheckArgs {
             device: "cuda".into(),
             out: Some(out.clone()),
@@ -416,8 +417,7 @@ mod tests {
         let cfg = TrainConfig::paper();
         let n_x = feature_count(&cfg.data).unwrap();
         // A fake python that prints its arguments and a median.
-        let dir = std::env::temp_dir().join(format!("gpicl-fake-python-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("fake-python");
         let python = dir.join("python");
         std::fs::write(
             &python,

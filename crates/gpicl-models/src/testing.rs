@@ -70,7 +70,10 @@ pub fn assert_every_parameter_gets_a_gradient(model: &dyn SequenceModel) {
     let step = model.loss_and_grads(&x, &y).unwrap();
     assert_eq!(step.grads.len(), model.params().len());
     for (name, var) in model.params().iter() {
-        let g = step.grads.get(name).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let g = step
+            .grads
+            .get(name)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
         assert_eq!(g.len(), var.elem_count(), "{}: {name}", model.kind());
         assert!(
             g.iter().any(|v| *v != 0.0),
@@ -95,7 +98,9 @@ pub fn assert_gradient_matches_finite_differences(model: &dyn SequenceModel) {
     let grads = model.loss_and_grads(&x, &y).unwrap().grads;
     let mut checked = 0;
     for (name, var) in model.params().iter() {
-        let g = grads.get(name).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let g = grads
+            .get(name)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
         let orig = flat(var.as_tensor());
         let mut idx: Vec<usize> = (0..g.len()).collect();
         idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
