@@ -3,7 +3,7 @@
 use gpicl::eval::run::{evaluate_run, evaluate_run_on, PeriodicEval};
 use gpicl::eval::{EvalConfig, Group, RunConfig};
 use gpicl::meta::record::as_written;
-use gpicl::meta::{MetaError, RunDir, RunRecord, Silent, StepMetrics, TrainConfig, Trainer};
+use gpicl::meta::{MetaError, RunDir, RunRecord, Silent, TrainConfig, TrainRecord, Trainer};
 use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
 use gpicl_testing::absent_path;
 
@@ -172,7 +172,7 @@ fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
     let log = gpicl::meta::MetricsLog::open(&whole.metrics())
         .read()
         .unwrap();
-    let train: Vec<&StepMetrics> = log.iter().filter_map(RunRecord::as_train).collect();
+    let train: Vec<&TrainRecord> = log.iter().filter_map(RunRecord::as_train).collect();
     let lr: Vec<f64> = train.iter().map(|t| t.lr).collect();
     assert!(lr[0] < lr[1] && lr[1] < lr[2], "warm-up: {lr:?}");
     assert!(

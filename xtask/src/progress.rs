@@ -1,7 +1,7 @@
 //! The progress bar shown while training.
 
 use gpicl::eval::run::PeriodicEval;
-use gpicl::meta::{Observer, StepMetrics, Trainer};
+use gpicl::meta::{Observer, TrainRecord, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Shows loss, accuracy, steps/s and ETA, and prints periodic evaluations
@@ -32,7 +32,7 @@ impl TrainProgress {
 }
 
 impl Observer for TrainProgress {
-    fn on_step(&mut self, m: &StepMetrics) {
+    fn on_step(&mut self, m: &TrainRecord) {
         self.bar.set_position(m.step);
         self.bar.set_message(format!(
             "loss {:.4} acc {:.3} last {:.3}",

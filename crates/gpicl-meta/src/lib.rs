@@ -37,6 +37,6 @@ pub use export::export_learner;
 pub use lock::RunLock;
 pub use metrics::MetricsLog;
 pub use optim::{build_optimizer, Gradients, Optimizer, OptimizerState};
-pub use record::{read_records, EvalRecord, ModelRecord, RunRecord, StepMetrics};
+pub use record::{read_records, EvalRecord, ModelRecord, RunRecord, TrainRecord};
 pub use run_dir::RunDir;
 pub use trainer::{load_run, LoadedRun, Observer, Silent, Trainer};

@@ -69,7 +69,7 @@ mod tests {
     use gpicl_testing::scratch_dir;
 
     fn line(step: u64) -> String {
-        serde_json::to_string(&RunRecord::Train(crate::StepMetrics {
+        serde_json::to_string(&RunRecord::Train(crate::TrainRecord {
             step,
             ..Default::default()
         }))

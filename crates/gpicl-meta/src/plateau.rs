@@ -125,7 +125,7 @@ mod tests {
     use gpicl_testing::scratch_dir;
 
     fn train(step: u64, loss: f32, loss_unbiased: Option<f32>) -> RunRecord {
-        RunRecord::Train(crate::StepMetrics {
+        RunRecord::Train(crate::TrainRecord {
             step,
             loss,
             loss_unbiased,

@@ -21,7 +21,7 @@ pub enum RunRecord {
     /// The first line: what was trained.
     Model(ModelRecord),
     /// One training step.
-    Train(StepMetrics),
+    Train(TrainRecord),
     /// One evaluation group of one dataset at one step.
     Eval(EvalRecord),
 }
@@ -37,7 +37,7 @@ impl RunRecord {
     }
 
     /// The training step, if this is one.
-    pub fn as_train(&self) -> Option<&StepMetrics> {
+    pub fn as_train(&self) -> Option<&TrainRecord> {
         match self {
             Self::Train(r) => Some(r),
             _ => None,
@@ -78,7 +78,7 @@ pub struct ModelRecord {
 
 /// What one training step measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepMetrics {
+pub struct TrainRecord {
     /// Steps completed (1-based).
     pub step: u64,
     /// Mean cross-entropy over every sequence and position.
@@ -180,8 +180,8 @@ mod tests {
     use super::*;
     use gpicl_testing::scratch_dir;
 
-    fn train(step: u64) -> StepMetrics {
-        StepMetrics {
+    fn train(step: u64) -> TrainRecord {
+        TrainRecord {
             step,
             loss: 2.5980108,
             acc: 0.10046875,
@@ -189,7 +189,7 @@ mod tests {
             grad_norm: 1.5801488682073155,
             lr: 0.002,
             seconds: 0.13410941,
-            ..StepMetrics::default()
+            ..TrainRecord::default()
         }
     }
 
@@ -211,7 +211,7 @@ mod tests {
                 r#"{"kind":"train","step":1,"loss":2.5980108,"acc":0.10046875,"acc_last":0.09375,"grad_norm":1.5801488682073155,"lr":0.002,"seconds":0.13410941}"#,
             ),
             (
-                RunRecord::Train(StepMetrics {
+                RunRecord::Train(TrainRecord {
                     loss_unbiased: Some(2.25),
                     seq_len: Some(8),
                     ..train(2)

@@ -7,7 +7,7 @@ use crate::lock::RunLock;
 use crate::lr_schedule::learning_rate;
 use crate::metrics::MetricsLog;
 use crate::optim::{build_optimizer, Gradients, Optimizer};
-use crate::record::{ModelRecord, RunRecord, StepMetrics};
+use crate::record::{ModelRecord, RunRecord, TrainRecord};
 use crate::run_dir::{write_atomically, RunDir};
 use gpicl_kernels::{composed, Device, KernelOptions};
 use gpicl_models::{build_model, SequenceModel};
@@ -19,7 +19,7 @@ use std::time::Instant;
 /// Hooks the caller gets while a run trains.
 pub trait Observer {
     /// After every step.
-    fn on_step(&mut self, _metrics: &StepMetrics) {}
+    fn on_step(&mut self, _metrics: &TrainRecord) {}
     /// Every `schedule.eval_every` steps.
     fn on_eval(&mut self, _trainer: &Trainer) -> Result<()> {
         Ok(())
@@ -291,7 +291,7 @@ impl Trainer {
     /// One meta-training step: forward, backward (with accumulation),
     /// clipping and an Adam update. A failed step leaves the run as it was
     /// (weights, optimiser and training distribution).
-    pub fn train_step(&mut self) -> Result<StepMetrics> {
+    pub fn train_step(&mut self) -> Result<TrainRecord> {
         let before = self.sampler.state();
         let result = self.try_train_step();
         if result.is_err() {
@@ -300,7 +300,7 @@ impl Trainer {
         result
     }
 
-    fn try_train_step(&mut self) -> Result<StepMetrics> {
+    fn try_train_step(&mut self) -> Result<TrainRecord> {
         let started = Instant::now();
         let step = self.step + 1;
         self.sampler.set_seq_len(self.cfg.batch.seq_len_at(step));
@@ -352,7 +352,7 @@ impl Trainer {
         let lr = learning_rate(&self.cfg.optim, self.cfg.schedule.steps, step);
         self.optimizer.update(self.model.params(), &grads, lr)?;
         self.step = step;
-        Ok(StepMetrics {
+        Ok(TrainRecord {
             step,
             loss: loss_sum,
             acc: correct_sum / (b * t) as f32,

@@ -129,7 +129,7 @@ mod tests {
             } else {
                 0.5 + seed as f64 * 0.1
             };
-            log.append(&RunRecord::Train(gpicl_meta::StepMetrics {
+            log.append(&RunRecord::Train(gpicl_meta::TrainRecord {
                 step,
                 loss: loss as f32,
                 ..Default::default()
@@ -252,7 +252,7 @@ mod tests {
         fake_run(&root, "stuck", 64, 0, 0.1, 0.1);
         let log: String = (1..=60)
             .map(|step| {
-                let record = RunRecord::Train(gpicl_meta::StepMetrics {
+                let record = RunRecord::Train(gpicl_meta::TrainRecord {
                     step,
                     loss: 2.3,
                     ..Default::default()
