@@ -126,7 +126,7 @@ pub fn read_image_folder(
             format!("{} classes: at most 256 are supported", classes.len()),
         ));
     }
-    let mut shape: Option<((usize, usize, usize), PathBuf)> = None;
+    let mut shape = OneShape::default();
     let mut splits = Vec::new();
     for (split, root) in roots {
         let mut out = FolderSplit {
@@ -140,32 +140,9 @@ pub fn read_image_folder(
             if !folder.is_dir() {
                 continue;
             }
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-                .map_err(io(&folder))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
-            files.sort();
-            for file in files {
+            for file in image_files(&folder)? {
                 let image = decode(&file, image_size, channels)?;
-                let this = (image.height, image.width, image.channels);
-                match &shape {
-                    None => shape = Some((this, file.clone())),
-                    Some((first, first_file)) if *first != this => {
-                        return Err(corrupt(
-                            &file,
-                            format!(
-                            "is {}×{}, but {} is {}×{}: images of mixed sizes need --image-size",
-                            this.0,
-                            this.1,
-                            first_file.display(),
-                            first.0,
-                            first.1
-                        ),
-                        ))
-                    }
-                    Some(_) => {}
-                }
+                shape.check(&file, &image)?;
                 out.pixels.extend_from_slice(&image.pixels);
                 out.labels.push(label as u8);
                 out.files.push(file);
@@ -179,7 +156,7 @@ pub fn read_image_folder(
         }
         splits.push(out);
     }
-    let ((h, w, c), _) = shape.expect("at least one image");
+    let ((h, w, c), _) = shape.first.expect("at least one image");
     Ok(ImageFolder {
         classes,
         shape: (h, w, c),
@@ -194,12 +171,7 @@ pub fn read_image_files(
     image_size: Option<usize>,
     channels: ChannelPolicy,
 ) -> Result<FolderSplit> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
-        .collect();
-    files.sort();
+    let files = image_files(dir)?;
     if files.is_empty() {
         return Err(corrupt(
             dir,
@@ -212,23 +184,56 @@ pub fn read_image_files(
         labels: Vec::new(),
         files: Vec::new(),
     };
-    let mut first: Option<(usize, usize, usize)> = None;
+    let mut shape = OneShape::default();
     for file in files {
         let image = decode(&file, image_size, channels)?;
-        let this = (image.height, image.width, image.channels);
-        if *first.get_or_insert(this) != this {
-            return Err(corrupt(
-                &file,
-                format!(
-                    "is {}×{}, unlike the first image: images of mixed sizes need --image-size",
-                    this.0, this.1
-                ),
-            ));
-        }
+        shape.check(&file, &image)?;
         out.pixels.extend_from_slice(&image.pixels);
         out.files.push(file);
     }
     Ok(out)
+}
+
+/// The PNG and JPEG files directly in `folder`, in file-name order.
+fn image_files(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(io(folder))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image(p))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The one `(height, width, channels)` every image of a read must share,
+/// with the file that set it (named when another image differs).
+#[derive(Default)]
+struct OneShape {
+    first: Option<((usize, usize, usize), PathBuf)>,
+}
+
+impl OneShape {
+    fn check(&mut self, file: &Path, image: &Decoded) -> Result<()> {
+        let this = (image.height, image.width, image.channels);
+        match &self.first {
+            None => self.first = Some((this, file.to_path_buf())),
+            Some((first, first_file)) if *first != this => {
+                return Err(corrupt(
+                    file,
+                    format!(
+                        "is {}×{}, but {} is {}×{}: images of mixed sizes need --image-size",
+                        this.0,
+                        this.1,
+                        first_file.display(),
+                        first.0,
+                        first.1
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
 }
 
 struct Decoded {
@@ -340,8 +345,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("c.png") && err.contains("--image-size"),
-            "{err}"
+            err.contains("c.png") && err.contains("a.png") && err.contains("--image-size"),
+            "the odd image and the first one are both named: {err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
