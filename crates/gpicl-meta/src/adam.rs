@@ -62,21 +62,17 @@ impl Adam {
             .get(name)
             .map(|m| (m.m.as_slice(), m.v.as_slice()))
     }
+}
 
-    /// Applies one update with `grads` at the configured `lr`:
-    /// `m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p`, scaled by `lr`.
-    pub fn update(&mut self, params: &ParamStore, grads: &Gradients) -> Result<()> {
-        self.update_with_lr(params, grads, self.cfg.lr)
+impl Optimizer for Adam {
+    fn step(&self) -> u64 {
+        self.step
     }
 
-    /// [`Adam::update`] at learning rate `lr` (a scheduled step, see
-    /// [`crate::lr_schedule`]).
-    pub fn update_with_lr(
-        &mut self,
-        params: &ParamStore,
-        grads: &Gradients,
-        lr: f64,
-    ) -> Result<()> {
+    /// One update at learning rate `lr` (the configured `optim.lr`, or a
+    /// scheduled step, see [`crate::lr_schedule`]):
+    /// `m̂ / (sqrt(v̂ + eps_root) + eps) + weight_decay · p`, scaled by `lr`.
+    fn update(&mut self, params: &ParamStore, grads: &Gradients, lr: f64) -> Result<()> {
         // Every name is checked before anything changes.
         for (name, var) in params.iter() {
             let g = grads.require(name)?;
@@ -118,16 +114,6 @@ impl Adam {
             var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
         Ok(())
-    }
-}
-
-impl Optimizer for Adam {
-    fn step(&self) -> u64 {
-        self.step
-    }
-
-    fn update(&mut self, params: &ParamStore, grads: &Gradients, lr: f64) -> Result<()> {
-        self.update_with_lr(params, grads, lr)
     }
 
     /// `adam.m/<parameter>` and `adam.v/<parameter>` for every parameter.
@@ -197,6 +183,12 @@ mod tests {
     use super::*;
     use gpicl_kernels::Device;
 
+    /// One update at the optimiser's own `optim.lr`.
+    fn at_configured_lr(adam: &mut Adam, p: &ParamStore, g: &Gradients) -> Result<()> {
+        let lr = adam.cfg.lr;
+        adam.update(p, g, lr)
+    }
+
     fn store(values: &[f32]) -> ParamStore {
         let mut p = ParamStore::new();
         p.insert(
@@ -226,7 +218,7 @@ mod tests {
         let p = store(&[1.0, -2.0]);
         let mut adam = Adam::new(cfg, &p);
         let g1 = [0.5f32, -0.001];
-        adam.update(&p, &grads(&p, &g1)).unwrap();
+        at_configured_lr(&mut adam, &p, &grads(&p, &g1)).unwrap();
         // Step 1: m̂ = g, v̂ = g², update = g / (sqrt(g² + eps_root) + eps).
         let expect1: Vec<f64> = [(1.0, 0.5), (-2.0, -0.001)]
             .iter()
@@ -239,7 +231,7 @@ mod tests {
         // Step 2 by hand, with bias corrections.
         let g2 = [0.25f64, 0.003];
         let g2_f32: Vec<f32> = g2.iter().map(|&x| x as f32).collect();
-        adam.update(&p, &grads(&p, &g2_f32)).unwrap();
+        at_configured_lr(&mut adam, &p, &grads(&p, &g2_f32)).unwrap();
         let got = values(&p);
         for j in 0..2 {
             let g1j = g1[j] as f64;
@@ -260,7 +252,7 @@ mod tests {
     fn eps_root_bounds_the_step_for_tiny_gradients() {
         let p = store(&[0.0]);
         let mut adam = Adam::new(OptimConfig::default(), &p);
-        adam.update(&p, &grads(&p, &[1e-12])).unwrap();
+        at_configured_lr(&mut adam, &p, &grads(&p, &[1e-12])).unwrap();
         // Without eps_root the step would be lr; with it, g / 1e-4.
         assert!(values(&p)[0].abs() < 1e-7);
     }
@@ -276,7 +268,7 @@ mod tests {
             },
             &p,
         );
-        adam.update(&p, &grads(&p, &[0.0])).unwrap();
+        at_configured_lr(&mut adam, &p, &grads(&p, &[0.0])).unwrap();
         assert!((values(&p)[0] - (2.0 - 0.1 * 0.5 * 2.0)).abs() < 1e-6);
     }
 
@@ -284,7 +276,7 @@ mod tests {
     fn the_saved_state_restores_the_moments_and_step_by_parameter_name() {
         let p = store(&[1.0, -2.0]);
         let mut adam = Adam::new(OptimConfig::default(), &p);
-        adam.update(&p, &grads(&p, &[0.5, 0.25])).unwrap();
+        at_configured_lr(&mut adam, &p, &grads(&p, &[0.5, 0.25])).unwrap();
         let state = adam.state();
         assert_eq!(
             state.tensors.keys().collect::<Vec<_>>(),
@@ -318,7 +310,7 @@ mod tests {
         other
             .insert("v", Tensor::from_slice(&[1.0f32], 1, &Device::Cpu).unwrap())
             .unwrap();
-        let err = adam.update(&p, &grads(&other, &[1.0])).unwrap_err();
+        let err = at_configured_lr(&mut adam, &p, &grads(&other, &[1.0])).unwrap_err();
         assert!(err.to_string().contains("`w`"), "{err}");
         assert_eq!((adam.step, values(&p)), (0, vec![1.0]));
     }

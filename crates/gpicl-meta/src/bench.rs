@@ -1,8 +1,8 @@
 //! Timing full meta-training steps on a fixed batch.
 
-use crate::adam::Adam;
 use crate::config::TrainConfig;
 use crate::error::Result;
+use crate::optim::build_optimizer;
 use gpicl_kernels::rng::Rng;
 use gpicl_kernels::Tensor;
 use gpicl_kernels::{Device, KernelOptions};
@@ -146,7 +146,7 @@ pub fn teacher_losses(
     let teacher: Vec<f32> = (0..n_x * NUM_CLASSES)
         .map(|_| rng.normal() as f32)
         .collect();
-    let mut adam = Adam::new(cfg.optim.clone(), model.params());
+    let mut optimizer = build_optimizer(&cfg.optim, model.params());
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
         let features: Vec<f32> = (0..b * t * n_x).map(|_| rng.normal() as f32).collect();
@@ -167,7 +167,7 @@ pub fn teacher_losses(
         let step = model.loss_and_grads(&tokens, &targets)?;
         let mut grads = step.grads;
         grads.clip_global_norm(cfg.optim.clip_norm);
-        adam.update(model.params(), &grads)?;
+        optimizer.update(model.params(), &grads, cfg.optim.lr)?;
         losses.push(step.loss);
     }
     Ok(losses)
@@ -188,7 +188,7 @@ pub fn bench_training_step(
     let (device, model) = model_for(cfg, kernels, n_x)?;
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
-    let mut adam = Adam::new(cfg.optim.clone(), model.params());
+    let mut optimizer = build_optimizer(&cfg.optim, model.params());
     let (mut total, mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..warmup + steps {
         if i == warmup {
@@ -200,7 +200,7 @@ pub fn bench_training_step(
         let t1 = t0 + std::time::Duration::from_secs_f64(step.forward_seconds);
         let t2 = Instant::now();
         grads.clip_global_norm(cfg.optim.clip_norm);
-        adam.update(model.params(), &grads)?;
+        optimizer.update(model.params(), &grads, cfg.optim.lr)?;
         let t3 = Instant::now();
         if i >= warmup {
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;

@@ -316,8 +316,7 @@ impl Trainer {
             let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
             let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
             let step = self.model.loss_and_grads(&tokens, &targets)?;
-            let part = step.grads;
-            grads.accumulate(&part, chunks)?;
+            grads.accumulate(&step.grads, chunks)?;
             loss_sum += step.loss / chunks as f32;
             let logits = step.logits;
             if fixed > 0 {
