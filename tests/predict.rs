@@ -162,3 +162,68 @@ fn training_subsets_represent_every_class_and_follow_the_seed() {
     assert_ne!(picked, stratified_subset(&y, 8, 6));
     assert_eq!(stratified_subset(&y, 500, 5).len(), 100);
 }
+
+/// Copies a folder (one level of sub-folders) into `to`.
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_folder(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_learner_trained_on_normalised_features_reads_its_context_normalised() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpicl-quickstart-7px");
+    let dir = gpicl_testing::scratch_dir("feature-normalised-learner");
+    copy_folder(&shipped, &dir);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let config = config.replace(
+        "random_fraction = 0.25\n",
+        "random_fraction = 0.25\nfeature_normalization = \"per-sequence\"\n",
+    );
+    assert!(config.contains("per-sequence"));
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let options = PredictOptions {
+        ensemble: 4,
+        ..PredictOptions::default()
+    };
+    let normalised = Learner::load(&dir, options.clone()).unwrap();
+    let (x, y) = blobs(3, 30, 6, 1);
+    let (train_x, test_x) = x.split_at(60);
+    let (train_y, test_y) = y.split_at(60);
+    let p = normalised
+        .fit(train_x, train_y)
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    let plain = learner(0, 4)
+        .fit(train_x, train_y)
+        .unwrap()
+        .predict_proba(test_x)
+        .unwrap();
+    let differs = p
+        .iter()
+        .flatten()
+        .zip(plain.iter().flatten())
+        .any(|(a, b)| (a - b).abs() > 1e-3);
+    assert!(
+        differs,
+        "the per-sequence statistics change what the model reads"
+    );
+    for row in &p {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4 && row.iter().all(|v| v.is_finite()));
+    }
+    // Normalised blobs stay separable: the learner still reads them.
+    let predicted: Vec<usize> = p
+        .iter()
+        .map(|row| (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap())
+        .collect();
+    let acc = accuracy(&predicted, test_y);
+    assert!(acc >= 0.6, "accuracy {acc} on three well-separated blobs");
+}

@@ -14,29 +14,59 @@ pub fn apply<T: Serialize + DeserializeOwned>(cfg: &T, assignments: &[String]) -
         })?;
         let key = key.trim();
         let mut slot = &mut root;
-        for part in key.split('.') {
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut unwritten = None;
+        for (i, part) in parts.iter().enumerate() {
             let table = slot
                 .as_table_mut()
                 .ok_or_else(|| anyhow!("--set `{key}`: `{part}` is not inside a table"))?;
             let known: Vec<String> = table.keys().cloned().collect();
-            slot = table.get_mut(part).ok_or_else(|| {
+            if !table.contains_key(*part) && i + 1 == parts.len() {
+                // An option left out of the written form at its default
+                // (e.g. `model.input_layer_norm`): the config type decides
+                // below whether it exists.
+                let value = parse_value(raw.trim(), &untyped(raw.trim()))?;
+                table.insert(part.to_string(), value);
+                unwritten = Some(known.clone());
+            }
+            slot = table.get_mut(*part).ok_or_else(|| {
                 anyhow!(
                     "--set `{key}`: unknown key `{part}`; expected one of: {}",
                     known.join(", ")
                 )
             })?;
         }
-        *slot = parse_value(raw.trim(), slot).with_context(|| format!("--set `{key}`"))?;
+        match unwritten {
+            Some(known) => {
+                if let Err(e) = root.clone().try_into::<T>() {
+                    if e.message().contains("unknown field") {
+                        bail!(
+                            "--set `{key}`: unknown key `{}`; expected one of: {}",
+                            parts[parts.len() - 1],
+                            known.join(", ")
+                        );
+                    }
+                }
+            }
+            None => {
+                *slot = parse_value(raw.trim(), slot).with_context(|| format!("--set `{key}`"))?
+            }
+        }
     }
     root.try_into()
         .map_err(|e: toml::de::Error| anyhow!("--set: {}", e.message()))
 }
 
-fn parse_value(raw: &str, current: &toml::Value) -> Result<toml::Value> {
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+/// `raw` read as a TOML literal, or as a string when it is not one.
+fn untyped(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn parse_value(raw: &str, current: &toml::Value) -> Result<toml::Value> {
+    let parsed = untyped(raw);
     Ok(match (current, parsed) {
         (toml::Value::Float(_), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
         (toml::Value::String(_), v @ toml::Value::String(_)) => v,
@@ -60,6 +90,33 @@ mod tests {
     use super::*;
     use gpicl::eval::RunConfig;
     use gpicl::meta::TrainConfig;
+
+    #[test]
+    fn options_left_out_of_the_written_config_at_their_default_can_be_set() {
+        let base = TrainConfig::default();
+        assert!(!toml::to_string(&base).unwrap().contains("input_layer_norm"));
+        let cfg = apply(
+            &base,
+            &[
+                "model.input_layer_norm=true".into(),
+                "data.feature_normalization=per-sequence".into(),
+            ],
+        )
+        .unwrap();
+        assert!(cfg.model.input_layer_norm);
+        assert_eq!(
+            cfg.data.feature_normalization,
+            gpicl::tasks::FeatureNormalization::PerSequence
+        );
+        let err = apply(&base, &["model.input_layer_nrom=true".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `input_layer_nrom`"), "{err}");
+        let err = apply(&base, &["data.feature_normalization=sideways".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sideways"), "{err}");
+    }
 
     #[test]
     fn nested_keys_are_set_with_their_types() {

@@ -473,6 +473,62 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 
+    /// Every cell of a sweep file as the config it trains.
+    fn planned_configs(file: &Path) -> Vec<(String, RunConfig)> {
+        let spec = SweepSpec::load(file).unwrap();
+        let (_, base) = spec.base(file).unwrap();
+        plan(&spec, &base)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()))
+            .into_iter()
+            .map(|cell| {
+                let cfg = config_overrides::apply(&base, &cell.assignments).unwrap();
+                (cell.name, cfg)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_paper_scale_config_trains_the_papers_task_distribution() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let file = entry.unwrap().path();
+            if file.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            for (cell, cfg) in planned_configs(&file) {
+                let at = format!("{} cell {cell}", file.display());
+                let tasks = &cfg.train.tasks;
+                assert_eq!(tasks.permute_labels_prob, 1.0, "{at}: labels not permuted");
+                assert_eq!(tasks.project_prob, 1.0, "{at}: not every task projected");
+                assert_eq!(
+                    tasks.single_task_fraction, 0.0,
+                    "{at}: not the paper's bias"
+                );
+                assert!(tasks.num_tasks > 0, "{at}: raw data, no tasks");
+                assert!(
+                    !cfg.train.model.previous_token_input,
+                    "{at}: not the paper's model"
+                );
+                assert_eq!(
+                    cfg.train.data.random_fraction, 0.0,
+                    "{at}: `random` mixed in"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 300, "only {checked} paper-scale cells");
+        let strengths: std::collections::BTreeSet<String> =
+            planned_configs(&dir.join("plateau-bias.toml"))
+                .iter()
+                .map(|(_, cfg)| cfg.train.tasks.fixed_permutation_fraction.to_string())
+                .collect();
+        assert!(
+            strengths.len() >= 4 && strengths.contains("0"),
+            "the bias experiment sweeps the fixed-permutation strength: {strengths:?}"
+        );
+    }
+
     #[test]
     fn every_committed_sweep_file_plans_cleanly() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");

@@ -115,7 +115,8 @@ impl RunConfig {
         }
     }
 
-    /// The paper's reference run (the serde defaults).
+    /// The paper's reference run ([`TrainConfig::paper`]: the reference
+    /// hyperparameters, every task projected and its labels permuted).
     pub fn paper() -> Self {
         Self::meta_trained(TrainConfig::paper())
     }

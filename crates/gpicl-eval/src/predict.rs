@@ -27,7 +27,7 @@ use crate::error::{EvalError, Result};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::{load_run, LoadedRun, RunDir};
-use gpicl_tasks::NUM_CLASSES;
+use gpicl_tasks::{FeatureNormalization, FeatureStatistics, NUM_CLASSES};
 use std::path::Path;
 
 /// How features are normalised with the training rows' statistics before
@@ -333,11 +333,20 @@ impl FittedLearner<'_> {
         let width = n_x + NUM_CLASSES;
         let mut out = vec![vec![0f32; self.classes]; x.len()];
         for member in &self.members {
-            let context: Vec<Vec<f32>> = member
+            let mut context: Vec<Vec<f32>> = member
                 .context
                 .iter()
                 .map(|&i| self.project(member, &self.x[i]))
                 .collect();
+            // A learner trained on per-sequence feature statistics reads
+            // its inputs z-scored by the context's statistics.
+            let features = (self.learner.run.config.data.feature_normalization
+                == FeatureNormalization::PerSequence
+                && !context.is_empty())
+            .then(|| FeatureStatistics::over(&context.concat(), n_x));
+            if let Some(features) = &features {
+                context.iter_mut().for_each(|row| features.apply(row));
+            }
             let len = context.len() + 1;
             // The shared context tokens: [A x_i, onehot(label of y_{i−1})].
             let mut prefix = vec![0f32; context.len() * width];
@@ -358,7 +367,11 @@ impl FittedLearner<'_> {
                 for row in chunk {
                     tokens.extend_from_slice(&prefix);
                     let mut query = vec![0f32; width];
-                    query[..n_x].copy_from_slice(&self.project(member, row));
+                    let mut projected = self.project(member, row);
+                    if let Some(features) = &features {
+                        features.apply(&mut projected);
+                    }
+                    query[..n_x].copy_from_slice(&projected);
                     if let Some(label) = last_label {
                         query[n_x + label] = 1.0;
                     }

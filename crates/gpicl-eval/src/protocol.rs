@@ -13,7 +13,8 @@ use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{composed, Device};
 use gpicl_models::SequenceModel;
 use gpicl_tasks::{
-    BatchBuilder, ExampleSource, ExampleStream, Normalization, StreamState, TaskFamily, TaskRef,
+    BatchBuilder, ExampleSource, ExampleStream, FeatureNormalization, Normalization, StreamState,
+    TaskFamily, TaskRef,
 };
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,8 @@ pub struct Evaluator<'a> {
     pub num_tasks: u64,
     /// The run's normalisation.
     pub normalization: Normalization,
+    /// The run's normalisation of projected inputs (`data.feature_normalization`).
+    pub feature_normalization: FeatureNormalization,
     /// Sequence length.
     pub seq_len: usize,
     /// Where the model lives.
@@ -179,7 +182,8 @@ impl Evaluator<'_> {
             self.normalization,
             t,
             self.device.clone(),
-        );
+        )
+        .with_feature_normalization(self.feature_normalization);
         // Every group sees the same examples: the stream restarts from the
         // same seed, so groups differ only in their tasks.
         let name_key = source

@@ -123,6 +123,7 @@ pub fn measure_run(
         family: &family,
         num_tasks: cfg.tasks.num_tasks,
         normalization: cfg.data.normalization,
+        feature_normalization: cfg.data.feature_normalization,
         seq_len: cfg.batch.seq_len,
         device: &device,
     };
@@ -191,6 +192,7 @@ impl PeriodicEval {
             family: trainer.family(),
             num_tasks: cfg.tasks.num_tasks,
             normalization: cfg.data.normalization,
+            feature_normalization: cfg.data.feature_normalization,
             seq_len: cfg.batch.seq_len,
             device: trainer.device(),
         };
@@ -252,6 +254,7 @@ pub fn evaluate_sgd_baseline(
         family: &family,
         num_tasks: cfg.tasks.num_tasks,
         normalization: cfg.data.normalization,
+        feature_normalization: cfg.data.feature_normalization,
         seq_len: cfg.batch.seq_len,
         device: &device,
     };

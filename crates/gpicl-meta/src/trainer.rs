@@ -114,7 +114,8 @@ impl Trainer {
             cfg.data.normalization,
             cfg.batch.seq_len,
             device.clone(),
-        );
+        )
+        .with_feature_normalization(cfg.data.feature_normalization);
         let model = build_model(
             &cfg.model,
             n_x + NUM_CLASSES,

@@ -49,6 +49,27 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
+/// How a Transformer knows where each token is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Positions {
+    /// A learned embedding per position added to the input layer's output
+    /// (the paper's model).
+    #[default]
+    Learned,
+    /// Rotary positions: every head's queries and keys rotated by their
+    /// position (RoFormer), so scores depend on distances; no positional
+    /// embedding parameters.
+    Rotary,
+}
+
+impl Positions {
+    /// Whether this is the paper's default (kept out of written configs).
+    pub fn is_learned(&self) -> bool {
+        *self == Positions::Learned
+    }
+}
+
 /// Hyperparameters of a sequence model. Defaults are the paper's reference
 /// Transformer (`gpicl-method.md` §5).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,12 +103,28 @@ pub struct ModelConfig {
     /// `h_t = Linear([token_t, token_{t−1}]) + pos_t` (zeros before the
     /// first token). Each position then holds a whole example `(x_{t−1},
     /// y_{t−1})`, so one attention layer can look up the labels of
-    /// similar inputs without first learning a previous-token head: in
-    /// our runs this shortens the loss plateau from tens of thousands of
-    /// steps to hundreds (`docs/experiments/recipe-cpu`). Still causal,
-    /// still a black box over the same tokens. Default `false` (the
-    /// paper's model).
+    /// similar inputs without first learning a previous-token head. Ours,
+    /// not the paper's: with it the small model left the loss plateau
+    /// after 715–2,613 steps in our runs (`docs/experiments/recipe-cpu`);
+    /// without it no run has left it yet, the longest 12,000 steps
+    /// (`docs/experiments/plain-model-cpu`). Still causal, still a black
+    /// box over the same tokens. Default `false` (the paper's model).
     pub previous_token_input: bool,
+    /// Transformer only: a LayerNorm (with its own gain and bias) on the
+    /// input layer's output, before the positional embedding is added:
+    /// `h_0 = LN(Linear(token_t)) + pos_t`. A plateau lever of the
+    /// community replications (`docs/experiments/plain-model-cpu`).
+    /// Default `false` (the paper's model); not written to `config.toml`
+    /// when off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub input_layer_norm: bool,
+    /// Transformer only: `learned` positional embeddings (default, the
+    /// paper's model) or `rotary` positions (queries and keys rotated by
+    /// position; needs an even `key_size`). A plateau lever
+    /// (`docs/experiments/plain-model-cpu`); not written to `config.toml`
+    /// when `learned`.
+    #[serde(skip_serializing_if = "Positions::is_learned")]
+    pub positions: Positions,
     /// Hidden units of the MAML online learner (and of the SGD baseline of
     /// `gpicl-eval`). Default 128.
     pub learner_hidden: usize,
@@ -112,6 +149,8 @@ impl Default for ModelConfig {
             hidden: 256,
             outer_heads: 1,
             previous_token_input: false,
+            input_layer_norm: false,
+            positions: Positions::Learned,
             learner_hidden: 128,
             learner_lr: 1e-3,
         }
@@ -159,6 +198,35 @@ impl ModelConfig {
                     self.kind
                 ),
             });
+        }
+        if self.input_layer_norm && self.kind != ModelKind::Transformer {
+            return Err(ModelError::Config {
+                option: "input_layer_norm",
+                reason: format!(
+                    "is a Transformer option; model.kind is `{}` (set model.input_layer_norm = false)",
+                    self.kind
+                ),
+            });
+        }
+        if self.positions == Positions::Rotary {
+            if self.kind != ModelKind::Transformer {
+                return Err(ModelError::Config {
+                    option: "positions",
+                    reason: format!(
+                        "\"rotary\" is a Transformer option; model.kind is `{}` (set model.positions = \"learned\")",
+                        self.kind
+                    ),
+                });
+            }
+            if self.key_size % 2 != 0 {
+                return Err(ModelError::Config {
+                    option: "positions",
+                    reason: format!(
+                        "\"rotary\" rotates pairs of query/key features: key_size must be even, got {}",
+                        self.key_size
+                    ),
+                });
+            }
         }
         if !(self.pos_init_std >= 0.0 && self.pos_init_std.is_finite()) {
             return Err(ModelError::Config {

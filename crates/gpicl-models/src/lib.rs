@@ -30,7 +30,7 @@ pub mod params;
 mod testing;
 pub mod transformer;
 
-pub use config::{ModelConfig, ModelKind};
+pub use config::{ModelConfig, ModelKind, Positions};
 pub use error::{ModelError, Result};
 pub use gradients::Gradients;
 pub use lstm::Lstm;

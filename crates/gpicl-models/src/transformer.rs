@@ -1,6 +1,6 @@
 //! The GPT-2 style decoder-only Transformer of `gpicl-method.md` §5.
 
-use crate::config::{ModelConfig, ModelKind};
+use crate::config::{ModelConfig, ModelKind, Positions};
 use crate::error::{ModelError, Result};
 use crate::init::Initializer;
 use crate::linear::{LayerNorm, Linear};
@@ -9,7 +9,10 @@ use crate::SequenceModel;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{op, Device, KernelOptions, Tensor};
 
+mod rotary;
 mod step;
+
+use rotary::RotaryTable;
 
 struct Block {
     ln_attn: LayerNorm,
@@ -29,7 +32,11 @@ pub struct Transformer {
     cfg: ModelConfig,
     params: ParamStore,
     embed: Linear,
-    pos: Tensor,
+    /// `model.input_layer_norm`: a LayerNorm on the input layer's output.
+    embed_ln: Option<LayerNorm>,
+    /// The learned positional embedding `[max_seq_len, d]`; none with
+    /// rotary positions.
+    pos: Option<Tensor>,
     blocks: Vec<Block>,
     ln_final: LayerNorm,
     head: Linear,
@@ -81,10 +88,24 @@ impl Transformer {
             init.truncated_normal(&[embed_in, d], 1.0 / (embed_in as f64).sqrt()),
             zeros(d)?,
         )?;
-        let pos = params.insert(
-            "pos_embed",
-            init.truncated_normal(&[max_seq_len, d], cfg.pos_init_std),
-        )?;
+        let embed_ln = if cfg.input_layer_norm {
+            Some(LayerNorm::register(
+                &mut params,
+                "embed_ln",
+                d,
+                cfg.layer_norm_eps,
+                device,
+            )?)
+        } else {
+            None
+        };
+        let pos = match cfg.positions {
+            Positions::Learned => Some(params.insert(
+                "pos_embed",
+                init.truncated_normal(&[max_seq_len, d], cfg.pos_init_std),
+            )?),
+            Positions::Rotary => None,
+        };
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for layer in 0..cfg.num_layers {
             let p = format!("layers.{layer}");
@@ -139,6 +160,7 @@ impl Transformer {
             cfg: cfg.clone(),
             params,
             embed,
+            embed_ln,
             pos,
             blocks,
             ln_final,
@@ -157,7 +179,11 @@ impl Transformer {
         let split = |lin: &Linear| -> Result<Tensor> {
             Ok(lin.forward(x, options)?.reshape((b, t, heads, key))?)
         };
-        let (q, k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
+        let (mut q, mut k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
+        if self.cfg.positions == Positions::Rotary {
+            let table = RotaryTable::new(t, key);
+            (q, k) = (table.rotate(&q)?, table.rotate(&k)?);
+        }
         let attended = op::attention::causal_attention(&q, &k, &v, options)?;
         let merged = attended.reshape((b, t, heads * key))?;
         block.out.forward(&merged, options)
@@ -217,10 +243,16 @@ impl Transformer {
     pub fn forward_with(&self, tokens: &Tensor, options: KernelOptions) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
         let t = tokens.dim(1)?;
-        let mut h = self
+        let mut embedded = self
             .embed
-            .forward(&self.embedding_input(tokens)?, options)?
-            .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
+            .forward(&self.embedding_input(tokens)?, options)?;
+        if let Some(ln) = &self.embed_ln {
+            embedded = ln.forward(&embedded, options)?;
+        }
+        let mut h = match &self.pos {
+            Some(pos) => embedded.broadcast_add(&pos.narrow(0, 0, t)?)?,
+            None => embedded,
+        };
         for block in &self.blocks {
             let normed = block.ln_attn.forward(&h, options)?;
             let a = self.attention(block, &normed, options)?;
@@ -263,7 +295,11 @@ impl SequenceModel for Transformer {
     /// sum: `2·2·B·H·T²·K` per layer.
     fn forward_flops(&self, batch: usize, seq_len: usize) -> f64 {
         let tokens = (batch * seq_len) as f64;
-        let dense = (self.param_count() - self.max_seq_len * self.cfg.d_model) as f64;
+        let positional = self
+            .pos
+            .as_ref()
+            .map_or(0, |_| self.max_seq_len * self.cfg.d_model);
+        let dense = (self.param_count() - positional) as f64;
         let attention = 4.0
             * (batch * self.cfg.num_heads * seq_len * seq_len * self.cfg.key_size) as f64
             * self.cfg.num_layers as f64;
@@ -485,6 +521,22 @@ mod tests {
                 3,
                 7,
             ),
+            (
+                ModelConfig {
+                    input_layer_norm: true,
+                    ..tiny()
+                },
+                3,
+                7,
+            ),
+            (
+                ModelConfig {
+                    positions: Positions::Rotary,
+                    ..tiny()
+                },
+                3,
+                7,
+            ),
         ] {
             // max_seq_len 9 ≥ t: unused positional rows get zero gradient.
             let m =
@@ -569,6 +621,46 @@ mod tests {
         crate::testing::assert_causal(&m);
         crate::testing::assert_every_parameter_gets_a_gradient(&m);
         crate::testing::assert_gradient_matches_finite_differences(&m);
+    }
+
+    #[test]
+    fn an_input_layer_norm_adds_a_gain_and_bias_and_trains_every_parameter() {
+        let cfg = ModelConfig {
+            input_layer_norm: true,
+            ..tiny()
+        };
+        let m = Transformer::new(&cfg, 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+        let plain =
+            Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+        assert_eq!(m.param_count(), plain.param_count() + 2 * 8);
+        assert_eq!(m.params().get("embed_ln.gain").unwrap().dims(), &[8]);
+        // The normalised input changes what the model computes.
+        let x = random_tokens(2, 4, 5, 3);
+        let (a, b) = (m.forward(&x).unwrap(), plain.forward(&x).unwrap());
+        let diff = (a - b).unwrap().abs().unwrap().sum_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() > 1e-3);
+        crate::testing::assert_causal(&m);
+        crate::testing::assert_every_parameter_gets_a_gradient(&m);
+        crate::testing::assert_gradient_matches_finite_differences(&m);
+    }
+
+    #[test]
+    fn rotary_positions_replace_the_positional_embedding_and_train_every_parameter() {
+        let cfg = ModelConfig {
+            positions: Positions::Rotary,
+            ..tiny()
+        };
+        let m = Transformer::new(&cfg, 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+        let learned =
+            Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+        assert_eq!(m.param_count(), learned.param_count() - 6 * 8);
+        assert!(m.params().get("pos_embed").is_err());
+        crate::testing::assert_causal(&m);
+        crate::testing::assert_every_parameter_gets_a_gradient(&m);
+        crate::testing::assert_gradient_matches_finite_differences(&m);
+        let odd = ModelConfig { key_size: 3, ..cfg };
+        let err = odd.validate().unwrap_err().to_string();
+        assert!(err.contains("key_size must be even"), "{err}");
     }
 
     #[test]

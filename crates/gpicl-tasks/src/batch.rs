@@ -1,7 +1,7 @@
 //! Sequence batches: tokens `[x_t, onehot(y_{t−1})]` and targets `y_t`.
 
 use crate::catalog::fixed_statistics;
-use crate::config::Normalization;
+use crate::config::{FeatureNormalization, Normalization};
 use crate::dataset::{ImageSet, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
@@ -133,6 +133,7 @@ pub struct Batch {
 pub struct BatchBuilder {
     family: TaskFamily,
     normalization: Normalization,
+    feature_normalization: FeatureNormalization,
     seq_len: usize,
     device: Device,
 }
@@ -148,9 +149,20 @@ impl BatchBuilder {
         Self {
             family,
             normalization,
+            feature_normalization: FeatureNormalization::None,
             seq_len,
             device,
         }
+    }
+
+    /// Normalises each sequence's projected inputs as `feature_normalization`
+    /// says (`data.feature_normalization`).
+    pub fn with_feature_normalization(
+        mut self,
+        feature_normalization: FeatureNormalization,
+    ) -> Self {
+        self.feature_normalization = feature_normalization;
+        self
     }
 
     /// The task family.
@@ -225,7 +237,12 @@ impl BatchBuilder {
             }
         }
         self.normalize(source, &mut x);
-        let x = self.project(&slots, x, n_x)?;
+        let mut x = self.project(&slots, x, n_x)?;
+        if self.feature_normalization == FeatureNormalization::PerSequence {
+            for seq in x.chunks_exact_mut(t * n_x) {
+                FeatureStatistics::over(seq, n_x).apply(seq);
+            }
+        }
 
         let width = n_x + NUM_CLASSES;
         let mut tokens = vec![0f32; b * t * width];
@@ -314,6 +331,44 @@ fn slots(tasks: &[TaskRef]) -> Vec<(TaskRef, usize, usize)> {
     out
 }
 
+/// Per-feature mean and inverse spread of a set of rows: what
+/// `data.feature_normalization = "per-sequence"` z-scores a sequence's
+/// projected inputs with, `(x - mean)/(std + 1e-8)` per feature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureStatistics {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+impl FeatureStatistics {
+    /// The statistics of `rows` (`[positions, n_x]` row-major) over the positions.
+    pub fn over(rows: &[f32], n_x: usize) -> Self {
+        let n = (rows.len() / n_x.max(1)).max(1) as f64;
+        let mut mean = vec![0f64; n_x];
+        for row in rows.chunks_exact(n_x) {
+            row.iter().zip(&mut mean).for_each(|(&v, m)| *m += v as f64);
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; n_x];
+        for row in rows.chunks_exact(n_x) {
+            for ((&v, m), s) in row.iter().zip(&mean).zip(&mut var) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let inv_std = var.iter().map(|s| 1.0 / ((s / n).sqrt() + 1e-8)).collect();
+        Self { mean, inv_std }
+    }
+
+    /// Z-scores every row of `rows` (`[positions, n_x]` row-major) in place.
+    pub fn apply(&self, rows: &mut [f32]) {
+        for row in rows.chunks_exact_mut(self.mean.len()) {
+            for ((v, m), i) in row.iter_mut().zip(&self.mean).zip(&self.inv_std) {
+                *v = ((*v as f64 - m) * i) as f32;
+            }
+        }
+    }
+}
+
 fn mean_std(x: &[f32]) -> (f32, f32) {
     let n = x.len().max(1) as f64;
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -390,6 +445,74 @@ mod tests {
                 let example = seq[t][0] as usize;
                 assert_eq!(labels[t], (example % 10) as u32);
             }
+        }
+    }
+
+    #[test]
+    fn per_sequence_feature_normalisation_centres_and_scales_each_sequence_feature() {
+        let set = tiny_set();
+        let stream = || {
+            ExampleStream::new(
+                set.len(),
+                StreamState {
+                    seed: 1,
+                    epoch: 0,
+                    cursor: 0,
+                    examples: 0,
+                },
+            )
+        };
+        let tasks = vec![
+            TaskRef {
+                projection: Some(3),
+                permutation: None
+            };
+            2
+        ];
+        let build = |builder: BatchBuilder| {
+            builder
+                .build(
+                    &ExampleSource::Images(set.clone()),
+                    &tasks,
+                    Some(&mut stream()),
+                    &mut Rng::new(0),
+                )
+                .unwrap()
+        };
+        let plain = build(builder(6));
+        let normed =
+            build(builder(6).with_feature_normalization(FeatureNormalization::PerSequence));
+        let tokens: Vec<Vec<Vec<f32>>> = normed.tokens.to_vec3().unwrap();
+        let raw: Vec<Vec<Vec<f32>>> = plain.tokens.to_vec3().unwrap();
+        for (seq, raw_seq) in tokens.iter().zip(&raw) {
+            for f in 0..2 {
+                let column: Vec<f64> = seq.iter().map(|token| token[f] as f64).collect();
+                let mean = column.iter().sum::<f64>() / 6.0;
+                let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 6.0;
+                assert!(mean.abs() < 1e-5, "feature {f} mean {mean}");
+                assert!((var - 1.0).abs() < 1e-4, "feature {f} variance {var}");
+            }
+            // Labels are untouched; only the inputs are rescaled.
+            for (token, raw_token) in seq.iter().zip(raw_seq) {
+                assert_eq!(token[2..], raw_token[2..]);
+            }
+        }
+        assert_eq!(
+            normed.targets.to_vec2::<u32>().unwrap(),
+            plain.targets.to_vec2::<u32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn feature_statistics_of_a_context_apply_to_other_rows() {
+        let context = [1.0f32, 10.0, 3.0, 30.0];
+        let stats = FeatureStatistics::over(&context, 2);
+        let mut query = [2.0f32, 20.0, 5.0, 0.0];
+        stats.apply(&mut query);
+        // Feature 0: mean 2, std 1; feature 1: mean 20, std 10.
+        let expected = [0.0, 0.0, 3.0, -2.0];
+        for (got, want) in query.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{query:?}");
         }
     }
 

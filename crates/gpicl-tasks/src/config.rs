@@ -48,6 +48,27 @@ pub enum Normalization {
     None,
 }
 
+/// How each sequence's inputs are normalised after projection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureNormalization {
+    /// None: the projected inputs are used as they are (the paper).
+    #[default]
+    None,
+    /// Every feature of a sequence's projected inputs z-scored over the
+    /// sequence's positions, `(x - mean)/(std + 1e-8)`: the task's offset
+    /// `A·mean(x)` is removed and every feature has unit spread. It reads
+    /// the inputs of the whole sequence (never a label).
+    PerSequence,
+}
+
+impl FeatureNormalization {
+    /// Whether this is the default (kept out of written configs).
+    pub fn is_none(&self) -> bool {
+        *self == FeatureNormalization::None
+    }
+}
+
 /// Where examples come from and how they are preprocessed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +94,12 @@ pub struct DataConfig {
     /// is `random_fraction · tasks_per_step`, rounded at random when it is
     /// not whole. Default 0 (the reference: training data only).
     pub random_fraction: f64,
+    /// Normalisation of each sequence's inputs after projection:
+    /// `none` (default, the paper) or `per-sequence` (every feature
+    /// z-scored over the sequence's positions). Not written to
+    /// `config.toml` when `none`.
+    #[serde(skip_serializing_if = "FeatureNormalization::is_none")]
+    pub feature_normalization: FeatureNormalization,
 }
 
 impl Default for DataConfig {
@@ -85,6 +112,7 @@ impl Default for DataConfig {
             normalization: Normalization::PerBatch,
             weights: Vec::new(),
             random_fraction: 0.0,
+            feature_normalization: FeatureNormalization::None,
         }
     }
 }

@@ -41,10 +41,12 @@ pub mod sampler;
 pub mod table;
 pub mod task;
 
-pub use batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
+pub use batch::{
+    Batch, BatchBuilder, ExampleSource, ExampleStream, FeatureStatistics, StreamState,
+};
 pub use config::{
-    BatchConfig, ChannelPolicy, DataConfig, Normalization, PermutationMask, ResizeMethod,
-    TaskConfig,
+    BatchConfig, ChannelPolicy, DataConfig, FeatureNormalization, Normalization, PermutationMask,
+    ResizeMethod, TaskConfig,
 };
 pub use dataset::{DataRoots, ImageSet, Split, RANDOM_DATASET};
 pub use error::{Result, TaskError};

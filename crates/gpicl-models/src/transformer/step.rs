@@ -8,7 +8,8 @@
 //! of activations or gradients between tensors and vectors. On the
 //! reference step that bookkeeping cost about a third of the step.
 
-use super::Transformer;
+use super::{RotaryTable, Transformer};
+use crate::config::Positions;
 use crate::error::{ModelError, Result};
 use crate::linear::{LayerNorm, Linear};
 use crate::{Gradients, LossAndGrads};
@@ -211,17 +212,31 @@ impl Transformer {
             tokens
         };
         let mut h = linear_forward(p, &self.embed, tokens);
-        let pos = &p.get(&self.pos)[..t * d];
-        h.chunks_exact_mut(t * d)
-            .for_each(|seq| host::add_assign(seq, pos));
+        // With an input LayerNorm, `embedded` keeps its input for the backward pass.
+        let embedded = self.embed_ln.as_ref().map(|ln| {
+            let normed = layer_norm_forward(p, ln, &h);
+            std::mem::replace(&mut h, normed)
+        });
+        if let Some(pos) = &self.pos {
+            let pos = &p.get(pos)[..t * d];
+            h.chunks_exact_mut(t * d)
+                .for_each(|seq| host::add_assign(seq, pos));
+        }
+        let rotary = (self.cfg.positions == Positions::Rotary)
+            .then(|| RotaryTable::new(t, self.cfg.key_size));
         let mut saved = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let ln_attn = layer_norm_forward(p, &block.ln_attn, &h);
-            let (q, k, v) = (
+            let (mut q, mut k, v) = (
                 linear_forward(p, &block.q, &ln_attn),
                 linear_forward(p, &block.k, &ln_attn),
                 linear_forward(p, &block.v, &ln_attn),
             );
+            // Kept rotated: the attention's backward pass reads them so.
+            if let Some(table) = &rotary {
+                table.rotate_rows(&mut q, t, shape.heads, false);
+                table.rotate_rows(&mut k, t, shape.heads, false);
+            }
             let mut attended = p.pool.take(q.len());
             let mut weights = p.pool.take(shape.weights_len());
             host::causal_attention_forward_keeping_weights(
@@ -303,6 +318,11 @@ impl Transformer {
                 &mut dk,
                 &mut dv,
             );
+            // Back through the rotation (orthogonal: its inverse is its transpose).
+            if let Some(table) = &rotary {
+                table.rotate_rows(&mut dq, t, shape.heads, true);
+                table.rotate_rows(&mut dk, t, shape.heads, true);
+            }
             let mut d_ln_attn = linear_backward(p, &mut grads, &block.q, &a.ln_attn, &dq, true)
                 .expect("dx requested");
             for (layer, d) in [(&block.k, &dk), (&block.v, &dv)] {
@@ -318,14 +338,26 @@ impl Transformer {
                 .recycle([d_attended, dq, dk, dv, d_ln_attn, d_input_norm]);
         }
         // h0 = embed(tokens) + pos: the positional gradient sums over sequences.
-        let pos_len = p.get(&self.pos).len();
-        let mut d_pos = vec![0f32; pos_len];
-        for seq in dh.chunks_exact(t * d) {
-            host::add_assign(&mut d_pos[..t * d], seq);
+        if let Some(pos) = &self.pos {
+            let mut d_pos = vec![0f32; p.get(pos).len()];
+            for seq in dh.chunks_exact(t * d) {
+                host::add_assign(&mut d_pos[..t * d], seq);
+            }
+            grads.put(pos, d_pos);
         }
-        grads.put(&self.pos, d_pos);
+        let d_embedded = match (&self.embed_ln, &embedded) {
+            (Some(ln), Some(input)) => {
+                let d = layer_norm_backward(p, &mut grads, ln, input, &dh);
+                p.pool.recycle([std::mem::replace(&mut dh, d)]);
+                &dh
+            }
+            _ => &dh,
+        };
         // Tokens are data: no input gradient.
-        linear_backward(p, &mut grads, &self.embed, tokens, &dh, false);
+        linear_backward(p, &mut grads, &self.embed, tokens, d_embedded, false);
+        if let Some(input) = embedded {
+            p.pool.recycle([input]);
+        }
         // Every activation goes back to the pool for the next step.
         p.pool.recycle([h, dh, ln_final, d_ln_final]);
         for a in saved {
