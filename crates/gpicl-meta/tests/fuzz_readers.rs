@@ -55,6 +55,7 @@ fn valid_checkpoint() -> Vec<u8> {
                 examples: 100,
             },
         },
+        identity: Default::default(),
     };
     let path = save_checkpoint(
         &scratch("valid-checkpoint"),
