@@ -305,9 +305,7 @@ impl Staging {
             return Err(TaskError::Corrupt {
                 path,
                 reason: format!(
-                    "class name {:?} is empty or holds a control character (a line break or a tab): rename that class folder or label",
-                    bad
-                ),
+                    "class name {bad:?} is empty or holds a control character (a line break or a tab): rename that class folder or label"),
             });
         }
         let text: String = names

@@ -417,8 +417,8 @@ pub fn fetch_model(model: &HubModelRef, opts: &HubOptions) -> Result<PathBuf> {
             &model.revision,
             &listing.sha,
             &names,
-            &|staged| verify_model_manifest(staged),
-            &|reason| err(reason),
+            &verify_model_manifest,
+            &err,
         )?;
         for path in &files {
             check_blob(path)?;

@@ -53,7 +53,8 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 pub fn inflate_bounded(mut stream: impl Read, most: u64) -> std::result::Result<Vec<u8>, String> {
     let damaged = |e: std::io::Error| format!("gzip stream is damaged or truncated: {e}");
     let mut out = Vec::new();
-    (&mut stream)
+    stream
+        .by_ref()
         .take(4)
         .read_to_end(&mut out)
         .map_err(damaged)?;
@@ -61,7 +62,8 @@ pub fn inflate_bounded(mut stream: impl Read, most: u64) -> std::result::Result<
         return Ok(out);
     }
     let rank = out[3] as u64;
-    (&mut stream)
+    stream
+        .by_ref()
         .take(4 * rank)
         .read_to_end(&mut out)
         .map_err(damaged)?;
@@ -80,7 +82,8 @@ pub fn inflate_bounded(mut stream: impl Read, most: u64) -> std::result::Result<
             "header claims {payload} payload bytes, more than this gzip file can hold ({most} at most)"
         ));
     }
-    (&mut stream)
+    stream
+        .by_ref()
         .take(payload + 1)
         .read_to_end(&mut out)
         .map_err(damaged)?;

@@ -34,8 +34,7 @@ pub fn validate_path_name(what: &str, name: &str) -> Result<()> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return refuse(&format!(
-            "it holds {:?}; use only letters, digits, `-`, `_` and `.`",
-            c
+            "it holds {c:?}; use only letters, digits, `-`, `_` and `.`"
         ));
     }
     Ok(())
