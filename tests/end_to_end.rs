@@ -331,6 +331,114 @@ fn a_huge_learning_rate_is_stopped_by_the_divergence_guard_before_it_replaces_go
 }
 
 #[test]
+fn an_absurd_learning_rate_never_checkpoints_poisoned_weights_and_a_sane_one_resumes() {
+    // Defect: lr 1e12 gave huge weights with a normal loss, the next step
+    // was NaN, and the failure path checkpointed the poisoned weights.
+    let dir = RunDir::new(absent_path("poisoned"));
+    let mut cfg = tiny(6);
+    Trainer::open(cfg.clone(), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    cfg.schedule.steps = 12;
+    cfg.schedule.checkpoint_every = 100;
+    cfg.schedule.divergence_patience = 2;
+    cfg.optim.lr = 1e12;
+    let err = Trainer::open(cfg.clone(), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MetaError::NonFiniteLoss { .. }
+                | MetaError::Corrupt { .. }
+                | MetaError::Diverged { .. }
+        ),
+        "{err}"
+    );
+    let newest = gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints())
+        .pop()
+        .unwrap();
+    assert_eq!(newest.0, 6, "the good checkpoint stays the newest");
+    cfg.optim.lr = 1e-3;
+    let mut resumed = Trainer::open(cfg, dir.clone(), &roots()).unwrap();
+    assert_eq!(resumed.step(), 6);
+    resumed.run(&mut Silent).unwrap();
+}
+
+#[test]
+fn resuming_under_another_training_config_is_refused_naming_the_differing_keys() {
+    // Defect: editing or deleting config.toml let a run go on under
+    // another config; the checkpoints now carry the config they were
+    // trained with.
+    let dir = RunDir::new(absent_path("identity-config"));
+    let cfg = tiny(3);
+    Trainer::open(cfg.clone(), dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let mut other = cfg.clone();
+    other.optim.beta1 = 0.5;
+    other.tasks.num_tasks = 7;
+    other.schedule.steps = 6;
+    let err = Trainer::open(other, dir.clone(), &roots())
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(matches!(err, MetaError::Config { .. }), "{message}");
+    assert!(
+        message.contains("optim.beta1") && message.contains("tasks.num_tasks"),
+        "{message}"
+    );
+    assert_eq!(
+        gpicl::meta::checkpoint::list_checkpoints(&dir.checkpoints()).len(),
+        1,
+        "the checkpoint is kept"
+    );
+    let mut longer = cfg;
+    longer.schedule.steps = 6;
+    longer.optim.lr *= 0.5;
+    let mut resumed = Trainer::open(longer, dir.clone(), &roots()).unwrap();
+    assert_eq!(resumed.step(), 3, "schedule and lr may change");
+    resumed.run(&mut Silent).unwrap();
+}
+
+#[test]
+fn a_checkpoint_of_another_run_dropped_into_a_run_is_set_aside() {
+    let (mine, theirs) = (
+        RunDir::new(absent_path("identity-mine")),
+        RunDir::new(absent_path("identity-theirs")),
+    );
+    Trainer::open(tiny(3), mine.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    Trainer::open(tiny(6), theirs.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let foreign = gpicl::meta::checkpoint::list_checkpoints(&theirs.checkpoints())
+        .pop()
+        .unwrap()
+        .1;
+    std::fs::copy(
+        &foreign,
+        mine.checkpoints().join(foreign.file_name().unwrap()),
+    )
+    .unwrap();
+    let trainer = Trainer::open(tiny(6), mine.clone(), &roots()).unwrap();
+    assert_eq!(trainer.step(), 3);
+    let skipped = trainer.skipped();
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].reason.contains("another run"),
+        "{}",
+        skipped[0].reason
+    );
+}
+
+#[test]
 fn a_failing_periodic_evaluation_stops_training_after_a_checkpoint() {
     let dir = RunDir::new(absent_path("bad-periodic"));
     let mut cfg = tiny(10);

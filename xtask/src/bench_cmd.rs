@@ -146,17 +146,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
             kernels,
         })?;
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?);
         } else {
-            print!("{}", bench_suite::markdown(&report));
-            println!("\nwritten to {}", args.out.display());
+            out!("{}", bench_suite::markdown(&report));
+            outln!("\nwritten to {}", args.out.display());
         }
         return Ok(());
     }
     let Some(python) = &args.compare_python else {
         let r = bench_training_step(&cfg, kernels, n_x, args.steps, args.warmup)?;
         if args.json {
-            println!("{}", serde_json::to_string(&r)?);
+            outln!("{}", serde_json::to_string(&r)?);
         } else {
             print_report(&r);
         }
@@ -179,7 +179,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut last = None;
     for round in 0..args.rounds.max(1) {
         let r = bench_training_step(&cfg, kernels, n_x, args.steps, args.warmup)?;
-        eprintln!("round {round}: gpicl {:.1} ms", r.median_ms);
+        errln!("round {round}: gpicl {:.1} ms", r.median_ms);
         ours.push(r.median_ms);
         last = Some(r);
         for (i, (name, step)) in references.iter().enumerate() {
@@ -188,11 +188,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             match run_reference(python, step, &[], args.steps, args.warmup, threads) {
                 Ok(timing) => {
-                    eprintln!("round {round}: {name} {:.1} ms", timing.median_ms);
+                    errln!("round {round}: {name} {:.1} ms", timing.median_ms);
                     theirs[i].push(timing.median_ms);
                 }
                 Err(e) => {
-                    eprintln!("{name}: {e:#}");
+                    errln!("{name}: {e:#}");
                     failed[i] = Some(format!("{e:#}"));
                 }
             }
@@ -208,31 +208,32 @@ pub fn run(args: BenchArgs) -> Result<()> {
     });
     if !args.json {
         print_report(last.as_ref().expect("at least one round"));
-        println!(
+        outln!(
             "\nmedian over {} rounds (each the median of {} steps):",
-            args.rounds, args.steps
+            args.rounds,
+            args.steps
         );
-        println!("  gpicl    {ours_ms:8.1} ms");
+        outln!("  gpicl    {ours_ms:8.1} ms");
     }
     for (i, (name, _)) in references.iter().enumerate() {
         if let Some(error) = &failed[i] {
             report[*name] = serde_json::json!({ "error": error });
             if !args.json {
-                println!("  {name:<8} not run: {error}");
+                outln!("  {name:<8} not run: {error}");
             }
             continue;
         }
         let ms = median(&theirs[i]);
         report[*name] = serde_json::json!({ "median_ms": ms, "ratio": ours_ms / ms });
         if !args.json {
-            println!(
+            outln!(
                 "  {name:<8} {ms:8.1} ms   gpicl / {name} = {:.2}×",
                 ours_ms / ms
             );
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     }
     if failed.iter().all(Option::is_some) {
         bail!("no reference script could be run with {}", python.display());
@@ -241,7 +242,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn print_report(r: &BenchReport) {
-    println!(
+    outln!(
         "{} ({} params, {} tokens/step): median {:.1} ms (min {:.1}, max {:.1}) = fwd {:.1} + bwd {:.1} + opt {:.1}; {:.0} tokens/s, {:.1} GFLOP/step at {:.1} GFLOP/s; peak RSS {} over {} steps",
         r.model,
         r.params,

@@ -346,9 +346,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
             let ours =
                 bench_training_step(&shape.cfg, opts.kernels, n_x(&shape.cfg)?, steps, warmup)
                     .with_context(|| format!("gpicl at shape {}", shape.name))?;
-            eprintln!(
+            errln!(
                 "round {round} {}: gpicl {:.1} ms",
-                shape.name, ours.median_ms
+                shape.name,
+                ours.median_ms
             );
             let mut timed = [Some(ours.median_ms), None, None, None];
             if shape.bf16_reference && gpicl::kernels::bf16::support().is_ok() {
@@ -356,9 +357,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
                 bf16.precision = Precision::Bf16;
                 let r = bench_training_step(&bf16, opts.kernels, n_x(&bf16)?, steps, warmup)
                     .with_context(|| format!("gpicl bf16 at shape {}", shape.name))?;
-                eprintln!(
+                errln!(
                     "round {round} {}: gpicl bf16 {:.1} ms",
-                    shape.name, r.median_ms
+                    shape.name,
+                    r.median_ms
                 );
                 timed[3] = Some(r.median_ms);
             }
@@ -371,7 +373,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
                 for (v, extra) in variants.iter().enumerate() {
                     match run_reference(python, step, extra, steps, warmup, opts.threads) {
                         Ok(r) => {
-                            eprintln!(
+                            errln!(
                                 "round {round} {}: pytorch{} {:.1} ms",
                                 shape.name,
                                 extra.join(""),
@@ -381,7 +383,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
                             m.pytorch_params = m.pytorch_params.or(r.params);
                         }
                         Err(e) if round == 0 => m.errors.push(format!("{e:#}")),
-                        Err(e) => eprintln!("{}: {e:#}", shape.name),
+                        Err(e) => errln!("{}: {e:#}", shape.name),
                     }
                 }
             }
@@ -401,7 +403,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
                 n_x(&shape.cfg)?,
                 opts.quality_steps,
             )?;
-            eprintln!(
+            errln!(
                 "{}: bf16 quality over {} steps: f32 {:.4}, bf16 {:.4} ({:.2} %)",
                 shape.name,
                 q.steps,

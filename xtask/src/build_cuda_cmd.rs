@@ -118,7 +118,7 @@ fn run_mode(args: ToolkitArgs, mode: Mode) -> Result<()> {
     }
     let version = nvcc_version(&nvcc)?;
     if !version.starts_with("13.0") {
-        eprintln!(
+        errln!(
             "warning: nvcc {version}; CUDA 13.0 is the tested toolchain (newer PTX may not load on 580 drivers)"
         );
     }
@@ -173,8 +173,8 @@ fn run_mode(args: ToolkitArgs, mode: Mode) -> Result<()> {
     if mode == Mode::Clippy {
         cmd.args(["--", "-D", "warnings"]);
     }
-    eprintln!("CUDA toolkit: {} (nvcc {version})", cuda_home.display());
-    eprintln!("running: {cmd:?}");
+    errln!("CUDA toolkit: {} (nvcc {version})", cuda_home.display());
+    errln!("running: {cmd:?}");
     if args.dry_run {
         return Ok(());
     }
@@ -189,18 +189,18 @@ fn run_mode(args: ToolkitArgs, mode: Mode) -> Result<()> {
     }
     match mode {
         Mode::Clippy => {
-            println!("clippy found nothing in the CUDA build");
+            outln!("clippy found nothing in the CUDA build");
             return Ok(());
         }
         Mode::Check => {
-            println!("the workspace type-checks with the cuda feature");
+            outln!("the workspace type-checks with the cuda feature");
             return Ok(());
         }
         Mode::Build => {}
     }
     let binary = target.join("cuda/release/xtask");
-    println!("built {}", binary.display());
-    println!(
+    outln!("built {}", binary.display());
+    outln!(
         "copy it to the GPU machine and run `./xtask gpu-check`; it loads libcuda, libcublas, libcublasLt, libcurand and libnvrtc (CUDA 13) at run time (docs/gpu.md)"
     );
     Ok(())
@@ -221,7 +221,7 @@ fn install_toolkit(dir: &Path, python: &str) -> Result<PathBuf> {
     let marker = dir.join("installed.txt");
     let wanted = TOOLKIT_WHEELS.join("\n");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-        eprintln!(
+        errln!(
             "installing the CUDA 13.0 toolkit wheels into {} (PyPI, once)",
             venv.display()
         );

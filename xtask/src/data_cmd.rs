@@ -149,19 +149,19 @@ fn fetch(cache: &Path, name: &str, opts: &HubOptions, force: bool) -> Result<()>
     if !force && Manifest::read(&existing).ok().flatten().is_some() {
         match verify_dataset(&existing) {
             Ok(m) => {
-                println!(
+                outln!(
                     "{name}: already cached at {} (verified, from {}); --force fetches again",
                     existing.display(),
                     m.source
                 );
                 return Ok(());
             }
-            Err(e) => eprintln!("{name}: the cached copy is damaged ({e}); fetching again"),
+            Err(e) => errln!("{name}: the cached copy is damaged ({e}); fetching again"),
         }
     }
     if let Some(src) = info.hub {
         let revision = opts.revision.as_deref().unwrap_or(src.revision);
-        println!(
+        outln!(
             "{name}: fetching {}@{revision} from {}{}",
             src.repo,
             opts.endpoint,
@@ -183,7 +183,7 @@ fn report_installed(path: &Path) -> Result<()> {
         .iter()
         .map(|(split, n)| format!("{split} {n}"))
         .collect();
-    println!(
+    outln!(
         "{}: {} ({}; source {})",
         manifest.name,
         path.display(),
@@ -200,16 +200,16 @@ fn verify(cache: &Path, names: Vec<String>) -> Result<()> {
         names
     };
     if names.is_empty() {
-        println!("no dataset in {}", cache.display());
+        outln!("no dataset in {}", cache.display());
         return Ok(());
     }
     let mut failed = 0;
     for name in &names {
         match verify_dataset(&cache.join(name)) {
-            Ok(m) => println!("ok      {name}: {} files match", m.sha256.len()),
+            Ok(m) => outln!("ok      {name}: {} files match", m.sha256.len()),
             Err(e) => {
                 failed += 1;
-                println!("FAILED  {name}: {e}");
+                outln!("FAILED  {name}: {e}");
             }
         }
     }
@@ -267,12 +267,16 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<16} {:>7} {:<11} {:<24} {:<44} location",
-        "name", "classes", "shape", "splits", "hub source"
+        "name",
+        "classes",
+        "shape",
+        "splits",
+        "hub source"
     );
     for r in &rows {
         let shape = r
@@ -288,7 +292,7 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
             None if r.splits.is_empty() => "-".into(),
             None => r.splits.join(" "),
         };
-        println!(
+        outln!(
             "{:<16} {:>7} {:<11} {:<24} {:<44} {}",
             r.name,
             r.classes.map_or("?".into(), |c| c.to_string()),
@@ -302,9 +306,9 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
                 .map_or("not present".into(), |p| p.display().to_string())
         );
     }
-    println!("\nlicences:");
+    outln!("\nlicences:");
     for r in rows.iter().filter(|r| r.licence.is_some()) {
-        println!("  {:<16} {}", r.name, r.licence.as_deref().unwrap_or(""));
+        outln!("  {:<16} {}", r.name, r.licence.as_deref().unwrap_or(""));
     }
     Ok(())
 }

@@ -3,9 +3,9 @@
 use crate::config_overrides;
 use anyhow::{bail, Result};
 use clap::Args;
-use gpicl::eval::run::{evaluate_run_on, evaluate_sgd_baseline, measure_run};
+use gpicl::eval::run::{evaluate_sgd_baseline, log_report, measure_run_noting};
 use gpicl::eval::{Group, RunConfig};
-use gpicl::meta::RunDir;
+use gpicl::meta::{MetricsLog, RunDir, RunLock};
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 
@@ -57,40 +57,50 @@ pub fn run(args: EvalArgs) -> Result<()> {
             args.set
         );
     }
+    if !dir.root().is_dir() {
+        bail!("--run {}: no such run folder", dir.root().display());
+    }
+    // eval/eval.json marks a sweep cell finished: never write it into a
+    // run that a training process holds.
+    let _lock = match &args.out {
+        Some(_) => None,
+        None => Some(RunLock::acquire(dir.root(), "eval-ood")?),
+    };
     let saved = RunConfig::load(&dir.config())?;
     let overridden: RunConfig = config_overrides::apply(&saved, &args.set)?;
     overridden.validate()?;
     let protocol = overridden.eval;
-    let roots = DataRoots::new(args.data_dir.as_deref());
-    let (report, written) = match &args.out {
-        Some(out) => {
-            let report = measure_run(
-                &dir,
-                &roots,
-                args.datasets,
-                Some(&protocol),
-                args.device.as_deref(),
-            )?;
-            report.write(out)?;
-            (report, out.clone())
-        }
-        None => (
-            evaluate_run_on(
-                &dir,
-                &roots,
-                args.datasets,
-                Some(&protocol),
-                args.device.as_deref(),
-            )?,
-            dir.eval(),
-        ),
+    let roots = DataRoots::with_data_dir(args.data_dir.as_deref())?;
+    let mut skipped = Vec::new();
+    let report = measure_run_noting(
+        &dir,
+        &roots,
+        args.datasets,
+        Some(&protocol),
+        args.device.as_deref(),
+        &mut skipped,
+    )?;
+    for s in &skipped {
+        errln!(
+            "warning: skipped the unreadable checkpoint {}: {}",
+            s.path.display(),
+            s.reason
+        );
+    }
+    let written = match &args.out {
+        Some(out) => out.clone(),
+        None => dir.eval(),
     };
+    report.write(&written)?;
+    if args.out.is_none() && dir.metrics().is_file() {
+        log_report(&MetricsLog::open(&dir.metrics()), &report)?;
+    }
     if args.json {
-        println!("{}", serde_json::to_string(&report.to_json())?);
+        outln!("{}", serde_json::to_string(&report.to_json())?);
     } else {
-        println!("{} at step {}\n", dir.root().display(), report.step);
-        print!("{}", report.table());
-        println!("\ncurves and tables written to {}", written.display());
+        outln!("{} at step {}\n", dir.root().display(), report.step);
+        out!("{}", report.table());
+        outln!("\ncurves and tables written to {}", written.display());
     }
     Ok(())
 }
@@ -108,19 +118,20 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
     }
     cfg.learner = gpicl::eval::RunLearner::SgdBaseline;
     cfg.validate()?;
-    let roots = DataRoots::new(args.data_dir.as_deref());
+    let roots = DataRoots::with_data_dir(args.data_dir.as_deref())?;
     let report = evaluate_sgd_baseline(&cfg, &roots, args.datasets.clone(), &Group::ALL)?;
     if let Some(out) = &args.out {
         report.write(out)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report.to_json())?);
+        outln!("{}", serde_json::to_string(&report.to_json())?);
     } else {
-        println!(
+        outln!(
             "SGD baseline (fresh {}-unit MLP per sequence, one Adam step per example at lr {})\n",
-            cfg.train.model.learner_hidden, cfg.train.model.learner_lr
+            cfg.train.model.learner_hidden,
+            cfg.train.model.learner_lr
         );
-        print!("{}", report.table());
+        out!("{}", report.table());
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub struct ExportArgs {
 
 fn write_manifest(dir: &Path) -> Result<()> {
     ModelManifest::of_dir(dir)?.write(dir)?;
-    println!("wrote {}", dir.join(MODEL_MANIFEST).display());
+    outln!("wrote {}", dir.join(MODEL_MANIFEST).display());
     Ok(())
 }
 
@@ -62,13 +62,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     write_manifest(to.root())?;
     let size = std::fs::metadata(&weights)?.len();
-    println!(
+    outln!(
         "exported {} ({:.2} MB of weights) with config.toml, results/, {CHECK_FILE} and {MODEL_MANIFEST}; write its model card README.md, then `cargo xtask export --manifest-only --out DIR`",
         weights.display(),
         size as f64 / 1e6
     );
     for (dataset, groups) in &check.acc_last {
-        println!(
+        outln!(
             "  check, {dataset} unseen: acc@last {:.3} ({} sequences)",
             groups.get("unseen").copied().unwrap_or(f32::NAN),
             check.sequences

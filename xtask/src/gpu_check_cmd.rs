@@ -58,7 +58,7 @@ struct Log {
 
 impl Log {
     fn line(&mut self, text: impl AsRef<str>) {
-        println!("{}", text.as_ref());
+        outln!("{}", text.as_ref());
         let _ = writeln!(self.file, "{}", text.as_ref());
     }
 }

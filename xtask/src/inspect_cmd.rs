@@ -76,13 +76,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "n_x": n_x,
             "seq_len": t,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!("{} (N_x = {n_x}, T = {t})", run.learner_name());
-        println!("parameters  {params}");
-        println!("state size  {state}");
+        outln!("{} (N_x = {n_x}, T = {t})", run.learner_name());
+        outln!("parameters  {params}");
+        outln!("state size  {state}");
         for (module, count) in &modules {
-            println!("  {module:<20} {count:>12}");
+            outln!("  {module:<20} {count:>12}");
         }
     }
     Ok(())

@@ -16,6 +16,8 @@
 // for a terminal (`[FILE]`, `<name>`), not rustdoc Markdown.
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
+#[macro_use]
+mod output;
 mod bench_cmd;
 mod bench_refs;
 mod bench_suite;
@@ -32,6 +34,7 @@ mod model_flags;
 mod predict_cmd;
 mod progress;
 mod report_cmd;
+mod signals;
 mod sweep_cmd;
 mod train_cmd;
 
@@ -111,7 +114,7 @@ fn main() {
         Command::GpuCheck(args) => gpu_check_cmd::run(args),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        errln!("error: {e:#}");
         std::process::exit(1);
     }
 }

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpicl::eval::classical::{knn_predict, LogisticRegression};
 use gpicl::eval::predict::{index_classes, stratified_subset, Learner, PredictOptions, Scaling};
-use gpicl::tasks::hub::{fetch_model, HubModelRef, HubOptions};
+use gpicl::tasks::hub::{
+    fetch_model, verify_model_manifest, HubModelRef, HubOptions, MODEL_MANIFEST,
+};
 use gpicl::tasks::image_folder::{read_image_files, read_image_folder, FolderSplit};
 use gpicl::tasks::table::{align_features, read_query_table, read_table};
 use gpicl::tasks::{ChannelPolicy, Split};
@@ -202,12 +204,60 @@ fn read_examples(args: &PredictArgs, image_size: usize) -> Result<(Examples, Exa
     Ok((train, test))
 }
 
+/// A CSV cell: quoted when it holds a separator, a quote or a line break,
+/// and prefixed with `'` when a spreadsheet would run it as a formula
+/// (`=HYPERLINK(…)`, `+…`, `-…`, `@…`; numbers stay as they are).
 fn csv_field(text: &str) -> String {
+    let formula =
+        text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.trim().parse::<f64>().is_err();
+    let text = if formula {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_string()
+        text
     }
+}
+
+/// The largest `--ensemble`.
+const MAX_ENSEMBLE: usize = 1024;
+/// The largest `--image-size`.
+const MAX_IMAGE_SIZE: usize = 512;
+
+/// Refuses sizes that would exhaust memory, and an `--out` that is one of
+/// the inputs.
+fn check_args(args: &PredictArgs) -> Result<()> {
+    if args.ensemble == 0 || args.ensemble > MAX_ENSEMBLE {
+        bail!(
+            "--ensemble {}: expected 1 to {MAX_ENSEMBLE} members (each holds its own projection of the data)",
+            args.ensemble
+        );
+    }
+    if args.image_size.is_some_and(|s| s > MAX_IMAGE_SIZE) {
+        bail!(
+            "--image-size {}: at most {MAX_IMAGE_SIZE} is supported (the images are projected from size² × channels features)",
+            args.image_size.unwrap_or(0)
+        );
+    }
+    if let Some(out) = &args.out {
+        if let Ok(out_real) = std::fs::canonicalize(out) {
+            let inputs = std::iter::once(("--train", &args.train))
+                .chain(args.test.as_ref().map(|t| ("--test", t)));
+            for (flag, input) in inputs {
+                if std::fs::canonicalize(input).is_ok_and(|i| i == out_real) {
+                    bail!(
+                        "--out {} is the same file as {flag} {}: it would overwrite the input; write the predictions elsewhere",
+                        out.display(),
+                        input.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn accuracy(predicted: &[usize], actual: &[Option<usize>]) -> f64 {
@@ -220,13 +270,23 @@ fn accuracy(predicted: &[usize], actual: &[Option<usize>]) -> f64 {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
+    check_args(&args)?;
     let learner_dir = match HubModelRef::parse(&args.learner) {
         Some(reference) => {
             let reference = reference?;
             fetch_model(&reference, &HubOptions::from_env())
                 .with_context(|| format!("fetching the learner {}", args.learner))?
         }
-        None => PathBuf::from(&args.learner),
+        None => {
+            // An exported learner lists its files' sha256 in manifest.json:
+            // check them, as for hf:// learners (a run folder has none).
+            let dir = PathBuf::from(&args.learner);
+            if dir.join(MODEL_MANIFEST).is_file() {
+                verify_model_manifest(&dir)
+                    .with_context(|| format!("checking the learner {}", dir.display()))?;
+            }
+            dir
+        }
     };
     let scaling = match args.scaling {
         Some(ScalingArg::PerFeature) => Scaling::PerFeature,
@@ -264,9 +324,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let say = |line: String| {
         if args.out.is_some() {
-            println!("{line}");
+            outln!("{line}");
         } else {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     };
     let fitted = learner.fit(&train.x, &y)?;
@@ -280,6 +340,17 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ));
     }
     let proba = fitted.predict_proba(&test.x)?;
+    if let Some((row, _)) = proba
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.iter().any(|v| !v.is_finite()))
+    {
+        let source = args.test.as_ref().unwrap_or(&args.train);
+        bail!(
+            "the class probabilities of query row {row} of {} are not finite: its features (or the training rows') are too large for f32 arithmetic; rescale the columns",
+            source.display()
+        );
+    }
     let predicted = fitted.predict(&test.x)?;
     let actual: Vec<Option<usize>> = test
         .labels
@@ -412,6 +483,60 @@ mod tests {
             scaling: None,
             compare: true,
         }
+    }
+
+    #[test]
+    fn an_out_file_that_is_an_input_or_absurd_sizes_are_refused_before_anything_is_read() {
+        let dir = scratch_dir("out-is-input");
+        let train = dir.join("train.csv");
+        std::fs::write(&train, "a,species\n1,x\n2,y\n").unwrap();
+        let before = std::fs::read(&train).unwrap();
+        let same = dir.join(".").join("train.csv");
+        let err = run(args(train.clone(), Some(train.clone()), same))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--out") && err.contains("overwrite"), "{err}");
+        assert_eq!(std::fs::read(&train).unwrap(), before);
+        let mut huge = args(train.clone(), Some(train.clone()), dir.join("p.csv"));
+        huge.ensemble = 4_000_000_000;
+        let err = run(huge).unwrap_err().to_string();
+        assert!(err.contains("--ensemble") && err.contains("1024"), "{err}");
+        let mut big = args(train.clone(), Some(train.clone()), dir.join("p.csv"));
+        big.image_size = Some(100_000);
+        let err = run(big).unwrap_err().to_string();
+        assert!(err.contains("--image-size") && err.contains("512"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_local_learner_whose_files_do_not_match_its_manifest_is_refused() {
+        let dir = scratch_dir("tampered-learner");
+        let learner = dir.join("learner");
+        std::fs::create_dir_all(&learner).unwrap();
+        std::fs::write(learner.join("config.toml"), "seed = 1\n").unwrap();
+        std::fs::write(
+            learner.join(MODEL_MANIFEST),
+            format!(r#"{{"sha256":{{"config.toml":"{}"}}}}"#, "0".repeat(64)),
+        )
+        .unwrap();
+        let train = dir.join("train.csv");
+        std::fs::write(&train, "a,species\n1,x\n2,y\n").unwrap();
+        let mut a = args(train.clone(), Some(train), dir.join("p.csv"));
+        a.learner = learner.display().to_string();
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(
+            err.contains("config.toml") && err.contains("sha256"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_as_formulas_are_defused() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("-1.5"), "-1.5");
+        assert_eq!(csv_field("cat"), "cat");
     }
 
     #[test]

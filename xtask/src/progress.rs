@@ -32,6 +32,10 @@ impl TrainProgress {
 }
 
 impl Observer for TrainProgress {
+    fn stop_requested(&mut self) -> Option<String> {
+        crate::signals::received().map(String::from)
+    }
+
     fn on_step(&mut self, m: &TrainRecord) {
         self.bar.set_position(m.step);
         self.bar.set_message(format!(
@@ -55,7 +59,7 @@ impl Observer for TrainProgress {
                 );
                 // A hidden bar (output is not a terminal) also drops println.
                 if self.bar.is_hidden() {
-                    println!("{line}");
+                    outln!("{line}");
                 } else {
                     self.bar.println(line);
                 }

@@ -26,7 +26,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let command = format!("cargo xtask report --sweep {}", args.sweep.display());
     let written = gpicl::eval::sweep::write_sweep_report(&args.sweep, &out, &command)?;
     for path in written {
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -171,7 +171,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             .map(|c| train_args(&base_flags, c, &out, args.data_dir.as_deref()))
             .collect();
         let script = write_slurm(dir, &spec.name, &lines, &binary, &args.config)?;
-        println!(
+        outln!(
             "{} cells; submit with: sbatch {}",
             cells.len(),
             script.display()
@@ -182,7 +182,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .iter()
         .filter(|c| !is_finished(&RunDir::new(out.join(&c.name))))
         .collect();
-    println!(
+    outln!(
         "sweep {}: {} cells, {} finished, {} to run, into {}",
         spec.name,
         cells.len(),
@@ -193,7 +193,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
     if args.dry_run {
         for cell in &cells {
             let done = is_finished(&RunDir::new(out.join(&cell.name)));
-            println!("  {} {}", if done { "done" } else { "todo" }, cell.name);
+            outln!("  {} {}", if done { "done" } else { "todo" }, cell.name);
         }
         return Ok(());
     }
@@ -245,7 +245,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             failures.join("\n  ")
         );
     }
-    println!("all {} cells finished in {}", cells.len(), out.display());
+    outln!("all {} cells finished in {}", cells.len(), out.display());
     Ok(())
 }
 

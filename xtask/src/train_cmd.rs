@@ -142,7 +142,7 @@ impl TrainArgs {
 /// Resolves the config: an existing run's own config (only the schedule
 /// and evaluation may change on resume), or a new one from --config or a
 /// preset, then flags, then --set.
-fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<RunConfig> {
+fn resolve(args: &TrainArgs, dir: &RunDir, base: Option<(RunConfig, String)>) -> Result<RunConfig> {
     let assignments = args.flag_assignments();
     if dir.exists() {
         let saved = RunConfig::load(&dir.config())?;
@@ -166,7 +166,11 @@ fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<RunConfig> {
         }
         return Ok(cfg);
     }
-    let (base, _) = args.base_config()?;
+    // --config is read once: it may be a pipe.
+    let (base, _) = match base {
+        Some(base) => base,
+        None => args.base_config()?,
+    };
     let mut cfg: RunConfig = config_overrides::apply(&base, &assignments)?;
     args.model.apply_heads(&mut cfg.train.model);
     cfg.validate()?;
@@ -174,16 +178,19 @@ fn resolve(args: &TrainArgs, dir: &RunDir) -> Result<RunConfig> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let dir = RunDir::new(match &args.out {
-        Some(out) => out.clone(),
-        None => default_run_dir(&args.base_config()?.1),
-    });
-    let cfg = resolve(&args, &dir)?;
+    let (dir, base) = match &args.out {
+        Some(out) => (RunDir::new(out.clone()), None),
+        None => {
+            let base = args.base_config()?;
+            (RunDir::new(default_run_dir(&base.1)), Some(base))
+        }
+    };
+    let cfg = resolve(&args, &dir, base)?;
     if args.print_config {
-        print!("{}", cfg.to_toml()?);
+        out!("{}", cfg.to_toml()?);
         return Ok(());
     }
-    let roots = DataRoots::new(args.data_dir.as_deref());
+    let roots = DataRoots::with_data_dir(args.data_dir.as_deref())?;
     if cfg.learner == RunLearner::SgdBaseline {
         return run_sgd_baseline(cfg, &dir, &roots);
     }
@@ -191,29 +198,31 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut trainer = cfg.open_trainer(dir.clone(), &roots, args.from_step)?;
     let params = trainer.model().param_count();
     if let Some(stale) = &trainer.lock().took_over_from {
-        println!(
+        outln!(
             "took over the lock left by PID {} ({}, started {}), which is no longer running",
-            stale.pid, stale.purpose, stale.started
+            stale.pid,
+            stale.purpose,
+            stale.started
         );
     }
     for skipped in trainer.skipped() {
-        println!(
+        outln!(
             "skipped checkpoint {}: {}",
             skipped.path.display(),
             skipped.reason
         );
     }
     match trainer.resumed_from() {
-        Some(path) => println!(
+        Some(path) => outln!(
             "resuming {} from {} (step {})",
             dir.root().display(),
             path.display(),
             trainer.step()
         ),
-        None => println!("run {}", dir.root().display()),
+        None => outln!("run {}", dir.root().display()),
     }
     let c = trainer.config();
-    println!(
+    outln!(
         "{} with {} parameters, state size {}; {} tasks, {}×{} sequences of {} per step, {} steps on {}",
         c.model.kind,
         params,
@@ -230,10 +239,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         c.schedule.steps,
         PeriodicEval::new(roots.clone(), cfg.eval.clone()),
     );
+    crate::signals::install();
     let outcome = trainer.run(&mut progress);
     progress.finish();
     outcome?;
-    println!(
+    outln!(
         "trained to step {} in {:.1}s; checkpoints in {}",
         trainer.step(),
         started.elapsed().as_secs_f64(),
@@ -242,10 +252,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     report_plateau(&dir)?;
     if !args.no_eval {
         let report = evaluate_run(&dir, &roots, None, None)?;
-        println!("\n{}", report.table());
-        println!("evaluation written to {}", dir.eval().display());
+        outln!("\n{}", report.table());
+        outln!("evaluation written to {}", dir.eval().display());
     }
-    println!("total wall time {:.1}s", started.elapsed().as_secs_f64());
+    outln!("total wall time {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -258,7 +268,7 @@ fn run_sgd_baseline(cfg: RunConfig, dir: &RunDir, roots: &DataRoots) -> Result<(
     let config = dir.config();
     std::fs::write(&config, cfg.to_toml()?)
         .with_context(|| format!("writing {}", config.display()))?;
-    println!(
+    outln!(
         "run {}: the SGD baseline (a fresh {}-unit MLP per sequence, one Adam step per example at lr {}) needs no meta-training; evaluating",
         dir.root().display(),
         cfg.train.model.learner_hidden,
@@ -266,8 +276,8 @@ fn run_sgd_baseline(cfg: RunConfig, dir: &RunDir, roots: &DataRoots) -> Result<(
     );
     let report = evaluate_sgd_baseline(&cfg, roots, None, &Group::ALL)?;
     report.write(&dir.eval())?;
-    println!("\n{}", report.table());
-    println!("evaluation written to {}", dir.eval().display());
+    outln!("\n{}", report.table());
+    outln!("evaluation written to {}", dir.eval().display());
     Ok(())
 }
 
@@ -287,11 +297,11 @@ fn report_plateau(dir: &RunDir) -> Result<()> {
     let criteria = PlateauCriteria::for_classes(gpicl::tasks::NUM_CLASSES);
     let plateau = plateau_of_run(&MetricsLog::open(&dir.metrics()), &criteria)?;
     match plateau.drop_step {
-        Some(step) => println!(
+        Some(step) => outln!(
             "loss plateau: {} steps within {:.2} of chance (ln 10 = {:.3}) before the drop at step {step}",
             plateau.steps_near_chance, criteria.tolerance, criteria.chance_loss
         ),
-        None => println!(
+        None => outln!(
             "loss plateau: the loss never fell below {:.2} (chance ln 10 = {:.3} minus {:.2}) in {} steps",
             criteria.chance_loss - criteria.tolerance,
             criteria.chance_loss,
@@ -325,7 +335,7 @@ mod tests {
         let dir = RunDir::new(tmp.join("run"));
         let resolved = |args: &[&str]| {
             let cli = Cli::parse_from(std::iter::once("train").chain(args.iter().copied()));
-            resolve(&cli.train, &dir).unwrap().train.model
+            resolve(&cli.train, &dir, None).unwrap().train.model
         };
         let from_file = resolved(&["--config", config.to_str().unwrap(), "--heads", "2"]);
         assert_eq!((from_file.outer_heads, from_file.num_heads), (2, 8));

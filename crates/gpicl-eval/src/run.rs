@@ -94,6 +94,19 @@ pub fn measure_run(
     protocol: Option<&EvalConfig>,
     device: Option<&str>,
 ) -> Result<EvalReport> {
+    measure_run_noting(dir, roots, datasets, protocol, device, &mut Vec::new())
+}
+
+/// [`measure_run`], adding to `skipped` the newer checkpoints that could
+/// not be read and were passed over (so the caller can name them).
+pub fn measure_run_noting(
+    dir: &RunDir,
+    roots: &DataRoots,
+    datasets: Option<Vec<String>>,
+    protocol: Option<&EvalConfig>,
+    device: Option<&str>,
+    skipped: &mut Vec<gpicl_meta::SkippedCheckpoint>,
+) -> Result<EvalReport> {
     let saved = RunConfig::load(&dir.config())?;
     if saved.learner == RunLearner::SgdBaseline {
         return Err(crate::error::EvalError::config(
@@ -110,6 +123,7 @@ pub fn measure_run(
     };
     let device = gpicl_kernels::device::parse_device(&name)?;
     let run = load_run(dir, &device)?;
+    skipped.extend(run.skipped.iter().cloned());
     let cfg = &run.config;
     let eval_cfg = protocol.unwrap_or(&saved.eval);
     let names = datasets

@@ -32,6 +32,39 @@ pub struct CheckpointMeta {
     pub input_dim: usize,
     /// The training distribution's position.
     pub sampler: SamplerState,
+    /// Which run wrote it, under which config (empty in checkpoints of
+    /// earlier versions).
+    pub identity: RunIdentity,
+}
+
+/// What makes a checkpoint belong to a run: the run's id and its
+/// training-relevant config ([`crate::TrainConfig::training_identity`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunIdentity {
+    /// Drawn when the run started; empty when unknown.
+    pub run_id: String,
+    /// `key → value` of every option that may not change on resume.
+    pub config: BTreeMap<String, String>,
+}
+
+impl RunIdentity {
+    /// The keys whose values differ between `self` (a checkpoint's) and
+    /// `now`, each as `key (checkpoint A, now B)`.
+    pub fn config_differences(&self, now: &BTreeMap<String, String>) -> Vec<String> {
+        let keys: std::collections::BTreeSet<&String> =
+            self.config.keys().chain(now.keys()).collect();
+        let missing = "unset".to_string();
+        keys.into_iter()
+            .filter(|k| self.config.get(*k) != now.get(*k))
+            .map(|k| {
+                format!(
+                    "{k} (checkpoint {}, now {})",
+                    self.config.get(k).unwrap_or(&missing),
+                    now.get(k).unwrap_or(&missing)
+                )
+            })
+            .collect()
+    }
 }
 
 /// The file name of the checkpoint after `step` steps.
@@ -169,22 +202,75 @@ fn write_checkpoint(
             "sampler".to_string(),
             serde_json::to_string(&meta.sampler).expect("sampler state serialises"),
         ),
+        (
+            "identity".to_string(),
+            serde_json::to_string(&meta.identity).expect("an identity serialises"),
+        ),
     ]);
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(dir, e))?;
     let path = dir.join(checkpoint_name(meta.step));
     let tmp = path.with_extension("partial");
-    {
+    // Leftovers of earlier failed writes (a full disk) only take space.
+    remove_partials(dir);
+    let written = (|| {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(MetaError::io(&tmp))?;
         f.write_all(&bytes).map_err(MetaError::io(&tmp))?;
         f.sync_all().map_err(MetaError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(MetaError::io(&path))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, &path).map_err(MetaError::io(&path))?;
     let all = list_checkpoints(dir);
     for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
         std::fs::remove_file(old).map_err(MetaError::io(old))?;
     }
     Ok(path)
+}
+
+/// Removes `*.partial` files (unfinished checkpoint writes) from `dir`.
+fn remove_partials(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if regular && path.extension().is_some_and(|e| e == "partial") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The largest checkpoint read (64 GiB).
+const MAX_CHECKPOINT_BYTES: u64 = 64 << 30;
+
+/// Reads a checkpoint file: a regular file (not a FIFO or a device, also
+/// through a link) of at most [`MAX_CHECKPOINT_BYTES`], read no further
+/// than the size it had when opened.
+fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(MetaError::io(path))?;
+    if !meta.is_file() {
+        return Err(corrupt(
+            path,
+            "is not a regular file (a FIFO, a device or a folder): expected a checkpoint written by gpicl",
+        ));
+    }
+    if meta.len() > MAX_CHECKPOINT_BYTES {
+        return Err(corrupt(
+            path,
+            format!(
+                "is {} bytes, more than the {MAX_CHECKPOINT_BYTES} a checkpoint may have",
+                meta.len()
+            ),
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(MetaError::io(path))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(meta.len())
+        .read_to_end(&mut bytes)
+        .map_err(MetaError::io(path))?;
+    Ok(bytes)
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> MetaError {
@@ -207,7 +293,7 @@ pub struct LoadedCheckpoint {
 
 /// Reads a checkpoint written by [`save_checkpoint`].
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint> {
-    let bytes = std::fs::read(path).map_err(MetaError::io(path))?;
+    let bytes = read_regular_file(path)?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| corrupt(path, format!("not a safetensors file: {e}")))?;
     let info = header.metadata().clone().unwrap_or_default();
@@ -227,10 +313,29 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<LoadedCheckpoint>
     let optimizer_step: u64 = field(OPTIMIZER_STEP)?
         .parse()
         .map_err(|e| corrupt(path, e))?;
+    // A checkpoint named for another step than it holds was renamed or
+    // dropped in from elsewhere: resuming it would mix two histories.
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("step-")?.strip_suffix(".safetensors"))
+        .and_then(|n| n.parse::<u64>().ok());
+    if let Some(named) = named.filter(|&n| n != step) {
+        return Err(corrupt(
+            path,
+            format!(
+                "its name says step {named} but it holds step {step}: renamed, or copied from another run"
+            ),
+        ));
+    }
     let meta = CheckpointMeta {
         step,
         input_dim: field("input_dim")?.parse().map_err(|e| corrupt(path, e))?,
         sampler: serde_json::from_str(field("sampler")?).map_err(|e| corrupt(path, e))?,
+        identity: match info.get("identity") {
+            Some(text) => serde_json::from_str(text).map_err(|e| corrupt(path, e))?,
+            None => RunIdentity::default(),
+        },
     };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
     // Checkpoints written before checksums existed have none to verify.
@@ -385,6 +490,62 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_whose_name_disagrees_with_its_step_is_refused() {
+        let dir = scratch_dir("renamed");
+        let path = dir.join(checkpoint_name(63));
+        legacy_checkpoint(&path);
+        let err = load_checkpoint(&path, &Device::Cpu)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("step-000000063") && err.contains("holds step 4"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_to_a_device_is_refused_as_a_checkpoint_without_reading_it() {
+        let dir = scratch_dir("special");
+        let fifo = dir.join(checkpoint_name(3));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = load_checkpoint(&fifo, &Device::Cpu).err().expect("refused");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        #[cfg(unix)]
+        {
+            let zero = dir.join(checkpoint_name(6));
+            std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+            let err = load_checkpoint(&zero, &Device::Cpu).err().expect("refused");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_partial_checkpoint_left_by_a_failed_write_is_removed_by_the_next_write() {
+        let dir = scratch_dir("partial");
+        let params = store();
+        let adam = Adam::new(OptimConfig::default(), &params);
+        let meta = CheckpointMeta {
+            step: 2,
+            input_dim: 12,
+            sampler: sampler(),
+            identity: RunIdentity::default(),
+        };
+        let stale = dir.join(checkpoint_name(1)).with_extension("partial");
+        std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+        let same = dir.join(checkpoint_name(2)).with_extension("partial");
+        std::fs::write(&same, b"half").unwrap();
+        let path = save_checkpoint(&dir, &params, &adam.state(), &meta, 5).unwrap();
+        assert!(!stale.exists() && !same.exists());
+        assert_eq!(load_checkpoint(&path, &Device::Cpu).unwrap().meta.step, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_saved_checkpoint_stores_the_optimiser_state_under_its_own_names() {
         let dir = scratch_dir("names");
         let params = store();
@@ -393,6 +554,7 @@ mod tests {
             step: 2,
             input_dim: 12,
             sampler: sampler(),
+            identity: RunIdentity::default(),
         };
         let path = save_checkpoint(&dir, &params, &adam.state(), &meta, 1).unwrap();
         let bytes = std::fs::read(&path).unwrap();

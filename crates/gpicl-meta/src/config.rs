@@ -5,6 +5,7 @@ use gpicl_kernels::KernelOptions;
 use gpicl_models::ModelConfig;
 use gpicl_tasks::{BatchConfig, DataConfig, TaskConfig};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Adam with `eps_root`, decoupled weight decay, clipping and accumulation.
 /// Defaults are the reference (`gpicl-method.md` §6).
@@ -290,9 +291,104 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Every option that may not change when a run is resumed, as
+    /// `section.key → value` (JSON): all but `schedule.*`, `device`,
+    /// `optim.lr` and `optim.clip_norm`. Checkpoints carry it, and resuming
+    /// refuses a config that differs from it.
+    pub fn training_identity(&self) -> BTreeMap<String, String> {
+        fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        flatten(&key, v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.to_string());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        let value = serde_json::to_value(self).expect("a config serialises");
+        flatten("", &value, &mut out);
+        out.retain(|k, _| {
+            !(k.starts_with("schedule.")
+                || k == "device"
+                || k == "optim.lr"
+                || k == "optim.clip_norm")
+        });
+        out
+    }
+
+    /// Refuses sizes whose buffers could not be allocated, before anything
+    /// is: each option against its own limit, then the activations of one
+    /// step and the parameters as a whole.
+    fn check_resource_bounds(&self) -> Result<()> {
+        let m = &self.model;
+        let b = &self.batch;
+        let limits: [(&str, usize, usize); 11] = [
+            ("batch.seq_len", b.seq_len, 1 << 16),
+            ("batch.tasks_per_step", b.tasks_per_step, 1 << 16),
+            ("batch.seqs_per_task", b.seqs_per_task, 1 << 16),
+            ("model.d_model", m.d_model, 1 << 16),
+            ("model.num_layers", m.num_layers, 1024),
+            ("model.num_heads", m.num_heads, 1024),
+            ("model.key_size", m.key_size, 1 << 16),
+            ("model.widening_factor", m.widening_factor, 64),
+            ("model.hidden", m.hidden, 1 << 16),
+            ("model.learner_hidden", m.learner_hidden, 1 << 16),
+            ("data.image_size", self.data.image_size, 1024),
+        ];
+        for (option, value, most) in limits {
+            if value > most {
+                return Err(MetaError::config(
+                    option,
+                    format!("{value} is more than the {most} gpicl can allocate for; lower it"),
+                ));
+            }
+        }
+        // Elements of one step's activations and of the weights, in f32.
+        const MOST_ELEMENTS: u128 = 1 << 33;
+        let width = [m.d_model, m.hidden, m.num_heads * m.key_size]
+            .into_iter()
+            .max()
+            .unwrap_or(0) as u128;
+        let activations = (b.sequences() as u128)
+            * (b.seq_len as u128)
+            * width
+            * (m.widening_factor.max(1) as u128);
+        if activations > MOST_ELEMENTS {
+            return Err(MetaError::config(
+                "batch.seq_len",
+                format!(
+                    "one step would hold {activations} activations per layer (sequences {} × seq_len {} × width {width} × widening), more than the {MOST_ELEMENTS} allowed: lower batch.seq_len, batch.tasks_per_step, batch.seqs_per_task or model.d_model",
+                    b.sequences(),
+                    b.seq_len
+                ),
+            ));
+        }
+        let weights =
+            (m.num_layers.max(1) as u128) * width * width * (4 + 2 * m.widening_factor as u128);
+        if weights > MOST_ELEMENTS {
+            return Err(MetaError::config(
+                "model.d_model",
+                format!(
+                    "the model would have about {weights} weights, more than the {MOST_ELEMENTS} allowed: lower model.d_model, model.num_layers or model.widening_factor"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every option but the device, which a saved run may name
     /// without this machine having it (a GPU run evaluated on a CPU).
     pub fn validate_options(&self) -> Result<()> {
+        self.check_resource_bounds()?;
         self.model.validate()?;
         self.data.validate()?;
         self.tasks.validate()?;
@@ -401,6 +497,27 @@ impl TrainConfig {
 mod tests {
     use super::*;
     use gpicl_testing::scratch_dir;
+
+    #[test]
+    fn absurd_sizes_are_refused_naming_the_option_and_its_limit() {
+        let cases: [(&str, fn(&mut TrainConfig)); 4] = [
+            ("batch.seq_len", |c| c.batch.seq_len = usize::MAX / 2),
+            ("model.d_model", |c| c.model.d_model = 1 << 40),
+            ("data.image_size", |c| c.data.image_size = 100_000),
+            ("batch.seq_len", |c| {
+                c.batch.seq_len = 60_000;
+                c.batch.tasks_per_step = 1000;
+            }),
+        ];
+        for (option, change) in cases {
+            let mut cfg = TrainConfig::small();
+            change(&mut cfg);
+            let err = cfg.validate_options().unwrap_err().to_string();
+            assert!(err.contains(option), "{option}: {err}");
+        }
+        TrainConfig::small().validate_options().unwrap();
+        TrainConfig::paper().validate_options().unwrap();
+    }
 
     #[test]
     fn bf16_on_the_cpu_runs_only_where_the_cpu_has_amx() {

@@ -76,6 +76,16 @@ pub enum MetaError {
         /// The last checkpoint written before the divergence.
         checkpoint: String,
     },
+    /// Training was stopped on request (a signal) after a checkpoint.
+    #[error("stopped by {why} after step {step}; the newest checkpoint is {checkpoint}: run the same command again to resume")]
+    Interrupted {
+        /// What asked for the stop (`SIGTERM`, `SIGINT`).
+        why: String,
+        /// The last finished step.
+        step: u64,
+        /// The newest checkpoint.
+        checkpoint: String,
+    },
     /// Training diverged; the last checkpoint is still intact.
     #[error("loss is {loss} at step {step}: training diverged (try a lower optim.lr, optim.clip_norm, or a smaller optim.eps); the run can resume from its last checkpoint")]
     NonFiniteLoss {

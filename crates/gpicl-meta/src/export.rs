@@ -4,8 +4,8 @@
 
 use crate::checkpoint::{list_checkpoints, load_checkpoint, save_weights};
 use crate::error::{MetaError, Result};
+use crate::loaded_run::load_run;
 use crate::run_dir::RunDir;
-use crate::trainer::load_run;
 use gpicl_kernels::Device;
 use std::path::PathBuf;
 

@@ -44,6 +44,14 @@ impl RunLock {
     pub fn acquire(dir: &Path, purpose: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(MetaError::io(dir))?;
         let path = dir.join(LOCK_FILE);
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.is_file() {
+                return Err(MetaError::Corrupt {
+                    path,
+                    reason: "is not a regular file (a link, a folder or a device); gpicl will not write through it: remove it".into(),
+                });
+            }
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -135,6 +143,24 @@ pub fn utc_parts() -> ((i64, i64, i64), (u64, u64, u64)) {
 mod tests {
     use super::*;
     use gpicl_testing::absent_path;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_symlinked_lock_file_is_refused_and_its_target_left_alone() {
+        let dir = gpicl_testing::scratch_dir("lock-link");
+        let target = dir.join("precious.txt");
+        std::fs::write(&target, "keep me").unwrap();
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::os::unix::fs::symlink(&target, run.join(LOCK_FILE)).unwrap();
+        let err = RunLock::acquire(&run, "train").unwrap_err().to_string();
+        assert!(
+            err.contains("run.lock") && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_pid_and_start() {

@@ -48,9 +48,23 @@ impl MetricsLog {
         };
         // A process killed mid-append leaves a torn last line: lines that
         // are not records are dropped with the steps to be redone.
+        // Only the last line can be torn: a damaged line before it was
+        // damaged after it was written, and is not dropped without a word.
         let text = String::from_utf8_lossy(&bytes);
-        let kept: String = text
-            .lines()
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate().take(lines.len().saturating_sub(1)) {
+            if let Err(e) = parse_record(line) {
+                return Err(MetaError::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "line {} is not a record ({e}); only a torn last line is dropped on resume: repair or remove that line",
+                        i + 1
+                    ),
+                });
+            }
+        }
+        let kept: String = lines
+            .iter()
             .filter(|line| parse_record(line).is_ok_and(|r| r.step() <= step))
             .map(|l| format!("{l}\n"))
             .collect();
@@ -94,6 +108,22 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&log.path).unwrap(),
             format!("{}\n", line(1))
+        );
+    }
+
+    #[test]
+    fn a_damaged_middle_line_is_refused_on_resume_instead_of_dropped_silently() {
+        let text = format!("{}\nnot json\n{}\n", line(1), line(2));
+        let log = log_with("middle-resume", &text);
+        let err = log.truncate_after(2).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("metrics.jsonl"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log.path).unwrap(),
+            text,
+            "left as it was"
         );
     }
 

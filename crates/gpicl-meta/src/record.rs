@@ -74,6 +74,10 @@ pub struct ModelRecord {
     pub state_size: usize,
     /// Features per example (`N_x`).
     pub n_x: usize,
+    /// The run's identity, drawn when it started; every checkpoint carries
+    /// it (absent in logs of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// What one training step measured.
@@ -203,6 +207,7 @@ mod tests {
                     params: 114762,
                     state_size: 25600,
                     n_x: 49,
+                    run_id: None,
                 }),
                 r#"{"kind":"model","step":0,"model":"transformer","params":114762,"state_size":25600,"n_x":49}"#,
             ),

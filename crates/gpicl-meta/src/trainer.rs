@@ -1,8 +1,12 @@
 //! The meta-training loop.
 
-use crate::checkpoint::{list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta};
+use crate::checkpoint::{
+    list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta, LoadedCheckpoint,
+    RunIdentity,
+};
 use crate::config::TrainConfig;
 use crate::error::{MetaError, Result};
+use crate::identity::{check_identity, new_run_id};
 use crate::lock::RunLock;
 use crate::lr_schedule::learning_rate;
 use crate::metrics::MetricsLog;
@@ -23,6 +27,11 @@ pub trait Observer {
     /// Every `schedule.eval_every` steps.
     fn on_eval(&mut self, _trainer: &Trainer) -> Result<()> {
         Ok(())
+    }
+    /// Asked after every step: `Some(why)` (e.g. `SIGTERM`) stops the run
+    /// with a checkpoint of that step and [`MetaError::Interrupted`].
+    fn stop_requested(&mut self) -> Option<String> {
+        None
     }
 }
 
@@ -47,6 +56,8 @@ pub struct Trainer {
     lock: RunLock,
     /// Consecutive steps whose loss was above the divergence threshold.
     high_loss_steps: u64,
+    /// Drawn when the run started; written into every checkpoint.
+    run_id: String,
 }
 
 /// A checkpoint that resumption passed over, and why.
@@ -149,10 +160,18 @@ impl Trainer {
                 });
             }
         }
+        let identity_now = cfg.training_identity();
+        let logged_id = metrics.read().ok().and_then(|records| {
+            records.into_iter().find_map(|r| match r {
+                RunRecord::Model(m) => m.run_id,
+                _ => None,
+            })
+        });
         let mut unusable = Vec::new();
         let mut chosen = None;
         while let Some((_, path)) = candidates.pop() {
             let restored = load_checkpoint(&path, &device).and_then(|ckpt| {
+                check_identity(&path, &ckpt, logged_id.as_deref(), &identity_now)?;
                 ckpt.restore(&path, model.params(), optimizer.as_mut())?;
                 Ok(ckpt)
             });
@@ -161,9 +180,19 @@ impl Trainer {
                     chosen = Some((path, ckpt));
                     break;
                 }
+                // The config is at fault, not the checkpoint: keep it.
+                Err(e @ MetaError::Config { .. }) => return Err(e),
                 Err(e) => unusable.push((path, e.to_string())),
             }
         }
+        let run_id = logged_id
+            .or_else(|| {
+                chosen
+                    .as_ref()
+                    .map(|(_, c): &(PathBuf, LoadedCheckpoint)| c.meta.identity.run_id.clone())
+                    .filter(|id| !id.is_empty())
+            })
+            .unwrap_or_else(|| new_run_id(&dir));
         if chosen.is_none() && !unusable.is_empty() {
             let reasons: Vec<String> = unusable.iter().map(|(_, r)| r.clone()).collect();
             return Err(MetaError::Corrupt {
@@ -203,6 +232,7 @@ impl Trainer {
                     params: model.param_count(),
                     state_size: model.state_size(cfg.batch.seq_len),
                     n_x,
+                    run_id: Some(run_id.clone()),
                 }))?;
                 (
                     TrainSampler::new(
@@ -235,6 +265,7 @@ impl Trainer {
             skipped,
             lock,
             high_loss_steps: 0,
+            run_id,
         })
     }
 
@@ -371,10 +402,24 @@ impl Trainer {
     }
 
     fn checkpoint_keeping(&self, keep: usize) -> Result<PathBuf> {
+        if let Some(name) = self.first_non_finite_weight()? {
+            // Writing them would rotate a good checkpoint away.
+            return Err(MetaError::Corrupt {
+                path: self.dir.checkpoints(),
+                reason: format!(
+                    "weight `{name}` is not finite after step {}: training diverged, so no checkpoint was written and the older ones are kept. Resume with a lower optim.lr or set optim.clip_norm (`train --out DIR --set optim.lr=...`)",
+                    self.step
+                ),
+            });
+        }
         let meta = CheckpointMeta {
             step: self.step,
             input_dim: self.family.n_x() + NUM_CLASSES,
             sampler: self.sampler.state(),
+            identity: RunIdentity {
+                run_id: self.run_id.clone(),
+                config: self.cfg.training_identity(),
+            },
         };
         save_checkpoint(
             &self.dir.checkpoints(),
@@ -383,6 +428,17 @@ impl Trainer {
             &meta,
             keep,
         )
+    }
+
+    /// The name of the first parameter holding a NaN or infinity.
+    fn first_non_finite_weight(&self) -> Result<Option<String>> {
+        for (name, var) in self.model.params().iter() {
+            let values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            if values.iter().any(|v| !v.is_finite()) {
+                return Ok(Some(name.to_string()));
+            }
+        }
+        Ok(None)
     }
 
     /// Trains until `schedule.steps` (or `schedule.max_minutes`), logging
@@ -401,11 +457,14 @@ impl Trainer {
         let threshold = s.divergence_factor * (NUM_CLASSES as f64).ln();
         while self.step < s.steps && !out_of_time(started) {
             let m = match self.train_step() {
-                Ok(m) => m,
+                // The weights gave a non-finite loss or gradient: they are
+                // poisoned, and the last checkpoint stays the newest.
+                Err(e @ MetaError::NonFiniteLoss { .. }) => return Err(e),
                 Err(e) => {
                     self.checkpoint_unless_diverging()?;
                     return Err(e);
                 }
+                Ok(m) => m,
             };
             self.metrics.append(&RunRecord::Train(m.clone()))?;
             observer.on_step(&m);
@@ -428,6 +487,16 @@ impl Trainer {
             }
             if self.step.is_multiple_of(s.checkpoint_every) && self.high_loss_steps == 0 {
                 self.checkpoint()?;
+            }
+            if let Some(why) = observer.stop_requested() {
+                self.checkpoint_unless_diverging()?;
+                return Err(MetaError::Interrupted {
+                    why,
+                    step: self.step,
+                    checkpoint: list_checkpoints(&self.dir.checkpoints())
+                        .pop()
+                        .map_or_else(|| "none yet".into(), |(_, p)| p.display().to_string()),
+                });
             }
             if s.eval_every > 0 && self.step.is_multiple_of(s.eval_every) && self.step < s.steps {
                 if let Err(e) = observer.on_eval(self) {
@@ -465,90 +534,4 @@ impl Trainer {
         }
         Ok(())
     }
-}
-
-/// A trained model loaded back from a run directory.
-pub struct LoadedRun {
-    /// The run's `config.toml`.
-    pub config: TrainConfig,
-    /// The model with the newest checkpoint's weights.
-    pub model: Box<dyn SequenceModel>,
-    /// Steps the checkpoint had completed.
-    pub step: u64,
-    /// The checkpoint file.
-    pub checkpoint: PathBuf,
-    /// Features per example the model reads (`N_x`).
-    pub n_x: usize,
-    /// Newer checkpoints that could not be read (left in place).
-    pub skipped: Vec<SkippedCheckpoint>,
-}
-
-/// Reads a run's config and newest checkpoint and rebuilds its model.
-pub fn load_run(dir: &RunDir, device: &Device) -> Result<LoadedRun> {
-    let config = TrainConfig::load(&dir.config())?;
-    let mut checkpoints = list_checkpoints(&dir.checkpoints());
-    if checkpoints.is_empty() {
-        return Err(MetaError::Corrupt {
-            path: dir.checkpoints(),
-            reason: "no checkpoint: train the run first (`cargo xtask train --out DIR`)".into(),
-        });
-    }
-    // The newest checkpoint that reads back whole and fits the config.
-    let mut skipped = Vec::new();
-    let mut first_error = None;
-    while let Some((_, path)) = checkpoints.pop() {
-        match load_model_at(&config, &path, device) {
-            Ok(mut run) => {
-                run.skipped = skipped;
-                return Ok(run);
-            }
-            Err(e) => {
-                skipped.push(SkippedCheckpoint {
-                    path,
-                    reason: e.to_string(),
-                });
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    Err(first_error.expect("at least one checkpoint was tried"))
-}
-
-fn load_model_at(
-    config: &TrainConfig,
-    path: &std::path::Path,
-    device: &Device,
-) -> Result<LoadedRun> {
-    let ckpt = load_checkpoint(path, device)?;
-    // The run's precision on CUDA; a CPU evaluation stays in f32.
-    let options = if device.is_cuda() {
-        config.precision.kernel_options(KernelOptions::from_env())
-    } else {
-        KernelOptions::from_env()
-    };
-    let model = build_model(
-        &config.model,
-        ckpt.meta.input_dim,
-        NUM_CLASSES,
-        config.batch.seq_len,
-        config.seed,
-        device,
-        options,
-    )?;
-    model
-        .params()
-        .load(&ckpt.params)
-        .map_err(|e| MetaError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let n_x = ckpt.meta.input_dim.saturating_sub(NUM_CLASSES);
-    Ok(LoadedRun {
-        config: config.clone(),
-        model,
-        step: ckpt.meta.step,
-        checkpoint: path.to_path_buf(),
-        n_x,
-        skipped: Vec::new(),
-    })
 }

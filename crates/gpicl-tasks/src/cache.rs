@@ -158,20 +158,95 @@ pub struct Staging {
     dir: PathBuf,
     manifest: Manifest,
     committed: bool,
+    /// `cache/.lock-<name>`, locked for the life of the staging: a second
+    /// import or fetch of the same name is refused instead of deleting
+    /// this one's staging folder.
+    _lock: std::fs::File,
+    lock_path: PathBuf,
+}
+
+/// Whether the open `file` is still the file at `path`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 impl Staging {
-    /// Starts assembling dataset `name` in `cache`. Leftovers of earlier
-    /// interrupted attempts at the same dataset are removed.
+    /// Starts assembling dataset `name` in `cache`. `name` must pass
+    /// [`crate::names::validate_path_name`]; a second staging of the same
+    /// name (another process) is refused while this one lives. Leftovers of
+    /// earlier interrupted attempts at the same dataset are removed.
     pub fn new(cache: &Path, name: &str, shape: (usize, usize, usize)) -> Result<Self> {
+        crate::names::validate_path_name("dataset name", name)?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| TaskError::Io { path, source }
         };
         std::fs::create_dir_all(cache).map_err(io(cache))?;
+        let lock_path = cache.join(format!(".lock-{name}"));
+        if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| !m.is_file()) {
+            return Err(TaskError::Corrupt {
+                path: lock_path,
+                reason: "is not a regular file (a link?): remove it".into(),
+            });
+        }
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(TaskError::Corrupt {
+                    path: cache.join(name),
+                    reason: format!(
+                        "dataset `{name}` is being imported or fetched by another process (it holds {}); wait for it to finish",
+                        lock_path.display()
+                    ),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        if !same_file(&lock, &lock_path) {
+            // The holder before us removed the file between our open and our
+            // lock: someone else may hold the new one.
+            return Err(TaskError::Corrupt {
+                path: cache.join(name),
+                reason: format!(
+                    "dataset `{name}` is being imported or fetched by another process; wait for it to finish"
+                ),
+            });
+        }
         let prefix = format!(".partial-{name}-");
+        // `.partial-<name>-<pid>-<nanos>` exactly: not another dataset
+        // whose name starts with this one's.
+        let ours = |file: &str| {
+            file.strip_prefix(&prefix).is_some_and(|rest| {
+                let mut parts = rest.split('-');
+                let (Some(pid), Some(nanos), None) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return false;
+                };
+                [pid, nanos]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+        };
         for entry in std::fs::read_dir(cache).map_err(io(cache))?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            if ours(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -193,6 +268,8 @@ impl Staging {
                 sha256: BTreeMap::new(),
             },
             committed: false,
+            _lock: lock,
+            lock_path,
         })
     }
 
@@ -217,8 +294,20 @@ impl Staging {
     }
 
     /// Writes `classes.txt` (`index<TAB>name` per line).
+    /// A name holding a control character (a line break or a tab would
+    /// split `classes.txt`) is refused.
     pub fn write_class_names(&mut self, names: &[String]) -> Result<()> {
         let path = self.dir.join("classes.txt");
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.is_empty() || n.chars().any(char::is_control))
+        {
+            return Err(TaskError::Corrupt {
+                path,
+                reason: format!(
+                    "class name {bad:?} is empty or holds a control character (a line break or a tab): rename that class folder or label"),
+            });
+        }
         let text: String = names
             .iter()
             .enumerate()
@@ -274,6 +363,9 @@ impl Drop for Staging {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        // Removed while still held; the next holder checks it locked the
+        // file that is at the path.
+        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 
@@ -332,6 +424,68 @@ mod tests {
             );
         }
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+        std::fs::remove_dir_all(cache).unwrap();
+    }
+
+    #[test]
+    fn an_import_name_that_leaves_the_cache_is_refused_and_nothing_outside_is_touched() {
+        let root = absent_path("escape");
+        let cache = root.join("cache");
+        let victim = root.join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep.txt"), "mine").unwrap();
+        std::fs::create_dir_all(cache.join(".old-..")).unwrap();
+        for name in ["../escaped", "../victim", "..", "a/b", ".hidden"] {
+            let err = Staging::new(&cache, name, (2, 2, 1)).err().expect(name);
+            assert!(
+                matches!(err, TaskError::UnsafeName { .. })
+                    && err.to_string().contains("dataset name"),
+                "{err}"
+            );
+        }
+        assert!(!root.join("escaped").exists());
+        assert_eq!(
+            std::fs::read_to_string(victim.join("keep.txt")).unwrap(),
+            "mine"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_second_staging_of_the_same_name_is_refused_and_leaves_the_first_intact() {
+        let cache = absent_path("concurrent");
+        let mut first = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
+        let err = Staging::new(&cache, "toy", (2, 2, 1))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("another process"), "{err}");
+        let (images, labels) = arrays(3);
+        first.write_split(Split::Test, &images, &labels).unwrap();
+        let dir = first.commit("first".into()).unwrap();
+        verify_dataset(&dir).unwrap();
+        // Once the first is done, the name is free again.
+        drop(Staging::new(&cache, "toy", (2, 2, 1)).unwrap());
+        std::fs::remove_dir_all(cache).unwrap();
+    }
+
+    #[test]
+    fn class_names_with_line_breaks_or_tabs_are_refused() {
+        let cache = absent_path("class-names");
+        let mut staging = Staging::new(&cache, "toy", (2, 2, 1)).unwrap();
+        for bad in ["cat\n2\tdog", "a\tb", ""] {
+            let err = staging
+                .write_class_names(&["ok".into(), bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("classes.txt") && err.contains("control"),
+                "{err}"
+            );
+        }
+        staging
+            .write_class_names(&["=HYPERLINK(x)".into(), "b".into()])
+            .unwrap();
+        drop(staging);
         std::fs::remove_dir_all(cache).unwrap();
     }
 

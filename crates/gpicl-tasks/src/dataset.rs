@@ -57,6 +57,23 @@ impl DataRoots {
         Self { roots }
     }
 
+    /// Like [`DataRoots::new`], but an explicit `--data-dir` that is not a
+    /// folder is an error naming it (instead of being searched in vain).
+    pub fn with_data_dir(explicit: Option<&Path>) -> Result<Self> {
+        if let Some(dir) = explicit {
+            if !dir.is_dir() {
+                return Err(TaskError::Config {
+                    option: "--data-dir".into(),
+                    reason: format!(
+                        "{} is not a folder: expected a folder holding `NAME/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]`",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        Ok(Self::new(explicit))
+    }
+
     /// Only these roots, nothing from the environment (for tests).
     pub fn only(roots: Vec<PathBuf>) -> Self {
         Self { roots }
@@ -88,13 +105,16 @@ impl DataRoots {
 
     /// Whether some root has both files of `name`'s `split` (no hashing).
     pub fn has_split(&self, name: &str, split: Split) -> bool {
-        self.roots
-            .iter()
-            .any(|r| Self::files(&r.join(name), split).is_some())
+        crate::names::validate_path_name("dataset name", name).is_ok()
+            && self
+                .roots
+                .iter()
+                .any(|r| Self::files(&r.join(name), split).is_some())
     }
 
     /// The folder of `name` in the first root that has it, with any split.
     pub fn find(&self, name: &str) -> Option<PathBuf> {
+        crate::names::validate_path_name("dataset name", name).ok()?;
         self.roots.iter().map(|r| r.join(name)).find(|dir| {
             Self::files(dir, Split::Train).is_some() || Self::files(dir, Split::Test).is_some()
         })
@@ -104,6 +124,7 @@ impl DataRoots {
     /// that has both. Files of a dataset with a manifest (gpicl's cache)
     /// are checked against their recorded sha256.
     pub fn locate(&self, name: &str, split: Split) -> Result<(PathBuf, PathBuf)> {
+        crate::names::validate_path_name("dataset name", name)?;
         for root in &self.roots {
             let dir = root.join(name);
             if let Some((images, labels)) = Self::files(&dir, split) {
@@ -249,7 +270,8 @@ impl ImageSet {
         if n == 0 {
             return Err(corrupt(&images_path, "holds no image".into()));
         }
-        if let Some(info) = crate::catalog::lookup(name) {
+        let known = crate::catalog::lookup(name);
+        if let Some(info) = known {
             if (h, w, c) != info.shape {
                 let (eh, ew, ec) = info.shape;
                 return Err(corrupt(
@@ -259,21 +281,52 @@ impl ImageSet {
                     ),
                 ));
             }
+        }
+        // Every dataset read checks its labels against its class count: the
+        // catalogue's, else the lines of its `classes.txt`.
+        let class_count = match known {
+            Some(info) => Some(info.classes),
+            None => class_file_count(&images_path)?,
+        };
+        if let Some(class_count) = class_count {
             if let Some((index, label)) = labels
                 .data
                 .iter()
                 .enumerate()
-                .find(|(_, &label)| label as usize >= info.classes)
+                .find(|(_, &label)| label as usize >= class_count)
             {
                 return Err(corrupt(
                     &labels_path,
                     format!(
-                        "label {label} at index {index} is outside `{name}`'s {} classes (0…{})",
-                        info.classes,
-                        info.classes - 1
+                        "label {label} at index {index} is outside `{name}`'s {class_count} classes (0…{})",
+                        class_count - 1
                     ),
                 ));
             }
+        }
+        let mut seen = [false; 256];
+        for &l in &labels.data {
+            seen[l as usize] = true;
+        }
+        let distinct = seen.iter().filter(|&&s| s).count();
+        if split == Split::Train && n > 1 && distinct < 2 {
+            return Err(corrupt(
+                &labels_path,
+                format!(
+                    "every one of its {n} labels is {}: classification needs at least two classes",
+                    labels.data[0]
+                ),
+            ));
+        }
+        let max = labels.data.iter().copied().max().unwrap_or(0) as usize;
+        if class_count.is_none() && max >= crate::NUM_CLASSES && distinct * 2 < max + 1 {
+            return Err(corrupt(
+                &labels_path,
+                format!(
+                    "labels run up to {max}, but only {distinct} distinct values occur: is this a labels file? A dataset with more than {} classes lists them in classes.txt beside its files (`cargo xtask data import` writes it)",
+                    crate::NUM_CLASSES
+                ),
+            ));
         }
         // Datasets with more classes become 10-way tasks in `crate::pool`.
         let classes =
@@ -292,6 +345,29 @@ impl ImageSet {
             source: images_path,
         })
     }
+}
+
+/// The number of classes `classes.txt` beside `file` lists (its non-empty
+/// lines), or `None` when there is none.
+fn class_file_count(file: &Path) -> Result<Option<usize>> {
+    let Some(path) = file.parent().map(|d| d.join("classes.txt")) else {
+        return Ok(None);
+    };
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Ok(None);
+    };
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        return Err(TaskError::Corrupt {
+            path,
+            reason: "is not a regular file of at most 1 MiB".into(),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let count = text.lines().filter(|l| !l.trim().is_empty()).count();
+    Ok((count >= 2).then_some(count))
 }
 
 /// Number of features per example after preprocessing the configured
@@ -411,6 +487,102 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         write_idx(&d.join("t10k-images-idx3-ubyte.gz"), &images).unwrap();
         write_idx(&d.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
+    }
+
+    #[test]
+    fn labels_outside_a_datasets_own_classes_and_single_class_datasets_are_refused() {
+        let dir = scratch_dir("own-labels");
+        let images = || IdxArray {
+            dims: vec![3, 2, 2],
+            data: vec![7; 12],
+        };
+        let labels = |data: Vec<u8>| IdxArray {
+            dims: vec![3],
+            data,
+        };
+        write_dataset(&dir, "all200", images(), labels(vec![200; 3]));
+        let single = dir.join("single");
+        std::fs::create_dir_all(&single).unwrap();
+        write_idx(&single.join("train-images-idx3-ubyte.gz"), &images()).unwrap();
+        write_idx(
+            &single.join("train-labels-idx1-ubyte.gz"),
+            &labels(vec![4; 3]),
+        )
+        .unwrap();
+        write_dataset(&dir, "wide", images(), labels(vec![0, 11, 12]));
+        let listed: String = (0..13).map(|i| format!("{i}\tc{i}\n")).collect();
+        std::fs::write(dir.join("wide/classes.txt"), listed).unwrap();
+        let roots = DataRoots::only(vec![dir.clone()]);
+        let cfg = DataConfig::default();
+        let wide = ImageSet::load(&roots, "wide", Split::Test, &cfg).unwrap();
+        assert_eq!(wide.classes, 13, "classes.txt lists more than ten");
+        let err = ImageSet::load(&roots, "all200", Split::Test, &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t10k-labels-idx1-ubyte") && err.contains("up to 200"),
+            "{err}"
+        );
+        write_dataset(&dir, "sparse", images(), labels(vec![0, 200, 200]));
+        let err = ImageSet::load(&roots, "sparse", Split::Test, &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("up to 200") && err.contains("classes.txt"),
+            "{err}"
+        );
+        std::fs::write(dir.join("wide/classes.txt"), "0\ta\n1\tb\n").unwrap();
+        let err = ImageSet::load(&roots, "wide", Split::Test, &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("label 11 at index 1") && err.contains("2 classes"),
+            "{err}"
+        );
+        let err = ImageSet::load(&roots, "single", Split::Train, &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least two classes"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn dataset_names_that_leave_the_data_folder_are_refused() {
+        let root = scratch_dir("dotdot");
+        let data = root.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        write_dataset(
+            &root,
+            "outside",
+            IdxArray {
+                dims: vec![2, 2, 2],
+                data: vec![1; 8],
+            },
+            IdxArray {
+                dims: vec![2],
+                data: vec![0, 1],
+            },
+        );
+        let roots = DataRoots::only(vec![data.clone()]);
+        let err =
+            ImageSet::load(&roots, "../outside", Split::Test, &DataConfig::default()).unwrap_err();
+        assert!(matches!(err, TaskError::UnsafeName { .. }), "{err}");
+        assert!(!roots.has_split("../outside", Split::Test));
+        assert!(roots.find("../outside").is_none());
+        std::fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_data_dir_that_does_not_exist_is_an_error_naming_it() {
+        let missing = gpicl_testing::absent_path("no-data-dir");
+        let err = DataRoots::with_data_dir(Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--data-dir") && err.contains(&missing.display().to_string()),
+            "{err}"
+        );
+        assert!(DataRoots::with_data_dir(None).is_ok());
     }
 
     #[test]

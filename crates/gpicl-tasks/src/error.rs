@@ -68,6 +68,17 @@ pub enum TaskError {
         /// What is wrong, and what was expected instead.
         reason: String,
     },
+    /// A name that would become a path breaks the one rule of
+    /// [`crate::names`].
+    #[error("{what} `{name}` cannot be used as a file name: {reason}")]
+    UnsafeName {
+        /// What the name is (a dataset name, a Hub revision, …).
+        what: String,
+        /// The name, escaped.
+        name: String,
+        /// Which part of the rule it breaks.
+        reason: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

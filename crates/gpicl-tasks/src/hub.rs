@@ -79,6 +79,7 @@ pub fn fetch(info: &DatasetInfo, opts: &HubOptions, cache: &Path) -> Result<Path
         .revision
         .clone()
         .unwrap_or_else(|| source.revision.to_string());
+    crate::hub_files::validate_repo(source.repo, &revision)?;
     let (commit, shards) = if opts.offline {
         offline_shards(info, &source, &revision, opts)?
     } else {
@@ -134,6 +135,8 @@ fn online_shards(
         RepoType::Dataset,
         revision.to_string(),
     ));
+    // `info` only reads the listing; files are downloaded by `hub_files`,
+    // never by hf-hub (see there why).
     let listing = repo.info().map_err(|e| {
         hub_error(
             info,
@@ -146,20 +149,28 @@ fn online_shards(
     })?;
     let mut shards = Vec::new();
     for split in [Split::Train, Split::Test] {
-        let mut names: Vec<&str> = listing
+        let mut names: Vec<String> = listing
             .siblings
             .iter()
-            .map(|s| s.rfilename.as_str())
+            .map(|s| s.rfilename.clone())
             .filter(|f| f.starts_with(source.prefix(split)) && f.ends_with(".parquet"))
             .collect();
         names.sort();
-        let mut files = Vec::new();
-        for name in names {
-            let path = repo
-                .get(name)
-                .map_err(|e| hub_error(info, &format!("downloading {name}"), e))?;
-            check_blob(&path)?;
-            files.push(path);
+        let files = crate::hub_files::fetch_files(
+            opts,
+            &Repo::with_revision(
+                source.repo.to_string(),
+                RepoType::Dataset,
+                revision.to_string(),
+            ),
+            revision,
+            &listing.sha,
+            &names,
+            &|_| Ok(()),
+            &|reason| hub_error(info, "download failed", reason),
+        )?;
+        for path in &files {
+            check_blob(path)?;
         }
         shards.push((split, files));
     }
@@ -221,6 +232,7 @@ fn offline_shards(
         Err(_) if revision.len() == 40 => revision.to_string(),
         Err(_) => return Err(missing()),
     };
+    crate::names::validate_path_name("Hub commit", &commit)?;
     let snapshot = root.join("snapshots").join(&commit);
     if !snapshot.is_dir() {
         return Err(missing());
@@ -322,20 +334,17 @@ impl HubModelRef {
     pub fn parse(text: &str) -> Option<Result<Self>> {
         let rest = text.strip_prefix("hf://")?;
         let (repo, revision) = rest.split_once('@').unwrap_or((rest, "main"));
-        let valid = repo.split('/').count() == 2
-            && repo.split('/').all(|p| !p.is_empty())
-            && !revision.is_empty();
-        Some(if valid {
-            Ok(Self {
-                repo: repo.into(),
-                revision: revision.into(),
-            })
-        } else {
-            Err(TaskError::HubModel {
-                repo: rest.into(),
-                reason: "expected hf://owner/repo or hf://owner/repo@revision".into(),
-            })
-        })
+        Some(
+            crate::hub_files::validate_repo(repo, revision)
+                .map(|()| Self {
+                    repo: repo.into(),
+                    revision: revision.into(),
+                })
+                .map_err(|e| TaskError::HubModel {
+                    repo: rest.into(),
+                    reason: format!("expected hf://owner/repo or hf://owner/repo@revision: {e}"),
+                }),
+        )
     }
 }
 
@@ -347,6 +356,7 @@ pub fn fetch_model(model: &HubModelRef, opts: &HubOptions) -> Result<PathBuf> {
         repo: model.repo.clone(),
         reason,
     };
+    crate::hub_files::validate_repo(&model.repo, &model.revision)?;
     let repo = Repo::with_revision(model.repo.clone(), RepoType::Model, model.revision.clone());
     let snapshot = if opts.offline {
         let root = opts.hub_cache.join(repo.folder_name());
@@ -364,6 +374,7 @@ pub fn fetch_model(model: &HubModelRef, opts: &HubOptions) -> Result<PathBuf> {
                     model.revision
                 ))
             })?;
+        crate::names::validate_path_name("Hub commit", &commit)?;
         let snapshot = root.join("snapshots").join(commit);
         if !snapshot.join(MODEL_MANIFEST).is_file() {
             return Err(err(format!(
@@ -395,17 +406,26 @@ pub fn fetch_model(model: &HubModelRef, opts: &HubOptions) -> Result<PathBuf> {
                 "has no {MODEL_MANIFEST}: upload a folder written by `cargo xtask export`"
             )));
         }
-        let mut snapshot = None;
-        for file in &listing.siblings {
-            let path = api_repo
-                .get(&file.rfilename)
-                .map_err(|e| err(format!("downloading {}: {e}", file.rfilename)))?;
-            check_blob(&path)?;
-            if file.rfilename == MODEL_MANIFEST {
-                snapshot = path.parent().map(Path::to_path_buf);
-            }
+        let names: Vec<String> = listing
+            .siblings
+            .iter()
+            .map(|s| s.rfilename.clone())
+            .collect();
+        let files = crate::hub_files::fetch_files(
+            opts,
+            &repo,
+            &model.revision,
+            &listing.sha,
+            &names,
+            &verify_model_manifest,
+            &err,
+        )?;
+        for path in &files {
+            check_blob(path)?;
         }
-        snapshot.expect("the manifest was downloaded")
+        crate::hub_files::repo_root(opts, &repo)
+            .join("snapshots")
+            .join(&listing.sha)
     };
     verify_model_manifest(&snapshot)?;
     Ok(snapshot)
@@ -423,10 +443,10 @@ pub fn verify_model_manifest(dir: &Path) -> Result<()> {
         reason: format!("not a learner manifest: {e}"),
     })?;
     for (name, expected) in &manifest.sha256 {
-        if name.split('/').any(|c| c == ".." || c.is_empty()) {
+        if let Err(e) = crate::names::validate_relative_path("learner file", name) {
             return Err(TaskError::Corrupt {
                 path: path.clone(),
-                reason: format!("lists an unsafe path `{name}`"),
+                reason: format!("lists an unsafe path: {e}"),
             });
         }
         let file = dir.join(name);

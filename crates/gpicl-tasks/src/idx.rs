@@ -28,14 +28,16 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
         source,
     })?;
     let raw = if bytes.starts_with(&GZIP_MAGIC) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| TaskError::Corrupt {
+        // Deflate expands at most about 1032-fold.
+        let most = (bytes.len() as u64)
+            .saturating_mul(1032)
+            .saturating_add(1024);
+        inflate_bounded(flate2::read::MultiGzDecoder::new(&bytes[..]), most).map_err(|reason| {
+            TaskError::Corrupt {
                 path: path.to_path_buf(),
-                reason: format!("gzip stream is damaged or truncated: {e}"),
-            })?;
-        out
+                reason,
+            }
+        })?
     } else {
         bytes
     };
@@ -43,6 +45,49 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
         path: path.to_path_buf(),
         reason,
     })
+}
+
+/// Inflates an IDX stream no further than its header says it holds (plus
+/// one byte, to notice trailing bytes) and never past `most` bytes: a
+/// small file whose stream inflates without end is refused early.
+pub fn inflate_bounded(mut stream: impl Read, most: u64) -> std::result::Result<Vec<u8>, String> {
+    let damaged = |e: std::io::Error| format!("gzip stream is damaged or truncated: {e}");
+    let mut out = Vec::new();
+    stream
+        .by_ref()
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(damaged)?;
+    if out.len() < 4 {
+        return Ok(out);
+    }
+    let rank = out[3] as u64;
+    stream
+        .by_ref()
+        .take(4 * rank)
+        .read_to_end(&mut out)
+        .map_err(damaged)?;
+    if (out.len() as u64) < 4 + 4 * rank {
+        return Ok(out);
+    }
+    let payload = out[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as u64)
+        .try_fold(1u64, |acc, d| acc.checked_mul(d));
+    let Some(payload) = payload else {
+        return Err("dimensions overflow".into());
+    };
+    if payload > most {
+        return Err(format!(
+            "header claims {payload} payload bytes, more than this gzip file can hold ({most} at most)"
+        ));
+    }
+    stream
+        .by_ref()
+        .take(payload + 1)
+        .read_to_end(&mut out)
+        .map_err(damaged)?;
+    Ok(out)
 }
 
 /// Parses the bytes of an uncompressed IDX file.
@@ -143,6 +188,21 @@ mod tests {
             dims: vec![2, 3, 2],
             data: (0..12).collect(),
         }
+    }
+
+    #[test]
+    fn an_endless_stream_is_inflated_only_as_far_as_its_header_says() {
+        // 4 images of 2×2, then zeros without end: reading it whole would
+        // never finish.
+        let header = [0u8, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2];
+        let endless = std::io::Read::chain(&header[..], std::io::repeat(0));
+        let raw = inflate_bounded(endless, u64::MAX).unwrap();
+        assert_eq!(raw.len(), 16 + 16 + 1);
+        let err = parse_idx(&raw).unwrap_err();
+        assert!(err.contains("trailing bytes"), "{err}");
+        let claims_much = [0u8, 0, 8, 1, 0x7f, 0xff, 0xff, 0xff];
+        let err = inflate_bounded(&claims_much[..], 1000).unwrap_err();
+        assert!(err.contains("more than this gzip file can hold"), "{err}");
     }
 
     #[test]

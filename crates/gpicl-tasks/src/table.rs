@@ -88,6 +88,18 @@ pub fn align_features(table: &Table, names: &[String]) -> Result<Vec<f32>> {
         .collect())
 }
 
+fn check_width(path: &Path, columns: usize) -> Result<()> {
+    if columns > MAX_FEATURE_COLUMNS + 1 {
+        return Err(corrupt(
+            path,
+            format!(
+                "has {columns} columns; at most {MAX_FEATURE_COLUMNS} feature columns are supported (the learner's projections need columns × N_x × --ensemble floats): select or reduce the columns first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn read_any(path: &Path, label_column: &str, label_required: bool) -> Result<Table> {
     let ext = path
         .extension()
@@ -102,6 +114,23 @@ fn read_any(path: &Path, label_column: &str, label_required: bool) -> Result<Tab
             ))
         }
     };
+    check_width(path, table.features.len())?;
+    if let Some((i, v)) = table
+        .x
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.abs() > MAX_FEATURE_MAGNITUDE)
+    {
+        let d = table.features.len().max(1);
+        return Err(corrupt(
+            path,
+            format!(
+                "row {}, column `{}`: {v:e} is larger in magnitude than {MAX_FEATURE_MAGNITUDE:e}, which normalising in f32 cannot handle: rescale the column",
+                i / d + 1,
+                table.features.get(i % d).map_or("?", String::as_str)
+            ),
+        ));
+    }
     if table.features.is_empty() {
         return Err(corrupt(
             path,
@@ -114,8 +143,23 @@ fn read_any(path: &Path, label_column: &str, label_required: bool) -> Result<Tab
     Ok(table)
 }
 
+/// The largest magnitude a feature may have: squares and differences of
+/// larger values overflow `f32` when columns are normalised.
+pub const MAX_FEATURE_MAGNITUDE: f32 = 1e18;
+
+/// The most feature columns a table may have: the learner's random
+/// projections take `columns × N_x × --ensemble` floats.
+pub const MAX_FEATURE_COLUMNS: usize = 100_000;
+
 fn parse_number(path: &Path, row: usize, column: &str, cell: &str) -> Result<f32> {
     match cell.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v.abs() > MAX_FEATURE_MAGNITUDE => Err(corrupt(
+            path,
+            format!(
+                "row {row} (line {}), column `{column}`: `{cell}` is larger in magnitude than {MAX_FEATURE_MAGNITUDE:e}, which normalising in f32 cannot handle: rescale the column",
+                row + 1
+            ),
+        )),
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(corrupt(
             path,
@@ -138,6 +182,7 @@ fn read_csv(path: &Path, label_column: &str, label_required: bool) -> Result<Tab
         .iter()
         .map(String::from)
         .collect();
+    check_width(path, header.len())?;
     let label_at = header.iter().position(|h| h == label_column);
     if label_at.is_none() && label_required {
         return Err(corrupt(
@@ -262,6 +307,26 @@ mod tests {
         let path = dir.join(format!("{tag}.csv"));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn huge_finite_cells_and_absurdly_wide_tables_are_refused_naming_file_row_and_column() {
+        let dir = gpicl_testing::scratch_dir("huge-cells");
+        let path = dir.join("t.csv");
+        std::fs::write(&path, "a,b,label\n1,3e38,x\n2,1,y\n").unwrap();
+        let err = read_table(&path, "label").unwrap_err().to_string();
+        assert!(
+            err.contains("t.csv") && err.contains("row 1 (line 2)") && err.contains("`b`"),
+            "{err}"
+        );
+        std::fs::write(&path, "a,label\n1e38,x\n1e38,y\n").unwrap();
+        let err = read_table(&path, "label").unwrap_err().to_string();
+        assert!(err.contains("rescale"), "{err}");
+        let wide: Vec<String> = (0..=MAX_FEATURE_COLUMNS).map(|i| format!("c{i}")).collect();
+        std::fs::write(&path, format!("{},label\n", wide.join(","))).unwrap();
+        let err = read_table(&path, "label").unwrap_err().to_string();
+        assert!(err.contains("at most 100000 feature columns"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -121,6 +121,7 @@ mod tests {
             params: 1000 + num_tasks as usize,
             state_size: 64,
             n_x: 196,
+            run_id: None,
         }))
         .unwrap();
         for step in 1..=60u64 {
