@@ -164,3 +164,55 @@ fn sigterm_checkpoints_the_last_finished_step_and_exits_with_a_message() {
     );
     std::fs::remove_dir_all(out).ok();
 }
+
+#[cfg(unix)]
+#[test]
+fn a_second_signal_exits_at_once_without_waiting_for_the_step() {
+    let out = absent_path("second-signal");
+    let mut cmd = tiny_train(&out, 1_000_000);
+    // Steps of several seconds, so that both signals land inside one step.
+    for assignment in [
+        "data.image_size=14",
+        "batch.seq_len=100",
+        "batch.tasks_per_step=8",
+        "batch.seqs_per_task=16",
+        "model.d_model=256",
+        "model.num_layers=4",
+        "model.num_heads=8",
+        "model.key_size=32",
+        "schedule.checkpoint_every=1000000",
+    ] {
+        cmd.args(["--set", assignment]);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let run = RunDir::new(out.clone());
+    let started = std::time::Instant::now();
+    while logged_steps(&run) < 1 {
+        assert!(started.elapsed().as_secs() < 300, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The next step has just begun: it takes far longer than the two signals.
+    let step_started = std::time::Instant::now();
+    let steps_before = logged_steps(&run);
+    let signal = || {
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    signal();
+    let status = child.wait().unwrap();
+    let waited = step_started.elapsed();
+    assert_eq!(status.code(), Some(128 + 15), "exit status {status:?}");
+    assert_eq!(logged_steps(&run), steps_before, "no further step finished");
+    assert!(
+        list_checkpoints(&run.checkpoints()).is_empty(),
+        "no checkpoint after the second signal"
+    );
+    assert!(waited.as_secs() < 30, "took {waited:?}");
+    std::fs::remove_dir_all(out).ok();
+}

@@ -498,9 +498,12 @@ mod tests {
     use super::*;
     use gpicl_testing::scratch_dir;
 
+    /// A named change to a config.
+    type Change = (&'static str, fn(&mut TrainConfig));
+
     #[test]
     fn absurd_sizes_are_refused_naming_the_option_and_its_limit() {
-        let cases: [(&str, fn(&mut TrainConfig)); 4] = [
+        let cases: [Change; 4] = [
             ("batch.seq_len", |c| c.batch.seq_len = usize::MAX / 2),
             ("model.d_model", |c| c.model.d_model = 1 << 40),
             ("data.image_size", |c| c.data.image_size = 100_000),

@@ -26,8 +26,15 @@ fn scratch(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A real checkpoint of two small parameters.
+/// A real checkpoint of two small parameters, written once: the tests of
+/// this binary run in parallel, and two writers of one checkpoint folder
+/// would clean up each other's partial files.
 fn valid_checkpoint() -> Vec<u8> {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(write_valid_checkpoint).clone()
+}
+
+fn write_valid_checkpoint() -> Vec<u8> {
     let mut params = ParamStore::new();
     let w: Vec<f32> = (0..24).map(|i| i as f32 * 0.5).collect();
     params

@@ -106,7 +106,7 @@ pub struct ModelConfig {
     /// similar inputs without first learning a previous-token head. Ours,
     /// not the paper's: with it the small model left the loss plateau
     /// after 715–2,613 steps in our runs (`docs/experiments/recipe-cpu`);
-    /// without it no run has left it yet, the longest 12,000 steps
+    /// without it no run has left it yet, the longest 15,000 steps
     /// (`docs/experiments/plain-model-cpu`). Still causal, still a black
     /// box over the same tokens. Default `false` (the paper's model).
     pub previous_token_input: bool,
@@ -218,7 +218,7 @@ impl ModelConfig {
                     ),
                 });
             }
-            if self.key_size % 2 != 0 {
+            if !self.key_size.is_multiple_of(2) {
                 return Err(ModelError::Config {
                     option: "positions",
                     reason: format!(

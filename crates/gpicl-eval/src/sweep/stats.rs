@@ -108,10 +108,14 @@ pub const MAX_KEY_COLUMNS: usize = 4;
 impl SweepReport {
     /// Groups `runs` into rows by their non-seed varying keys.
     pub fn new(runs: Vec<RunSummary>, unfinished: Vec<String>) -> Self {
+        // Every key any run has: options at their default are left out of
+        // written configs (e.g. `model.positions`), so runs differ in keys.
         let keys: Vec<String> = runs
-            .first()
-            .map(|r| r.config.keys().cloned().collect())
-            .unwrap_or_default();
+            .iter()
+            .flat_map(|r| r.config.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let differs = |k: &str| {
             runs.iter()
                 .any(|r| r.config.get(k) != runs[0].config.get(k))
@@ -126,17 +130,18 @@ impl SweepReport {
         // from the most common setting.
         let mut cell_settings = Vec::new();
         if varying.len() > MAX_KEY_COLUMNS {
+            // The most common value of a key; `None` when most runs leave it out.
             let usual = |k: &str| {
-                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                let mut counts: BTreeMap<Option<&str>, usize> = BTreeMap::new();
                 for r in &runs {
                     *counts
-                        .entry(r.config.get(k).map_or("", String::as_str))
+                        .entry(r.config.get(k).map(String::as_str))
                         .or_default() += 1;
                 }
                 counts
                     .into_iter()
                     .max_by_key(|&(_, n)| n)
-                    .map(|(v, _)| v.to_string())
+                    .and_then(|(v, _)| v.map(str::to_string))
             };
             let usual: Vec<(String, Option<String>)> =
                 varying.iter().map(|k| (k.clone(), usual(k))).collect();
@@ -145,7 +150,10 @@ impl SweepReport {
                     .iter()
                     .filter(|(k, v)| run.config.get(k) != v.as_ref())
                     .map(|(k, _)| {
-                        format!("`{k} = {}`", run.config.get(k).map_or("", String::as_str))
+                        format!(
+                            "`{k} = {}`",
+                            run.config.get(k).map_or("(default)", String::as_str)
+                        )
                     })
                     .collect();
                 let changes = if changes.is_empty() {
@@ -318,6 +326,44 @@ mod tests {
         );
         assert!(md.contains("| 03-cell | `k3 = 1` |"), "{md}");
         assert!(md.contains("| cell | runs |"), "{md}");
+    }
+
+    #[test]
+    fn a_key_only_some_runs_write_is_a_change_of_those_runs() {
+        let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
+        let mut eval = EvalReport::default();
+        eval.datasets
+            .insert("mnist".into(), [("unseen".to_string(), group(0.5))].into());
+        let base: BTreeMap<String, String> =
+            (0..6).map(|i| (format!("k{i}"), "0".to_string())).collect();
+        // The first run leaves `model.positions` out of its config (its
+        // default); the last one writes it.
+        let runs: Vec<RunSummary> = (0..7)
+            .map(|i| {
+                let mut config = base.clone();
+                if (1..6).contains(&i) {
+                    config.insert(format!("k{i}"), "1".into());
+                }
+                if i == 6 {
+                    config.insert("model.positions".into(), "rotary".into());
+                }
+                RunSummary {
+                    name: format!("{i:02}-cell"),
+                    config,
+                    training: None,
+                    eval: eval.clone(),
+                }
+            })
+            .collect();
+        let md = SweepReport::new(runs, vec![]).markdown("t", "c");
+        assert!(
+            md.contains("| 06-cell | `model.positions = rotary` |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 00-cell | the most common setting of every key |"),
+            "{md}"
+        );
     }
 
     #[test]
