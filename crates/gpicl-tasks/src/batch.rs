@@ -392,6 +392,19 @@ mod tests {
         })
     }
 
+    /// A stream over `len` examples at the start of its first epoch.
+    fn fresh_stream(len: usize, seed: u64) -> ExampleStream {
+        ExampleStream::new(
+            len,
+            StreamState {
+                seed,
+                epoch: 0,
+                cursor: 0,
+                examples: 0,
+            },
+        )
+    }
+
     fn builder(t: usize) -> BatchBuilder {
         BatchBuilder::new(
             TaskFamily::new(0, 2, 0.0),
@@ -404,15 +417,7 @@ mod tests {
     #[test]
     fn tokens_carry_the_previous_label_and_zeros_at_the_first_position() {
         let set = tiny_set();
-        let mut stream = ExampleStream::new(
-            set.len(),
-            StreamState {
-                seed: 1,
-                epoch: 0,
-                cursor: 0,
-                examples: 0,
-            },
-        );
+        let mut stream = fresh_stream(set.len(), 1);
         let tasks = vec![TaskRef::IDENTITY; 3];
         let batch = builder(5)
             .build(
@@ -451,17 +456,7 @@ mod tests {
     #[test]
     fn per_sequence_feature_normalisation_centres_and_scales_each_sequence_feature() {
         let set = tiny_set();
-        let stream = || {
-            ExampleStream::new(
-                set.len(),
-                StreamState {
-                    seed: 1,
-                    epoch: 0,
-                    cursor: 0,
-                    examples: 0,
-                },
-            )
-        };
+        let stream = || fresh_stream(set.len(), 1);
         let tasks = vec![
             TaskRef {
                 projection: Some(3),
@@ -521,15 +516,7 @@ mod tests {
         let set = tiny_set();
         let family = TaskFamily::new(0, 2, 0.0);
         let perm = family.permutation(4);
-        let mut stream = ExampleStream::new(
-            set.len(),
-            StreamState {
-                seed: 1,
-                epoch: 0,
-                cursor: 0,
-                examples: 0,
-            },
-        );
+        let mut stream = fresh_stream(set.len(), 1);
         let tasks = vec![
             TaskRef {
                 projection: None,
@@ -559,15 +546,7 @@ mod tests {
         let set = tiny_set();
         let family = TaskFamily::new(0, 2, 0.0);
         let a = family.projection(3);
-        let mut stream = ExampleStream::new(
-            set.len(),
-            StreamState {
-                seed: 2,
-                epoch: 0,
-                cursor: 0,
-                examples: 0,
-            },
-        );
+        let mut stream = fresh_stream(set.len(), 2);
         let tasks = vec![TaskRef::task(3, false)];
         let batch = builder(4)
             .build(
@@ -629,15 +608,7 @@ mod tests {
 
     #[test]
     fn the_example_stream_covers_every_example_once_per_epoch() {
-        let mut s = ExampleStream::new(
-            7,
-            StreamState {
-                seed: 3,
-                epoch: 0,
-                cursor: 0,
-                examples: 0,
-            },
-        );
+        let mut s = fresh_stream(7, 3);
         let mut first = s.take(7);
         first.sort();
         assert_eq!(first, (0..7).collect::<Vec<_>>());

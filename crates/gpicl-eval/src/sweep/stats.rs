@@ -294,28 +294,38 @@ mod tests {
     use super::*;
     use crate::report::{EvalReport, GroupResult};
 
-    #[test]
-    fn an_ablation_of_many_keys_names_rows_by_cell_and_lists_each_cells_change() {
+    /// One run per config, named `00-cell`, `01-cell`, …, each with the
+    /// same evaluation.
+    fn cells(configs: Vec<BTreeMap<String, String>>) -> Vec<RunSummary> {
         let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
         let mut eval = EvalReport::default();
         eval.datasets
             .insert("mnist".into(), [("unseen".to_string(), group(0.5))].into());
-        let base: BTreeMap<String, String> =
-            (0..6).map(|i| (format!("k{i}"), "0".to_string())).collect();
-        let runs: Vec<RunSummary> = (0..6)
-            .map(|i| {
-                let mut config = base.clone();
-                if i > 0 {
-                    config.insert(format!("k{i}"), "1".into());
-                }
-                RunSummary {
-                    name: format!("{i:02}-cell"),
-                    config,
-                    training: None,
-                    eval: eval.clone(),
-                }
+        configs
+            .into_iter()
+            .enumerate()
+            .map(|(i, config)| RunSummary {
+                name: format!("{i:02}-cell"),
+                config,
+                training: None,
+                eval: eval.clone(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Six keys `k0`…`k5` at "0"; cell `i > 0` sets `k{i}` to "1".
+    fn one_change_per_cell(i: usize) -> BTreeMap<String, String> {
+        let mut config: BTreeMap<String, String> =
+            (0..6).map(|k| (format!("k{k}"), "0".to_string())).collect();
+        if (1..6).contains(&i) {
+            config.insert(format!("k{i}"), "1".into());
+        }
+        config
+    }
+
+    #[test]
+    fn an_ablation_of_many_keys_names_rows_by_cell_and_lists_each_cells_change() {
+        let runs = cells((0..6).map(one_change_per_cell).collect());
         let report = SweepReport::new(runs, vec![]);
         assert_eq!(report.varying, vec!["cell"]);
         assert_eq!(report.rows.len(), 6);
@@ -330,31 +340,19 @@ mod tests {
 
     #[test]
     fn a_key_only_some_runs_write_is_a_change_of_those_runs() {
-        let group = |acc: f32| GroupResult::new(vec![0.1, acc], vec![2.3, 1.0], 8);
-        let mut eval = EvalReport::default();
-        eval.datasets
-            .insert("mnist".into(), [("unseen".to_string(), group(0.5))].into());
-        let base: BTreeMap<String, String> =
-            (0..6).map(|i| (format!("k{i}"), "0".to_string())).collect();
-        // The first run leaves `model.positions` out of its config (its
+        // Most runs leave `model.positions` out of their config (its
         // default); the last one writes it.
-        let runs: Vec<RunSummary> = (0..7)
-            .map(|i| {
-                let mut config = base.clone();
-                if (1..6).contains(&i) {
-                    config.insert(format!("k{i}"), "1".into());
-                }
-                if i == 6 {
-                    config.insert("model.positions".into(), "rotary".into());
-                }
-                RunSummary {
-                    name: format!("{i:02}-cell"),
-                    config,
-                    training: None,
-                    eval: eval.clone(),
-                }
-            })
-            .collect();
+        let runs = cells(
+            (0..7)
+                .map(|i| {
+                    let mut config = one_change_per_cell(i);
+                    if i == 6 {
+                        config.insert("model.positions".into(), "rotary".into());
+                    }
+                    config
+                })
+                .collect(),
+        );
         let md = SweepReport::new(runs, vec![]).markdown("t", "c");
         assert!(
             md.contains("| 06-cell | `model.positions = rotary` |"),
