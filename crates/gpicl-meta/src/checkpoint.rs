@@ -416,6 +416,16 @@ mod tests {
     use gpicl_tasks::{SamplerState, StreamState};
     use gpicl_testing::scratch_dir;
 
+    /// The metadata of a checkpoint of `store()` at `step`.
+    fn meta_at(step: u64) -> CheckpointMeta {
+        CheckpointMeta {
+            step,
+            input_dim: 12,
+            sampler: sampler(),
+            identity: RunIdentity::default(),
+        }
+    }
+
     fn sampler() -> SamplerState {
         SamplerState {
             rng: [1, 2, 3, 4],
@@ -529,12 +539,7 @@ mod tests {
         let dir = scratch_dir("partial");
         let params = store();
         let adam = Adam::new(OptimConfig::default(), &params);
-        let meta = CheckpointMeta {
-            step: 2,
-            input_dim: 12,
-            sampler: sampler(),
-            identity: RunIdentity::default(),
-        };
+        let meta = meta_at(2);
         let stale = dir.join(checkpoint_name(1)).with_extension("partial");
         std::fs::write(&stale, vec![0u8; 4096]).unwrap();
         let same = dir.join(checkpoint_name(2)).with_extension("partial");
@@ -550,12 +555,7 @@ mod tests {
         let dir = scratch_dir("names");
         let params = store();
         let adam = Adam::new(OptimConfig::default(), &params);
-        let meta = CheckpointMeta {
-            step: 2,
-            input_dim: 12,
-            sampler: sampler(),
-            identity: RunIdentity::default(),
-        };
+        let meta = meta_at(2);
         let path = save_checkpoint(&dir, &params, &adam.state(), &meta, 1).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();

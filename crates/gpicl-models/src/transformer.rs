@@ -37,6 +37,9 @@ pub struct Transformer {
     /// The learned positional embedding `[max_seq_len, d]`; none with
     /// rotary positions.
     pos: Option<Tensor>,
+    /// The rotation of every position up to `max_seq_len` (rotary
+    /// positions only), computed once.
+    rotary: Option<RotaryTable>,
     blocks: Vec<Block>,
     ln_final: LayerNorm,
     head: Linear,
@@ -162,6 +165,8 @@ impl Transformer {
             embed,
             embed_ln,
             pos,
+            rotary: (cfg.positions == Positions::Rotary)
+                .then(|| RotaryTable::new(max_seq_len, cfg.key_size)),
             blocks,
             ln_final,
             head,
@@ -180,8 +185,7 @@ impl Transformer {
             Ok(lin.forward(x, options)?.reshape((b, t, heads, key))?)
         };
         let (mut q, mut k, v) = (split(&block.q)?, split(&block.k)?, split(&block.v)?);
-        if self.cfg.positions == Positions::Rotary {
-            let table = RotaryTable::new(t, key);
+        if let Some(table) = &self.rotary {
             (q, k) = (table.rotate(&q)?, table.rotate(&k)?);
         }
         let attended = op::attention::causal_attention(&q, &k, &v, options)?;

@@ -22,7 +22,8 @@ pub(crate) struct RotaryTable {
 }
 
 impl RotaryTable {
-    /// The table for `t` positions of heads of size `key` (even).
+    /// The table for up to `t` positions of heads of size `key` (even);
+    /// shorter sequences read its first rows.
     pub(crate) fn new(t: usize, key: usize) -> Self {
         let half = key / 2;
         let (mut cos, mut sin) = (Vec::with_capacity(t * half), Vec::with_capacity(t * half));

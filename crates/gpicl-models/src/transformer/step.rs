@@ -8,8 +8,7 @@
 //! of activations or gradients between tensors and vectors. On the
 //! reference step that bookkeeping cost about a third of the step.
 
-use super::{RotaryTable, Transformer};
-use crate::config::Positions;
+use super::Transformer;
 use crate::error::{ModelError, Result};
 use crate::linear::{LayerNorm, Linear};
 use crate::{Gradients, LossAndGrads};
@@ -222,8 +221,7 @@ impl Transformer {
             h.chunks_exact_mut(t * d)
                 .for_each(|seq| host::add_assign(seq, pos));
         }
-        let rotary = (self.cfg.positions == Positions::Rotary)
-            .then(|| RotaryTable::new(t, self.cfg.key_size));
+        let rotary = &self.rotary;
         let mut saved = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let ln_attn = layer_norm_forward(p, &block.ln_attn, &h);
@@ -233,7 +231,7 @@ impl Transformer {
                 linear_forward(p, &block.v, &ln_attn),
             );
             // Kept rotated: the attention's backward pass reads them so.
-            if let Some(table) = &rotary {
+            if let Some(table) = rotary {
                 table.rotate_rows(&mut q, t, shape.heads, false);
                 table.rotate_rows(&mut k, t, shape.heads, false);
             }
@@ -319,7 +317,7 @@ impl Transformer {
                 &mut dv,
             );
             // Back through the rotation (orthogonal: its inverse is its transpose).
-            if let Some(table) = &rotary {
+            if let Some(table) = rotary {
                 table.rotate_rows(&mut dq, t, shape.heads, true);
                 table.rotate_rows(&mut dk, t, shape.heads, true);
             }
