@@ -17,6 +17,7 @@ images uniform in [0, 1], image i has label i, drawn with replacement) or
 `mnist` (the gzipped IDX files under --data-dir, area-resized to --size).
 
     .venv-refs/bin/python xtask/refs/plain_twin.py --dataset random --steps 2000 --lr 2e-3
+    .venv-refs/bin/python xtask/refs/plain_twin.py --dataset random --seq-len 20 --steps 4000 --echo-fraction 0.5
 
 Prints one line per --log-every steps (step, mean loss over the window,
 accuracy at the last position) and, at the end, the first step whose
@@ -156,17 +157,30 @@ def load_mnist(data_dir, size):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+def echo(args, gen, idx):
+    """Echo sequences (gpicl's `data.echo_fraction`, `echo_prob` 0.5, lag 2):
+    in a share of the sequences each position from the third on repeats the
+    example two positions back with probability 0.5."""
+    if getattr(args, "echo_fraction", 0.0) <= 0:
+        return idx
+    echoing = torch.rand(idx.shape[:2], generator=gen) < args.echo_fraction
+    for s in range(2, idx.shape[2]):
+        repeat = echoing & (torch.rand(idx.shape[:2], generator=gen) < 0.5)
+        idx[:, :, s] = torch.where(repeat, idx[:, :, s - 2], idx[:, :, s])
+    return idx
+
+
 def batch(args, gen, mnist):
     n_x = args.size * args.size
     b, t = args.tasks * args.seqs, args.seq_len
     if args.dataset == "random":
         images = torch.rand(args.tasks, CLASSES, n_x, generator=gen)
-        labels = torch.randint(0, CLASSES, (args.tasks, args.seqs, t), generator=gen)
+        labels = echo(args, gen, torch.randint(0, CLASSES, (args.tasks, args.seqs, t), generator=gen))
         x = torch.stack([images[i][labels[i]] for i in range(args.tasks)])  # [tasks, seqs, t, n_x]
         y = labels
     else:
         xs, ys = mnist
-        idx = torch.randint(0, len(xs), (args.tasks, args.seqs, t), generator=gen)
+        idx = echo(args, gen, torch.randint(0, len(xs), (args.tasks, args.seqs, t), generator=gen))
         x, y = xs[idx], ys[idx]
     x = (x - x.mean()) / (x.std(unbiased=False) + 1e-8)  # per-batch scalar z-score
     a = torch.randn(args.tasks, n_x, n_x, generator=gen) / math.sqrt(n_x)
@@ -193,6 +207,7 @@ def main():
     p.add_argument("--key-size", type=int, default=16)
     p.add_argument("--pos-std", type=float, default=0.1)
     p.add_argument("--rotary", action="store_true", help="rotary positions instead of the learned embedding")
+    p.add_argument("--echo-fraction", type=float, default=0.0, help="share of echo sequences (gpicl's data.echo_fraction)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -225,7 +240,16 @@ def main():
         window.append((value, acc_last))
         if step % args.log_every == 0:
             l, a = np.mean(window, axis=0)
-            print(f"step {step:6d} loss {l:.4f} acc_last {a:.3f} ({time.time() - started:.0f} s)", flush=True)
+            extra = ""
+            if args.echo_fraction > 0:
+                # Training batches echo; read the last position on ones that do not.
+                fraction, args.echo_fraction = args.echo_fraction, 0.0
+                with torch.no_grad():
+                    tokens, targets = batch(args, gen, mnist)
+                    plain = (model(tokens)[:, -1].argmax(-1) == targets[:, -1]).float().mean().item()
+                args.echo_fraction = fraction
+                extra = f" acc_last_without_echo {plain:.3f}"
+            print(f"step {step:6d} loss {l:.4f} acc_last {a:.3f}{extra} ({time.time() - started:.0f} s)", flush=True)
             window = []
     print(f"left the plateau at step {left}" if left else f"never left the plateau in {args.steps} steps")
 

@@ -308,6 +308,24 @@ pub struct SuiteReport {
     pub steps: usize,
     /// One row per shape.
     pub rows: Vec<SuiteRow>,
+    /// Why no bf16 step was timed (gpicl's nor PyTorch's autocast), when
+    /// the CPU has no native bf16 products: PyTorch would emulate them at
+    /// many times its fp32 cost, which says nothing about either library.
+    pub bf16_skipped: Option<String>,
+}
+
+/// The PyTorch reference variants timed at a shape: fp32 always, bf16
+/// autocast too where the shape times bf16 and the CPU multiplies bf16
+/// natively (`native`: `gpicl::kernels::bf16::support()`).
+fn reference_variants(
+    shape_times_bf16: bool,
+    native: &Result<(), String>,
+) -> &'static [&'static [&'static str]] {
+    if shape_times_bf16 && native.is_ok() {
+        &[&[], &["--bf16"]]
+    } else {
+        &[&[]]
+    }
 }
 
 /// Options of one suite invocation.
@@ -340,6 +358,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
         })
         .collect();
     let mut measured: Vec<Measured> = shapes.iter().map(|_| Measured::default()).collect();
+    let native_bf16 = gpicl::kernels::bf16::support();
+    if let Err(reason) = &native_bf16 {
+        errln!("bf16 steps not timed: {reason}; PyTorch's bf16 autocast would be emulated here");
+    }
     for round in 0..opts.rounds.max(1) {
         for ((shape, reference), m) in shapes.iter().zip(&references).zip(&mut measured) {
             let (steps, warmup) = (steps_of(shape), warmup_of(shape));
@@ -352,7 +374,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
                 ours.median_ms
             );
             let mut timed = [Some(ours.median_ms), None, None, None];
-            if shape.bf16_reference && gpicl::kernels::bf16::support().is_ok() {
+            if shape.bf16_reference && native_bf16.is_ok() {
                 let mut bf16 = shape.cfg.clone();
                 bf16.precision = Precision::Bf16;
                 let r = bench_training_step(&bf16, opts.kernels, n_x(&bf16)?, steps, warmup)
@@ -365,11 +387,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
                 timed[3] = Some(r.median_ms);
             }
             if let (Some(python), Some(step)) = (opts.python, reference) {
-                let variants: &[&[&str]] = if shape.bf16_reference {
-                    &[&[], &["--bf16"]]
-                } else {
-                    &[&[]]
-                };
+                let variants = reference_variants(shape.bf16_reference, &native_bf16);
                 for (v, extra) in variants.iter().enumerate() {
                     match run_reference(python, step, extra, steps, warmup, opts.threads) {
                         Ok(r) => {
@@ -424,6 +442,7 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
         rounds: opts.rounds.max(1),
         steps: opts.steps,
         rows,
+        bf16_skipped: native_bf16.err(),
     };
     std::fs::create_dir_all(opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
@@ -519,6 +538,12 @@ pub fn markdown(r: &SuiteReport) -> String {
             );
         }
     }
+    if let Some(reason) = &r.bf16_skipped {
+        let _ = writeln!(
+            s,
+            "\nbf16 not timed (gpicl nor PyTorch autocast): {reason}; PyTorch would emulate bf16 products on this CPU."
+        );
+    }
     for row in r.rows.iter().filter(|row| !row.errors.is_empty()) {
         let _ = writeln!(s, "\n{}: {}", row.shape, row.errors.join("; "));
     }
@@ -552,6 +577,31 @@ mod tests {
             (128, 128, 14)
         );
         assert_eq!(shapes[6].cfg.model.hidden, 256);
+    }
+
+    #[test]
+    fn pytorch_bf16_is_timed_only_where_the_cpu_multiplies_bf16_natively() {
+        let native = Ok(());
+        let emulated = Err("no AMX-BF16 tiles".to_string());
+        assert_eq!(reference_variants(true, &native).len(), 2);
+        assert_eq!(reference_variants(true, &native)[1], ["--bf16"]);
+        assert_eq!(reference_variants(true, &emulated).len(), 1);
+        assert_eq!(reference_variants(false, &native).len(), 1);
+        let report = SuiteReport {
+            cpu: cpu_info_from(""),
+            commit: "x".into(),
+            python_threads: 2,
+            rounds: 1,
+            steps: 1,
+            rows: Vec::new(),
+            bf16_skipped: emulated.err(),
+        };
+        assert!(
+            markdown(&report)
+                .contains("bf16 not timed (gpicl nor PyTorch autocast): no AMX-BF16 tiles"),
+            "{}",
+            markdown(&report)
+        );
     }
 
     #[test]

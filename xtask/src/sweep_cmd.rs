@@ -514,6 +514,10 @@ mod tests {
                     cfg.train.data.random_fraction, 0.0,
                     "{at}: `random` mixed in"
                 );
+                assert_eq!(
+                    cfg.train.data.echo_fraction, 0.0,
+                    "{at}: echo sequences are our curriculum, not the paper's data"
+                );
                 checked += 1;
             }
         }

@@ -336,6 +336,7 @@ impl Trainer {
         let started = Instant::now();
         let step = self.step + 1;
         self.sampler.set_seq_len(self.cfg.batch.seq_len_at(step));
+        self.sampler.set_echo(self.cfg.data.echo_at(step));
         let batch = self.sampler.next_batch()?;
         let chunks = self.cfg.optim.accumulation_steps;
         let (b, t) = batch.targets.dims2()?;

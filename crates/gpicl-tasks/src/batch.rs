@@ -1,7 +1,7 @@
 //! Sequence batches: tokens `[x_t, onehot(y_{t−1})]` and targets `y_t`.
 
 use crate::catalog::fixed_statistics;
-use crate::config::{FeatureNormalization, Normalization};
+use crate::config::{Echo, FeatureNormalization, Normalization};
 use crate::dataset::{ImageSet, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
@@ -134,6 +134,7 @@ pub struct BatchBuilder {
     family: TaskFamily,
     normalization: Normalization,
     feature_normalization: FeatureNormalization,
+    echo: Echo,
     seq_len: usize,
     device: Device,
 }
@@ -150,6 +151,7 @@ impl BatchBuilder {
             family,
             normalization,
             feature_normalization: FeatureNormalization::None,
+            echo: Echo::OFF,
             seq_len,
             device,
         }
@@ -173,6 +175,12 @@ impl BatchBuilder {
     /// Builds sequences of `seq_len` examples from now on (a curriculum).
     pub fn set_seq_len(&mut self, seq_len: usize) {
         self.seq_len = seq_len;
+    }
+
+    /// Builds echo sequences (`data.echo_*`) from now on; `Echo::OFF`
+    /// stops them. Only the training sampler sets this.
+    pub fn set_echo(&mut self, echo: Echo) {
+        self.echo = echo;
     }
 
     /// Builds a batch with one sequence per entry of `tasks`. Consecutive
@@ -235,6 +243,9 @@ impl BatchBuilder {
                     }
                 }
             }
+        }
+        if self.echo.is_on() {
+            echo_examples(&self.echo, &mut x, &mut y, t, n_x, rng);
         }
         self.normalize(source, &mut x);
         let mut x = self.project(&slots, x, n_x)?;
@@ -316,6 +327,31 @@ impl BatchBuilder {
             }
         }
         Ok(out)
+    }
+}
+
+/// Turns a share of the sequences into echo sequences: each position from
+/// `lag` on repeats, with probability `prob`, the raw example `lag`
+/// positions back (or a lag drawn from `lag..=max_lag`) (before normalisation and projection, so the repeat is
+/// exact in every task's view).
+fn echo_examples(echo: &Echo, x: &mut [f32], y: &mut [u8], t: usize, n_x: usize, rng: &mut Rng) {
+    for (xs, ys) in x.chunks_exact_mut(t * n_x).zip(y.chunks_exact_mut(t)) {
+        if rng.uniform() >= echo.fraction {
+            continue;
+        }
+        for step in echo.lag..t {
+            if rng.uniform() < echo.prob {
+                let longest = echo.max_lag.min(step);
+                let lag = if longest > echo.lag {
+                    echo.lag + rng.below((longest - echo.lag + 1) as u64) as usize
+                } else {
+                    echo.lag
+                };
+                let from = step - lag;
+                ys[step] = ys[from];
+                xs.copy_within(from * n_x..(from + 1) * n_x, step * n_x);
+            }
+        }
     }
 }
 
@@ -604,6 +640,109 @@ mod tests {
             );
         }
         assert!(image_of.len() <= 10);
+    }
+
+    /// A batch of `b` identity-task sequences of 12 tiny-set examples.
+    fn tiny_batch(
+        builder: &BatchBuilder,
+        b: usize,
+        seed: u64,
+    ) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
+        let set = tiny_set();
+        let mut stream = fresh_stream(set.len(), 1);
+        let batch = builder
+            .build(
+                &ExampleSource::Images(set),
+                &vec![TaskRef::IDENTITY; b],
+                Some(&mut stream),
+                &mut Rng::new(seed),
+            )
+            .unwrap();
+        (
+            batch.tokens.to_vec3().unwrap(),
+            batch.targets.to_vec2().unwrap(),
+        )
+    }
+
+    #[test]
+    fn echo_sequences_repeat_the_example_two_positions_back() {
+        let mut b = builder(12);
+        b.set_echo(Echo {
+            fraction: 1.0,
+            prob: 1.0,
+            lag: 2,
+            max_lag: 2,
+        });
+        let (tokens, targets) = tiny_batch(&b, 3, 0);
+        for (seq, labels) in tokens.iter().zip(&targets) {
+            for t in 2..12 {
+                assert_eq!(
+                    seq[t][..2],
+                    seq[t - 2][..2],
+                    "input at {t} echoes {}",
+                    t - 2
+                );
+                assert_eq!(labels[t], labels[t - 2], "label at {t} echoes {}", t - 2);
+                // The label to predict is in the previous token's label channel.
+                assert_eq!(seq[t - 1][2 + labels[t] as usize], 1.0);
+            }
+            assert_ne!(
+                seq[0][..2],
+                seq[1][..2],
+                "the first two positions are drawn"
+            );
+        }
+    }
+
+    #[test]
+    fn echoes_with_a_longest_lag_repeat_examples_from_many_distances() {
+        let mut b = builder(30);
+        b.set_echo(Echo {
+            fraction: 1.0,
+            prob: 1.0,
+            lag: 2,
+            max_lag: 6,
+        });
+        let (tokens, targets) = tiny_batch(&b, 8, 1);
+        let mut lags_seen = std::collections::BTreeSet::new();
+        for (seq, labels) in tokens.iter().zip(&targets) {
+            for t in 2..30 {
+                // Every position repeats one of the 2..=6 positions before it.
+                let lag = (2..=6.min(t))
+                    .find(|&lag| seq[t][..2] == seq[t - lag][..2])
+                    .unwrap_or_else(|| panic!("position {t} repeats no earlier example"));
+                assert_eq!(labels[t], labels[t - lag]);
+                lags_seen.insert(lag);
+            }
+        }
+        assert!(lags_seen.len() >= 4, "lags drawn: {lags_seen:?}");
+    }
+
+    #[test]
+    fn echo_touches_only_its_share_of_sequences_and_only_when_on() {
+        let plain = tiny_batch(&builder(12), 40, 3);
+        let mut b = builder(12);
+        b.set_echo(Echo::OFF);
+        assert_eq!(
+            tiny_batch(&b, 40, 3),
+            plain,
+            "echo off leaves batches bit-identical"
+        );
+        b.set_echo(Echo {
+            fraction: 0.5,
+            prob: 1.0,
+            lag: 2,
+            max_lag: 2,
+        });
+        let (tokens, _) = tiny_batch(&b, 40, 3);
+        let echoing = tokens
+            .iter()
+            .filter(|seq| (2..12).all(|t| seq[t][..2] == seq[t - 2][..2]))
+            .count();
+        assert!(
+            (10..=30).contains(&echoing),
+            "about half of 40 sequences echo, got {echoing}"
+        );
     }
 
     #[test]

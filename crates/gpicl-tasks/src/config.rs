@@ -100,6 +100,88 @@ pub struct DataConfig {
     /// `config.toml` when `none`.
     #[serde(skip_serializing_if = "FeatureNormalization::is_none")]
     pub feature_normalization: FeatureNormalization,
+    /// Share of training sequences that are *echo sequences*: from position
+    /// `echo_lag` on, each position repeats, with probability `echo_prob`,
+    /// the example (input and label) `echo_lag` positions earlier. With the
+    /// default lag 2 the label a position must predict sits in the previous
+    /// token's label channel, which rewards a previous-token attention head
+    /// directly; that head is the first half of the induction circuit a
+    /// plain Transformer (`model.previous_token_input = false`) otherwise
+    /// finds only after a long plateau. A curriculum for the training
+    /// distribution only: evaluation never echoes. Default 0 (none). Not
+    /// written to `config.toml` when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub echo_fraction: f64,
+    /// In an echo sequence, the chance that a position repeats the example
+    /// `echo_lag` positions back. Default 0.5.
+    #[serde(skip_serializing_if = "is_default_echo_prob")]
+    pub echo_prob: f64,
+    /// How far back an echo reaches. Default 2.
+    #[serde(skip_serializing_if = "is_default_echo_lag")]
+    pub echo_lag: usize,
+    /// When above `echo_lag`, each echo reaches back a lag drawn uniformly
+    /// from `echo_lag..=echo_max_lag` (capped at the position): exact
+    /// repeats at many distances, which reward matching inputs by content
+    /// rather than by position. 0 (default): always `echo_lag`.
+    #[serde(skip_serializing_if = "is_zero_lag")]
+    pub echo_max_lag: usize,
+    /// The last training step with echo sequences; 0 (default) keeps them
+    /// for the whole run.
+    #[serde(skip_serializing_if = "is_zero_step")]
+    pub echo_until_step: u64,
+}
+
+const DEFAULT_ECHO_PROB: f64 = 0.5;
+const DEFAULT_ECHO_LAG: usize = 2;
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_zero_step(x: &u64) -> bool {
+    *x == 0
+}
+
+fn is_default_echo_prob(x: &f64) -> bool {
+    *x == DEFAULT_ECHO_PROB
+}
+
+fn is_zero_lag(x: &usize) -> bool {
+    *x == 0
+}
+
+fn is_default_echo_lag(x: &usize) -> bool {
+    *x == DEFAULT_ECHO_LAG
+}
+
+/// The echo curriculum in force at one training step (`data.echo_*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Echo {
+    /// Share of sequences that echo.
+    pub fraction: f64,
+    /// Per-position chance of an echo inside an echo sequence.
+    pub prob: f64,
+    /// How far back an echo reaches (the shortest lag when `max_lag` is
+    /// larger).
+    pub lag: usize,
+    /// The longest lag; lags are drawn uniformly from `lag..=max_lag`
+    /// when it is above `lag`.
+    pub max_lag: usize,
+}
+
+impl Echo {
+    /// No echo sequences: the reference training distribution.
+    pub const OFF: Echo = Echo {
+        fraction: 0.0,
+        prob: 0.0,
+        lag: DEFAULT_ECHO_LAG,
+        max_lag: DEFAULT_ECHO_LAG,
+    };
+
+    /// Whether any sequence can echo.
+    pub fn is_on(&self) -> bool {
+        self.fraction > 0.0 && self.prob > 0.0
+    }
 }
 
 impl Default for DataConfig {
@@ -113,6 +195,11 @@ impl Default for DataConfig {
             weights: Vec::new(),
             random_fraction: 0.0,
             feature_normalization: FeatureNormalization::None,
+            echo_fraction: 0.0,
+            echo_prob: DEFAULT_ECHO_PROB,
+            echo_lag: DEFAULT_ECHO_LAG,
+            echo_max_lag: 0,
+            echo_until_step: 0,
         }
     }
 }
@@ -224,12 +311,36 @@ fn probability(option: &str, p: f64) -> Result<()> {
 }
 
 impl DataConfig {
+    /// The echo curriculum at training step `step` (1-based).
+    pub fn echo_at(&self, step: u64) -> Echo {
+        if self.echo_until_step > 0 && step > self.echo_until_step {
+            return Echo::OFF;
+        }
+        Echo {
+            fraction: self.echo_fraction,
+            prob: self.echo_prob,
+            lag: self.echo_lag,
+            max_lag: self.echo_max_lag.max(self.echo_lag),
+        }
+    }
+
     /// Checks every option.
     pub fn validate(&self) -> Result<()> {
         if self.dataset.trim().is_empty() {
             return Err(TaskError::config("data.dataset", "must name a dataset"));
         }
         probability("data.random_fraction", self.random_fraction)?;
+        probability("data.echo_fraction", self.echo_fraction)?;
+        probability("data.echo_prob", self.echo_prob)?;
+        if !(1..=4096).contains(&self.echo_lag) {
+            return Err(TaskError::config(
+                "data.echo_lag",
+                format!(
+                    "must be between 1 and 4096 positions, got {}",
+                    self.echo_lag
+                ),
+            ));
+        }
         if !self.weights.is_empty() {
             let names = crate::pool::dataset_names(&self.dataset)?;
             if self.weights.len() != names.len() {
@@ -379,5 +490,68 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("batch.curriculum_steps"));
+    }
+
+    #[test]
+    fn echo_sequences_stop_after_echo_until_step() {
+        let data = DataConfig {
+            echo_fraction: 0.5,
+            echo_until_step: 100,
+            ..DataConfig::default()
+        };
+        data.validate().unwrap();
+        assert!(data.echo_at(1).is_on());
+        assert_eq!(data.echo_at(100).fraction, 0.5);
+        assert_eq!(data.echo_at(101), Echo::OFF);
+        let whole_run = DataConfig {
+            echo_fraction: 0.5,
+            ..DataConfig::default()
+        };
+        assert!(whole_run.echo_at(1_000_000).is_on());
+        assert!(!DataConfig::default().echo_at(1).is_on());
+    }
+
+    #[test]
+    fn bad_echo_options_are_refused_by_name() {
+        for (data, option) in [
+            (
+                DataConfig {
+                    echo_fraction: 1.5,
+                    ..DataConfig::default()
+                },
+                "data.echo_fraction",
+            ),
+            (
+                DataConfig {
+                    echo_prob: -0.1,
+                    ..DataConfig::default()
+                },
+                "data.echo_prob",
+            ),
+            (
+                DataConfig {
+                    echo_lag: 0,
+                    ..DataConfig::default()
+                },
+                "data.echo_lag",
+            ),
+        ] {
+            let err = data.validate().unwrap_err().to_string();
+            assert!(err.contains(option), "{err}");
+        }
+    }
+
+    #[test]
+    fn default_echo_options_stay_out_of_written_configs() {
+        let written = toml::to_string(&DataConfig::default()).unwrap();
+        assert!(!written.contains("echo"), "{written}");
+        let echoing = DataConfig {
+            echo_fraction: 0.25,
+            ..DataConfig::default()
+        };
+        let written = toml::to_string(&echoing).unwrap();
+        assert!(written.contains("echo_fraction = 0.25"), "{written}");
+        let read: DataConfig = toml::from_str(&written).unwrap();
+        assert_eq!(read, echoing);
     }
 }

@@ -47,8 +47,8 @@ pub use batch::{
     Batch, BatchBuilder, ExampleSource, ExampleStream, FeatureStatistics, StreamState,
 };
 pub use config::{
-    BatchConfig, ChannelPolicy, DataConfig, FeatureNormalization, Normalization, PermutationMask,
-    ResizeMethod, TaskConfig,
+    BatchConfig, ChannelPolicy, DataConfig, Echo, FeatureNormalization, Normalization,
+    PermutationMask, ResizeMethod, TaskConfig,
 };
 pub use dataset::{DataRoots, ImageSet, Split, RANDOM_DATASET};
 pub use error::{Result, TaskError};

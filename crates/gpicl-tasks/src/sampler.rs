@@ -1,7 +1,7 @@
 //! The meta-training distribution: which tasks and examples each step sees.
 
 use crate::batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
-use crate::config::{BatchConfig, PermutationMask, TaskConfig};
+use crate::config::{BatchConfig, Echo, PermutationMask, TaskConfig};
 use crate::error::{Result, TaskError};
 use crate::task::TaskRef;
 use gpicl_kernels::rng::{stream, Rng};
@@ -109,6 +109,11 @@ impl TrainSampler {
     /// (`batch.curriculum_start_len`).
     pub fn set_seq_len(&mut self, seq_len: usize) {
         self.builder.set_seq_len(seq_len);
+    }
+
+    /// Draws echo sequences as `echo` says from now on (`data.echo_*`).
+    pub fn set_echo(&mut self, echo: Echo) {
+        self.builder.set_echo(echo);
     }
 
     /// `fraction · total`, rounded down or up at random so that its mean is

@@ -13,12 +13,14 @@
 mod markdown;
 mod plots;
 pub mod runs;
+pub mod scaling;
 pub mod spec;
 pub mod stats;
 
 pub use runs::{
     is_finished, read_runs, run_dirs, summarise_run, RunSummary, TrainingSummary, ICL_ONSET_GAIN,
 };
+pub use scaling::{fit_power_law, BatchPoint, BatchScaling, PowerLawFit};
 pub use spec::{folder_safe, Cell, SweepSpec};
 pub use stats::{ReportRow, SweepReport, MAX_KEY_COLUMNS};
 
@@ -89,6 +91,17 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
         writeln!(markdown, "\n![{name}]({name})").unwrap();
     }
     written.extend(training);
+    if let Some(scaling) = report.batch_scaling() {
+        markdown.push_str(&scaling.markdown());
+        let svg = out.join("plateau-batch.svg");
+        scaling.plot(&svg)?;
+        writeln!(
+            markdown,
+            "\n![plateau against batch size, log–log](plateau-batch.svg)"
+        )
+        .unwrap();
+        written.push(svg);
+    }
     let md = out.join("report.md");
     std::fs::write(&md, markdown).map_err(|e| EvalError::Output {
         path: md.clone(),
@@ -280,6 +293,38 @@ mod tests {
             row("| 256 | 1 |").starts_with("| 256 | 1 | – | – | – | – | 0.500 | 0.500 |"),
             "{md}"
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn runs_at_several_batch_sizes_get_a_power_law_fit_of_their_plateau() {
+        let root = absent_path("report-batch");
+        // Unseen accuracy grows as `unseen · step / 60`: onset (gain ≥ 0.1
+        // over 0.1 at the first position) at step 60, 40 and 20.
+        for (name, seqs, unseen) in [("b16", 2, 0.25), ("b32", 4, 0.45), ("b64", 8, 0.9)] {
+            fake_run(&root, name, 1024, 0, 0.9, unseen);
+            let dir = RunDir::new(root.join(name));
+            let mut cfg = TrainConfig::small();
+            cfg.tasks.num_tasks = 1024;
+            cfg.batch.tasks_per_step = 8;
+            cfg.batch.seqs_per_task = seqs;
+            std::fs::write(dir.config(), toml::to_string(&cfg).unwrap()).unwrap();
+        }
+        let out = root.join("report");
+        let written = write_sweep_report(&root, &out, "x").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(md.contains("## The plateau against the batch size"), "{md}");
+        assert!(md.contains("| 16 | 0 | 60 | "), "{md}");
+        assert!(md.contains("| 64 | 0 | 20 | "), "{md}");
+        // ln(20/60) / ln 4 = -0.79 through three points (least squares).
+        let fit = fit_power_law(&[(16.0, 60.0), (32.0, 40.0), (64.0, 20.0)]).unwrap();
+        assert!(
+            md.contains(&format!("ICL onset: k = {:.2}", fit.exponent)),
+            "{md}"
+        );
+        assert!(fit.exponent < -0.7, "{fit:?}");
+        assert!(written.contains(&out.join("plateau-batch.svg")));
+        assert!(md.contains("(plateau-batch.svg)"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 

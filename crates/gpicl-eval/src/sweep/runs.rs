@@ -77,6 +77,22 @@ impl TrainingSummary {
             .find(|&&(_, gain)| gain >= ICL_ONSET_GAIN)
             .map(|&(step, _)| step)
     }
+
+    /// Like [`TrainingSummary::icl_onset`], but the gain must also hold at
+    /// the next periodic evaluation (if there is one): one evaluation whose
+    /// first-position accuracy happened to dip below chance does not count.
+    /// What the batch-size fit reads (`sweep::scaling`).
+    pub fn sustained_icl_onset(&self, dataset: &str) -> Option<u64> {
+        let points = self.icl_progress.get(dataset)?;
+        (0..points.len())
+            .find(|&i| {
+                points[i].1 >= ICL_ONSET_GAIN
+                    && points
+                        .get(i + 1)
+                        .is_none_or(|next| next.1 >= ICL_ONSET_GAIN)
+            })
+            .map(|i| points[i].0)
+    }
 }
 
 impl RunSummary {
@@ -269,6 +285,34 @@ pub fn read_runs(sweep: &Path) -> Result<(Vec<RunSummary>, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sustained_onset_ignores_a_single_evaluation_that_dipped() {
+        let gains = vec![
+            (100, 0.02),
+            (200, 0.11),
+            (300, 0.04),
+            (400, 0.12),
+            (500, 0.2),
+        ];
+        let training = TrainingSummary {
+            params: None,
+            state_size: None,
+            final_loss: None,
+            plateau: Plateau {
+                chance_loss: 10f64.ln(),
+                steps_near_chance: 0,
+                drop_step: None,
+                last_step: 500,
+            },
+            loss_curve: Vec::new(),
+            unseen_progress: Vec::new(),
+            icl_progress: [("random".to_string(), gains)].into(),
+        };
+        assert_eq!(training.icl_onset("random"), Some(200));
+        assert_eq!(training.sustained_icl_onset("random"), Some(400));
+        assert_eq!(training.sustained_icl_onset("mnist"), None);
+    }
 
     #[test]
     fn row_labels_show_strings_unquoted_and_tiny_floats_in_scientific_notation() {
