@@ -201,7 +201,8 @@ impl SweepReport {
 
     /// When in-context learning formed: per row and periodically
     /// evaluated dataset, the first step whose unseen tasks gained at least
-    /// [`ICL_ONSET_GAIN`] from their context, and the last gain measured.
+    /// [`ICL_ONSET_GAIN`] from their context at that evaluation and the next
+    /// (`TrainingSummary::sustained_icl_onset`), and the last gain measured.
     fn icl_table(&self, out: &mut String) {
         let datasets = self.icl_datasets();
         if datasets.is_empty() {
@@ -210,7 +211,7 @@ impl SweepReport {
         writeln!(out, "
 ## In-context learning during meta-training
 
-From the periodic evaluations: on unseen tasks of each dataset, the first step at which accuracy at the last position exceeded accuracy at the first by at least {ICL_ONSET_GAIN} (\"onset\"; \"never\" if no evaluation did), and that gain at the last evaluation.\n").unwrap();
+From the periodic evaluations: on unseen tasks of each dataset, the first step at which accuracy at the last position exceeded accuracy at the first by at least {ICL_ONSET_GAIN}, at that evaluation and the next (\"onset\"; \"never\" if none did), and that gain at the last evaluation.\n").unwrap();
         let mut header = self.varying.clone();
         for d in &datasets {
             header.push(format!("{d} onset"));
@@ -228,7 +229,7 @@ From the periodic evaluations: on unseen tasks of each dataset, the first step a
                     .collect();
                 let onsets: Vec<f64> = trained
                     .iter()
-                    .filter_map(|t| t.icl_onset(d).map(|s| s as f64))
+                    .filter_map(|t| t.sustained_icl_onset(d).map(|s| s as f64))
                     .collect();
                 let never = trained.len() - onsets.len();
                 cells.push(match (onsets.is_empty(), never) {
