@@ -123,31 +123,25 @@ pub struct DataConfig {
     /// from `echo_lag..=echo_max_lag` (capped at the position): exact
     /// repeats at many distances, which reward matching inputs by content
     /// rather than by position. 0 (default): always `echo_lag`.
-    #[serde(skip_serializing_if = "is_zero_lag")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub echo_max_lag: usize,
     /// The last training step with echo sequences; 0 (default) keeps them
     /// for the whole run.
-    #[serde(skip_serializing_if = "is_zero_step")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub echo_until_step: u64,
 }
 
 const DEFAULT_ECHO_PROB: f64 = 0.5;
 const DEFAULT_ECHO_LAG: usize = 2;
 
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
-}
-
-fn is_zero_step(x: &u64) -> bool {
-    *x == 0
+/// Whether an option is at its type's default (0): kept out of written
+/// configs.
+fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 fn is_default_echo_prob(x: &f64) -> bool {
     *x == DEFAULT_ECHO_PROB
-}
-
-fn is_zero_lag(x: &usize) -> bool {
-    *x == 0
 }
 
 fn is_default_echo_lag(x: &usize) -> bool {
