@@ -7,7 +7,9 @@ use crate::data_cmd::Channels;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpicl::eval::classical::{knn_predict, LogisticRegression};
-use gpicl::eval::predict::{index_classes, stratified_subset, Learner, PredictOptions, Scaling};
+use gpicl::eval::predict::{
+    index_classes, most_probable, stratified_subset, Learner, PredictOptions, Scaling,
+};
 use gpicl::tasks::hub::{
     fetch_model, verify_model_manifest, HubModelRef, HubOptions, MODEL_MANIFEST,
 };
@@ -329,7 +331,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             errln!("{line}");
         }
     };
+    let fit_started = std::time::Instant::now();
     let fitted = learner.fit(&train.x, &y)?;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     if train.x.len() > fitted.context_rows() {
         say(format!(
             "note: {} training rows, but the learner's context holds {}: each of the {} ensemble members sees a different random subset of {}",
@@ -339,7 +343,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
             fitted.context_rows()
         ));
     }
+    let query_started = std::time::Instant::now();
     let proba = fitted.predict_proba(&test.x)?;
+    let query_seconds = query_started.elapsed().as_secs_f64();
+    say(format!(
+        "timing: {} contexts of {} rows read in {:.1} ms; {} queries in {:.1} ms ({:.3} ms per query)",
+        args.ensemble,
+        fitted.context_rows(),
+        fit_seconds * 1e3,
+        test.x.len(),
+        query_seconds * 1e3,
+        query_seconds * 1e3 / test.x.len().max(1) as f64
+    ));
     if let Some((row, _)) = proba
         .iter()
         .enumerate()
@@ -351,7 +366,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             source.display()
         );
     }
-    let predicted = fitted.predict(&test.x)?;
+    let predicted = most_probable(&proba);
     let actual: Vec<Option<usize>> = test
         .labels
         .iter()

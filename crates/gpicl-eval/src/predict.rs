@@ -27,6 +27,7 @@ use crate::error::{EvalError, Result};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::{load_run, LoadedRun, RunDir};
+use gpicl_models::ContextCache;
 use gpicl_tasks::{FeatureNormalization, FeatureStatistics, NUM_CLASSES};
 use std::path::Path;
 
@@ -170,7 +171,7 @@ impl Learner {
                 )
             })
             .collect();
-        let fitted = FittedLearner {
+        let mut fitted = FittedLearner {
             learner: self,
             mean,
             std,
@@ -178,7 +179,10 @@ impl Learner {
             y: y.to_vec(),
             classes: classes.max(2),
             members,
+            cache: None,
+            query_tokens: Vec::new(),
         };
+        fitted.read_contexts()?;
         Ok(fitted)
     }
 }
@@ -290,6 +294,21 @@ pub struct FittedLearner<'a> {
     y: Vec<usize>,
     classes: usize,
     members: Vec<Member>,
+    /// Every member's context, read once at fit (one sequence per
+    /// member): a query costs one position per member.
+    cache: Option<ContextCache>,
+    /// Per member, how its queries are tokenised.
+    query_tokens: Vec<QueryTokens>,
+}
+
+/// What a member's query token needs besides the query's features.
+struct QueryTokens {
+    /// The context's feature statistics, for a learner meta-trained on
+    /// per-sequence feature normalisation.
+    features: Option<FeatureStatistics>,
+    /// The learner's label of the last context row: the label channel of
+    /// every query token.
+    last_label: Option<usize>,
 }
 
 impl FittedLearner<'_> {
@@ -318,22 +337,21 @@ impl FittedLearner<'_> {
             .collect()
     }
 
-    /// Class probabilities of every row of `x` (rows × classes), averaged
-    /// over the ensemble.
-    pub fn predict_proba(&self, x: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        let d = self.mean.len();
-        if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
-            return Err(EvalError::Learner(format!(
-                "test row {i} has {} features, the training rows {d}",
-                row.len()
-            )));
-        }
-        let model = self.learner.run.model.as_ref();
+    /// Reads every member's context through the model once, as one batch
+    /// of sequences: the tokens `[A x_i, onehot(label of y_{i−1})]` of its
+    /// rows.
+    fn read_contexts(&mut self) -> Result<()> {
         let n_x = self.learner.run.n_x;
         let width = n_x + NUM_CLASSES;
-        let mut out = vec![vec![0f32; self.classes]; x.len()];
-        for member in &self.members {
-            let mut context: Vec<Vec<f32>> = member
+        let len = self.context_rows();
+        let mut tokens = vec![0f32; self.members.len() * len * width];
+        let mut query_tokens = Vec::with_capacity(self.members.len());
+        for (member, sequence) in self
+            .members
+            .iter()
+            .zip(tokens.chunks_exact_mut(len * width))
+        {
+            let mut rows: Vec<Vec<f32>> = member
                 .context
                 .iter()
                 .map(|&i| self.project(member, &self.x[i]))
@@ -342,45 +360,79 @@ impl FittedLearner<'_> {
             // its inputs z-scored by the context's statistics.
             let features = (self.learner.run.config.data.feature_normalization
                 == FeatureNormalization::PerSequence
-                && !context.is_empty())
-            .then(|| FeatureStatistics::over(&context.concat(), n_x));
+                && !rows.is_empty())
+            .then(|| FeatureStatistics::over(&rows.concat(), n_x));
             if let Some(features) = &features {
-                context.iter_mut().for_each(|row| features.apply(row));
+                rows.iter_mut().for_each(|row| features.apply(row));
             }
-            let len = context.len() + 1;
-            // The shared context tokens: [A x_i, onehot(label of y_{i−1})].
-            let mut prefix = vec![0f32; context.len() * width];
-            for (t, features) in context.iter().enumerate() {
-                let token = &mut prefix[t * width..(t + 1) * width];
+            for (t, features) in rows.iter().enumerate() {
+                let token = &mut sequence[t * width..(t + 1) * width];
                 token[..n_x].copy_from_slice(features);
                 if t > 0 {
                     token[n_x + member.label_of[self.y[member.context[t - 1]]]] = 1.0;
                 }
             }
-            let last_label = member.context.last().map(|&i| member.label_of[self.y[i]]);
-            for (chunk_start, chunk) in x
-                .chunks(self.learner.options.chunk_size)
-                .enumerate()
-                .map(|(c, rows)| (c * self.learner.options.chunk_size, rows))
+            query_tokens.push(QueryTokens {
+                features,
+                last_label: member.context.last().map(|&i| member.label_of[self.y[i]]),
+            });
+        }
+        let tokens = Tensor::from_vec(tokens, (self.members.len(), len, width), &Device::Cpu)?;
+        self.cache = Some(self.learner.run.model.read_context(&tokens)?);
+        self.query_tokens = query_tokens;
+        Ok(())
+    }
+
+    /// Class probabilities of every row of `x` (rows × classes), averaged
+    /// over the ensemble. The members' contexts were read at fit, so a row
+    /// costs one position per member (the Transformer's KV cache), all
+    /// members in one pass.
+    pub fn predict_proba(&self, x: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let d = self.mean.len();
+        if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
+            return Err(EvalError::Learner(format!(
+                "test row {i} has {} features, the training rows {d}",
+                row.len()
+            )));
+        }
+        let Some(cache) = &self.cache else {
+            return Err(EvalError::Learner("the learner has read no context".into()));
+        };
+        let model = self.learner.run.model.as_ref();
+        let n_x = self.learner.run.n_x;
+        let width = n_x + NUM_CLASSES;
+        let mut out = vec![vec![0f32; self.classes]; x.len()];
+        for (chunk_start, chunk) in x
+            .chunks(self.learner.options.chunk_size)
+            .enumerate()
+            .map(|(c, rows)| (c * self.learner.options.chunk_size, rows))
+        {
+            let mut queries = vec![0f32; self.members.len() * chunk.len() * width];
+            for ((member, tokens), member_queries) in self
+                .members
+                .iter()
+                .zip(&self.query_tokens)
+                .zip(queries.chunks_exact_mut(chunk.len() * width))
             {
-                let mut tokens = Vec::with_capacity(chunk.len() * len * width);
-                for row in chunk {
-                    tokens.extend_from_slice(&prefix);
-                    let mut query = vec![0f32; width];
+                for (row, query) in chunk.iter().zip(member_queries.chunks_exact_mut(width)) {
                     let mut projected = self.project(member, row);
-                    if let Some(features) = &features {
+                    if let Some(features) = &tokens.features {
                         features.apply(&mut projected);
                     }
                     query[..n_x].copy_from_slice(&projected);
-                    if let Some(label) = last_label {
+                    if let Some(label) = tokens.last_label {
                         query[n_x + label] = 1.0;
                     }
-                    tokens.extend(query);
                 }
-                let tokens = Tensor::from_vec(tokens, (chunk.len(), len, width), &Device::Cpu)?;
-                let logits = model.forward(&tokens)?;
-                let last: Vec<Vec<f32>> = logits.narrow(1, len - 1, 1)?.squeeze(1)?.to_vec2()?;
-                for (r, logits) in last.iter().enumerate() {
+            }
+            let queries = Tensor::from_vec(
+                queries,
+                (self.members.len(), chunk.len(), width),
+                &Device::Cpu,
+            )?;
+            let logits: Vec<Vec<Vec<f32>>> = model.query_logits(cache, &queries)?.to_vec3()?;
+            for (member, member_logits) in self.members.iter().zip(&logits) {
+                for (r, logits) in member_logits.iter().enumerate() {
                     // Softmax over the labels this member gave the classes.
                     let chosen: Vec<f32> = (0..self.classes)
                         .map(|c| logits[member.label_of[c]])
@@ -405,15 +457,73 @@ impl FittedLearner<'_> {
 
     /// The most probable class of every row of `x`.
     pub fn predict(&self, x: &[Vec<f32>]) -> Result<Vec<usize>> {
-        Ok(self
-            .predict_proba(x)?
-            .iter()
-            .map(|p| {
-                p.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(c, _)| c)
+        Ok(most_probable(&self.predict_proba(x)?))
+    }
+}
+
+/// The most probable class of every probability row (the first on ties).
+pub fn most_probable(proba: &[Vec<f32>]) -> Vec<usize> {
+    proba
+        .iter()
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+                .map_or(0, |(c, _)| c)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let mut rng = Rng::new(seed);
+        (0..rows)
+            .map(|i| {
+                let class = i % 3;
+                let row = (0..6)
+                    .map(|j| rng.normal() as f32 + if j == class { 2.0 } else { 0.0 })
+                    .collect();
+                (row, class)
             })
-            .collect())
+            .unzip()
+    }
+
+    #[test]
+    fn each_query_is_answered_alone_whatever_else_is_asked_with_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px");
+        let batched = Learner::load(&dir, PredictOptions::default()).unwrap();
+        let one_by_one = Learner::load(
+            &dir,
+            PredictOptions {
+                chunk_size: 1,
+                ..PredictOptions::default()
+            },
+        )
+        .unwrap();
+        let (x, y) = table(30, 1);
+        let (queries, truth) = table(12, 2);
+        let together = batched
+            .fit(&x, &y)
+            .unwrap()
+            .predict_proba(&queries)
+            .unwrap();
+        let alone = one_by_one
+            .fit(&x, &y)
+            .unwrap()
+            .predict_proba(&queries)
+            .unwrap();
+        for (a, b) in together.iter().flatten().zip(alone.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // And the context is used: the classes are told apart.
+        let correct = most_probable(&together)
+            .iter()
+            .zip(&truth)
+            .filter(|(p, t)| p == t)
+            .count();
+        assert!(correct >= 8, "{correct} of 12");
     }
 }

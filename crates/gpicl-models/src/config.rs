@@ -106,8 +106,9 @@ pub struct ModelConfig {
     /// similar inputs without first learning a previous-token head. Ours,
     /// not the paper's: with it the small model left the loss plateau
     /// after 715–2,613 steps in our runs (`docs/experiments/recipe-cpu`);
-    /// without it no run has left it yet, the longest 15,000 steps
-    /// (`docs/experiments/plain-model-cpu`). Still causal, still a black
+    /// without it the plain model stayed there in every run (up to 15,000
+    /// steps) unless its training data held echo sequences
+    /// (`data.echo_fraction`; `docs/experiments/plain-model-cpu`). Still causal, still a black
     /// box over the same tokens. Default `false` (the paper's model).
     pub previous_token_input: bool,
     /// Transformer only: a LayerNorm (with its own gain and bias) on the

@@ -17,6 +17,7 @@
 
 pub mod activations;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod gradients;
 pub mod init;
@@ -31,6 +32,7 @@ mod testing;
 pub mod transformer;
 
 pub use config::{ModelConfig, ModelKind, Positions};
+pub use context::ContextCache;
 pub use error::{ModelError, Result};
 pub use gradients::Gradients;
 pub use lstm::Lstm;
@@ -80,6 +82,24 @@ pub trait SequenceModel: Send + Sync {
     /// without any (e.g. a baseline with nothing fused).
     fn kernel_options(&self) -> KernelOptions {
         KernelOptions::default()
+    }
+
+    /// Reads `m` contexts (`[m, p, n]` tokens, `p` below the longest
+    /// sequence) once for many queries ([`context`]). The default keeps the
+    /// tokens; a model with a cache (the Transformer's keys and values)
+    /// overrides it.
+    fn read_context(&self, context: &Tensor) -> Result<ContextCache> {
+        context::check_context(context, self.input_dim(), usize::MAX)?;
+        Ok(ContextCache::tokens_only(context.clone()))
+    }
+
+    /// `[m, q, classes]`: for each of `queries` (`[m, q, n]`: row `j` for
+    /// context `j`) the logits at the position after its context, equal to
+    /// the last position of [`SequenceModel::forward`] over
+    /// `context ++ [query]`. The default runs that whole sequence
+    /// ([`context::query_logits_by_full_forward`]).
+    fn query_logits(&self, cache: &ContextCache, queries: &Tensor) -> Result<Tensor> {
+        context::query_logits_by_full_forward(self, cache, queries)
     }
 }
 

@@ -5,10 +5,11 @@ use crate::error::{ModelError, Result};
 use crate::init::Initializer;
 use crate::linear::{LayerNorm, Linear};
 use crate::params::ParamStore;
-use crate::SequenceModel;
+use crate::{ContextCache, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{op, Device, KernelOptions, Tensor};
 
+mod cached;
 mod rotary;
 mod step;
 
@@ -177,7 +178,16 @@ impl Transformer {
         })
     }
 
-    fn attention(&self, block: &Block, x: &Tensor, options: KernelOptions) -> Result<Tensor> {
+    /// Self-attention of one block; `kept` receives its keys (rotated) and
+    /// values, `[b, t, heads, key]`, when the caller builds a
+    /// [`ContextCache`].
+    fn attention(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        options: KernelOptions,
+        kept: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         // [b, t, heads, key]: a free reshape of the projection.
@@ -189,6 +199,9 @@ impl Transformer {
             (q, k) = (table.rotate(&q)?, table.rotate(&k)?);
         }
         let attended = op::attention::causal_attention(&q, &k, &v, options)?;
+        if let Some(kept) = kept {
+            kept.push((k, v));
+        }
         let merged = attended.reshape((b, t, heads * key))?;
         block.out.forward(&merged, options)
     }
@@ -245,6 +258,17 @@ impl Transformer {
     /// compare): the fused ops of `gpicl_kernels::op` (linear, LayerNorm,
     /// attention, GELU) or their composed references.
     pub fn forward_with(&self, tokens: &Tensor, options: KernelOptions) -> Result<Tensor> {
+        self.forward_keeping(tokens, options, None)
+    }
+
+    /// [`Transformer::forward_with`], handing every block's keys and values
+    /// to `kept` when given (see [`Transformer::attention`]).
+    fn forward_keeping(
+        &self,
+        tokens: &Tensor,
+        options: KernelOptions,
+        mut kept: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
         let t = tokens.dim(1)?;
         let mut embedded = self
@@ -259,7 +283,7 @@ impl Transformer {
         };
         for block in &self.blocks {
             let normed = block.ln_attn.forward(&h, options)?;
-            let a = self.attention(block, &normed, options)?;
+            let a = self.attention(block, &normed, options, kept.as_deref_mut())?;
             h = (h + a)?;
             let m = self.mlp(block, &block.ln_mlp.forward(&h, options)?, options)?;
             h = (h + m)?;
@@ -320,6 +344,14 @@ impl SequenceModel for Transformer {
 
     fn input_dim(&self) -> usize {
         self.input_dim
+    }
+
+    fn read_context(&self, context: &Tensor) -> Result<ContextCache> {
+        self.read_context_cached(context)
+    }
+
+    fn query_logits(&self, cache: &ContextCache, queries: &Tensor) -> Result<Tensor> {
+        self.query_logits_cached(cache, queries)
     }
 }
 
@@ -423,6 +455,83 @@ mod tests {
             );
             assert_eq!(x, y, "{na}");
         }
+    }
+
+    /// The logits at the last position of `context ++ [query]` for every
+    /// query of two contexts, from the full sequences and from a cache.
+    fn full_and_cached(cfg: &ModelConfig, context_len: usize) -> (Vec<f32>, Vec<f32>) {
+        let n = 5;
+        let model =
+            Transformer::new(cfg, n, 3, 8, 4, &Device::Cpu, KernelOptions::default()).unwrap();
+        let contexts = random_tokens(2, context_len.max(1), n, 1)
+            .narrow(1, 0, context_len)
+            .unwrap();
+        let queries = random_tokens(2, 6, n, 2);
+        let full = crate::context::query_logits_by_full_forward(
+            &model,
+            &ContextCache::tokens_only(contexts.clone()),
+            &queries,
+        )
+        .unwrap();
+        let cache = model.read_context(&contexts).unwrap();
+        assert_eq!((cache.contexts(), cache.len()), (2, context_len));
+        let cached = model.query_logits(&cache, &queries).unwrap();
+        assert_eq!(cached.dims(), &[2, 6, 3]);
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1().unwrap();
+        (flat(full), flat(cached))
+    }
+
+    #[test]
+    fn a_cached_context_answers_every_query_as_the_full_sequence_does() {
+        let variants = [
+            ("plain", tiny()),
+            (
+                "previous-token input",
+                ModelConfig {
+                    previous_token_input: true,
+                    ..tiny()
+                },
+            ),
+            (
+                "rotary positions",
+                ModelConfig {
+                    positions: Positions::Rotary,
+                    ..tiny()
+                },
+            ),
+            (
+                "input LayerNorm",
+                ModelConfig {
+                    input_layer_norm: true,
+                    ..tiny()
+                },
+            ),
+        ];
+        for (name, cfg) in variants {
+            for context_len in [0, 1, 7] {
+                let (full, cached) = full_and_cached(&cfg, context_len);
+                assert_eq!(full.len(), 2 * 6 * 3);
+                for (a, b) in full.iter().zip(&cached) {
+                    assert!(
+                        (a - b).abs() < 1e-5,
+                        "{name}, context {context_len}: full {a} vs cached {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_context_with_no_room_left_for_the_query_is_refused() {
+        let model =
+            Transformer::new(&tiny(), 5, 3, 8, 4, &Device::Cpu, KernelOptions::default()).unwrap();
+        let too_long = random_tokens(1, 8, 5, 1);
+        assert!(model.read_context(&too_long).is_err());
+        let cache = model
+            .read_context(&too_long.narrow(1, 0, 7).unwrap())
+            .unwrap();
+        let wrong_width = random_tokens(1, 2, 4, 2);
+        assert!(model.query_logits(&cache, &wrong_width).is_err());
     }
 
     #[test]

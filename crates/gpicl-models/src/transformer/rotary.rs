@@ -57,6 +57,27 @@ impl RotaryTable {
         }
     }
 
+    /// Rotates `x` (`[.., key]`: every row at the same `position`) as the
+    /// rows of that position are rotated: a query after a cached context.
+    pub(crate) fn rotate_at(&self, x: &Tensor, position: usize) -> Result<Tensor> {
+        let last = x.rank() - 1;
+        let half = self.half;
+        let mut shape = vec![1; x.rank()];
+        shape[last] = half;
+        let at = position * half;
+        let row = |values: &[f32]| -> Result<Tensor> {
+            Ok(
+                Tensor::from_slice(&values[at..at + half], shape.clone(), x.device())?
+                    .to_dtype(x.dtype())?,
+            )
+        };
+        let (cos, sin) = (row(&self.cos)?, row(&self.sin)?);
+        let (x1, x2) = (x.narrow(last, 0, half)?, x.narrow(last, half, half)?);
+        let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+        Ok(Tensor::cat(&[&first, &second], last)?)
+    }
+
     /// The same rotation as composed tensor ops on `[b, t, heads, key]`
     /// (autograd records it).
     pub(crate) fn rotate(&self, x: &Tensor) -> Result<Tensor> {
