@@ -5,7 +5,9 @@ use clap::{Args, Subcommand};
 use gpicl::tasks::cache::{cached_datasets, default_cache_dir, verify_dataset, Manifest};
 use gpicl::tasks::catalog::{self, DatasetInfo, ImportFormat};
 use gpicl::tasks::hub::{self, HubOptions};
-use gpicl::tasks::{import, import_user, ChannelPolicy, DataRoots, Split};
+use gpicl::tasks::{
+    import, import_user, ChannelPolicy, DataRoots, Split, NUM_CLASSES, RANDOM_DATASET,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -234,9 +236,23 @@ struct Listing {
     splits: Vec<&'static str>,
     /// Examples per split, when a manifest records them.
     examples: Option<std::collections::BTreeMap<String, usize>>,
+    /// Generated from the seed (the `random` dataset), never on disk.
+    synthetic: bool,
 }
 
 fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
+    let rows = listings(cache, data_dir);
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+/// Every dataset of the catalogue (found or not), the synthetic `random`
+/// one, and local datasets found in the data roots.
+fn listings(cache: &Path, data_dir: Option<&Path>) -> Vec<Listing> {
     // The cache given here wins over the default one that DataRoots adds.
     let mut roots = data_dir
         .map(Path::to_path_buf)
@@ -250,6 +266,19 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
         .iter()
         .map(|info| listing(info.name, Some(info), &roots))
         .collect();
+    rows.push(Listing {
+        name: RANDOM_DATASET.to_string(),
+        title: "synthetic: per task, 10 images uniform in [0, 1], one per label".into(),
+        classes: Some(NUM_CLASSES),
+        shape: Some([28, 28, 1]),
+        licence: None,
+        hub: None,
+        import_formats: Vec::new(),
+        location: None,
+        splits: Vec::new(),
+        examples: None,
+        synthetic: true,
+    });
     let mut names: Vec<String> = roots
         .roots()
         .iter()
@@ -266,10 +295,9 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
             rows.push(row);
         }
     }
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
+    rows
+}
+fn print_table(rows: &[Listing]) {
     outln!(
         "{:<16} {:>7} {:<11} {:<24} {:<44} location",
         "name",
@@ -278,7 +306,7 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
         "splits",
         "hub source"
     );
-    for r in &rows {
+    for r in rows {
         let shape = r
             .shape
             .map(|[h, w, c]| format!("{h}×{w}×{c}"))
@@ -298,19 +326,22 @@ fn list(cache: &Path, data_dir: Option<&Path>, json: bool) -> Result<()> {
             r.classes.map_or("?".into(), |c| c.to_string()),
             shape,
             splits,
-            r.hub
-                .as_deref()
-                .map_or("- (import only)".to_string(), short_revision),
-            r.location
-                .as_ref()
-                .map_or("not present".into(), |p| p.display().to_string())
+            match (&r.hub, r.synthetic) {
+                (_, true) => "- (synthetic)".to_string(),
+                (Some(hub), false) => short_revision(hub),
+                (None, false) => "- (import only)".to_string(),
+            },
+            match (&r.location, r.synthetic) {
+                (_, true) => "built in: generated from the seed at any image size".into(),
+                (Some(p), false) => p.display().to_string(),
+                (None, false) => "not present".into(),
+            }
         );
     }
     outln!("\nlicences:");
     for r in rows.iter().filter(|r| r.licence.is_some()) {
         outln!("  {:<16} {}", r.name, r.licence.as_deref().unwrap_or(""));
     }
-    Ok(())
 }
 
 /// `repo@<first 10 characters of the revision>`, for the table.
@@ -360,5 +391,22 @@ fn listing(name: &str, info: Option<&DatasetInfo>, roots: &DataRoots) -> Listing
         location,
         splits,
         examples,
+        synthetic: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_shows_the_synthetic_random_dataset_as_built_in() {
+        let empty = std::env::temp_dir().join(format!("gpicl-list-{}", std::process::id()));
+        let rows = listings(&empty, None);
+        let random: Vec<&Listing> = rows.iter().filter(|r| r.name == RANDOM_DATASET).collect();
+        assert_eq!(random.len(), 1);
+        assert!(random[0].synthetic && random[0].location.is_none());
+        assert_eq!(random[0].classes, Some(NUM_CLASSES));
+        assert!(rows.iter().any(|r| r.name == "mnist" && !r.synthetic));
     }
 }

@@ -305,16 +305,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let learner = Learner::load(&learner_dir, options)
         .with_context(|| format!("loading the learner {}", learner_dir.display()))?;
     let (mut train, test) = read_examples(&args, learner.image_size())?;
-    let (_, all_indices) = index_classes(&train.labels);
+    // Classes are numbered over the whole training file, so the probability
+    // columns keep one order whichever rows --train-rows and --seed keep.
+    let (classes, mut y) = index_classes(&train.labels);
     if let Some(n) = args.train_rows {
         if n == 0 {
             bail!("--train-rows must be at least 1");
         }
-        let keep = stratified_subset(&all_indices, n, args.seed);
+        let keep = stratified_subset(&y, n, args.seed);
         train.x = keep.iter().map(|&i| train.x[i].clone()).collect();
         train.labels = keep.iter().map(|&i| train.labels[i].clone()).collect();
+        y = keep.iter().map(|&i| y[i]).collect();
     }
-    let (classes, y) = index_classes(&train.labels);
     if classes.len() > learner.max_classes() {
         bail!(
             "{} has {} classes, but this learner tells apart at most {}: predict on at most {} classes (e.g. a subset of the rows)",
@@ -590,6 +592,38 @@ mod tests {
             .map(|v| v.parse().unwrap())
             .collect();
         assert!((p[0] + p[1] - 1.0).abs() < 1e-4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_probability_columns_keep_their_order_whatever_rows_are_kept() {
+        let dir = scratch_dir("column-order");
+        let mut train = String::from("a,label\n");
+        for i in 0..30 {
+            train.push_str(&format!("{},{}\n", i % 3, ["ant", "bee", "cow"][i % 3]));
+        }
+        std::fs::write(dir.join("train.csv"), train).unwrap();
+        std::fs::write(dir.join("test.csv"), "a\n0\n2\n").unwrap();
+        let mut headers = std::collections::BTreeSet::new();
+        for seed in 0..6 {
+            let out = dir.join(format!("p{seed}.csv"));
+            let mut a = args(
+                dir.join("train.csv"),
+                Some(dir.join("test.csv")),
+                out.clone(),
+            );
+            a.label = "label".into();
+            a.compare = false;
+            a.train_rows = Some(2);
+            a.seed = seed;
+            run(a).unwrap();
+            let text = std::fs::read_to_string(&out).unwrap();
+            headers.insert(text.lines().next().unwrap().to_string());
+        }
+        assert_eq!(
+            headers.into_iter().collect::<Vec<_>>(),
+            ["row,predicted,p_ant,p_bee,p_cow"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

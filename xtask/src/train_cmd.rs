@@ -16,7 +16,7 @@ use std::time::Instant;
 /// Built-in starting configs.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Preset {
-    /// A general-purpose in-context learner in about 5 minutes on 2 CPU cores: the small Transformer with the CPU recipe (docs/experiments/recipe-cpu).
+    /// A general-purpose in-context learner in about 10 minutes on 2 CPU cores (566 s on the Zen 3 VM, docs/results.md): the small Transformer with the CPU recipe (docs/experiments/recipe-cpu).
     Quickstart,
     /// The small Transformer with the paper's distribution (2^4 tasks, no recipe levers): the base of the CPU twins.
     Small,

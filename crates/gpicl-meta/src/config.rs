@@ -223,7 +223,7 @@ impl TrainConfig {
     }
 
     /// The default of `cargo xtask train`: a general-purpose in-context
-    /// learner in about 5 minutes on 2 CPU cores, on the embedded MNIST
+    /// learner in about 10 minutes on 2 CPU cores, on the embedded MNIST
     /// subset. [`TrainConfig::small`]'s Transformer with the CPU recipe of
     /// `docs/experiments/recipe-cpu`: every task projected *and* its labels
     /// permuted (`permute_labels_prob = 1`), 2^16 tasks, 7×7 images, the
