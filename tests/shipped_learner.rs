@@ -49,6 +49,33 @@ fn every_shipped_learner_reproduces_the_accuracy_of_its_model_card() {
 }
 
 #[test]
+fn every_model_card_opens_with_hugging_face_metadata_that_matches_its_text() {
+    for dir in shipped() {
+        let card = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let name = dir.display();
+        let front = card
+            .strip_prefix("---\n")
+            .and_then(|rest| rest.split_once("\n---\n"))
+            .map(|(front, _)| front)
+            .unwrap_or_else(|| panic!("{name}: the card has no YAML front matter"));
+        for key in ["license: ", "library_name: gpicl", "datasets:", "model-index:"] {
+            assert!(front.contains(key), "{name}: front matter lacks `{key}`");
+        }
+        let body = &card[front.len()..];
+        let values: Vec<&str> = front
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("value: "))
+            .collect();
+        assert!(!values.is_empty(), "{name}: model-index states no result");
+        for value in values {
+            assert!(body.contains(value), "{name}: {value} is not in the card's text");
+        }
+        assert!(body.contains("## Inference contract"), "{name}");
+        assert!(body.contains("not gated"), "{name}");
+    }
+}
+
+#[test]
 fn shipped_learners_are_small_weights_only_checkpoints() {
     for dir in shipped() {
         let checkpoints = gpicl::meta::checkpoint::list_checkpoints(&dir.join("checkpoints"));
