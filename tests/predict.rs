@@ -126,17 +126,29 @@ fn predictions_do_not_depend_on_how_the_classes_are_numbered_or_named() {
 }
 
 #[test]
-fn more_than_ten_classes_are_refused_and_the_limit_is_named() {
-    let (x, y) = blobs(11, 2, 3, 4);
-    let err = learner(0, 1)
-        .fit(&x, &y)
-        .err()
-        .expect("11 classes are refused")
-        .to_string();
-    assert!(
-        err.contains("11 classes") && err.contains("at most 10"),
-        "{err}"
-    );
+fn twenty_classes_and_more_rows_than_a_context_are_learned_with_output_codes() {
+    // 20 classes (the learner has 10 labels), 140 training rows (its
+    // context holds 99).
+    let (x, y) = blobs(20, 9, 6, 4);
+    let (train_x, test_x) = x.split_at(140);
+    let (train_y, test_y) = y.split_at(140);
+    let learner = learner(0, 2);
+    let fitted = learner.fit(train_x, train_y).unwrap();
+    assert_eq!(fitted.classes(), 20);
+    assert!(fitted.members() >= 8, "{} members", fitted.members());
+    assert!(fitted.context_rows() <= learner.context_len());
+    let p = fitted.predict_proba(test_x).unwrap();
+    for row in &p {
+        assert_eq!(row.len(), 20);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    let acc = accuracy(&fitted.predict(test_x).unwrap(), test_y);
+    assert!(acc >= 0.5, "accuracy {acc} on 20 blobs (chance 0.05)");
+}
+
+#[test]
+fn a_single_class_is_refused() {
+    let (x, _) = blobs(3, 2, 3, 4);
     let err = learner(0, 1)
         .fit(&x[..3], &[2, 2, 2])
         .err()

@@ -58,7 +58,12 @@ fn every_model_card_opens_with_hugging_face_metadata_that_matches_its_text() {
             .and_then(|rest| rest.split_once("\n---\n"))
             .map(|(front, _)| front)
             .unwrap_or_else(|| panic!("{name}: the card has no YAML front matter"));
-        for key in ["license: ", "library_name: gpicl", "datasets:", "model-index:"] {
+        for key in [
+            "license: ",
+            "library_name: gpicl",
+            "datasets:",
+            "model-index:",
+        ] {
             assert!(front.contains(key), "{name}: front matter lacks `{key}`");
         }
         let body = &card[front.len()..];
@@ -68,7 +73,10 @@ fn every_model_card_opens_with_hugging_face_metadata_that_matches_its_text() {
             .collect();
         assert!(!values.is_empty(), "{name}: model-index states no result");
         for value in values {
-            assert!(body.contains(value), "{name}: {value} is not in the card's text");
+            assert!(
+                body.contains(value),
+                "{name}: {value} is not in the card's text"
+            );
         }
         assert!(body.contains("## Inference contract"), "{name}");
         assert!(body.contains("not gated"), "{name}");

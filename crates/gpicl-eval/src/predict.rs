@@ -6,8 +6,16 @@
 //! learner's input size by a random projection with `N(0, 1/D)` entries —
 //! the family of tasks it was meta-trained on. An ensemble
 //! averages the class probabilities of several members, each with its own
-//! projection, label assignment and context order (a context subset when
-//! there are more training rows than the learner's context holds).
+//! projection, label assignment and context order.
+//!
+//! Beyond the learner's limits: with more training rows than its context
+//! holds (99), the rows are dealt, class by class, into equal parts of at
+//! most 99 and every part is some member's context, so every row is used
+//! ([`Learner::members_for`]). With more than 10 classes each member maps
+//! the classes onto the learner's 10 labels in a random balanced grouping
+//! (an output code), and the class probabilities are the normalised
+//! product of the members' (a product of experts): classes that share a
+//! label in one member are told apart by the others.
 //!
 //! ```
 //! use gpicl_eval::predict::{Learner, PredictOptions};
@@ -49,7 +57,8 @@ pub enum Scaling {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PredictOptions {
     /// Ensemble members (projections × label assignments × context
-    /// orders) whose probabilities are averaged. Default 8.
+    /// orders) whose probabilities are averaged. Default 8; raised where
+    /// the rows or the classes need more ([`Learner::members_for`]).
     pub ensemble: usize,
     /// Seed of the members' projections, assignments and orders. Default 0.
     pub seed: u64,
@@ -94,9 +103,26 @@ impl Learner {
         self.run.config.batch.seq_len - 1
     }
 
-    /// Classes the learner can tell apart.
+    /// Classes one forward pass tells apart (the learner's labels); more
+    /// are handled with output codes over the ensemble.
     pub fn max_classes(&self) -> usize {
         NUM_CLASSES
+    }
+
+    /// Ensemble members used for `rows` training rows of `classes` classes:
+    /// the `ensemble` option, raised so that the members' contexts cover
+    /// every row (one member per part of at most [`Learner::context_len`]
+    /// rows) and, beyond 10 classes, to 4 members per power of ten of
+    /// classes, so that two classes share a label in every member with
+    /// probability about 10⁻⁴ per power of ten.
+    pub fn members_for(&self, rows: usize, classes: usize) -> usize {
+        let parts = rows.div_ceil(self.context_len().max(1));
+        let codes = if classes > NUM_CLASSES {
+            4 * (classes as f64).log10().ceil() as usize
+        } else {
+            1
+        };
+        self.options.ensemble.max(parts).max(codes)
     }
 
     /// The square image side the learner was meta-trained at (0 for a
@@ -132,11 +158,6 @@ impl Learner {
             )));
         }
         let classes = y.iter().max().map_or(0, |m| m + 1);
-        if classes > NUM_CLASSES {
-            return Err(EvalError::Learner(format!(
-                "the training labels name {classes} classes, but this learner tells apart at most {NUM_CLASSES}"
-            )));
-        }
         if y.iter().all(|&c| c == y[0]) {
             return Err(EvalError::Learner(
                 "the training labels name one class only: classification needs at least two".into(),
@@ -158,16 +179,24 @@ impl Learner {
                 (vec![mean; d], vec![std; d])
             }
         };
-        let members = (0..self.options.ensemble)
+        let classes = classes.max(2);
+        let parts = x.len().div_ceil(self.context_len().max(1));
+        let members = (0..self.members_for(x.len(), classes))
             .map(|m| {
+                // Beyond one context's worth of rows, member m reads part
+                // m % parts of the rows as dealt for its round m / parts.
+                let context = (parts > 1)
+                    .then(|| covering_parts(y, parts, self.options.seed, (m / parts) as u64))
+                    .map(|mut dealt| dealt.swap_remove(m % parts));
                 Member::draw(
                     self.options.seed,
                     m,
                     d,
                     self.run.n_x,
                     y,
-                    classes.max(2),
+                    classes,
                     self.context_len(),
+                    context,
                 )
             })
             .collect();
@@ -177,7 +206,7 @@ impl Learner {
             std,
             x: x.to_vec(),
             y: y.to_vec(),
-            classes: classes.max(2),
+            classes,
             members,
             cache: None,
             query_tokens: Vec::new(),
@@ -232,20 +261,49 @@ pub fn stratified_subset(y: &[usize], n: usize, seed: u64) -> Vec<usize> {
     picked
 }
 
+/// The training rows dealt into `parts` parts of equal size (at most one
+/// context each), class by class so that every part holds every class in
+/// proportion: every row is in some part; parts one short are topped up
+/// with a row of the next part. Round `round` deals afresh.
+fn covering_parts(y: &[usize], parts: usize, seed: u64, round: u64) -> Vec<Vec<usize>> {
+    let mut rng = Rng::from_stream(seed, &[stream::PREDICT, u64::MAX - 1, round]);
+    let mut by_class: Vec<usize> = rng.permutation(y.len());
+    // Stable: within a class the random order stays.
+    by_class.sort_by_key(|&row| y[row]);
+    let mut dealt: Vec<Vec<usize>> = vec![Vec::new(); parts];
+    for (i, row) in by_class.into_iter().enumerate() {
+        dealt[i % parts].push(row);
+    }
+    let size = dealt[0].len();
+    for part in 1..parts {
+        if dealt[part].len() < size {
+            let extra = dealt[(part + 1) % parts][0];
+            dealt[part].push(extra);
+        }
+    }
+    dealt
+}
+
 /// One ensemble member: a projection, a label assignment, a context.
 struct Member {
     /// `n_x × d`, row-major.
     projection: Vec<f32>,
-    /// `label_of[c]`: the learner's label for class `c`.
+    /// `label_of[c]`: the learner's label for class `c` (shared by several
+    /// classes when there are more than 10: an output code).
     label_of: Vec<usize>,
+    /// `group_size[label]`: classes that share each label.
+    group_size: Vec<usize>,
     /// Training rows in context order.
     context: Vec<usize>,
 }
 
 impl Member {
-    /// Draws member `m`. Learner labels go to classes in the order they
-    /// first appear in the member's context, so what the model is shown does
-    /// not depend on how the classes are numbered or named.
+    /// Draws member `m` (its context: a random order of `rows`, or of all
+    /// rows cut to `context_len`). Learner labels go to classes in the order
+    /// they first appear in the member's context, so what the model is shown
+    /// does not depend on how the classes are numbered or named; beyond 10
+    /// classes that order deals the classes onto the labels in turn.
+    #[allow(clippy::too_many_arguments)]
     fn draw(
         seed: u64,
         m: usize,
@@ -254,13 +312,24 @@ impl Member {
         y: &[usize],
         classes: usize,
         context_len: usize,
+        rows: Option<Vec<usize>>,
     ) -> Self {
         let mut rng = Rng::from_stream(seed, &[stream::PREDICT, m as u64]);
         let std = 1.0 / (d as f64).sqrt();
         let projection = (0..n_x * d).map(|_| (rng.normal() * std) as f32).collect();
         let labels = rng.permutation(NUM_CLASSES);
-        let mut context = rng.permutation(y.len());
-        context.truncate(context_len);
+        let context = match rows {
+            Some(rows) => rng
+                .permutation(rows.len())
+                .into_iter()
+                .map(|i| rows[i])
+                .collect(),
+            None => {
+                let mut context = rng.permutation(y.len());
+                context.truncate(context_len);
+                context
+            }
+        };
         let mut order: Vec<usize> = Vec::with_capacity(classes);
         for &i in &context {
             if !order.contains(&y[i]) {
@@ -274,12 +343,15 @@ impl Member {
                 .collect::<Vec<_>>(),
         );
         let mut label_of = vec![0; classes];
+        let mut group_size = vec![0; NUM_CLASSES];
         for (rank, &class) in order.iter().enumerate() {
-            label_of[class] = labels[rank];
+            label_of[class] = labels[rank % NUM_CLASSES];
+            group_size[label_of[class]] += 1;
         }
         Self {
             projection,
             label_of,
+            group_size,
             context,
         }
     }
@@ -321,6 +393,12 @@ impl FittedLearner<'_> {
     /// than the learner's context holds).
     pub fn context_rows(&self) -> usize {
         self.members[0].context.len()
+    }
+
+    /// Ensemble members (more than asked for where the rows or the classes
+    /// need them: [`Learner::members_for`]).
+    pub fn members(&self) -> usize {
+        self.members.len()
     }
 
     fn project(&self, member: &Member, row: &[f32]) -> Vec<f32> {
@@ -433,23 +511,46 @@ impl FittedLearner<'_> {
             let logits: Vec<Vec<Vec<f32>>> = model.query_logits(cache, &queries)?.to_vec3()?;
             for (member, member_logits) in self.members.iter().zip(&logits) {
                 for (r, logits) in member_logits.iter().enumerate() {
-                    // Softmax over the labels this member gave the classes.
-                    let chosen: Vec<f32> = (0..self.classes)
-                        .map(|c| logits[member.label_of[c]])
-                        .collect();
-                    let max = chosen.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                    let exp: Vec<f32> = chosen.iter().map(|v| (v - max).exp()).collect();
-                    // Summed in the learner's label order, so that the
-                    // numbering of the classes cannot change a single bit.
-                    let mut by_label: Vec<(usize, f32)> = (0..self.classes)
-                        .map(|c| (member.label_of[c], exp[c]))
-                        .collect();
-                    by_label.sort_by_key(|&(label, _)| label);
-                    let sum: f32 = by_label.iter().map(|&(_, e)| e).sum();
-                    for (c, e) in exp.iter().enumerate() {
-                        out[chunk_start + r][c] += e / sum / self.members.len() as f32;
+                    let row = &mut out[chunk_start + r];
+                    if self.classes <= NUM_CLASSES {
+                        // Softmax over the labels this member gave the classes.
+                        let chosen: Vec<f32> = (0..self.classes)
+                            .map(|c| logits[member.label_of[c]])
+                            .collect();
+                        let max = chosen.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                        let exp: Vec<f32> = chosen.iter().map(|v| (v - max).exp()).collect();
+                        // Summed in the learner's label order, so that the
+                        // numbering of the classes cannot change a single bit.
+                        let mut by_label: Vec<(usize, f32)> = (0..self.classes)
+                            .map(|c| (member.label_of[c], exp[c]))
+                            .collect();
+                        by_label.sort_by_key(|&(label, _)| label);
+                        let sum: f32 = by_label.iter().map(|&(_, e)| e).sum();
+                        for (c, e) in exp.iter().enumerate() {
+                            row[c] += e / sum / self.members.len() as f32;
+                        }
+                    } else {
+                        // An output code: every label is in use; a class
+                        // gets its label's probability shared among the
+                        // label's classes, and the members' log
+                        // probabilities add up (normalised below).
+                        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                        let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+                        let sum: f32 = exp.iter().sum();
+                        for (c, score) in row.iter_mut().enumerate() {
+                            let label = member.label_of[c];
+                            *score += (exp[label] / sum / member.group_size[label] as f32).ln();
+                        }
                     }
                 }
+            }
+        }
+        if self.classes > NUM_CLASSES {
+            for row in &mut out {
+                let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                row.iter_mut().for_each(|v| *v = (*v - max).exp());
+                let sum: f32 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= sum);
             }
         }
         Ok(out)
@@ -489,6 +590,63 @@ mod tests {
                 (row, class)
             })
             .unzip()
+    }
+
+    #[test]
+    fn the_members_contexts_cover_every_training_row_in_parts_holding_every_class() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px");
+        let learner = Learner::load(
+            &dir,
+            PredictOptions {
+                ensemble: 2,
+                ..PredictOptions::default()
+            },
+        )
+        .unwrap();
+        let (x, y) = table(250, 3);
+        let fitted = learner.fit(&x, &y).unwrap();
+        assert_eq!(
+            fitted.members(),
+            3,
+            "250 rows need 3 contexts of at most 99"
+        );
+        let mut seen = vec![false; 250];
+        for member in &fitted.members {
+            assert!(member.context.len() <= 99 && member.context.len() >= 84);
+            for class in 0..3 {
+                assert!(member.context.iter().any(|&i| y[i] == class));
+            }
+            member.context.iter().for_each(|&i| seen[i] = true);
+        }
+        assert!(seen.iter().all(|&s| s), "a training row is in no context");
+        // Rows that fit one context keep the ensemble asked for.
+        assert_eq!(learner.fit(&x[..99], &y[..99]).unwrap().members(), 2);
+    }
+
+    #[test]
+    fn beyond_ten_classes_each_member_shares_labels_in_balanced_groups() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px");
+        let learner = Learner::load(&dir, PredictOptions::default()).unwrap();
+        let x: Vec<Vec<f32>> = (0..46).map(|i| vec![i as f32, (i % 7) as f32]).collect();
+        let y: Vec<usize> = (0..46).map(|i| i % 23).collect();
+        let fitted = learner.fit(&x, &y).unwrap();
+        assert_eq!(fitted.members(), 8);
+        let mut codes = std::collections::BTreeSet::new();
+        for class in 0..23 {
+            codes.insert(
+                fitted
+                    .members
+                    .iter()
+                    .map(|m| m.label_of[class])
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(codes.len(), 23, "two classes share every member's label");
+        for member in &fitted.members {
+            let sizes: Vec<usize> = member.group_size.clone();
+            assert_eq!(sizes.iter().sum::<usize>(), 23);
+            assert!(sizes.iter().all(|&n| n == 2 || n == 3), "{sizes:?}");
+        }
     }
 
     #[test]
