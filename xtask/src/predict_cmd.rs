@@ -65,9 +65,14 @@ pub struct PredictArgs {
     #[arg(long, value_enum)]
     scaling: Option<ScalingArg>,
     /// Also fit 1-NN, 5-NN and logistic regression on the same training
-    /// rows and print their test accuracy next to the learner's.
+    /// rows and print their test accuracy (and log-loss) next to the learner's.
     #[arg(long)]
     compare: bool,
+    /// Divide the logits by one temperature fitted on the context's own
+    /// held-out predictions (off by default: it helped on some tables and
+    /// hurt on others, docs/predict.md).
+    #[arg(long)]
+    calibrate: bool,
 }
 
 /// `--scaling`.
@@ -262,6 +267,17 @@ fn check_args(args: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// Mean negative log-probability of the true class, over the queries whose
+/// label is a training class (probabilities floored at 1e-12).
+fn log_loss<P: Copy + Into<f64>>(proba: &[Vec<P>], actual: &[Option<usize>]) -> f64 {
+    let losses: Vec<f64> = proba
+        .iter()
+        .zip(actual)
+        .filter_map(|(p, a)| a.map(|c| -(p[c].into()).max(1e-12).ln()))
+        .collect();
+    losses.iter().sum::<f64>() / losses.len().max(1) as f64
+}
+
 fn accuracy(predicted: &[usize], actual: &[Option<usize>]) -> f64 {
     let right = predicted
         .iter()
@@ -300,6 +316,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ensemble: args.ensemble,
         seed: args.seed,
         scaling,
+        calibrate: args.calibrate,
         ..PredictOptions::default()
     };
     let learner = Learner::load(&learner_dir, options)
@@ -437,8 +454,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
         return Ok(());
     }
     say(format!(
-        "accuracy  gpicl learner        {:.3}",
-        accuracy(&predicted, &actual)
+        "accuracy  gpicl learner        {:.3}   log-loss {:.3} (temperature {:.2})",
+        accuracy(&predicted, &actual),
+        log_loss(&proba, &actual),
+        fitted.temperature()
     ));
     if args.compare {
         say(format!(
@@ -451,8 +470,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ));
         let logistic = LogisticRegression::fit(&train.x, &y, classes.len(), 1.0);
         say(format!(
-            "accuracy  logistic regression  {:.3}",
-            accuracy(&logistic.predict(&test.x), &actual)
+            "accuracy  logistic regression  {:.3}   log-loss {:.3}",
+            accuracy(&logistic.predict(&test.x), &actual),
+            log_loss(&logistic.predict_proba(&test.x), &actual)
         ));
         say(format!(
             "accuracy  majority class       {:.3}",
@@ -498,7 +518,18 @@ mod tests {
             channels: Channels::Gray,
             scaling: None,
             compare: true,
+            calibrate: false,
         }
+    }
+
+    #[test]
+    fn log_loss_is_the_mean_negative_log_probability_of_the_true_class_over_known_labels() {
+        let proba = vec![vec![0.5f32, 0.5], vec![0.25, 0.75], vec![1.0, 0.0]];
+        let actual = [Some(0), Some(1), None];
+        let expected = -(0.5f64.ln() + 0.75f64.ln()) / 2.0;
+        assert!((log_loss(&proba, &actual) - expected).abs() < 1e-9);
+        // A zero probability on the true class is floored, not infinite.
+        assert!((log_loss(&proba[2..], &[Some(1)]) - 1e-12f64.ln().abs()).abs() < 1e-6);
     }
 
     #[test]

@@ -356,6 +356,29 @@ mod tests {
     }
 
     #[test]
+    fn a_dataset_list_whose_quotes_the_shell_ate_is_refused_before_training() {
+        let out = absent_path("train-unquoted-list");
+        let cli = Cli::parse_from([
+            "train",
+            "--preset",
+            "quickstart",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "eval.periodic_datasets=[random]",
+        ]);
+        let err = format!("{:#}", run(cli.train).unwrap_err());
+        assert!(
+            err.contains("eval.periodic_datasets") && err.contains("[random]"),
+            "{err}"
+        );
+        assert!(
+            !RunDir::new(&out).config().exists(),
+            "nothing is trained or written for a refused config"
+        );
+    }
+
+    #[test]
     fn the_sgd_baseline_trains_nothing_and_leaves_a_finished_run_directory() {
         let out = absent_path("train-sgd");
         let cli = Cli::parse_from([

@@ -68,6 +68,24 @@ impl EvalConfig {
                 return Err(EvalError::config(option, "must be at least 1"));
             }
         }
+        // Checked here, before any training, so that a mistyped list (a
+        // shell eating the quotes of `--set 'eval.datasets=["random"]'`)
+        // fails at once rather than at the first periodic evaluation.
+        for (option, names) in [
+            ("eval.datasets", &self.datasets),
+            ("eval.periodic_datasets", &self.periodic_datasets),
+        ] {
+            for name in names {
+                if let Err(e) = gpicl_tasks::names::validate_path_name("dataset name", name) {
+                    return Err(EvalError::config(
+                        option,
+                        format!(
+                            "{e}; expected a list of dataset names such as [\"mnist\", \"random\"]"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -22,15 +22,28 @@ pub struct ContextCache {
     /// Per layer, the contexts' keys `[m·heads, key, p]` and values
     /// `[m·heads, p, key]` (empty for a model without a cache).
     pub(crate) keys_values: Vec<(Tensor, Tensor)>,
+    /// `[m, p, classes]`: the logits at every context position (None for
+    /// empty contexts).
+    pub(crate) logits: Option<Tensor>,
 }
 
 impl ContextCache {
-    /// A cache holding the tokens only: queries re-read the context.
-    pub(crate) fn tokens_only(tokens: Tensor) -> Self {
+    /// A cache holding the tokens (and the logits at every context
+    /// position, when known): queries re-read the context.
+    pub(crate) fn tokens_only(tokens: Tensor, logits: Option<Tensor>) -> Self {
         Self {
             tokens,
             keys_values: Vec::new(),
+            logits,
         }
+    }
+
+    /// `[m, p, classes]`: the model's logits at every position of the
+    /// contexts, each predicting that position's label from the examples
+    /// before it (held out of its own prediction, as a query is); `None`
+    /// for empty contexts. What a learner calibrates on.
+    pub fn context_logits(&self) -> Option<&Tensor> {
+        self.logits.as_ref()
     }
 
     /// Contexts held (`m`).

@@ -90,7 +90,12 @@ pub trait SequenceModel: Send + Sync {
     /// overrides it.
     fn read_context(&self, context: &Tensor) -> Result<ContextCache> {
         context::check_context(context, self.input_dim(), usize::MAX)?;
-        Ok(ContextCache::tokens_only(context.clone()))
+        let logits = if context.dim(1)? > 0 {
+            Some(self.forward(context)?)
+        } else {
+            None
+        };
+        Ok(ContextCache::tokens_only(context.clone(), logits))
     }
 
     /// `[m, q, classes]`: for each of `queries` (`[m, q, n]`: row `j` for

@@ -469,12 +469,22 @@ mod tests {
         let queries = random_tokens(2, 6, n, 2);
         let full = crate::context::query_logits_by_full_forward(
             &model,
-            &ContextCache::tokens_only(contexts.clone()),
+            &ContextCache::tokens_only(contexts.clone(), None),
             &queries,
         )
         .unwrap();
         let cache = model.read_context(&contexts).unwrap();
         assert_eq!((cache.contexts(), cache.len()), (2, context_len));
+        if context_len > 0 {
+            let expected = model.forward(&contexts).unwrap().flatten_all().unwrap();
+            let kept = cache.context_logits().unwrap().flatten_all().unwrap();
+            assert_eq!(
+                expected.to_vec1::<f32>().unwrap(),
+                kept.to_vec1::<f32>().unwrap()
+            );
+        } else {
+            assert!(cache.context_logits().is_none());
+        }
         let cached = model.query_logits(&cache, &queries).unwrap();
         assert_eq!(cached.dims(), &[2, 6, 3]);
         let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1().unwrap();

@@ -17,11 +17,11 @@ impl Transformer {
         check_context(context, self.input_dim, self.max_seq_len)?;
         let (m, p, _) = context.dims3()?;
         if p == 0 {
-            return Ok(ContextCache::tokens_only(context.clone()));
+            return Ok(ContextCache::tokens_only(context.clone(), None));
         }
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         let mut kept = Vec::with_capacity(self.blocks.len());
-        self.forward_keeping(context, self.options, Some(&mut kept))?;
+        let logits = self.forward_keeping(context, self.options, Some(&mut kept))?;
         let keys_values = kept
             .into_iter()
             .map(|(k, v)| -> Result<(Tensor, Tensor)> {
@@ -39,6 +39,7 @@ impl Transformer {
         Ok(ContextCache {
             tokens: context.clone(),
             keys_values,
+            logits: Some(logits),
         })
     }
 
