@@ -259,6 +259,41 @@ mod tests {
     }
 
     #[test]
+    fn with_a_width_and_a_task_axis_the_plot_runs_along_the_key_with_most_values() {
+        let root = absent_path("report-two-axes");
+        let cells = [
+            (16, 16),
+            (16, 256),
+            (16, 4096),
+            (64, 16),
+            (64, 256),
+            (64, 4096),
+        ];
+        for (i, &(d_model, tasks)) in cells.iter().enumerate() {
+            let name = format!("cell-{i}");
+            fake_run(&root, &name, tasks, 0, 0.9, 0.1);
+            let path = RunDir::new(root.join(&name)).config();
+            let mut cfg: TrainConfig =
+                toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            cfg.model.d_model = d_model;
+            std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        }
+        let out = root.join("report");
+        let written = write_sweep_report(&root, &out, "cargo xtask report --sweep X").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(
+            md.contains("accuracy vs tasks.num_tasks](accuracy-mnist.svg)"),
+            "{md}"
+        );
+        let svg = std::fs::read_to_string(out.join("accuracy-mnist.svg")).unwrap();
+        assert!(svg.contains("log2 tasks.num_tasks"), "x axis");
+        for series in ["seen (16)", "unseen (16)", "seen (64)", "unseen (64)"] {
+            assert!(svg.contains(series), "series {series}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn runs_that_never_leave_the_plateau_and_baselines_without_training_are_marked() {
         let root = absent_path("report-stuck");
         fake_run(&root, "trained", 16, 0, 0.9, 0.1);

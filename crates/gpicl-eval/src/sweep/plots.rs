@@ -146,7 +146,21 @@ impl SweepReport {
                 .iter()
                 .all(|r| r.key_values[i].parse::<f64>().is_ok())
         };
-        let Some(axis) = (0..self.varying.len()).find(|&i| numeric(i)) else {
+        // The x axis is the numeric key with the most distinct values (the
+        // swept grid, e.g. the task count), the others make the series (e.g.
+        // one line per width); on a tie, the first such key.
+        let distinct = |i: usize| {
+            let mut values: Vec<&str> =
+                self.rows.iter().map(|r| r.key_values[i].as_str()).collect();
+            values.sort_unstable();
+            values.dedup();
+            values.len()
+        };
+        let Some(axis) = (0..self.varying.len())
+            .filter(|&i| numeric(i))
+            .rev()
+            .max_by_key(|&i| distinct(i))
+        else {
             return Ok(None);
         };
         let xs: Vec<f64> = self
