@@ -35,6 +35,7 @@ mod predict_cmd;
 mod progress;
 mod report_cmd;
 mod signals;
+mod speedrun_cmd;
 mod sweep_cmd;
 mod train_cmd;
 
@@ -94,6 +95,10 @@ enum Command {
     /// and of 50 training steps, bf16 vs fp32, and the paper-scale
     /// Transformer step benchmark (with PyTorch eager when importable).
     GpuCheck(gpu_check_cmd::GpuCheckArgs),
+    /// Train a config from scratch and stop the clock when the fixed
+    /// learner bar holds (unseen MNIST ≥ 0.60, Fashion-MNIST ≥ 0.55,
+    /// `random` ≥ 0.99 at the 100th example); records in docs/speedrun.md.
+    Speedrun(Box<speedrun_cmd::SpeedrunArgs>),
 }
 
 fn main() {
@@ -112,6 +117,7 @@ fn main() {
         Command::BuildCuda(args) => build_cuda_cmd::run(args),
         Command::CheckCuda(args) => build_cuda_cmd::check(args),
         Command::GpuCheck(args) => gpu_check_cmd::run(args),
+        Command::Speedrun(args) => speedrun_cmd::run(*args),
     };
     if let Err(e) = result {
         errln!("error: {e:#}");

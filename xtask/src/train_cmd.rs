@@ -28,7 +28,7 @@ pub enum Preset {
 pub struct TrainArgs {
     /// Start from this TOML config (keys missing from it take the paper's defaults).
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Built-in config to start from when no --config is given.
     #[arg(long, value_enum, default_value = "quickstart")]
     preset: Preset,
@@ -37,7 +37,7 @@ pub struct TrainArgs {
     set: Vec<String>,
     /// Run directory [default: runs/<UTC timestamp>-<preset or config name>]. An existing run there is resumed.
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Total training steps (schedule.steps); larger than a finished run's steps continues it.
     #[arg(long)]
     steps: Option<u64>,
@@ -52,7 +52,7 @@ pub struct TrainArgs {
     dataset: Option<String>,
     /// Folder holding datasets as <name>/{train,t10k}-*-ubyte[.gz] (searched before GPICL_DATA_DIR and data/).
     #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     #[command(flatten)]
     model: ModelFlags,
     /// Distinct tasks per step (batch.tasks_per_step).
@@ -78,10 +78,10 @@ pub struct TrainArgs {
     no_eval: bool,
     /// Resume from the checkpoint of this step instead of the newest (newer ones are kept aside as *.abandoned).
     #[arg(long, value_name = "STEP")]
-    from_step: Option<u64>,
+    pub(crate) from_step: Option<u64>,
     /// Print the fully resolved config as TOML and exit without training.
     #[arg(long)]
-    print_config: bool,
+    pub(crate) print_config: bool,
 }
 
 impl TrainArgs {
@@ -117,7 +117,7 @@ impl TrainArgs {
         out
     }
 
-    fn base_config(&self) -> Result<(RunConfig, String)> {
+    pub(crate) fn base_config(&self) -> Result<(RunConfig, String)> {
         match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -142,7 +142,11 @@ impl TrainArgs {
 /// Resolves the config: an existing run's own config (only the schedule
 /// and evaluation may change on resume), or a new one from --config or a
 /// preset, then flags, then --set.
-fn resolve(args: &TrainArgs, dir: &RunDir, base: Option<(RunConfig, String)>) -> Result<RunConfig> {
+pub(crate) fn resolve(
+    args: &TrainArgs,
+    dir: &RunDir,
+    base: Option<(RunConfig, String)>,
+) -> Result<RunConfig> {
     let assignments = args.flag_assignments();
     if dir.exists() {
         let saved = RunConfig::load(&dir.config())?;
@@ -282,12 +286,12 @@ fn run_sgd_baseline(cfg: RunConfig, dir: &RunDir, roots: &DataRoots) -> Result<(
 }
 
 /// `runs/<UTC timestamp>-<name>`.
-fn default_run_dir(name: &str) -> PathBuf {
+pub(crate) fn default_run_dir(name: &str) -> PathBuf {
     Path::new("runs").join(format!("{}-{name}", utc_timestamp()))
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
-fn utc_timestamp() -> String {
+pub(crate) fn utc_timestamp() -> String {
     let ((year, month, day), (h, m, sec)) = gpicl::meta::lock::utc_parts();
     format!("{year:04}{month:02}{day:02}-{h:02}{m:02}{sec:02}")
 }

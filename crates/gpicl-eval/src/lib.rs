@@ -8,7 +8,8 @@
 //! [`run`] evaluates a run directory after training or periodically during
 //! it; [`sweep`] reads sweep files and summarises many runs (a sweep) as a
 //! Markdown table with mean ± std over seeds and a plot against the swept
-//! quantity.
+//! quantity; [`speedrun`] holds the fixed learner bar that `cargo xtask
+//! speedrun` stops the clock at.
 //!
 //! ```no_run
 //! use gpicl_eval::run::evaluate_run;
@@ -29,6 +30,7 @@ pub mod predict;
 pub mod protocol;
 pub mod report;
 pub mod run;
+pub mod speedrun;
 pub mod sweep;
 
 pub use config::{EvalConfig, RunConfig, RunLearner};
