@@ -72,6 +72,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let protocol = overridden.eval;
     let roots = DataRoots::with_data_dir(args.data_dir.as_deref())?;
     let mut skipped = Vec::new();
+    let bar = crate::progress::sequences_bar("evaluating");
+    let tick = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
     let report = measure_run_noting(
         &dir,
         &roots,
@@ -79,7 +84,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(&protocol),
         args.device.as_deref(),
         &mut skipped,
-    )?;
+        Some(&tick),
+    );
+    bar.finish_and_clear();
+    let report = report?;
     for s in &skipped {
         errln!(
             "warning: skipped the unreadable checkpoint {}: {}",

@@ -35,6 +35,20 @@ fn show_step(bar: &ProgressBar, m: &TrainRecord) {
     ));
 }
 
+/// A bar counting evaluated sequences (on stderr, hidden when it is not
+/// a terminal), with the rate and the time left.
+pub fn sequences_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:32}} {{pos}}/{{len}} sequences {{per_sec}} ETA {{eta}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Prints `line` above the bar (or plainly when the bar is hidden).
 fn print_above(bar: &ProgressBar, line: String) {
     // A hidden bar (output is not a terminal) also drops println.

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// A sweep folder (each subfolder with a config.toml is one run).
-    #[arg(long, value_name = "DIR")]
+    /// A sweep folder (each subfolder with a config.toml is one run), or
+    /// one run folder (also accepted as --run).
+    #[arg(long, visible_alias = "run", value_name = "DIR")]
     sweep: PathBuf,
     /// Where report.md and the plots go [default: docs/experiments/<sweep folder name>].
     #[arg(long, value_name = "DIR")]

@@ -57,6 +57,18 @@ type TickLabels<'f, T> = &'f dyn Fn(&T) -> String;
 /// The result of drawing into an SVG chart.
 type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
+/// A tick label without a float's noise: whole numbers as integers
+/// (`4`, not `4.0`; steps, positions, log2 task counts are whole), others
+/// with at most three decimals and no trailing zeros.
+pub(crate) fn tick_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 * v.abs().max(1.0) {
+        format!("{:.0}", v.round())
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 /// A chart drawn into an SVG file.
 type Chart<'c, 'b, X, Y> = ChartContext<'c, SVGBackend<'b>, Cartesian2d<X, Y>>;
 
@@ -201,7 +213,7 @@ pub(crate) fn line_chart(
         path,
         frame,
         (x, y),
-        None,
+        Some(&tick_label),
         SeriesLabelPosition::UpperRight,
         |chart| draw_lines(chart, series, false),
     )
@@ -244,7 +256,7 @@ pub(crate) fn key_chart(
         path,
         frame,
         (x, 0f64..1f64),
-        None,
+        Some(&tick_label),
         SeriesLabelPosition::UpperLeft,
         |chart| {
             chart
@@ -259,4 +271,40 @@ pub(crate) fn key_chart(
             draw_lines(chart, series, true)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_labelled_as_integers_and_fractions_without_noise() {
+        assert_eq!(tick_label(&4.0), "4");
+        assert_eq!(tick_label(&12000.0), "12000");
+        assert_eq!(tick_label(&-3.0), "-3");
+        assert_eq!(tick_label(&0.30000000000000004), "0.3");
+        assert_eq!(tick_label(&0.125), "0.125");
+        assert_eq!(tick_label(&2.5), "2.5");
+    }
+
+    #[test]
+    fn a_chart_of_steps_labels_its_x_axis_with_whole_numbers() {
+        let dir = gpicl_testing::scratch_dir("plot-ticks");
+        let path = dir.join("loss.svg");
+        let frame = Frame {
+            caption: "loss",
+            x_desc: "step",
+            y_desc: "loss",
+        };
+        let series: Vec<(String, Vec<(f64, f64)>)> =
+            vec![("run".into(), vec![(0.0, 2.3), (1000.0, 1.5), (2000.0, 1.0)])];
+        line_chart(&path, &frame, None, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            svg.contains(">1000<") || svg.contains(">\n1000\n<"),
+            "{svg}"
+        );
+        assert!(!svg.contains("1000.0"), "no float noise on a step axis");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -128,6 +128,9 @@ pub struct Evaluator<'a> {
     pub seq_len: usize,
     /// Where the model lives.
     pub device: &'a Device,
+    /// Told after every chunk of sequences: (sequences done, sequences in
+    /// the whole evaluation), for progress bars.
+    pub progress: Option<&'a dyn Fn(usize, usize)>,
 }
 
 impl Evaluator<'_> {
@@ -144,6 +147,12 @@ impl Evaluator<'_> {
             step,
             datasets: Default::default(),
         };
+        let group_sizes: Vec<usize> = groups
+            .iter()
+            .map(|&g| group_tasks(g, self.num_tasks, cfg.tasks_per_group, seqs_per_task).len())
+            .collect();
+        let total = sources.len() * group_sizes.iter().sum::<usize>();
+        let mut done = 0;
         for source in sources {
             if source.n_x() != self.family.n_x() {
                 return Err(EvalError::InputSize {
@@ -163,7 +172,12 @@ impl Evaluator<'_> {
                 }
                 results.insert(
                     group.as_str().to_string(),
-                    self.evaluate_group(source, &tasks, cfg)?,
+                    self.evaluate_group(source, &tasks, cfg, &mut |n| {
+                        done += n;
+                        if let Some(progress) = self.progress {
+                            progress(done, total);
+                        }
+                    })?,
                 );
             }
         }
@@ -175,6 +189,7 @@ impl Evaluator<'_> {
         source: &ExampleSource,
         tasks: &[TaskRef],
         cfg: &EvalConfig,
+        chunk_done: &mut dyn FnMut(usize),
     ) -> Result<GroupResult> {
         let t = self.seq_len;
         let builder = BatchBuilder::new(
@@ -219,6 +234,7 @@ impl Evaluator<'_> {
                 correct[i] += hits[i] as f64;
                 loss[i] += losses[i] as f64;
             }
+            chunk_done(chunk.len());
         }
         let n = tasks.len() as f64;
         let acc_curve: Vec<f32> = correct.iter().map(|c| (c / n) as f32).collect();

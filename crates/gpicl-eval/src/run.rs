@@ -94,11 +94,20 @@ pub fn measure_run(
     protocol: Option<&EvalConfig>,
     device: Option<&str>,
 ) -> Result<EvalReport> {
-    measure_run_noting(dir, roots, datasets, protocol, device, &mut Vec::new())
+    measure_run_noting(
+        dir,
+        roots,
+        datasets,
+        protocol,
+        device,
+        &mut Vec::new(),
+        None,
+    )
 }
 
 /// [`measure_run`], adding to `skipped` the newer checkpoints that could
-/// not be read and were passed over (so the caller can name them).
+/// not be read and were passed over (so the caller can name them), and
+/// telling `progress` (sequences done, sequences in all) after every chunk.
 pub fn measure_run_noting(
     dir: &RunDir,
     roots: &DataRoots,
@@ -106,6 +115,7 @@ pub fn measure_run_noting(
     protocol: Option<&EvalConfig>,
     device: Option<&str>,
     skipped: &mut Vec<gpicl_meta::SkippedCheckpoint>,
+    progress: Option<&dyn Fn(usize, usize)>,
 ) -> Result<EvalReport> {
     let saved = RunConfig::load(&dir.config())?;
     if saved.learner == RunLearner::SgdBaseline {
@@ -140,6 +150,7 @@ pub fn measure_run_noting(
         feature_normalization: cfg.data.feature_normalization,
         seq_len: cfg.batch.seq_len,
         device: &device,
+        progress,
     };
     evaluator.evaluate(
         &sources,
@@ -209,6 +220,7 @@ impl PeriodicEval {
             feature_normalization: cfg.data.feature_normalization,
             seq_len: cfg.batch.seq_len,
             device: trainer.device(),
+            progress: None,
         };
         let report = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),
@@ -271,6 +283,54 @@ pub fn evaluate_sgd_baseline(
         feature_normalization: cfg.data.feature_normalization,
         seq_len: cfg.batch.seq_len,
         device: &device,
+        progress: None,
     };
     evaluator.evaluate(&sources, groups, protocol, protocol.seqs_per_task, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpicl_tasks::dataset::embedded_data_dir;
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    #[test]
+    fn progress_is_told_after_every_chunk_until_every_sequence_is_evaluated() {
+        let dir = RunDir::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px"),
+        );
+        let protocol = EvalConfig {
+            tasks_per_group: 2,
+            seqs_per_task: 8,
+            chunk_size: 4,
+            ..EvalConfig::default()
+        };
+        let calls = RefCell::new(Vec::new());
+        let tick = |done: usize, total: usize| calls.borrow_mut().push((done, total));
+        let report = measure_run_noting(
+            &dir,
+            &DataRoots::only(vec![embedded_data_dir()]),
+            Some(vec!["mnist".into(), "random".into()]),
+            Some(&protocol),
+            Some("cpu"),
+            &mut Vec::new(),
+            Some(&tick),
+        )
+        .unwrap();
+        let sizes: Vec<usize> = report
+            .datasets
+            .values()
+            .flat_map(|groups| groups.values().map(|r| r.sequences))
+            .collect();
+        // 2 tasks × 8 sequences per group, the identity group's one task × 8.
+        assert!(sizes.iter().all(|&n| n == 16 || n == 8), "{sizes:?}");
+        let total: usize = sizes.iter().sum();
+        let calls = calls.into_inner();
+        // One call per chunk of 4 sequences.
+        assert_eq!(calls.len(), total / 4);
+        assert!(calls.iter().all(|&(_, t)| t == total));
+        assert!(calls.windows(2).all(|w| w[1].0 == w[0].0 + 4));
+        assert_eq!(calls.last(), Some(&(total, total)));
+    }
 }

@@ -160,6 +160,7 @@ impl SpeedrunCheck {
             feature_normalization: cfg.data.feature_normalization,
             seq_len: BAR_POSITION,
             device: trainer.device(),
+            progress: None,
         };
         let report: EvalReport = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),

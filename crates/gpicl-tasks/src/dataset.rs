@@ -29,9 +29,30 @@ impl Split {
 /// Name of the synthetic dataset that needs no files.
 pub const RANDOM_DATASET: &str = "random";
 
-/// The folder of small datasets shipped with the repository.
+/// The folder of small datasets shipped with the repository: `data/` of
+/// the checkout the binary was built from, or, where that is gone (a
+/// binary copied to another machine, as for the GPU), a `data/` folder
+/// beside the binary. Copy the repository's `data/` next to a binary you
+/// move.
 pub fn embedded_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("data")));
+    choose_embedded_dir(built, beside)
+}
+
+/// The first of `built` and `beside` that holds the embedded MNIST subset
+/// (`built` when neither does, so errors name the expected place).
+fn choose_embedded_dir(built: PathBuf, beside: Option<PathBuf>) -> PathBuf {
+    let holds_data = |dir: &Path| dir.join("mnist").is_dir();
+    if holds_data(&built) {
+        return built;
+    }
+    match beside {
+        Some(dir) if holds_data(&dir) => dir,
+        _ => built,
+    }
 }
 
 /// Where datasets are looked for, in order: an explicit `--data-dir`,
@@ -479,6 +500,35 @@ fn resize_weights(input: usize, output: usize, method: ResizeMethod) -> Vec<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_far_from_its_checkout_finds_the_embedded_data_beside_it() {
+        let root = gpicl_testing::scratch_dir("embedded-dir");
+        let (built, beside) = (root.join("checkout/data"), root.join("bin/data"));
+        std::fs::create_dir_all(beside.join("mnist")).unwrap();
+        assert_eq!(
+            choose_embedded_dir(built.clone(), Some(beside.clone())),
+            beside
+        );
+        std::fs::create_dir_all(built.join("mnist")).unwrap();
+        assert_eq!(
+            choose_embedded_dir(built.clone(), Some(beside.clone())),
+            built,
+            "the checkout first"
+        );
+        std::fs::remove_dir_all(built.join("mnist")).unwrap();
+        std::fs::remove_dir_all(beside.join("mnist")).unwrap();
+        assert_eq!(
+            choose_embedded_dir(built.clone(), Some(beside)),
+            built,
+            "neither: name the checkout's"
+        );
+        assert!(
+            embedded_data_dir().join("mnist").is_dir(),
+            "this checkout's data/"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
     use crate::idx::{write_idx, IdxArray};
     use gpicl_testing::scratch_dir;
 

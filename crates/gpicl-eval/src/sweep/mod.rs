@@ -52,8 +52,13 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
         path: out.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let kind = if gpicl_meta::RunDir::new(sweep).config().is_file() {
+        "Run report"
+    } else {
+        "Sweep report"
+    };
     let title = format!(
-        "Sweep report: {}",
+        "{kind}: {}",
         sweep.file_name().map_or_else(
             || sweep.display().to_string(),
             |n| n.to_string_lossy().into()
@@ -290,6 +295,20 @@ mod tests {
         for series in ["seen (16)", "unseen (16)", "seen (64)", "unseen (64)"] {
             assert!(svg.contains(series), "series {series}");
         }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_single_run_folder_is_reported_as_a_sweep_of_one() {
+        let root = absent_path("report-one-run");
+        fake_run(&root, "only", 1024, 0, 0.7, 0.6);
+        let run = root.join("only");
+        let out = root.join("report");
+        let written = write_sweep_report(&run, &out, "cargo xtask report --run X").unwrap();
+        let md = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(md.starts_with("# Run report: only"), "{md}");
+        assert!(md.contains("1 finished run."), "{md}");
+        assert!(md.contains("| 0.700 | 0.600 |"), "{md}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -247,6 +247,10 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 /// Every run directory directly inside `sweep` (folders with a
 /// `config.toml`), in name order.
 pub fn run_dirs(sweep: &Path) -> Result<Vec<PathBuf>> {
+    // A single run folder is a sweep of one.
+    if RunDir::new(sweep).config().is_file() {
+        return Ok(vec![sweep.to_path_buf()]);
+    }
     let entries = std::fs::read_dir(sweep).map_err(|e| input_error(sweep, e))?;
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
