@@ -134,6 +134,7 @@ fn tiny_with_every_recipe_lever(steps: u64) -> TrainConfig {
     cfg.tasks.permutation_mask = gpicl::tasks::PermutationMask::PerTask;
     cfg.tasks.fixed_permutation_fraction = 0.5;
     cfg.data.random_fraction = 0.5;
+    cfg.data.tabular_fraction = 0.25;
     cfg.batch.curriculum_start_len = 8;
     cfg.batch.curriculum_steps = 5;
     cfg.model.previous_token_input = true;
@@ -184,13 +185,14 @@ fn resumed_training_with_every_recipe_lever_equals_uninterrupted_training() {
         .map(|t| t.seq_len.map_or(20, |l| l as u64))
         .collect();
     assert_eq!(lengths, vec![8, 11, 14, 17, 20, 20, 20]);
-    evaluate_run(
+    let report = evaluate_run(
         &whole,
         &roots(),
-        Some(vec!["mnist".into(), "random".into()]),
+        Some(vec!["mnist".into(), "random".into(), "tabular".into()]),
         None,
     )
     .unwrap();
+    assert!(report.datasets["tabular"]["unseen"].acc_last.is_finite());
 }
 
 #[test]

@@ -279,6 +279,19 @@ fn listings(cache: &Path, data_dir: Option<&Path>) -> Vec<Listing> {
         examples: None,
         synthetic: true,
     });
+    rows.push(Listing {
+        name: gpicl::tasks::tabular::TABULAR_DATASET.to_string(),
+        title: "synthetic: per task, a fresh table (2–100 features, 2–10 classes; labels from a random network, tree or mixture)".into(),
+        classes: Some(NUM_CLASSES),
+        shape: None,
+        licence: None,
+        hub: None,
+        import_formats: Vec::new(),
+        location: None,
+        splits: Vec::new(),
+        examples: None,
+        synthetic: true,
+    });
     let mut names: Vec<String> = roots
         .roots()
         .iter()

@@ -216,7 +216,9 @@ impl Evaluator<'_> {
                     examples: set.len(),
                 },
             )),
-            ExampleSource::Pool(_) | ExampleSource::Random { .. } => None,
+            ExampleSource::Pool(_)
+            | ExampleSource::Random { .. }
+            | ExampleSource::Tabular { .. } => None,
         };
         let mut correct = vec![0f64; t];
         let mut loss = vec![0f64; t];

@@ -6,6 +6,7 @@ use crate::protocol::{Evaluator, Group};
 use crate::report::EvalReport;
 use gpicl_meta::{load_run, EvalRecord, MetricsLog, Observer, RunDir, RunRecord, Trainer};
 use gpicl_tasks::pool::load_example_source;
+use gpicl_tasks::tabular::TABULAR_DATASET;
 use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, Split, RANDOM_DATASET};
 
 /// Loads `split` of each named dataset, preprocessed like the run. A name
@@ -23,6 +24,8 @@ pub fn load_eval_sources(
         .map(|name| {
             Ok(if name == RANDOM_DATASET {
                 ExampleSource::Random { n_x }
+            } else if name == TABULAR_DATASET {
+                ExampleSource::Tabular { n_x }
             } else {
                 load_example_source(roots, name, split, data)?
             })
@@ -259,7 +262,8 @@ pub fn evaluate_sgd_baseline(
     let names = datasets
         .or_else(|| (!protocol.datasets.is_empty()).then(|| protocol.datasets.clone()))
         .unwrap_or_else(|| default_datasets(roots, protocol.split));
-    let n_x = match names.iter().find(|n| n.as_str() != RANDOM_DATASET) {
+    let synthetic = |n: &&String| n.as_str() == RANDOM_DATASET || n.as_str() == TABULAR_DATASET;
+    let n_x = match names.iter().find(|n| !synthetic(n)) {
         Some(name) => load_example_source(roots, name, protocol.split, &cfg.data)?.n_x(),
         None => gpicl_tasks::dataset::feature_count(&gpicl_tasks::DataConfig {
             dataset: RANDOM_DATASET.into(),

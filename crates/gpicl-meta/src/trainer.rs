@@ -219,7 +219,8 @@ impl Trainer {
                     source,
                     ckpt.meta.sampler,
                 )?
-                .with_random_fraction(cfg.data.random_fraction);
+                .with_random_fraction(cfg.data.random_fraction)
+                .with_tabular_fraction(cfg.data.tabular_fraction);
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
@@ -242,7 +243,8 @@ impl Trainer {
                         source,
                         cfg.seed,
                     )
-                    .with_random_fraction(cfg.data.random_fraction),
+                    .with_random_fraction(cfg.data.random_fraction)
+                    .with_tabular_fraction(cfg.data.tabular_fraction),
                     0,
                     None,
                 )

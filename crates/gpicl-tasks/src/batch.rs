@@ -5,6 +5,7 @@ use crate::config::{Echo, FeatureNormalization, Normalization};
 use crate::dataset::{ImageSet, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
+use crate::tabular::{SyntheticTable, TABULAR_DATASET};
 use crate::task::{TaskFamily, TaskRef};
 use crate::NUM_CLASSES;
 use gpicl_kernels::rng::Rng;
@@ -28,6 +29,12 @@ pub enum ExampleSource {
         /// Features per image (the task's input size).
         n_x: usize,
     },
+    /// Synthetic tables ([`crate::tabular`]): per task slot, a fresh
+    /// table; each sequence reads its rows through its own projection.
+    Tabular {
+        /// The model's input size.
+        n_x: usize,
+    },
 }
 
 impl ExampleSource {
@@ -37,6 +44,7 @@ impl ExampleSource {
             ExampleSource::Images(set) => &set.name,
             ExampleSource::Pool(pool) => pool.name(),
             ExampleSource::Random { .. } => RANDOM_DATASET,
+            ExampleSource::Tabular { .. } => TABULAR_DATASET,
         }
     }
 
@@ -46,7 +54,7 @@ impl ExampleSource {
         match self {
             ExampleSource::Images(set) => set.len(),
             ExampleSource::Pool(pool) => pool.examples(),
-            ExampleSource::Random { .. } => 0,
+            ExampleSource::Random { .. } | ExampleSource::Tabular { .. } => 0,
         }
     }
 
@@ -55,7 +63,7 @@ impl ExampleSource {
         match self {
             ExampleSource::Images(set) => set.n_x,
             ExampleSource::Pool(pool) => pool.n_x(),
-            ExampleSource::Random { n_x } => *n_x,
+            ExampleSource::Random { n_x } | ExampleSource::Tabular { n_x } => *n_x,
         }
     }
 }
@@ -243,6 +251,16 @@ impl BatchBuilder {
                     }
                 }
             }
+            ExampleSource::Tabular { n_x } => {
+                for &(_, start, end) in &slots {
+                    let table = SyntheticTable::draw(*n_x, rng);
+                    for _ in start..end {
+                        let (rows, labels) = table.sample_rows(t, *n_x, rng);
+                        x.extend(rows);
+                        y.extend(labels);
+                    }
+                }
+            }
         }
         if self.echo.is_on() {
             echo_examples(&self.echo, &mut x, &mut y, t, n_x, rng);
@@ -290,7 +308,7 @@ impl BatchBuilder {
                 (Some(stats), _) => stats,
                 (None, ExampleSource::Images(set)) => mean_std(&set.x),
                 (None, ExampleSource::Pool(pool)) => pool.mean_std(),
-                (None, ExampleSource::Random { .. }) => mean_std(x),
+                (None, ExampleSource::Random { .. } | ExampleSource::Tabular { .. }) => mean_std(x),
             },
         };
         let inv = 1.0 / (std + 1e-8);

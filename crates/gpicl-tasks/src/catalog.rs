@@ -4,6 +4,7 @@
 
 use crate::dataset::{Split, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
+use crate::tabular::TABULAR_DATASET;
 
 /// A dataset's published parquet conversion on the Hugging Face Hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,7 +273,7 @@ pub fn lookup(name: &str) -> Option<&'static DatasetInfo> {
 pub fn native_size(names: &[String]) -> Result<(usize, usize)> {
     let mut size = None;
     for name in names {
-        let this = if name == RANDOM_DATASET {
+        let this = if name == RANDOM_DATASET || name == TABULAR_DATASET {
             RANDOM_NATIVE_SIZE
         } else {
             let info = lookup(name).ok_or_else(|| {
@@ -310,7 +311,7 @@ pub const RANDOM_NATIVE_SIZE: (usize, usize) = (28, 28);
 /// catalogue's published statistics, `(0, 1)` for `random`, `None` for a
 /// dataset without published statistics or without a catalogue entry.
 pub fn fixed_statistics(name: &str) -> Option<(f32, f32)> {
-    if name == RANDOM_DATASET {
+    if name == RANDOM_DATASET || name == TABULAR_DATASET {
         return Some((0.0, 1.0));
     }
     lookup(name).and_then(|d| d.fixed_statistics)

@@ -94,6 +94,14 @@ pub struct DataConfig {
     /// is `random_fraction · tasks_per_step`, rounded at random when it is
     /// not whole. Default 0 (the reference: training data only).
     pub random_fraction: f64,
+    /// Fraction of each training step's task slots whose sequences come
+    /// from synthetic tables ([`crate::tabular`]: a fresh table per slot,
+    /// 2–100 features, 2–10 classes), seen through the slot's task like
+    /// every other slot; for learners meant for tables (`predict`). Counted
+    /// like `random_fraction`, and together with it at most 1. Default 0.
+    /// Not written to `config.toml` when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tabular_fraction: f64,
     /// Normalisation of each sequence's inputs after projection:
     /// `none` (default, the paper) or `per-sequence` (every feature
     /// z-scored over the sequence's positions). Not written to
@@ -188,6 +196,7 @@ impl Default for DataConfig {
             normalization: Normalization::PerBatch,
             weights: Vec::new(),
             random_fraction: 0.0,
+            tabular_fraction: 0.0,
             feature_normalization: FeatureNormalization::None,
             echo_fraction: 0.0,
             echo_prob: DEFAULT_ECHO_PROB,
@@ -324,6 +333,16 @@ impl DataConfig {
             return Err(TaskError::config("data.dataset", "must name a dataset"));
         }
         probability("data.random_fraction", self.random_fraction)?;
+        probability("data.tabular_fraction", self.tabular_fraction)?;
+        if self.random_fraction + self.tabular_fraction > 1.0 {
+            return Err(TaskError::config(
+                "data.tabular_fraction",
+                format!(
+                    "and data.random_fraction together take more than every slot ({} + {}); their sum must be at most 1",
+                    self.tabular_fraction, self.random_fraction
+                ),
+            ));
+        }
         probability("data.echo_fraction", self.echo_fraction)?;
         probability("data.echo_prob", self.echo_prob)?;
         if !(1..=4096).contains(&self.echo_lag) {

@@ -41,6 +41,7 @@ pub mod parquet_images;
 pub mod pool;
 pub mod sampler;
 pub mod table;
+pub mod tabular;
 pub mod task;
 
 pub use batch::{

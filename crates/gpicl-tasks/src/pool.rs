@@ -13,6 +13,7 @@ use crate::batch::ExampleSource;
 use crate::config::DataConfig;
 use crate::dataset::{feature_count, DataRoots, ImageSet, Split, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
+use crate::tabular::TABULAR_DATASET;
 use crate::NUM_CLASSES;
 use gpicl_kernels::rng::Rng;
 use std::sync::Arc;
@@ -204,12 +205,16 @@ pub fn load_example_source(
     cfg: &DataConfig,
 ) -> Result<ExampleSource> {
     let names = dataset_names(spec)?;
-    if names == [RANDOM_DATASET] {
-        return Ok(ExampleSource::Random {
-            n_x: feature_count(&DataConfig {
-                dataset: RANDOM_DATASET.into(),
-                ..cfg.clone()
-            })?,
+    if names == [RANDOM_DATASET] || names == [TABULAR_DATASET] {
+        let n_x = feature_count(&DataConfig {
+            dataset: RANDOM_DATASET.into(),
+            ..cfg.clone()
+        })?;
+        return Ok(if names == [RANDOM_DATASET] {
+            ExampleSource::Random { n_x }
+        } else {
+            // Tables are read at the input size images of this config have.
+            ExampleSource::Tabular { n_x }
         });
     }
     let sets = names
@@ -241,11 +246,13 @@ pub fn dataset_names(spec: &str) -> Result<Vec<String>> {
             "names no dataset: expected e.g. `mnist` or `mnist,fashion_mnist`",
         ));
     }
-    if names.len() > 1 && names.iter().any(|n| n == RANDOM_DATASET) {
-        return Err(TaskError::config(
-            "data.dataset",
-            "`random` cannot be mixed with image datasets",
-        ));
+    for synthetic in [RANDOM_DATASET, TABULAR_DATASET] {
+        if names.len() > 1 && names.iter().any(|n| n == synthetic) {
+            return Err(TaskError::config(
+                "data.dataset",
+                format!("`{synthetic}` cannot be mixed with other datasets in data.dataset; use data.{synthetic}_fraction to mix it into training"),
+            ));
+        }
     }
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {

@@ -31,6 +31,7 @@ pub struct TrainSampler {
     rng: Rng,
     stream: Option<ExampleStream>,
     random_fraction: f64,
+    tabular_fraction: f64,
 }
 
 impl TrainSampler {
@@ -71,7 +72,9 @@ impl TrainSampler {
             let path = match &source {
                 ExampleSource::Images(set) => set.source.clone(),
                 ExampleSource::Pool(pool) => pool.sets()[0].source.clone(),
-                ExampleSource::Random { .. } => source.name().into(),
+                ExampleSource::Random { .. } | ExampleSource::Tabular { .. } => {
+                    source.name().into()
+                }
             };
             return Err(TaskError::Corrupt {
                 path,
@@ -85,7 +88,9 @@ impl TrainSampler {
         }
         let stream = match &source {
             ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), state.stream)),
-            ExampleSource::Pool(_) | ExampleSource::Random { .. } => None,
+            ExampleSource::Pool(_)
+            | ExampleSource::Random { .. }
+            | ExampleSource::Tabular { .. } => None,
         };
         Ok(Self {
             tasks,
@@ -95,6 +100,7 @@ impl TrainSampler {
             rng: Rng::from_state(state.rng),
             stream,
             random_fraction: 0.0,
+            tabular_fraction: 0.0,
         })
     }
 
@@ -102,6 +108,13 @@ impl TrainSampler {
     /// `random` dataset (`data.random_fraction`).
     pub fn with_random_fraction(mut self, fraction: f64) -> Self {
         self.random_fraction = fraction;
+        self
+    }
+
+    /// Sends this fraction of every step's task slots to synthetic tables
+    /// (`data.tabular_fraction`), placed before the `random` slots.
+    pub fn with_tabular_fraction(mut self, fraction: f64) -> Self {
+        self.tabular_fraction = fraction;
         self
     }
 
@@ -199,39 +212,66 @@ impl TrainSampler {
         tasks
     }
 
-    /// The next meta-training batch. With `data.random_fraction`, its last
-    /// slots hold `random`-dataset sequences.
+    /// The next meta-training batch. With `data.tabular_fraction` and
+    /// `data.random_fraction`, its last slots hold synthetic-table and then
+    /// `random`-dataset sequences.
     pub fn next_batch(&mut self) -> Result<Batch> {
         let tasks = self.draw_tasks();
+        let slots = self.batch.tasks_per_step;
         let random_slots = if self.random_fraction > 0.0 {
-            self.count_of(self.random_fraction, self.batch.tasks_per_step)
+            self.count_of(self.random_fraction, slots)
         } else {
             0
         };
-        if random_slots == 0 {
+        let tabular_slots = if self.tabular_fraction > 0.0 {
+            self.count_of(self.tabular_fraction, slots).min(slots - random_slots)
+        } else {
+            0
+        };
+        if random_slots == 0 && tabular_slots == 0 {
             return self
                 .builder
                 .build(&self.source, &tasks, self.stream.as_mut(), &mut self.rng);
         }
-        let split = (self.batch.tasks_per_step - random_slots) * self.batch.seqs_per_task;
-        let random = ExampleSource::Random {
-            n_x: self.source.n_x(),
-        };
-        let tail = self
-            .builder
-            .build(&random, &tasks[split..], None, &mut self.rng)?;
-        if split == 0 {
-            return Ok(tail);
+        let per_slot = self.batch.seqs_per_task;
+        let random_from = (slots - random_slots) * per_slot;
+        let tabular_from = random_from - tabular_slots * per_slot;
+        let n_x = self.source.n_x();
+        // Built in this order (random, tables, the dataset) so that a run
+        // without tables draws exactly what it drew before they existed.
+        let mut parts = Vec::new();
+        if random_slots > 0 {
+            let random = ExampleSource::Random { n_x };
+            let part = self
+                .builder
+                .build(&random, &tasks[random_from..], None, &mut self.rng)?;
+            parts.push(part);
         }
-        let head = self.builder.build(
-            &self.source,
-            &tasks[..split],
-            self.stream.as_mut(),
-            &mut self.rng,
-        )?;
+        if tabular_slots > 0 {
+            let tables = ExampleSource::Tabular { n_x };
+            let part = self.builder.build(
+                &tables,
+                &tasks[tabular_from..random_from],
+                None,
+                &mut self.rng,
+            )?;
+            parts.push(part);
+        }
+        if tabular_from > 0 {
+            let part = self.builder.build(
+                &self.source,
+                &tasks[..tabular_from],
+                self.stream.as_mut(),
+                &mut self.rng,
+            )?;
+            parts.push(part);
+        }
+        parts.reverse();
+        let tokens: Vec<&Tensor> = parts.iter().map(|b| &b.tokens).collect();
+        let targets: Vec<&Tensor> = parts.iter().map(|b| &b.targets).collect();
         Ok(Batch {
-            tokens: Tensor::cat(&[&head.tokens, &tail.tokens], 0)?,
-            targets: Tensor::cat(&[&head.targets, &tail.targets], 0)?,
+            tokens: Tensor::cat(&tokens, 0)?,
+            targets: Tensor::cat(&targets, 0)?,
             tasks,
         })
     }
@@ -471,6 +511,65 @@ mod tests {
             distinct.dedup();
             assert!(distinct.len() <= 10, "{} distinct images", distinct.len());
         }
+    }
+
+    #[test]
+    fn a_tabular_fraction_puts_fresh_tables_between_the_dataset_and_random() {
+        let set = Arc::new(ImageSet {
+            name: "ones".into(),
+            x: vec![1.0; 2 * 50],
+            labels: (0..50).map(|i| (i % 10) as u8).collect(),
+            n_x: 2,
+            classes: 10,
+            source: "ones".into(),
+        });
+        let batch = BatchConfig {
+            tasks_per_step: 4,
+            seqs_per_task: 3,
+            seq_len: 30,
+            ..BatchConfig::default()
+        };
+        let builder = BatchBuilder::new(
+            TaskFamily::new(0, 2, 0.0),
+            Normalization::None,
+            30,
+            Device::Cpu,
+        );
+        let tasks = TaskConfig {
+            num_tasks: 0,
+            ..TaskConfig::default()
+        };
+        let mut s = TrainSampler::new(tasks, batch, builder, ExampleSource::Images(set), 1)
+            .with_random_fraction(0.25)
+            .with_tabular_fraction(0.5);
+        let b = s.next_batch().unwrap();
+        let tokens: Vec<Vec<Vec<f32>>> = b.tokens.to_vec3().unwrap();
+        let distinct = |seqs: &[Vec<Vec<f32>>]| {
+            let mut rows: Vec<[u32; 2]> = seqs
+                .iter()
+                .flatten()
+                .map(|t| [t[0].to_bits(), t[1].to_bits()])
+                .collect();
+            rows.sort();
+            rows.dedup();
+            rows.len()
+        };
+        // Slot 0: the dataset (all ones); slots 1–2: tables (every row its
+        // own, z-scored: not ones); slot 3: random (at most ten images).
+        assert_eq!(distinct(&tokens[..3]), 1);
+        for slot in tokens[3..9].chunks(3) {
+            assert!(
+                distinct(slot) > 60,
+                "a table's rows are fresh: {}",
+                distinct(slot)
+            );
+            let mean: f32 = slot.iter().flatten().map(|t| t[0]).sum::<f32>() / 90.0;
+            assert!(mean.abs() < 0.5, "z-scored and projected: mean {mean}");
+        }
+        assert!(distinct(&tokens[9..]) <= 10);
+        // Labels of a table slot are below its class count (at most 10).
+        let targets: Vec<Vec<u32>> = b.targets.to_vec2().unwrap();
+        assert!(targets[3..9].iter().flatten().all(|&y| y < 10));
     }
 
     #[test]

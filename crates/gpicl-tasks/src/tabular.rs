@@ -1,0 +1,495 @@
+//! Synthetic tables: the `tabular` dataset, a task family of small
+//! classification tables for meta-training learners that are used on
+//! tables (`predict`), drawn like the paper draws image tasks: fresh for
+//! every task slot, so there is nothing to memorise.
+//!
+//! A table ([`SyntheticTable::draw`]) has 2–100 features (log-uniform, at
+//! most the model's input size) and 2–10 classes. Its labels come from one
+//! of three rules over a random subset of its features (the others are
+//! irrelevant): a random one-hidden-layer tanh network (argmax of its
+//! outputs, biases set so the classes are roughly balanced), a random
+//! axis-aligned decision tree of depth 1–4, or a Gaussian mixture (one
+//! centre per class). Some features are quantised to 2–5 levels (as
+//! integer or categorical columns are), and every feature carries
+//! measurement noise. Rows are then read as `predict` reads a table of
+//! one's own: each feature z-scored over the slot's rows, and mapped to the
+//! model's input size by a random projection with `N(0, 1/D)` entries.
+//!
+//! ```
+//! use gpicl_kernels::rng::Rng;
+//! use gpicl_tasks::tabular::SyntheticTable;
+//! let mut rng = Rng::new(0);
+//! let table = SyntheticTable::draw(49, &mut rng);
+//! let (x, y) = table.sample_rows(100, 49, &mut rng);
+//! assert_eq!(x.len(), 100 * 49);
+//! assert!(y.iter().all(|&label| (label as usize) < table.classes()));
+//! ```
+
+use gpicl_kernels::rng::Rng;
+
+/// The synthetic tables' dataset name (like `random`, it needs no files).
+pub const TABULAR_DATASET: &str = "tabular";
+
+/// The most features a synthetic table has.
+pub const MAX_FEATURES: usize = 100;
+
+/// The most classes a synthetic table has (the learner's label count).
+pub const MAX_CLASSES: usize = 10;
+
+/// How a table's labels follow from its (informative) features.
+#[derive(Clone, Debug)]
+enum LabelRule {
+    /// `argmax(W2 tanh(W1 z + b1) + b2)`.
+    Network {
+        hidden: usize,
+        w1: Vec<f32>,
+        b1: Vec<f32>,
+        w2: Vec<f32>,
+        b2: Vec<f32>,
+    },
+    /// An axis-aligned tree: `nodes[0]` is the root.
+    Tree { nodes: Vec<TreeNode> },
+    /// One centre per class; a row's label picks its centre.
+    Mixture { centres: Vec<f32>, spread: f32 },
+}
+
+#[derive(Clone, Debug)]
+enum TreeNode {
+    Split {
+        feature: usize,
+        threshold: f32,
+        left: usize,
+        right: usize,
+    },
+    Leaf(u8),
+}
+
+/// One synthetic classification table.
+#[derive(Clone, Debug)]
+pub struct SyntheticTable {
+    features: usize,
+    classes: usize,
+    /// The features the label depends on, in the rule's input order.
+    informative: Vec<usize>,
+    /// Per feature: 0 for continuous, else the number of levels.
+    levels: Vec<u8>,
+    noise: f32,
+    rule: LabelRule,
+}
+
+impl SyntheticTable {
+    /// Draws a table whose rows will be projected to `n_x` inputs.
+    pub fn draw(n_x: usize, rng: &mut Rng) -> Self {
+        let most = MAX_FEATURES.min(n_x).max(2);
+        let features = ((2f64.ln() + rng.uniform() * ((most as f64).ln() - 2f64.ln()))
+            .exp()
+            .round() as usize)
+            .clamp(2, most);
+        let classes = 2 + rng.below((MAX_CLASSES - 1) as u64) as usize;
+        let used = 1 + rng.below(features as u64) as usize;
+        let mut order = rng.permutation(features);
+        order.truncate(used);
+        let informative = order;
+        let levels = (0..features)
+            .map(|_| {
+                if rng.uniform() < 0.2 {
+                    2 + rng.below(4) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let noise = (0.3 * rng.uniform()) as f32;
+        let rule = match rng.below(3) {
+            0 => Self::draw_network(used, classes, rng),
+            1 => Self::draw_tree(used, classes, rng),
+            _ => {
+                let spread = (0.5 + 1.5 * rng.uniform()) as f32;
+                let centres = (0..classes * used)
+                    .map(|_| rng.normal() as f32 * spread)
+                    .collect();
+                LabelRule::Mixture { centres, spread }
+            }
+        };
+        let mut table = Self {
+            features,
+            classes,
+            informative,
+            levels,
+            noise,
+            rule,
+        };
+        table.balance_network(rng);
+        table
+    }
+
+    fn draw_network(inputs: usize, classes: usize, rng: &mut Rng) -> LabelRule {
+        let hidden = 8 + rng.below(25) as usize;
+        // How sharply the network bends: from nearly linear to wiggly.
+        let gain = 0.5 + 2.5 * rng.uniform();
+        let w1 = (0..hidden * inputs)
+            .map(|_| (rng.normal() * gain / (inputs as f64).sqrt()) as f32)
+            .collect();
+        let b1 = (0..hidden).map(|_| rng.normal() as f32 * 0.5).collect();
+        let w2 = (0..classes * hidden)
+            .map(|_| (rng.normal() / (hidden as f64).sqrt()) as f32)
+            .collect();
+        LabelRule::Network {
+            hidden,
+            w1,
+            b1,
+            w2,
+            b2: vec![0.0; classes],
+        }
+    }
+
+    fn draw_tree(inputs: usize, classes: usize, rng: &mut Rng) -> LabelRule {
+        let depth = 1 + rng.below(4) as usize;
+        let mut nodes = Vec::new();
+        Self::grow(&mut nodes, depth, inputs, classes, rng);
+        LabelRule::Tree { nodes }
+    }
+
+    /// Appends a subtree of `depth` splits and returns its root's index.
+    fn grow(
+        nodes: &mut Vec<TreeNode>,
+        depth: usize,
+        inputs: usize,
+        classes: usize,
+        rng: &mut Rng,
+    ) -> usize {
+        let at = nodes.len();
+        if depth == 0 {
+            nodes.push(TreeNode::Leaf(rng.below(classes as u64) as u8));
+            return at;
+        }
+        nodes.push(TreeNode::Leaf(0));
+        let feature = rng.below(inputs as u64) as usize;
+        let threshold = (rng.normal() * 0.7) as f32;
+        let left = Self::grow(nodes, depth - 1, inputs, classes, rng);
+        let right = Self::grow(nodes, depth - 1, inputs, classes, rng);
+        nodes[at] = TreeNode::Split {
+            feature,
+            threshold,
+            left,
+            right,
+        };
+        at
+    }
+
+    /// Sets a network's output biases so that each class wins about as
+    /// often on fresh rows (without it one class often takes nearly all).
+    fn balance_network(&mut self, rng: &mut Rng) {
+        if !matches!(self.rule, LabelRule::Network { .. }) {
+            return;
+        }
+        const PROBES: usize = 256;
+        let mut mean = vec![0f32; self.classes];
+        for _ in 0..PROBES {
+            let z = self.latent_row(rng);
+            let logits = self.network_logits(&self.inputs_of(&z));
+            mean.iter_mut()
+                .zip(&logits)
+                .for_each(|(m, l)| *m += l / PROBES as f32);
+        }
+        if let LabelRule::Network { b2, .. } = &mut self.rule {
+            b2.iter_mut().zip(&mean).for_each(|(b, m)| *b = -m);
+        }
+    }
+
+    /// Features of the table.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Classes of the table (labels are `0..classes`).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The features the label depends on.
+    pub fn informative(&self) -> &[usize] {
+        &self.informative
+    }
+
+    /// A noiseless row of the latent features, quantised where a feature is.
+    fn latent_row(&self, rng: &mut Rng) -> Vec<f32> {
+        (0..self.features)
+            .map(|j| {
+                let v = rng.normal() as f32;
+                match self.levels[j] {
+                    0 => v,
+                    n => quantise(v, n),
+                }
+            })
+            .collect()
+    }
+
+    fn inputs_of(&self, z: &[f32]) -> Vec<f32> {
+        self.informative.iter().map(|&j| z[j]).collect()
+    }
+
+    fn network_logits(&self, inputs: &[f32]) -> Vec<f32> {
+        let LabelRule::Network {
+            hidden,
+            w1,
+            b1,
+            w2,
+            b2,
+        } = &self.rule
+        else {
+            return Vec::new();
+        };
+        let h: Vec<f32> = (0..*hidden)
+            .map(|i| {
+                let row = &w1[i * inputs.len()..(i + 1) * inputs.len()];
+                (row.iter().zip(inputs).map(|(w, v)| w * v).sum::<f32>() + b1[i]).tanh()
+            })
+            .collect();
+        (0..self.classes)
+            .map(|c| {
+                let row = &w2[c * hidden..(c + 1) * hidden];
+                row.iter().zip(&h).map(|(w, v)| w * v).sum::<f32>() + b2[c]
+            })
+            .collect()
+    }
+
+    /// The label of a latent row under the table's rule (mixtures label
+    /// when they draw, so this is for networks and trees).
+    pub fn label_of(&self, z: &[f32]) -> u8 {
+        let inputs = self.inputs_of(z);
+        match &self.rule {
+            LabelRule::Network { .. } => argmax(&self.network_logits(&inputs)) as u8,
+            LabelRule::Tree { nodes } => {
+                let mut at = 0;
+                loop {
+                    match nodes[at] {
+                        TreeNode::Leaf(class) => return class,
+                        TreeNode::Split {
+                            feature,
+                            threshold,
+                            left,
+                            right,
+                        } => {
+                            at = if inputs[feature] <= threshold {
+                                left
+                            } else {
+                                right
+                            }
+                        }
+                    }
+                }
+            }
+            LabelRule::Mixture { centres, .. } => {
+                // The nearest centre, for completeness.
+                let used = inputs.len();
+                let distance = |c: usize| -> f32 {
+                    centres[c * used..(c + 1) * used]
+                        .iter()
+                        .zip(&inputs)
+                        .map(|(m, v)| (m - v) * (m - v))
+                        .sum()
+                };
+                (0..self.classes)
+                    .min_by(|&a, &b| distance(a).total_cmp(&distance(b)))
+                    .unwrap_or(0) as u8
+            }
+        }
+    }
+
+    /// One row: the observed features (latent plus noise) and its label.
+    pub fn sample_row(&self, rng: &mut Rng) -> (Vec<f32>, u8) {
+        let (mut z, label) = match &self.rule {
+            LabelRule::Mixture { centres, spread } => {
+                let label = rng.below(self.classes as u64) as usize;
+                let mut z = self.latent_row(rng);
+                let used = self.informative.len();
+                for (i, &j) in self.informative.iter().enumerate() {
+                    // Scatter of at most unit variance around the centre.
+                    z[j] = centres[label * used + i] + z[j] / spread.max(1.0);
+                }
+                (z, label as u8)
+            }
+            _ => {
+                let z = self.latent_row(rng);
+                let label = self.label_of(&z);
+                (z, label)
+            }
+        };
+        if self.noise > 0.0 {
+            z.iter_mut()
+                .for_each(|v| *v += self.noise * rng.normal() as f32);
+        }
+        (z, label)
+    }
+
+    /// `rows` rows mapped to `n_x` inputs as `predict` maps a table: each
+    /// feature z-scored over these rows, then a random projection with
+    /// `N(0, 1/features)` entries. Returns `rows × n_x` inputs and the labels.
+    pub fn sample_rows(&self, rows: usize, n_x: usize, rng: &mut Rng) -> (Vec<f32>, Vec<u8>) {
+        let d = self.features;
+        let mut raw = Vec::with_capacity(rows * d);
+        let mut labels = Vec::with_capacity(rows);
+        for _ in 0..rows {
+            let (z, label) = self.sample_row(rng);
+            raw.extend(z);
+            labels.push(label);
+        }
+        for j in 0..d {
+            let column = || raw.iter().skip(j).step_by(d);
+            let mean = column().sum::<f32>() / rows.max(1) as f32;
+            let var = column().map(|v| (v - mean) * (v - mean)).sum::<f32>() / rows.max(1) as f32;
+            let inv = if var > 1e-12 { var.sqrt().recip() } else { 0.0 };
+            raw.iter_mut()
+                .skip(j)
+                .step_by(d)
+                .for_each(|v| *v = (*v - mean) * inv);
+        }
+        let std = 1.0 / (d as f64).sqrt();
+        let projection: Vec<f32> = (0..n_x * d).map(|_| (rng.normal() * std) as f32).collect();
+        let mut x = Vec::with_capacity(rows * n_x);
+        for row in raw.chunks_exact(d) {
+            x.extend(
+                projection
+                    .chunks_exact(d)
+                    .map(|a| a.iter().zip(row).map(|(p, v)| p * v).sum::<f32>()),
+            );
+        }
+        (x, labels)
+    }
+}
+
+/// `v` rounded onto `levels` evenly spaced values spanning about ±2.
+fn quantise(v: f32, levels: u8) -> f32 {
+    let n = levels as f32;
+    let step = 4.0 / (n - 1.0);
+    let index = ((v + 2.0) / step).round().clamp(0.0, n - 1.0);
+    index * step - 2.0
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_span_the_documented_shapes_and_every_rule() {
+        let mut rng = Rng::new(1);
+        let (mut features, mut classes) = (Vec::new(), Vec::new());
+        let mut rules = [0usize; 3];
+        for _ in 0..400 {
+            let t = SyntheticTable::draw(196, &mut rng);
+            assert!((2..=MAX_FEATURES).contains(&t.features()));
+            assert!((2..=MAX_CLASSES).contains(&t.classes()));
+            assert!(!t.informative().is_empty() && t.informative().len() <= t.features());
+            features.push(t.features());
+            classes.push(t.classes());
+            rules[match t.rule {
+                LabelRule::Network { .. } => 0,
+                LabelRule::Tree { .. } => 1,
+                LabelRule::Mixture { .. } => 2,
+            }] += 1;
+        }
+        assert!(features.contains(&2) && features.iter().any(|&d| d >= 80));
+        assert!(classes.contains(&2) && classes.contains(&10));
+        assert!(rules.iter().all(|&n| n > 80), "{rules:?}");
+        // A small model's input caps the features.
+        assert!((0..100).all(|_| SyntheticTable::draw(49, &mut rng).features() <= 49));
+    }
+
+    #[test]
+    fn labels_ignore_the_irrelevant_features() {
+        let mut rng = Rng::new(2);
+        for _ in 0..50 {
+            let t = SyntheticTable::draw(100, &mut rng);
+            if matches!(t.rule, LabelRule::Mixture { .. }) || t.informative.len() == t.features {
+                continue;
+            }
+            let z = t.latent_row(&mut rng);
+            let mut changed = z.clone();
+            for j in (0..t.features).filter(|j| !t.informative.contains(j)) {
+                changed[j] += 5.0;
+            }
+            assert_eq!(t.label_of(&z), t.label_of(&changed));
+        }
+    }
+
+    #[test]
+    fn a_network_tables_classes_are_roughly_balanced_and_a_rule_is_learnable() {
+        let mut rng = Rng::new(3);
+        let mut seen = 0;
+        while seen < 20 {
+            let t = SyntheticTable::draw(100, &mut rng);
+            if !matches!(t.rule, LabelRule::Network { .. }) {
+                continue;
+            }
+            seen += 1;
+            let mut counts = vec![0usize; t.classes()];
+            for _ in 0..2000 {
+                counts[t.sample_row(&mut rng).1 as usize] += 1;
+            }
+            let largest = *counts.iter().max().unwrap() as f64 / 2000.0;
+            assert!(largest < 0.9, "one class takes {largest:.2} of {counts:?}");
+        }
+        // Rows are not noise: the nearest neighbour among 400 rows of a
+        // tree table beats chance by far on fresh rows.
+        let t = loop {
+            let t = SyntheticTable::draw(100, &mut rng);
+            if matches!(t.rule, LabelRule::Tree { .. }) && t.informative.len() <= 3 {
+                break t;
+            }
+        };
+        let train: Vec<(Vec<f32>, u8)> = (0..400).map(|_| t.sample_row(&mut rng)).collect();
+        let mut right = 0;
+        for _ in 0..200 {
+            let (z, y) = t.sample_row(&mut rng);
+            let nearest = train
+                .iter()
+                .min_by(|a, b| {
+                    let d =
+                        |r: &Vec<f32>| r.iter().zip(&z).map(|(p, q)| (p - q).powi(2)).sum::<f32>();
+                    d(&a.0).total_cmp(&d(&b.0))
+                })
+                .unwrap();
+            right += (nearest.1 == y) as usize;
+        }
+        let chance = 1.0 / t.classes() as f64;
+        assert!(
+            right as f64 / 200.0 > chance + 0.1,
+            "{right}/200, chance {chance}"
+        );
+    }
+
+    #[test]
+    fn rows_are_z_scored_projected_and_reproducible_from_the_seed() {
+        let draw = |seed| {
+            let mut rng = Rng::new(seed);
+            let t = SyntheticTable::draw(49, &mut rng);
+            t.sample_rows(64, 49, &mut rng)
+        };
+        let (x, y) = draw(7);
+        assert_eq!((x.len(), y.len()), (64 * 49, 64));
+        assert_eq!(draw(7), (x.clone(), y.clone()));
+        assert_ne!(draw(8).0, x);
+        // Projected z-scored features: each input has mean ≈ 0 over rows.
+        let mean0 = x.iter().step_by(49).sum::<f32>() / 64.0;
+        assert!(mean0.abs() < 1e-4, "{mean0}");
+        assert!(x.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn quantised_features_take_their_levels_only() {
+        for levels in 2..=5u8 {
+            let values: std::collections::BTreeSet<i32> = (-40..=40)
+                .map(|i| (quantise(i as f32 / 10.0, levels) * 1000.0).round() as i32)
+                .collect();
+            assert_eq!(values.len(), levels as usize);
+        }
+    }
+}
