@@ -216,6 +216,36 @@ fn gradient_accumulation_matches_the_full_batch_update() {
 }
 
 #[test]
+fn tensorboard_event_files_are_written_beside_the_jsonl_log_when_asked() {
+    let dir = RunDir::new(absent_path("tensorboard"));
+    let mut cfg = tiny(3);
+    cfg.schedule.tensorboard = true;
+    Trainer::open(cfg, dir.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.tensorboard())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with("events.out.tfevents."), "{name}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    // The version event and one event per training step (more with
+    // periodic evaluations), each tagged with the loss.
+    let tags = bytes.windows(10).filter(|w| w == b"train/loss").count();
+    assert_eq!(tags, 3);
+    // Off by default: no folder.
+    let plain = RunDir::new(absent_path("no-tensorboard"));
+    Trainer::open(tiny(1), plain.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert!(!plain.tensorboard().exists());
+}
+
+#[test]
 fn a_larger_step_count_continues_a_finished_run() {
     let dir = RunDir::new(absent_path("continue"));
     Trainer::open(tiny(2), dir.clone(), &roots())

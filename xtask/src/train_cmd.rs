@@ -73,6 +73,9 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N (device).
     #[arg(long)]
     device: Option<String>,
+    /// Also log to TensorBoard event files in <run>/tensorboard/ (schedule.tensorboard).
+    #[arg(long)]
+    tensorboard: bool,
     /// Skip the evaluation after training.
     #[arg(long)]
     no_eval: bool,
@@ -112,6 +115,10 @@ impl TrainArgs {
         push("data.image_size", self.image_size.map(|v| v.to_string()));
         push("optim.lr", self.lr.map(|v| format!("{v:e}")));
         push("device", self.device.as_ref().map(|v| format!("{v:?}")));
+        push(
+            "schedule.tensorboard",
+            self.tensorboard.then(|| "true".to_string()),
+        );
         out.extend(self.model.assignments());
         out.extend(self.set.iter().cloned());
         out

@@ -100,6 +100,13 @@ pub struct ScheduleConfig {
     /// Consecutive steps above the divergence threshold that stop a run.
     /// Default 20.
     pub divergence_patience: u64,
+    /// Also write the training and periodic-evaluation metrics as
+    /// TensorBoard event files into the run's `tensorboard/` folder
+    /// (`tensorboard --logdir runs/`; W&B syncs them too), beside
+    /// `metrics.jsonl`. Default false. Not written to `config.toml` when
+    /// false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tensorboard: bool,
 }
 
 impl Default for ScheduleConfig {
@@ -112,6 +119,7 @@ impl Default for ScheduleConfig {
             max_minutes: 0.0,
             divergence_factor: 4.0,
             divergence_patience: 20,
+            tensorboard: false,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod optim;
 pub mod plateau;
 pub mod record;
 pub mod run_dir;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::{LrDecay, OptimConfig, Precision, ScheduleConfig, TrainConfig};

@@ -1,7 +1,10 @@
-//! `metrics.jsonl`: one [`RunRecord`] per line, appended as training goes.
+//! `metrics.jsonl`: one [`RunRecord`] per line, appended as training goes,
+//! mirrored to TensorBoard event files when asked
+//! ([`MetricsLog::with_tensorboard`]).
 
 use crate::error::{MetaError, Result};
 use crate::record::{parse_record, read_records, RunRecord};
+use crate::tensorboard::EventWriter;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// run's `metrics.jsonl`.
 pub struct MetricsLog {
     path: PathBuf,
+    tensorboard: Option<EventWriter>,
 }
 
 impl MetricsLog {
@@ -16,7 +20,15 @@ impl MetricsLog {
     pub fn open(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
+            tensorboard: None,
         }
+    }
+
+    /// Also writes every appended record's scalars to a new TensorBoard
+    /// event file in `dir` (`schedule.tensorboard`).
+    pub fn with_tensorboard(mut self, dir: &Path) -> Result<Self> {
+        self.tensorboard = Some(EventWriter::create(dir)?);
+        Ok(self)
     }
 
     /// The log's file.
@@ -34,7 +46,11 @@ impl MetricsLog {
             .open(&self.path)
             .map_err(MetaError::io(&self.path))?;
         f.write_all(line.as_bytes())
-            .map_err(MetaError::io(&self.path))
+            .map_err(MetaError::io(&self.path))?;
+        match &self.tensorboard {
+            Some(events) => events.record(record),
+            None => Ok(()),
+        }
     }
 
     /// Drops records of steps after `step`, written by a run that died

@@ -68,6 +68,11 @@ impl RunDir {
         self.root.join("eval")
     }
 
+    /// `tensorboard/`: TensorBoard event files (`schedule.tensorboard`).
+    pub fn tensorboard(&self) -> PathBuf {
+        self.root.join("tensorboard")
+    }
+
     /// Whether a run was started here (its config exists).
     pub fn exists(&self) -> bool {
         self.config().is_file()

@@ -137,7 +137,10 @@ impl Trainer {
             options,
         )?;
         let mut optimizer = build_optimizer(&cfg.optim, model.params());
-        let metrics = MetricsLog::open(&dir.metrics());
+        let mut metrics = MetricsLog::open(&dir.metrics());
+        if cfg.schedule.tensorboard {
+            metrics = metrics.with_tensorboard(&dir.tensorboard())?;
+        }
 
         let mut candidates = list_checkpoints(&dir.checkpoints());
         let mut skipped = Vec::new();

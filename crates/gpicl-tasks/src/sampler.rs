@@ -224,7 +224,8 @@ impl TrainSampler {
             0
         };
         let tabular_slots = if self.tabular_fraction > 0.0 {
-            self.count_of(self.tabular_fraction, slots).min(slots - random_slots)
+            self.count_of(self.tabular_fraction, slots)
+                .min(slots - random_slots)
         } else {
             0
         };
