@@ -238,3 +238,38 @@ impl ModelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_kind_is_listed_in_all_and_parses_from_its_own_name() {
+        // The match is exhaustive: a new kind does not compile here until
+        // it has a place, and the test fails until ALL holds it there, so
+        // `--model NAME` can never quietly refuse a kind that exists.
+        let place = |kind: ModelKind| match kind {
+            ModelKind::Transformer => 0,
+            ModelKind::Lstm => 1,
+            ModelKind::OuterLstm => 2,
+            ModelKind::Mlp => 3,
+            ModelKind::Maml => 4,
+        };
+        for (i, kind) in ModelKind::ALL.into_iter().enumerate() {
+            assert_eq!(place(kind), i, "{kind} is out of place in ALL");
+            assert_eq!(ModelKind::parse(&kind.to_string()), Some(kind));
+        }
+        let highest = [
+            ModelKind::Transformer,
+            ModelKind::Lstm,
+            ModelKind::OuterLstm,
+            ModelKind::Mlp,
+            ModelKind::Maml,
+        ]
+        .map(place)
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        assert_eq!(ModelKind::ALL.len(), highest + 1, "every place is filled");
+    }
+}
