@@ -246,6 +246,59 @@ fn tensorboard_event_files_are_written_beside_the_jsonl_log_when_asked() {
 }
 
 #[test]
+fn a_run_initialised_from_another_starts_from_its_weights_and_refuses_another_model() {
+    let source = RunDir::new(absent_path("init-source"));
+    Trainer::open(tiny(3), source.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let mut cfg = tiny(2);
+    cfg.seed = 9;
+    cfg.init_from = source.root().display().to_string();
+    let tuned = RunDir::new(absent_path("init-tuned"));
+    let mut trainer = Trainer::open(cfg.clone(), tuned.clone(), &roots()).unwrap();
+    let start: Vec<Vec<f32>> = trainer
+        .model()
+        .params()
+        .iter()
+        .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
+    assert_eq!(
+        start,
+        final_weights(&source),
+        "starts from the source's weights"
+    );
+    trainer.run(&mut Silent).unwrap();
+    assert_ne!(
+        final_weights(&tuned),
+        final_weights(&source),
+        "and trains on"
+    );
+    let saved = std::fs::read_to_string(tuned.config()).unwrap();
+    assert!(saved.contains("init_from = "), "{saved}");
+
+    let refused = |cfg: TrainConfig, name: &str| match Trainer::open(
+        cfg,
+        RunDir::new(absent_path(name)),
+        &roots(),
+    ) {
+        Ok(_) => panic!("{name}: opened"),
+        Err(e) => e.to_string(),
+    };
+    let mut wider = cfg.clone();
+    wider.model.d_model = 32;
+    let err = refused(wider, "init-wider");
+    assert!(
+        err.contains("init_from") && err.contains("model.d_model = 32"),
+        "{err}"
+    );
+    let mut nowhere = cfg;
+    nowhere.init_from = absent_path("init-nowhere").display().to_string();
+    let err = refused(nowhere, "init-nowhere-run");
+    assert!(err.contains("no config.toml"), "{err}");
+}
+
+#[test]
 fn a_larger_step_count_continues_a_finished_run() {
     let dir = RunDir::new(absent_path("continue"));
     Trainer::open(tiny(2), dir.clone(), &roots())

@@ -73,6 +73,9 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N (device).
     #[arg(long)]
     device: Option<String>,
+    /// Start from the newest weights of this run or learner (e.g. models/gpicl-mnist-14px) instead of a fresh initialisation: fine-tuning (init_from).
+    #[arg(long, value_name = "DIR")]
+    init_from: Option<PathBuf>,
     /// Also log to TensorBoard event files in <run>/tensorboard/ (schedule.tensorboard).
     #[arg(long)]
     tensorboard: bool,
@@ -115,6 +118,12 @@ impl TrainArgs {
         push("data.image_size", self.image_size.map(|v| v.to_string()));
         push("optim.lr", self.lr.map(|v| format!("{v:e}")));
         push("device", self.device.as_ref().map(|v| format!("{v:?}")));
+        push(
+            "init_from",
+            self.init_from
+                .as_ref()
+                .map(|p| format!("{:?}", p.display().to_string())),
+        );
         push(
             "schedule.tensorboard",
             self.tensorboard.then(|| "true".to_string()),

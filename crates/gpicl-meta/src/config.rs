@@ -162,6 +162,14 @@ pub struct TrainConfig {
     /// them; weights, gradients, Adam, attention and every other op stay
     /// f32).
     pub precision: Precision,
+    /// A run folder or shipped learner (e.g. `models/gpicl-mnist-14px`)
+    /// whose newest weights start this run in place of `seed`'s
+    /// initialiser: fine-tuning a learner on another distribution. Its
+    /// `[model]` table and input size must equal this run's; the optimiser
+    /// starts fresh. Empty (default): none. Not written to `config.toml`
+    /// when empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub init_from: String,
     /// The sequence model.
     pub model: ModelConfig,
     /// The meta-training dataset and preprocessing.
@@ -182,6 +190,7 @@ impl Default for TrainConfig {
             seed: 0,
             device: "cpu".into(),
             precision: Precision::F32,
+            init_from: String::new(),
             model: ModelConfig::default(),
             data: DataConfig::default(),
             tasks: TaskConfig::default(),

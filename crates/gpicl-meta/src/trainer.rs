@@ -227,6 +227,9 @@ impl Trainer {
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
+                if !cfg.init_from.is_empty() {
+                    init_weights_from(model.as_ref(), &cfg, n_x, &device)?;
+                }
                 // A fresh start (perhaps after a start that was killed
                 // before its first checkpoint) begins an empty log.
                 write_atomically(&dir.metrics(), b"")?;
@@ -540,4 +543,50 @@ impl Trainer {
         }
         Ok(())
     }
+}
+/// Loads the newest weights of the run or learner `cfg.init_from` into
+/// `model` (a fresh run's, built from the same `[model]` table).
+fn init_weights_from(
+    model: &dyn SequenceModel,
+    cfg: &TrainConfig,
+    n_x: usize,
+    device: &Device,
+) -> Result<()> {
+    let source_dir = RunDir::new(&cfg.init_from);
+    if !source_dir.config().is_file() {
+        return Err(MetaError::config(
+            "init_from",
+            format!(
+                "`{}` holds no run or learner (no config.toml there); expected a run folder or a shipped learner such as models/gpicl-mnist-14px",
+                cfg.init_from
+            ),
+        ));
+    }
+    let source = crate::loaded_run::load_run(&source_dir, device)?;
+    if source.config.model != cfg.model || source.n_x != n_x {
+        let ours = toml::to_string(&cfg.model).unwrap_or_default();
+        let theirs = toml::to_string(&source.config.model).unwrap_or_default();
+        let differing: Vec<String> = ours
+            .lines()
+            .filter(|line| !theirs.lines().any(|l| l == *line))
+            .map(|line| format!("model.{line}"))
+            .collect();
+        return Err(MetaError::config(
+            "init_from",
+            format!(
+                "`{}` was trained with another model or input size (its inputs: {}, this run's: {n_x}; differing here: {}); use its [model] table and data.image_size",
+                cfg.init_from,
+                source.n_x,
+                if differing.is_empty() { "none".to_string() } else { differing.join(", ") }
+            ),
+        ));
+    }
+    let values = source
+        .model
+        .params()
+        .iter()
+        .map(|(name, var)| (name.to_string(), var.as_tensor().clone()))
+        .collect();
+    model.params().load(&values)?;
+    Ok(())
 }
