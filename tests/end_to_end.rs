@@ -124,6 +124,34 @@ fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
     assert_eq!(final_weights(&whole), final_weights(&killed));
 }
 
+#[test]
+fn a_resumed_vsml_run_equals_an_uninterrupted_one_bit_for_bit() {
+    let vsml = |steps| {
+        let mut cfg = tiny(steps);
+        cfg.model.kind = gpicl::models::ModelKind::Vsml;
+        cfg.model.vsml_hidden = 4;
+        cfg.model.vsml_msg_size = 2;
+        cfg.schedule.checkpoint_every = 2;
+        cfg
+    };
+    let whole = RunDir::new(absent_path("vsml-whole"));
+    Trainer::open(vsml(4), whole.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let halves = RunDir::new(absent_path("vsml-halves"));
+    Trainer::open(vsml(2), halves.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    Trainer::open(vsml(4), halves.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    assert_eq!(train_losses(&whole), train_losses(&halves));
+    assert_eq!(final_weights(&whole), final_weights(&halves));
+}
+
 /// `tiny` with every recipe lever of `docs/configuration.md` switched on.
 fn tiny_with_every_recipe_lever(steps: u64) -> TrainConfig {
     let mut cfg = tiny(steps);
@@ -832,6 +860,7 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         ModelKind::OuterLstm,
         ModelKind::Mlp,
         ModelKind::Maml,
+        ModelKind::Vsml,
     ] {
         let dir = RunDir::new(absent_path(&format!("kind-{kind}")));
         let mut cfg = tiny(3);
@@ -839,6 +868,8 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         cfg.model.hidden = 8;
         cfg.model.outer_heads = 2;
         cfg.model.learner_hidden = 8;
+        cfg.model.vsml_hidden = 4;
+        cfg.model.vsml_msg_size = 2;
         cfg.schedule.checkpoint_every = 2;
         let mut trainer = open_run(cfg.clone(), &dir, &roots());
         trainer.train_step().unwrap();

@@ -41,7 +41,7 @@ fn parse_kind(name: &str) -> Result<ModelChoice, String> {
 
 #[derive(Args, Clone, Default)]
 pub struct ModelFlags {
-    /// Model: transformer, lstm, outer-lstm, mlp, maml, or sgd (the baseline: no meta-training, only its evaluation) (model.kind).
+    /// Model: transformer, lstm, outer-lstm, mlp, maml, vsml, or sgd (the baseline: no meta-training, only its evaluation) (model.kind).
     #[arg(long, value_parser = parse_kind)]
     pub model: Option<ModelChoice>,
     /// Residual width of the Transformer (model.d_model).

@@ -19,19 +19,23 @@ pub enum ModelKind {
     /// (The same learner from fresh random weights per sequence is the SGD
     /// baseline, a learner of `gpicl-eval`'s run config, not a model.)
     Maml,
+    /// VSML: a grid of small LSTMs with shared parameters, one per (input,
+    /// class) pair, exchanging messages (`crate::vsml`).
+    Vsml,
 }
 
 impl ModelKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::Transformer,
         ModelKind::Lstm,
         ModelKind::OuterLstm,
         ModelKind::Mlp,
         ModelKind::Maml,
+        ModelKind::Vsml,
     ];
 
-    /// Parses a CLI name (`transformer`, `lstm`, `outer-lstm`, `mlp`, `maml`).
+    /// Parses a CLI name (`transformer`, `lstm`, `outer-lstm`, `mlp`, `maml`, `vsml`).
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.to_string() == name)
     }
@@ -45,6 +49,7 @@ impl std::fmt::Display for ModelKind {
             ModelKind::OuterLstm => "outer-lstm",
             ModelKind::Mlp => "mlp",
             ModelKind::Maml => "maml",
+            ModelKind::Vsml => "vsml",
         })
     }
 }
@@ -133,6 +138,29 @@ pub struct ModelConfig {
     /// baseline).
     /// Default 1e-3.
     pub learner_lr: f64,
+    /// VSML: size of the messages between its LSTMs. Default 8 (the
+    /// authors'); not written to `config.toml` when 8.
+    #[serde(skip_serializing_if = "is_default_vsml_msg_size")]
+    pub vsml_msg_size: usize,
+    /// VSML: hidden size of each of its LSTMs. Default 16; not written
+    /// when 16.
+    #[serde(skip_serializing_if = "is_default_vsml_hidden")]
+    pub vsml_hidden: usize,
+    /// VSML: LSTM steps per position. Default 2; not written when 2.
+    #[serde(skip_serializing_if = "is_default_vsml_micro_ticks")]
+    pub vsml_micro_ticks: usize,
+}
+
+fn is_default_vsml_msg_size(v: &usize) -> bool {
+    *v == 8
+}
+
+fn is_default_vsml_hidden(v: &usize) -> bool {
+    *v == 16
+}
+
+fn is_default_vsml_micro_ticks(v: &usize) -> bool {
+    *v == 2
 }
 
 impl Default for ModelConfig {
@@ -154,6 +182,9 @@ impl Default for ModelConfig {
             positions: Positions::Learned,
             learner_hidden: 128,
             learner_lr: 1e-3,
+            vsml_msg_size: 8,
+            vsml_hidden: 16,
+            vsml_micro_ticks: 2,
         }
     }
 }
@@ -170,6 +201,9 @@ impl ModelConfig {
             ("hidden", self.hidden),
             ("outer_heads", self.outer_heads),
             ("learner_hidden", self.learner_hidden),
+            ("vsml_msg_size", self.vsml_msg_size),
+            ("vsml_hidden", self.vsml_hidden),
+            ("vsml_micro_ticks", self.vsml_micro_ticks),
         ];
         for (option, value) in positive {
             if value == 0 {
@@ -254,6 +288,7 @@ mod tests {
             ModelKind::OuterLstm => 2,
             ModelKind::Mlp => 3,
             ModelKind::Maml => 4,
+            ModelKind::Vsml => 5,
         };
         for (i, kind) in ModelKind::ALL.into_iter().enumerate() {
             assert_eq!(place(kind), i, "{kind} is out of place in ALL");
@@ -265,6 +300,7 @@ mod tests {
             ModelKind::OuterLstm,
             ModelKind::Mlp,
             ModelKind::Maml,
+            ModelKind::Vsml,
         ]
         .map(place)
         .into_iter()

@@ -30,6 +30,7 @@ pub mod params;
 #[cfg(test)]
 mod testing;
 pub mod transformer;
+pub mod vsml;
 
 pub use config::{ModelConfig, ModelKind, Positions};
 pub use context::ContextCache;
@@ -41,6 +42,7 @@ pub use online::Maml;
 pub use outer_lstm::OuterLstm;
 pub use params::ParamStore;
 pub use transformer::Transformer;
+pub use vsml::Vsml;
 
 use gpicl_kernels::{Device, KernelOptions, Tensor};
 
@@ -182,6 +184,7 @@ pub fn build_model(
         )?),
         ModelKind::Mlp => Box::new(Mlp::new(cfg, input_dim, classes, seed, device, options)?),
         ModelKind::Maml => Box::new(Maml::new(cfg, input_dim, classes, seed, device, options)?),
+        ModelKind::Vsml => Box::new(Vsml::new(cfg, input_dim, classes, seed, device)?),
     })
 }
 

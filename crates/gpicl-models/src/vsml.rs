@@ -1,0 +1,347 @@
+//! VSML (variable shared meta learning, Kirsch & Schmidhuber 2021), the
+//! paper's best row of Table 2: a grid of tiny LSTMs, one per
+//! (input unit, output unit) pair, all sharing one set of parameters, that
+//! learn by exchanging messages instead of by gradient descent.
+//!
+//! One VSML layer with self-messaging, as in the authors' `VSMLLayer`
+//! (`learned_optimization/research/data_driven/models.py`, whose defaults
+//! are used: message size 8, LSTM hidden size 16, 2 micro-ticks). At every
+//! position `t`, with `I` input features and `C` classes:
+//!
+//! - input unit `i` sends `[b_i, x_{t,i}]` (its last backward message and
+//!   its feature), output unit `c` sends `[f_c, y_{t−1,c}]` (its last
+//!   forward message and the previous label's one-hot entry);
+//! - LSTM `(i, c)` reads both (`2·(msg+1)` numbers) for `micro_ticks`
+//!   steps (Haiku's LSTM: gates `i, g, f, o`, forget bias +1);
+//! - the new forward message of output unit `c` is the mean over `i` of a
+//!   linear map of the LSTMs' outputs, the new backward message of input
+//!   unit `i` the mean over `c` of another; the logit of class `c` is the
+//!   first entry of `f_c`.
+//!
+//! The state is `I·C·2·hidden` LSTM numbers plus the messages, while the
+//! parameters are a few thousand: the model whose state is large and whose
+//! parameters are few, the other end of the paper's state-size finding.
+//! This module is the composed reference (candle ops, autograd for the
+//! backward); it runs position by position.
+//!
+//! ```
+//! use gpicl_models::{build_model, ModelConfig, ModelKind, SequenceModel};
+//! let cfg = ModelConfig { kind: ModelKind::Vsml, ..ModelConfig::default() };
+//! let model = build_model(&cfg, 49 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu, Default::default()).unwrap();
+//! assert_eq!(model.param_count(), 2_512);
+//! assert_eq!(model.state_size(100), 49 * 10 * 2 * 16 + (49 + 10) * 8);
+//! ```
+
+use crate::config::{ModelConfig, ModelKind};
+use crate::error::{ModelError, Result};
+use crate::init::Initializer;
+use crate::linear::Linear;
+use crate::params::ParamStore;
+use crate::SequenceModel;
+use gpicl_kernels::rng::{stream, Rng};
+use gpicl_kernels::{Device, Tensor};
+
+/// One self-messaging VSML layer from the input features to the classes.
+pub struct Vsml {
+    params: ParamStore,
+    /// The shared LSTM: `[inputs(2·(msg+1)), h(hidden)] → 4·hidden`.
+    cell: Linear,
+    /// LSTM output → forward message (towards the classes).
+    forward_messenger: Linear,
+    /// LSTM output → backward message (towards the inputs).
+    backward_messenger: Linear,
+    features: usize,
+    classes: usize,
+    msg: usize,
+    hidden: usize,
+    micro_ticks: usize,
+}
+
+impl Vsml {
+    /// Builds the layer for tokens of `input_dim = features + classes`.
+    pub fn new(
+        cfg: &ModelConfig,
+        input_dim: usize,
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        if input_dim <= classes {
+            return Err(ModelError::Config {
+                option: "kind",
+                reason: format!(
+                    "vsml needs tokens wider than the {classes} label entries, got {input_dim}"
+                ),
+            });
+        }
+        let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
+        let mut params = ParamStore::new();
+        let (msg, hidden) = (cfg.vsml_msg_size, cfg.vsml_hidden);
+        let lstm_in = 2 * (msg + 1);
+        Ok(Self {
+            cell: Linear::init(
+                &mut params,
+                &mut init,
+                "vsml.lstm",
+                lstm_in + hidden,
+                4 * hidden,
+            )?,
+            forward_messenger: Linear::init(
+                &mut params,
+                &mut init,
+                "vsml.forward_messenger",
+                hidden,
+                msg,
+            )?,
+            backward_messenger: Linear::init(
+                &mut params,
+                &mut init,
+                "vsml.backward_messenger",
+                hidden,
+                msg,
+            )?,
+            params,
+            features: input_dim - classes,
+            classes,
+            msg,
+            hidden,
+            micro_ticks: cfg.vsml_micro_ticks,
+        })
+    }
+
+    /// `x W + b` over the last dimension with plain candle ops (autograd).
+    fn affine(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let last = dims[dims.len() - 1];
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let out = x
+            .reshape((rows, last))?
+            .matmul(&layer.weight)?
+            .broadcast_add(&layer.bias)?;
+        let mut shape = dims;
+        *shape.last_mut().expect("rank ≥ 1") = layer.weight.dim(1)?;
+        Ok(out.reshape(shape)?)
+    }
+}
+
+/// `σ(x)` through `tanh`, whose backward candle records.
+fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(((x * 0.5)?.tanh()? + 1.0)?.affine(0.5, 0.0)?)
+}
+
+impl SequenceModel for Vsml {
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        crate::check_input(tokens, self.features + self.classes, usize::MAX)?;
+        let (b, t, _) = tokens.dims3()?;
+        let (i_n, c_n, m, h_n) = (self.features, self.classes, self.msg, self.hidden);
+        let device = tokens.device();
+        let mut h = Tensor::zeros((b, i_n, c_n, h_n), tokens.dtype(), device)?;
+        let mut c = h.clone();
+        let mut to_classes = Tensor::zeros((b, c_n, m), tokens.dtype(), device)?;
+        let mut to_inputs = Tensor::zeros((b, i_n, m), tokens.dtype(), device)?;
+        let mut logits = Vec::with_capacity(t);
+        for step in 0..t {
+            let token = tokens.narrow(1, step, 1)?.squeeze(1)?;
+            let x = token.narrow(1, 0, i_n)?.unsqueeze(2)?;
+            let y = token.narrow(1, i_n, c_n)?.unsqueeze(2)?;
+            let from_inputs = Tensor::cat(&[&to_inputs, &x], 2)?; // [b, I, m+1]
+            let from_classes = Tensor::cat(&[&to_classes, &y], 2)?; // [b, C, m+1]
+            let inputs = Tensor::cat(
+                &[
+                    &from_inputs
+                        .unsqueeze(2)?
+                        .broadcast_as((b, i_n, c_n, m + 1))?,
+                    &from_classes
+                        .unsqueeze(1)?
+                        .broadcast_as((b, i_n, c_n, m + 1))?,
+                ],
+                3,
+            )?;
+            for _ in 0..self.micro_ticks {
+                let gates = Self::affine(&self.cell, &Tensor::cat(&[&inputs, &h], 3)?)?;
+                let gate = |k: usize| gates.narrow(3, k * h_n, h_n);
+                let (i_gate, g_gate, f_gate, o_gate) = (gate(0)?, gate(1)?, gate(2)?, gate(3)?);
+                c = ((sigmoid(&(f_gate + 1.0)?)? * &c)? + (sigmoid(&i_gate)? * g_gate.tanh()?)?)?;
+                h = (sigmoid(&o_gate)? * c.tanh()?)?;
+            }
+            to_classes = Self::affine(&self.forward_messenger, &h)?.mean(1)?; // [b, C, m]
+            to_inputs = Self::affine(&self.backward_messenger, &h)?.mean(2)?; // [b, I, m]
+            logits.push(to_classes.narrow(2, 0, 1)?.squeeze(2)?);
+        }
+        Ok(Tensor::stack(&logits, 1)?)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// Every LSTM's hidden state and cell, and the messages of every unit.
+    fn state_size(&self, _seq_len: usize) -> usize {
+        self.features * self.classes * 2 * self.hidden + (self.features + self.classes) * self.msg
+    }
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Vsml
+    }
+
+    fn input_dim(&self) -> usize {
+        self.features + self.classes
+    }
+
+    /// Every LSTM runs its gates `micro_ticks` times per position, and
+    /// each message map runs once per LSTM.
+    fn forward_flops(&self, batch: usize, seq_len: usize) -> f64 {
+        let cells = (self.features * self.classes) as f64;
+        let lstm = (2 * (self.msg + 1) + self.hidden) * 4 * self.hidden;
+        let messages = 2 * self.hidden * self.msg;
+        2.0 * (batch * seq_len) as f64 * cells * (self.micro_ticks * lstm + messages) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn small() -> Vsml {
+        let cfg = ModelConfig {
+            kind: ModelKind::Vsml,
+            vsml_msg_size: 2,
+            vsml_hidden: 3,
+            ..ModelConfig::default()
+        };
+        Vsml::new(&cfg, 5, 3, 1, &Device::Cpu).unwrap()
+    }
+
+    /// The layer written out with loops over single cells, for parity.
+    fn by_hand(model: &Vsml, tokens: &Tensor) -> Vec<f32> {
+        let (b, t, n) = tokens.dims3().unwrap();
+        let x: Vec<f32> = tokens.flatten_all().unwrap().to_vec1().unwrap();
+        let w = |l: &Linear| -> (Vec<f32>, Vec<f32>, usize) {
+            (
+                l.weight.flatten_all().unwrap().to_vec1().unwrap(),
+                l.bias.to_vec1().unwrap(),
+                l.weight.dim(1).unwrap(),
+            )
+        };
+        let apply = |(wt, bias, out): &(Vec<f32>, Vec<f32>, usize), v: &[f32]| -> Vec<f32> {
+            (0..*out)
+                .map(|o| {
+                    bias[o]
+                        + v.iter()
+                            .enumerate()
+                            .map(|(k, a)| a * wt[k * out + o])
+                            .sum::<f32>()
+                })
+                .collect()
+        };
+        let (cell, fwd, bwd) = (
+            w(&model.cell),
+            w(&model.forward_messenger),
+            w(&model.backward_messenger),
+        );
+        let (i_n, c_n, m, hn) = (model.features, model.classes, model.msg, model.hidden);
+        let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
+        let mut out = Vec::new();
+        for s in 0..b {
+            let mut h = vec![vec![0f32; hn]; i_n * c_n];
+            let mut c = h.clone();
+            let mut to_classes = vec![vec![0f32; m]; c_n];
+            let mut to_inputs = vec![vec![0f32; m]; i_n];
+            for step in 0..t {
+                let token = &x[(s * t + step) * n..(s * t + step + 1) * n];
+                for _ in 0..model.micro_ticks {
+                    for i in 0..i_n {
+                        for k in 0..c_n {
+                            let cell_at = i * c_n + k;
+                            let mut input: Vec<f32> = to_inputs[i].clone();
+                            input.push(token[i]);
+                            input.extend(&to_classes[k]);
+                            input.push(token[i_n + k]);
+                            input.extend(&h[cell_at]);
+                            let gates = apply(&cell, &input);
+                            for u in 0..hn {
+                                let (ig, gg, fg, og) = (
+                                    gates[u],
+                                    gates[hn + u],
+                                    gates[2 * hn + u],
+                                    gates[3 * hn + u],
+                                );
+                                c[cell_at][u] = sig(fg + 1.0) * c[cell_at][u] + sig(ig) * gg.tanh();
+                                h[cell_at][u] = sig(og) * c[cell_at][u].tanh();
+                            }
+                        }
+                    }
+                }
+                for k in 0..c_n {
+                    let mut mean = vec![0f32; m];
+                    for i in 0..i_n {
+                        let v = apply(&fwd, &h[i * c_n + k]);
+                        mean.iter_mut()
+                            .zip(&v)
+                            .for_each(|(a, v)| *a += v / i_n as f32);
+                    }
+                    to_classes[k] = mean;
+                }
+                for i in 0..i_n {
+                    let mut mean = vec![0f32; m];
+                    for k in 0..c_n {
+                        let v = apply(&bwd, &h[i * c_n + k]);
+                        mean.iter_mut()
+                            .zip(&v)
+                            .for_each(|(a, v)| *a += v / c_n as f32);
+                    }
+                    to_inputs[i] = mean;
+                }
+                out.extend(to_classes.iter().map(|f| f[0]));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_grid_of_shared_lstms_matches_the_layer_written_out_cell_by_cell() {
+        let model = small();
+        let (tokens, _) = testing::tokens(2, 4, 5, 3);
+        let logits: Vec<f32> = model
+            .forward(&tokens)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let expected = by_hand(&model, &tokens);
+        assert_eq!(logits.len(), expected.len());
+        for (a, b) in logits.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(logits.iter().any(|v| v.abs() > 1e-4), "not all zero");
+    }
+
+    #[test]
+    fn the_defaults_have_the_authors_sizes() {
+        let cfg = ModelConfig {
+            kind: ModelKind::Vsml,
+            ..ModelConfig::default()
+        };
+        let model = Vsml::new(&cfg, 196 + 10, 10, 0, &Device::Cpu).unwrap();
+        // LSTM (18 + 16) × 64 + 64, two messengers 16 × 8 + 8.
+        assert_eq!(model.param_count(), 34 * 64 + 64 + 2 * (16 * 8 + 8));
+        assert_eq!(model.state_size(100), 196 * 10 * 32 + 206 * 8);
+    }
+
+    #[test]
+    fn predictions_never_depend_on_later_inputs() {
+        testing::assert_causal(&small());
+    }
+
+    #[test]
+    fn every_parameter_receives_a_nonzero_gradient() {
+        testing::assert_every_parameter_gets_a_gradient(&small());
+    }
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        testing::assert_gradient_matches_finite_differences(&small());
+    }
+}
