@@ -116,17 +116,8 @@ impl Trainer {
         let device = gpicl_kernels::device::parse_device(&cfg.device)?;
         let options = cfg.precision.kernel_options(KernelOptions::from_env());
         let lock = RunLock::acquire(dir.root(), "train")?;
-
-        let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
-        let n_x = source.n_x();
-        let family = TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
-        let builder = BatchBuilder::new(
-            family.clone(),
-            cfg.data.normalization,
-            cfg.batch.seq_len,
-            device.clone(),
-        )
-        .with_feature_normalization(cfg.data.feature_normalization);
+        let data = TrainingData::load(&cfg, roots, &device)?;
+        let (n_x, family) = (data.n_x, data.family.clone());
         let model = build_model(
             &cfg.model,
             n_x + NUM_CLASSES,
@@ -141,89 +132,40 @@ impl Trainer {
         if cfg.schedule.tensorboard {
             metrics = metrics.with_tensorboard(&dir.tensorboard())?;
         }
-
         let mut candidates = list_checkpoints(&dir.checkpoints());
-        let mut skipped = Vec::new();
-        if let Some(wanted) = from_step {
-            let Some(at) = candidates.iter().position(|(step, _)| *step == wanted) else {
-                let steps: Vec<String> = candidates.iter().map(|(s, _)| s.to_string()).collect();
-                return Err(MetaError::config(
-                    "--from-step",
-                    format!(
-                        "{} has no checkpoint of step {wanted}; it has steps [{}]",
-                        dir.checkpoints().display(),
-                        steps.join(", ")
-                    ),
-                ));
-            };
-            for (_, newer) in candidates.split_off(at + 1) {
-                skipped.push(SkippedCheckpoint {
-                    path: set_aside(&newer, "abandoned")?,
-                    reason: format!("newer than --from-step {wanted}"),
-                });
-            }
-        }
-        let identity_now = cfg.training_identity();
+        let mut skipped = match from_step {
+            Some(wanted) => abandon_checkpoints_after(&dir, &mut candidates, wanted)?,
+            None => Vec::new(),
+        };
         let logged_id = metrics.read().ok().and_then(|records| {
             records.into_iter().find_map(|r| match r {
                 RunRecord::Model(m) => m.run_id,
                 _ => None,
             })
         });
-        let mut unusable = Vec::new();
-        let mut chosen = None;
-        while let Some((_, path)) = candidates.pop() {
-            let restored = load_checkpoint(&path, &device).and_then(|ckpt| {
-                check_identity(&path, &ckpt, logged_id.as_deref(), &identity_now)?;
-                ckpt.restore(&path, model.params(), optimizer.as_mut())?;
-                Ok(ckpt)
-            });
-            match restored {
-                Ok(ckpt) => {
-                    chosen = Some((path, ckpt));
-                    break;
-                }
-                // The config is at fault, not the checkpoint: keep it.
-                Err(e @ MetaError::Config { .. }) => return Err(e),
-                Err(e) => unusable.push((path, e.to_string())),
-            }
-        }
+        let restored = restore_newest_usable(
+            &dir,
+            candidates,
+            &device,
+            &cfg,
+            logged_id.as_deref(),
+            model.as_ref(),
+            optimizer.as_mut(),
+        )?;
+        skipped.extend(restored.set_aside);
         let run_id = logged_id
             .or_else(|| {
-                chosen
+                restored
+                    .chosen
                     .as_ref()
-                    .map(|(_, c): &(PathBuf, LoadedCheckpoint)| c.meta.identity.run_id.clone())
+                    .map(|(_, c)| c.meta.identity.run_id.clone())
                     .filter(|id| !id.is_empty())
             })
             .unwrap_or_else(|| new_run_id(&dir));
-        if chosen.is_none() && !unusable.is_empty() {
-            let reasons: Vec<String> = unusable.iter().map(|(_, r)| r.clone()).collect();
-            return Err(MetaError::Corrupt {
-                path: dir.checkpoints(),
-                reason: format!(
-                    "no checkpoint can be resumed from: {}. Move the folder away to start the run over",
-                    reasons.join("; ")
-                ),
-            });
-        }
-        for (path, reason) in unusable {
-            skipped.push(SkippedCheckpoint {
-                path: set_aside(&path, "corrupt")?,
-                reason,
-            });
-        }
-        let (sampler, step, resumed_from) = match chosen {
+        let (sampler, step, resumed_from) = match restored.chosen {
             Some((path, ckpt)) => {
                 metrics.truncate_after(ckpt.meta.step)?;
-                let sampler = TrainSampler::resume(
-                    cfg.tasks.clone(),
-                    cfg.batch.clone(),
-                    builder,
-                    source,
-                    ckpt.meta.sampler,
-                )?
-                .with_random_fraction(cfg.data.random_fraction)
-                .with_tabular_fraction(cfg.data.tabular_fraction);
+                let sampler = data.resume_sampler(&cfg, ckpt.meta.sampler)?;
                 (sampler, ckpt.meta.step, Some(path))
             }
             None => {
@@ -241,19 +183,7 @@ impl Trainer {
                     n_x,
                     run_id: Some(run_id.clone()),
                 }))?;
-                (
-                    TrainSampler::new(
-                        cfg.tasks.clone(),
-                        cfg.batch.clone(),
-                        builder,
-                        source,
-                        cfg.seed,
-                    )
-                    .with_random_fraction(cfg.data.random_fraction)
-                    .with_tabular_fraction(cfg.data.tabular_fraction),
-                    0,
-                    None,
-                )
+                (data.fresh_sampler(&cfg), 0, None)
             }
         };
         // Written last, so a run that failed to start leaves no config
@@ -544,6 +474,164 @@ impl Trainer {
         Ok(())
     }
 }
+/// The training data of a run being opened: the example source, its
+/// input size, the task family and the batch builder over them.
+struct TrainingData {
+    source: gpicl_tasks::ExampleSource,
+    n_x: usize,
+    family: TaskFamily,
+    builder: BatchBuilder,
+}
+
+impl TrainingData {
+    fn load(cfg: &TrainConfig, roots: &DataRoots, device: &Device) -> Result<Self> {
+        let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
+        let n_x = source.n_x();
+        let family = TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
+        let builder = BatchBuilder::new(
+            family.clone(),
+            cfg.data.normalization,
+            cfg.batch.seq_len,
+            device.clone(),
+        )
+        .with_feature_normalization(cfg.data.feature_normalization);
+        Ok(Self {
+            source,
+            n_x,
+            family,
+            builder,
+        })
+    }
+
+    /// The training distribution from its start.
+    fn fresh_sampler(self, cfg: &TrainConfig) -> TrainSampler {
+        let sampler = TrainSampler::new(
+            cfg.tasks.clone(),
+            cfg.batch.clone(),
+            self.builder,
+            self.source,
+            cfg.seed,
+        );
+        with_mixing(sampler, cfg)
+    }
+
+    /// The training distribution where a checkpoint left it.
+    fn resume_sampler(
+        self,
+        cfg: &TrainConfig,
+        state: gpicl_tasks::SamplerState,
+    ) -> Result<TrainSampler> {
+        let sampler = TrainSampler::resume(
+            cfg.tasks.clone(),
+            cfg.batch.clone(),
+            self.builder,
+            self.source,
+            state,
+        )?;
+        Ok(with_mixing(sampler, cfg))
+    }
+}
+
+/// The synthetic data mixed into every step (`data.tabular_fraction`,
+/// `data.random_fraction`).
+fn with_mixing(sampler: TrainSampler, cfg: &TrainConfig) -> TrainSampler {
+    sampler
+        .with_random_fraction(cfg.data.random_fraction)
+        .with_tabular_fraction(cfg.data.tabular_fraction)
+}
+
+/// `--from-step`: keeps the checkpoints up to `wanted` as candidates and
+/// sets the newer ones aside (`*.abandoned`), or names the steps there are.
+fn abandon_checkpoints_after(
+    dir: &RunDir,
+    candidates: &mut Vec<(u64, PathBuf)>,
+    wanted: u64,
+) -> Result<Vec<SkippedCheckpoint>> {
+    let Some(at) = candidates.iter().position(|(step, _)| *step == wanted) else {
+        let steps: Vec<String> = candidates.iter().map(|(s, _)| s.to_string()).collect();
+        return Err(MetaError::config(
+            "--from-step",
+            format!(
+                "{} has no checkpoint of step {wanted}; it has steps [{}]",
+                dir.checkpoints().display(),
+                steps.join(", ")
+            ),
+        ));
+    };
+    candidates
+        .split_off(at + 1)
+        .into_iter()
+        .map(|(_, newer)| {
+            Ok(SkippedCheckpoint {
+                path: set_aside(&newer, "abandoned")?,
+                reason: format!("newer than --from-step {wanted}"),
+            })
+        })
+        .collect()
+}
+
+/// What [`restore_newest_usable`] found.
+struct Restored {
+    /// The checkpoint the model and optimiser now hold, if any.
+    chosen: Option<(PathBuf, LoadedCheckpoint)>,
+    /// Newer checkpoints that could not be read, set aside as `*.corrupt`.
+    set_aside: Vec<SkippedCheckpoint>,
+}
+
+/// Restores the newest checkpoint of `candidates` that reads and belongs to
+/// this run into `model` and `optimizer`. A checkpoint of another config is
+/// an error (the config is at fault, the checkpoint is kept); unreadable
+/// ones are set aside, unless none is usable, which is an error naming them.
+fn restore_newest_usable(
+    dir: &RunDir,
+    mut candidates: Vec<(u64, PathBuf)>,
+    device: &Device,
+    cfg: &TrainConfig,
+    logged_id: Option<&str>,
+    model: &dyn SequenceModel,
+    optimizer: &mut dyn Optimizer,
+) -> Result<Restored> {
+    let identity_now = cfg.training_identity();
+    let mut unusable = Vec::new();
+    let mut chosen = None;
+    while let Some((_, path)) = candidates.pop() {
+        let restored = load_checkpoint(&path, device).and_then(|ckpt| {
+            check_identity(&path, &ckpt, logged_id, &identity_now)?;
+            ckpt.restore(&path, model.params(), optimizer)?;
+            Ok(ckpt)
+        });
+        match restored {
+            Ok(ckpt) => {
+                chosen = Some((path, ckpt));
+                break;
+            }
+            // The config is at fault, not the checkpoint: keep it.
+            Err(e @ MetaError::Config { .. }) => return Err(e),
+            Err(e) => unusable.push((path, e.to_string())),
+        }
+    }
+    if chosen.is_none() && !unusable.is_empty() {
+        let reasons: Vec<String> = unusable.iter().map(|(_, r)| r.clone()).collect();
+        return Err(MetaError::Corrupt {
+            path: dir.checkpoints(),
+            reason: format!(
+                "no checkpoint can be resumed from: {}. Move the folder away to start the run over",
+                reasons.join("; ")
+            ),
+        });
+    }
+    let set_aside = unusable
+        .into_iter()
+        .map(|(path, reason)| {
+            Ok(SkippedCheckpoint {
+                path: set_aside(&path, "corrupt")?,
+                reason,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Restored { chosen, set_aside })
+}
+
 /// Loads the newest weights of the run or learner `cfg.init_from` into
 /// `model` (a fresh run's, built from the same `[model]` table).
 fn init_weights_from(
