@@ -13,8 +13,8 @@ use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{composed, Device};
 use gpicl_models::SequenceModel;
 use gpicl_tasks::{
-    BatchBuilder, ExampleSource, ExampleStream, FeatureNormalization, Normalization, StreamState,
-    TaskFamily, TaskRef,
+    BatchBuilder, ExampleSource, FeatureNormalization, Normalization, StreamState, TaskFamily,
+    TaskRef,
 };
 use serde::{Deserialize, Serialize};
 
@@ -206,20 +206,13 @@ impl Evaluator<'_> {
             .bytes()
             .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
         let mut rng = Rng::from_stream(cfg.seed, &[stream::EVAL_DATA, name_key]);
-        let mut examples = match source {
-            ExampleSource::Images(set) => Some(ExampleStream::new(
-                set.len(),
-                StreamState {
-                    seed: rng.next_u64(),
-                    epoch: 0,
-                    cursor: 0,
-                    examples: set.len(),
-                },
-            )),
-            ExampleSource::Pool(_)
-            | ExampleSource::Random { .. }
-            | ExampleSource::Tabular { .. } => None,
+        let start = StreamState {
+            seed: rng.next_u64(),
+            epoch: 0,
+            cursor: 0,
+            examples: source.examples(),
         };
+        let mut examples = source.stream(start);
         let mut correct = vec![0f64; t];
         let mut loss = vec![0f64; t];
         for chunk in tasks.chunks(cfg.chunk_size) {

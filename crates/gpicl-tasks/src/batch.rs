@@ -58,6 +58,19 @@ impl ExampleSource {
         }
     }
 
+    /// The shuffled stream a batch builder reads this source's examples
+    /// from, continuing at `state`; `None` for sources that draw their
+    /// examples per task slot (pools and the synthetic datasets). The one
+    /// place that decides which sources stream.
+    pub fn stream(&self, state: StreamState) -> Option<ExampleStream> {
+        match self {
+            ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), state)),
+            ExampleSource::Pool(_)
+            | ExampleSource::Random { .. }
+            | ExampleSource::Tabular { .. } => None,
+        }
+    }
+
     /// Features per example.
     pub fn n_x(&self) -> usize {
         match self {

@@ -86,12 +86,7 @@ impl TrainSampler {
                 ),
             });
         }
-        let stream = match &source {
-            ExampleSource::Images(set) => Some(ExampleStream::new(set.len(), state.stream)),
-            ExampleSource::Pool(_)
-            | ExampleSource::Random { .. }
-            | ExampleSource::Tabular { .. } => None,
-        };
+        let stream = source.stream(state.stream);
         Ok(Self {
             tasks,
             batch,
