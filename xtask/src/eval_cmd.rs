@@ -72,7 +72,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let protocol = overridden.eval;
     let roots = DataRoots::with_data_dir(args.data_dir.as_deref())?;
     let mut skipped = Vec::new();
-    let bar = crate::progress::sequences_bar("evaluating");
+    let bar = crate::progress::count_bar("evaluating", "sequences");
     let tick = |done: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

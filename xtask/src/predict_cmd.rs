@@ -362,7 +362,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ));
     }
     let query_started = std::time::Instant::now();
-    let proba = fitted.predict_proba(&test.x)?;
+    let bar = crate::progress::count_bar("predicting", "queries");
+    let proba = fitted.predict_proba_telling(&test.x, &|done, all| {
+        bar.set_length(all as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let proba = proba?;
     let query_seconds = query_started.elapsed().as_secs_f64();
     say(format!(
         "timing: {} contexts of {} rows read in {:.1} ms; {} queries in {:.1} ms ({:.3} ms per query)",

@@ -35,13 +35,13 @@ fn show_step(bar: &ProgressBar, m: &TrainRecord) {
     ));
 }
 
-/// A bar counting evaluated sequences (on stderr, hidden when it is not
-/// a terminal), with the rate and the time left.
-pub fn sequences_bar(what: &str) -> ProgressBar {
+/// A bar counting `unit`s done (on stderr, hidden when it is not a
+/// terminal), with the rate and the time left.
+pub fn count_bar(what: &str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:32}} {{pos}}/{{len}} sequences {{per_sec}} ETA {{eta}}"
+            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:32}} {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}"
         ))
         .expect("valid template")
         .progress_chars("=> "),

@@ -554,6 +554,16 @@ impl FittedLearner<'_> {
     /// costs one position per member (the Transformer's KV cache), all
     /// members in one pass.
     pub fn predict_proba(&self, x: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        self.predict_proba_telling(x, &|_, _| {})
+    }
+
+    /// [`FittedLearner::predict_proba`], telling `progress` (rows done,
+    /// rows in all) after every chunk of `chunk_size` rows.
+    pub fn predict_proba_telling(
+        &self,
+        x: &[Vec<f32>],
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
         let d = self.mean.len();
         if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
             return Err(EvalError::Learner(format!(
@@ -635,6 +645,7 @@ impl FittedLearner<'_> {
                     }
                 }
             }
+            progress(chunk_start + chunk.len(), x.len());
         }
         if self.classes > NUM_CLASSES {
             for row in &mut out {
@@ -738,6 +749,26 @@ mod tests {
             assert_eq!(sizes.iter().sum::<usize>(), 23);
             assert!(sizes.iter().all(|&n| n == 2 || n == 3), "{sizes:?}");
         }
+    }
+
+    #[test]
+    fn progress_is_told_after_every_chunk_of_queries() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px");
+        let options = PredictOptions {
+            ensemble: 2,
+            chunk_size: 4,
+            ..PredictOptions::default()
+        };
+        let (x, y) = table(30, 5);
+        let (queries, _) = table(10, 6);
+        let learner = Learner::load(&dir, options).unwrap();
+        let fitted = learner.fit(&x, &y).unwrap();
+        let calls = std::cell::RefCell::new(Vec::new());
+        let told = fitted
+            .predict_proba_telling(&queries, &|done, all| calls.borrow_mut().push((done, all)))
+            .unwrap();
+        assert_eq!(calls.into_inner(), [(4, 10), (8, 10), (10, 10)]);
+        assert_eq!(told, fitted.predict_proba(&queries).unwrap());
     }
 
     #[test]
