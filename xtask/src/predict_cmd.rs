@@ -13,11 +13,10 @@ use gpicl::eval::predict::{
 use gpicl::tasks::hub::{
     fetch_model, verify_model_manifest, HubModelRef, HubOptions, MODEL_MANIFEST,
 };
-use gpicl::tasks::image_folder::{read_image_files, read_image_folder, FolderSplit};
-use gpicl::tasks::table::{align_features, read_query_table, read_table};
-use gpicl::tasks::{ChannelPolicy, Split};
+use gpicl::tasks::own_data::{self, Examples};
+use gpicl::tasks::table::csv_field;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -82,151 +81,16 @@ pub enum ScalingArg {
     Global,
 }
 
-/// Examples read from a table or an image folder.
-struct Examples {
-    x: Vec<Vec<f32>>,
-    /// Empty for unlabelled queries.
-    labels: Vec<String>,
-    /// Feature names (tables) for aligning queries.
-    features: Vec<String>,
-    /// Each row's file (image folders).
-    files: Vec<PathBuf>,
-}
-
-fn rows_of(flat: &[f32], d: usize) -> Vec<Vec<f32>> {
-    flat.chunks_exact(d.max(1)).map(<[f32]>::to_vec).collect()
-}
-
-fn from_split(split: &FolderSplit, classes: &[String], d: usize) -> Examples {
-    Examples {
-        x: split
-            .pixels
-            .chunks_exact(d)
-            .map(|image| image.iter().map(|&p| p as f32 / 255.0).collect())
-            .collect(),
-        labels: split
-            .labels
-            .iter()
-            .map(|&l| classes[l as usize].clone())
-            .collect(),
-        features: Vec::new(),
-        files: split.files.clone(),
-    }
-}
-
-fn has_class_folders(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .filter_map(|e| e.ok())
-            .any(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
-    })
-}
-
-/// Reads the training examples and the queries.
+/// Reads the training examples and the queries
+/// ([`gpicl::tasks::own_data::read_examples`]).
 fn read_examples(args: &PredictArgs, image_size: usize) -> Result<(Examples, Examples)> {
-    let channels: ChannelPolicy = args.channels.policy();
-    if args.train.is_dir() {
-        let size = Some(args.image_size.unwrap_or(image_size)).filter(|&s| s > 0);
-        let folder = read_image_folder(&args.train, size, channels)
-            .with_context(|| format!("reading the training images {}", args.train.display()))?;
-        let (h, w, c) = folder.shape;
-        let d = h * w * c;
-        let train_split = folder
-            .splits
-            .iter()
-            .find(|s| s.split == Split::Train)
-            .with_context(|| {
-                format!(
-                    "{} has a test/ folder but no train/ folder",
-                    args.train.display()
-                )
-            })?;
-        let train = from_split(train_split, &folder.classes, d);
-        let test = match &args.test {
-            None => match folder.splits.iter().find(|s| s.split == Split::Test) {
-                Some(split) => from_split(split, &folder.classes, d),
-                None => bail!(
-                    "--test is needed: {} has no test/ folder to take the queries from",
-                    args.train.display()
-                ),
-            },
-            Some(dir) if !dir.is_dir() => bail!(
-                "--test {}: the training examples are an image folder, so the queries must be one too",
-                dir.display()
-            ),
-            Some(dir) if has_class_folders(dir) => {
-                let queries = read_image_folder(dir, Some(h).filter(|_| size.is_some()), channels)
-                    .with_context(|| format!("reading the test images {}", dir.display()))?;
-                if queries.shape != folder.shape {
-                    bail!(
-                        "the test images in {} are {:?} (h, w, c), the training images {:?}: pass --image-size",
-                        dir.display(),
-                        queries.shape,
-                        folder.shape
-                    );
-                }
-                let split = &queries.splits[0];
-                from_split(split, &queries.classes, d)
-            }
-            Some(dir) => {
-                let split = read_image_files(dir, Some(h).filter(|_| size.is_some()), channels)
-                    .with_context(|| format!("reading the test images {}", dir.display()))?;
-                if split.pixels.len() != split.files.len() * d {
-                    bail!(
-                        "the images in {} do not have the training images' shape {:?}: pass --image-size",
-                        dir.display(),
-                        folder.shape
-                    );
-                }
-                from_split(&split, &[], d)
-            }
-        };
-        return Ok((train, test));
-    }
-    let table = read_table(&args.train, &args.label)?;
-    let d = table.features.len();
-    let train = Examples {
-        x: rows_of(&table.x, d),
-        labels: table.labels.clone(),
-        features: table.features.clone(),
-        files: Vec::new(),
-    };
-    let Some(test_path) = &args.test else {
-        bail!("--test is needed with a training table");
-    };
-    if test_path.is_dir() {
-        bail!(
-            "--test {}: the training examples are a table, so the queries must be a table too",
-            test_path.display()
-        );
-    }
-    let queries = read_query_table(test_path, &args.label)?;
-    let aligned = align_features(&queries, &train.features)?;
-    let test = Examples {
-        x: rows_of(&aligned, d),
-        labels: queries.labels.clone(),
-        features: train.features.clone(),
-        files: Vec::new(),
-    };
-    Ok((train, test))
-}
-
-/// A CSV cell: quoted when it holds a separator, a quote or a line break,
-/// and prefixed with `'` when a spreadsheet would run it as a formula
-/// (`=HYPERLINK(…)`, `+…`, `-…`, `@…`; numbers stay as they are).
-fn csv_field(text: &str) -> String {
-    let formula =
-        text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.trim().parse::<f64>().is_err();
-    let text = if formula {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
+    Ok(own_data::read_examples(
+        &args.train,
+        args.test.as_deref(),
+        &args.label,
+        args.image_size.unwrap_or(image_size),
+        args.channels.policy(),
+    )?)
 }
 
 /// The largest `--ensemble`.
@@ -504,7 +368,7 @@ mod tests {
     use gpicl_testing::scratch_dir;
 
     fn shipped() -> String {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../models/gpicl-quickstart-7px")
             .display()
             .to_string()

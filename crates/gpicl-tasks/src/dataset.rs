@@ -29,6 +29,12 @@ impl Split {
 /// Name of the synthetic dataset that needs no files.
 pub const RANDOM_DATASET: &str = "random";
 
+/// A stored 0–255 pixel value as the `[0, 1]` intensity every dataset and
+/// `predict` read.
+pub fn unit_pixel(v: f32) -> f32 {
+    v / 255.0
+}
+
 /// The folder of small datasets shipped with the repository: `data/` of
 /// the checkout the binary was built from, or, where that is gone (a
 /// binary copied to another machine, as for the GPU), a `data/` folder
@@ -448,7 +454,7 @@ impl Preprocessor {
                         }
                     }
                 }
-                let px = px.map(|v| v / 255.0);
+                let px = px.map(unit_pixel);
                 match (self.policy, c) {
                     (ChannelPolicy::Gray, 1) => out.push(px[0]),
                     (ChannelPolicy::Gray, _) => {

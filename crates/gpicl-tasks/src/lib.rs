@@ -37,6 +37,7 @@ pub mod image_folder;
 pub mod import;
 pub mod import_user;
 pub mod names;
+pub mod own_data;
 pub mod parquet_images;
 pub mod pool;
 pub mod sampler;

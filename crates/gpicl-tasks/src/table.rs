@@ -298,6 +298,24 @@ fn read_parquet_table(path: &Path, label_column: &str, label_required: bool) -> 
     })
 }
 
+/// A CSV cell: quoted when it holds a separator, a quote or a line break,
+/// and prefixed with `'` when a spreadsheet would run it as a formula
+/// (`=HYPERLINK(…)`, `+…`, `-…`, `@…`; numbers stay as they are).
+pub fn csv_field(text: &str) -> String {
+    let formula =
+        text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.trim().parse::<f64>().is_err();
+    let text = if formula {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
