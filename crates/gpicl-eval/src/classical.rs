@@ -1,7 +1,8 @@
 //! Classical classifiers fitted on the same context as a meta-trained
 //! learner, the yardstick of `cargo xtask predict --compare`: k-nearest
 //! neighbours and multinomial logistic regression, both on features
-//! z-scored with the training rows' statistics.
+//! z-scored with the training rows' statistics (tree ensembles:
+//! [`crate::trees`]).
 //!
 //! ```
 //! use gpicl_eval::classical::{knn_predict, LogisticRegression};

@@ -32,6 +32,7 @@ pub mod report;
 pub mod run;
 pub mod speedrun;
 pub mod sweep;
+pub mod trees;
 
 pub use config::{EvalConfig, RunConfig, RunLearner};
 pub use error::{EvalError, Result};

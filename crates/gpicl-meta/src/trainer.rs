@@ -1,12 +1,9 @@
 //! The meta-training loop.
 
-use crate::checkpoint::{
-    list_checkpoints, load_checkpoint, save_checkpoint, CheckpointMeta, LoadedCheckpoint,
-    RunIdentity,
-};
+use crate::checkpoint::{list_checkpoints, save_checkpoint, CheckpointMeta, RunIdentity};
 use crate::config::TrainConfig;
 use crate::error::{MetaError, Result};
-use crate::identity::{check_identity, new_run_id};
+use crate::identity::new_run_id;
 use crate::lock::RunLock;
 use crate::lr_schedule::learning_rate;
 use crate::metrics::MetricsLog;
@@ -15,10 +12,12 @@ use crate::record::{ModelRecord, RunRecord, TrainRecord};
 use crate::run_dir::{write_atomically, RunDir};
 use gpicl_kernels::{composed, Device, KernelOptions};
 use gpicl_models::{build_model, SequenceModel};
-use gpicl_tasks::pool::load_example_source;
-use gpicl_tasks::{BatchBuilder, DataRoots, Split, TaskFamily, TrainSampler, NUM_CLASSES};
+use gpicl_tasks::{DataRoots, TaskFamily, TrainSampler, NUM_CLASSES};
 use std::path::PathBuf;
 use std::time::Instant;
+
+mod open;
+use open::{abandon_checkpoints_after, init_weights_from, restore_newest_usable, TrainingData};
 
 /// Hooks the caller gets while a run trains.
 pub trait Observer {
@@ -473,208 +472,4 @@ impl Trainer {
         }
         Ok(())
     }
-}
-/// The training data of a run being opened: the example source, its
-/// input size, the task family and the batch builder over them.
-struct TrainingData {
-    source: gpicl_tasks::ExampleSource,
-    n_x: usize,
-    family: TaskFamily,
-    builder: BatchBuilder,
-}
-
-impl TrainingData {
-    fn load(cfg: &TrainConfig, roots: &DataRoots, device: &Device) -> Result<Self> {
-        let source = load_example_source(roots, &cfg.data.dataset, Split::Train, &cfg.data)?;
-        let n_x = source.n_x();
-        let family = TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
-        let builder = BatchBuilder::new(
-            family.clone(),
-            cfg.data.normalization,
-            cfg.batch.seq_len,
-            device.clone(),
-        )
-        .with_feature_normalization(cfg.data.feature_normalization);
-        Ok(Self {
-            source,
-            n_x,
-            family,
-            builder,
-        })
-    }
-
-    /// The training distribution from its start.
-    fn fresh_sampler(self, cfg: &TrainConfig) -> TrainSampler {
-        let sampler = TrainSampler::new(
-            cfg.tasks.clone(),
-            cfg.batch.clone(),
-            self.builder,
-            self.source,
-            cfg.seed,
-        );
-        with_mixing(sampler, cfg)
-    }
-
-    /// The training distribution where a checkpoint left it.
-    fn resume_sampler(
-        self,
-        cfg: &TrainConfig,
-        state: gpicl_tasks::SamplerState,
-    ) -> Result<TrainSampler> {
-        let sampler = TrainSampler::resume(
-            cfg.tasks.clone(),
-            cfg.batch.clone(),
-            self.builder,
-            self.source,
-            state,
-        )?;
-        Ok(with_mixing(sampler, cfg))
-    }
-}
-
-/// The synthetic data mixed into every step (`data.tabular_fraction`,
-/// `data.random_fraction`).
-fn with_mixing(sampler: TrainSampler, cfg: &TrainConfig) -> TrainSampler {
-    sampler
-        .with_random_fraction(cfg.data.random_fraction)
-        .with_tabular_fraction(cfg.data.tabular_fraction)
-}
-
-/// `--from-step`: keeps the checkpoints up to `wanted` as candidates and
-/// sets the newer ones aside (`*.abandoned`), or names the steps there are.
-fn abandon_checkpoints_after(
-    dir: &RunDir,
-    candidates: &mut Vec<(u64, PathBuf)>,
-    wanted: u64,
-) -> Result<Vec<SkippedCheckpoint>> {
-    let Some(at) = candidates.iter().position(|(step, _)| *step == wanted) else {
-        let steps: Vec<String> = candidates.iter().map(|(s, _)| s.to_string()).collect();
-        return Err(MetaError::config(
-            "--from-step",
-            format!(
-                "{} has no checkpoint of step {wanted}; it has steps [{}]",
-                dir.checkpoints().display(),
-                steps.join(", ")
-            ),
-        ));
-    };
-    candidates
-        .split_off(at + 1)
-        .into_iter()
-        .map(|(_, newer)| {
-            Ok(SkippedCheckpoint {
-                path: set_aside(&newer, "abandoned")?,
-                reason: format!("newer than --from-step {wanted}"),
-            })
-        })
-        .collect()
-}
-
-/// What [`restore_newest_usable`] found.
-struct Restored {
-    /// The checkpoint the model and optimiser now hold, if any.
-    chosen: Option<(PathBuf, LoadedCheckpoint)>,
-    /// Newer checkpoints that could not be read, set aside as `*.corrupt`.
-    set_aside: Vec<SkippedCheckpoint>,
-}
-
-/// Restores the newest checkpoint of `candidates` that reads and belongs to
-/// this run into `model` and `optimizer`. A checkpoint of another config is
-/// an error (the config is at fault, the checkpoint is kept); unreadable
-/// ones are set aside, unless none is usable, which is an error naming them.
-fn restore_newest_usable(
-    dir: &RunDir,
-    mut candidates: Vec<(u64, PathBuf)>,
-    device: &Device,
-    cfg: &TrainConfig,
-    logged_id: Option<&str>,
-    model: &dyn SequenceModel,
-    optimizer: &mut dyn Optimizer,
-) -> Result<Restored> {
-    let identity_now = cfg.training_identity();
-    let mut unusable = Vec::new();
-    let mut chosen = None;
-    while let Some((_, path)) = candidates.pop() {
-        let restored = load_checkpoint(&path, device).and_then(|ckpt| {
-            check_identity(&path, &ckpt, logged_id, &identity_now)?;
-            ckpt.restore(&path, model.params(), optimizer)?;
-            Ok(ckpt)
-        });
-        match restored {
-            Ok(ckpt) => {
-                chosen = Some((path, ckpt));
-                break;
-            }
-            // The config is at fault, not the checkpoint: keep it.
-            Err(e @ MetaError::Config { .. }) => return Err(e),
-            Err(e) => unusable.push((path, e.to_string())),
-        }
-    }
-    if chosen.is_none() && !unusable.is_empty() {
-        let reasons: Vec<String> = unusable.iter().map(|(_, r)| r.clone()).collect();
-        return Err(MetaError::Corrupt {
-            path: dir.checkpoints(),
-            reason: format!(
-                "no checkpoint can be resumed from: {}. Move the folder away to start the run over",
-                reasons.join("; ")
-            ),
-        });
-    }
-    let set_aside = unusable
-        .into_iter()
-        .map(|(path, reason)| {
-            Ok(SkippedCheckpoint {
-                path: set_aside(&path, "corrupt")?,
-                reason,
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(Restored { chosen, set_aside })
-}
-
-/// Loads the newest weights of the run or learner `cfg.init_from` into
-/// `model` (a fresh run's, built from the same `[model]` table).
-fn init_weights_from(
-    model: &dyn SequenceModel,
-    cfg: &TrainConfig,
-    n_x: usize,
-    device: &Device,
-) -> Result<()> {
-    let source_dir = RunDir::new(&cfg.init_from);
-    if !source_dir.config().is_file() {
-        return Err(MetaError::config(
-            "init_from",
-            format!(
-                "`{}` holds no run or learner (no config.toml there); expected a run folder or a shipped learner such as models/gpicl-mnist-14px",
-                cfg.init_from
-            ),
-        ));
-    }
-    let source = crate::loaded_run::load_run(&source_dir, device)?;
-    if source.config.model != cfg.model || source.n_x != n_x {
-        let ours = toml::to_string(&cfg.model).unwrap_or_default();
-        let theirs = toml::to_string(&source.config.model).unwrap_or_default();
-        let differing: Vec<String> = ours
-            .lines()
-            .filter(|line| !theirs.lines().any(|l| l == *line))
-            .map(|line| format!("model.{line}"))
-            .collect();
-        return Err(MetaError::config(
-            "init_from",
-            format!(
-                "`{}` was trained with another model or input size (its inputs: {}, this run's: {n_x}; differing here: {}); use its [model] table and data.image_size",
-                cfg.init_from,
-                source.n_x,
-                if differing.is_empty() { "none".to_string() } else { differing.join(", ") }
-            ),
-        ));
-    }
-    let values = source
-        .model
-        .params()
-        .iter()
-        .map(|(name, var)| (name.to_string(), var.as_tensor().clone()))
-        .collect();
-    model.params().load(&values)?;
-    Ok(())
 }

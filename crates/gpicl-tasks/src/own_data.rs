@@ -117,13 +117,15 @@ pub fn read_examples(
                     ))
                 }
             },
-            Some(dir) if !dir.is_dir() => return Err(TaskError::config(
-                "--test",
-                format!(
+            Some(dir) if !dir.is_dir() => {
+                return Err(TaskError::config(
+                    "--test",
+                    format!(
                     "{}: the training examples are an image folder, so the queries must be one too",
                     dir.display()
                 ),
-            )),
+                ))
+            }
             Some(dir) if has_class_folders(dir) => {
                 let queries = read_image_folder(dir, Some(h).filter(|_| size.is_some()), channels)
                     .map_err(reading("test images", dir))?;
