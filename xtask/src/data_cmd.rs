@@ -266,11 +266,23 @@ fn listings(cache: &Path, data_dir: Option<&Path>) -> Vec<Listing> {
         .iter()
         .map(|info| listing(info.name, Some(info), &roots))
         .collect();
-    rows.push(Listing {
-        name: RANDOM_DATASET.to_string(),
-        title: "synthetic: per task, 10 images uniform in [0, 1], one per label".into(),
+    let synthetic = [
+        (
+            RANDOM_DATASET,
+            "synthetic: per task, 10 images uniform in [0, 1], one per label",
+            Some([28, 28, 1]),
+        ),
+        (
+            gpicl::tasks::tabular::TABULAR_DATASET,
+            "synthetic: per task, a fresh table (2–100 features, 2–10 classes; labels from a random network, tree or mixture)",
+            None,
+        ),
+    ];
+    rows.extend(synthetic.into_iter().map(|(name, title, shape)| Listing {
+        name: name.to_string(),
+        title: title.into(),
         classes: Some(NUM_CLASSES),
-        shape: Some([28, 28, 1]),
+        shape,
         licence: None,
         hub: None,
         import_formats: Vec::new(),
@@ -278,20 +290,7 @@ fn listings(cache: &Path, data_dir: Option<&Path>) -> Vec<Listing> {
         splits: Vec::new(),
         examples: None,
         synthetic: true,
-    });
-    rows.push(Listing {
-        name: gpicl::tasks::tabular::TABULAR_DATASET.to_string(),
-        title: "synthetic: per task, a fresh table (2–100 features, 2–10 classes; labels from a random network, tree or mixture)".into(),
-        classes: Some(NUM_CLASSES),
-        shape: None,
-        licence: None,
-        hub: None,
-        import_formats: Vec::new(),
-        location: None,
-        splits: Vec::new(),
-        examples: None,
-        synthetic: true,
-    });
+    }));
     let mut names: Vec<String> = roots
         .roots()
         .iter()

@@ -6,10 +6,11 @@
 use crate::data_cmd::Channels;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gpicl::eval::classical::{knn_predict, LogisticRegression};
+use gpicl::eval::classical::{knn_predict, Classifier, LogisticRegression};
 use gpicl::eval::predict::{
     index_classes, most_probable, stratified_subset, Learner, PredictOptions, Scaling,
 };
+use gpicl::eval::trees::{GradientBoosting, RandomForest};
 use gpicl::tasks::hub::{
     fetch_model, verify_model_manifest, HubModelRef, HubOptions, MODEL_MANIFEST,
 };
@@ -63,8 +64,9 @@ pub struct PredictArgs {
     /// meta-training) for image folders].
     #[arg(long, value_enum)]
     scaling: Option<ScalingArg>,
-    /// Also fit 1-NN, 5-NN and logistic regression on the same training
-    /// rows and print their test accuracy (and log-loss) next to the learner's.
+    /// Also fit 1-NN, 5-NN, logistic regression, a random forest and
+    /// gradient boosting on the same training rows and print their test
+    /// accuracy (and log-loss) next to the learner's.
     #[arg(long)]
     compare: bool,
     /// Divide the logits by one temperature fitted on the context's own
@@ -343,6 +345,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
             "accuracy  logistic regression  {:.3}   log-loss {:.3}",
             accuracy(&logistic.predict(&test.x), &actual),
             log_loss(&logistic.predict_proba(&test.x), &actual)
+        ));
+        let forest = RandomForest::fit(&train.x, &y, classes.len(), args.seed);
+        say(format!(
+            "accuracy  random forest        {:.3}   log-loss {:.3}",
+            accuracy(&forest.predict(&test.x), &actual),
+            log_loss(&forest.predict_proba(&test.x), &actual)
+        ));
+        let boosting = GradientBoosting::fit(&train.x, &y, classes.len());
+        say(format!(
+            "accuracy  gradient boosting    {:.3}   log-loss {:.3}",
+            accuracy(&boosting.predict(&test.x), &actual),
+            log_loss(&boosting.predict_proba(&test.x), &actual)
         ));
         say(format!(
             "accuracy  majority class       {:.3}",

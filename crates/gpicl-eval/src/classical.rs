@@ -5,7 +5,7 @@
 //! [`crate::trees`]).
 //!
 //! ```
-//! use gpicl_eval::classical::{knn_predict, LogisticRegression};
+//! use gpicl_eval::classical::{knn_predict, Classifier, LogisticRegression};
 //! let x = vec![vec![0.0, 0.0], vec![0.1, 0.0], vec![1.0, 1.0], vec![0.9, 1.0]];
 //! let y = vec![0, 0, 1, 1];
 //! assert_eq!(knn_predict(&x, &y, &[vec![0.95, 0.9]], 1), vec![1]);
@@ -128,17 +128,25 @@ impl LogisticRegression {
         }
         Self { mean, std, weights }
     }
+}
 
-    /// Class probabilities of each query row.
-    pub fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>> {
+impl Classifier for LogisticRegression {
+    fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>> {
         standardise(queries, &self.mean, &self.std)
             .iter()
             .map(|r| softmax(&logits(&self.weights, r)))
             .collect()
     }
+}
 
-    /// The most probable class of each query row.
-    pub fn predict(&self, queries: &[Vec<f32>]) -> Vec<usize> {
+/// A fitted classifier that gives class probabilities: logistic
+/// regression here, the tree ensembles of [`crate::trees`].
+pub trait Classifier {
+    /// Class probabilities of each query row.
+    fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>>;
+
+    /// The most probable class of each query row (the last on exact ties).
+    fn predict(&self, queries: &[Vec<f32>]) -> Vec<usize> {
         self.predict_proba(queries)
             .iter()
             .map(|p| {
@@ -158,7 +166,8 @@ fn logits(weights: &[Vec<f64>], row: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn softmax(z: &[f64]) -> Vec<f64> {
+/// `exp(z) / Σ exp(z)`, shifted by the maximum.
+pub(crate) fn softmax(z: &[f64]) -> Vec<f64> {
     let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();
     let s: f64 = e.iter().sum();

@@ -215,16 +215,7 @@ impl PeriodicEval {
         } else {
             &[Group::Seen, Group::Unseen]
         };
-        let evaluator = Evaluator {
-            model: trainer.model(),
-            family: trainer.family(),
-            num_tasks: cfg.tasks.num_tasks,
-            normalization: cfg.data.normalization,
-            feature_normalization: cfg.data.feature_normalization,
-            seq_len: cfg.batch.seq_len,
-            device: trainer.device(),
-            progress: None,
-        };
+        let evaluator = Evaluator::for_trainer(trainer, cfg.batch.seq_len);
         let report = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),
             groups,

@@ -152,16 +152,7 @@ impl SpeedrunCheck {
             seed: self.checks.len() as u64 + 1,
             ..EvalConfig::default()
         };
-        let evaluator = Evaluator {
-            model: trainer.model(),
-            family: trainer.family(),
-            num_tasks: cfg.tasks.num_tasks,
-            normalization: cfg.data.normalization,
-            feature_normalization: cfg.data.feature_normalization,
-            seq_len: BAR_POSITION,
-            device: trainer.device(),
-            progress: None,
-        };
+        let evaluator = Evaluator::for_trainer(trainer, BAR_POSITION);
         let report: EvalReport = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),
             &[group],

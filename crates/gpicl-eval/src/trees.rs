@@ -15,6 +15,7 @@
 //! Trees split on raw feature values (no scaling needed). Both are seeded.
 //!
 //! ```
+//! use gpicl_eval::classical::Classifier;
 //! use gpicl_eval::trees::{GradientBoosting, RandomForest};
 //! // XOR: no linear model separates it, trees do.
 //! let x: Vec<Vec<f32>> = (0..40).map(|i| vec![(i % 2) as f32, ((i / 2) % 2) as f32]).collect();
@@ -23,6 +24,7 @@
 //! assert_eq!(GradientBoosting::fit(&x, &y, 2).predict(&[vec![1.0, 1.0]]), vec![0]);
 //! ```
 
+use crate::classical::{softmax, Classifier};
 use gpicl_kernels::rng::Rng;
 
 /// A fitted tree: `nodes[0]` is the root.
@@ -218,9 +220,11 @@ impl RandomForest {
             .collect();
         Self { trees, classes }
     }
+}
 
+impl Classifier for RandomForest {
     /// Class probabilities of every query (the trees' mean).
-    pub fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>> {
         queries
             .iter()
             .map(|q| {
@@ -232,14 +236,6 @@ impl RandomForest {
                 }
                 p
             })
-            .collect()
-    }
-
-    /// The most probable class of every query.
-    pub fn predict(&self, queries: &[Vec<f32>]) -> Vec<usize> {
-        self.predict_proba(queries)
-            .iter()
-            .map(|p| argmax(p))
             .collect()
     }
 }
@@ -299,9 +295,11 @@ impl GradientBoosting {
         }
         Self { prior, rounds }
     }
+}
 
+impl Classifier for GradientBoosting {
     /// Class probabilities of every query.
-    pub fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    fn predict_proba(&self, queries: &[Vec<f32>]) -> Vec<Vec<f64>> {
         queries
             .iter()
             .map(|q| {
@@ -315,28 +313,6 @@ impl GradientBoosting {
             })
             .collect()
     }
-
-    /// The most probable class of every query.
-    pub fn predict(&self, queries: &[Vec<f32>]) -> Vec<usize> {
-        self.predict_proba(queries)
-            .iter()
-            .map(|p| argmax(p))
-            .collect()
-    }
-}
-
-fn softmax(s: &[f64]) -> Vec<f64> {
-    let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
-    let sum: f64 = e.iter().sum();
-    e.iter().map(|v| v / sum).collect()
-}
-
-fn argmax(p: &[f64]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]

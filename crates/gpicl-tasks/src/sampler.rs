@@ -282,6 +282,18 @@ mod tests {
     use gpicl_kernels::Device;
     use std::sync::Arc;
 
+    /// 50 two-feature examples that are all ones, labels 0–9 in turn.
+    fn ones() -> Arc<ImageSet> {
+        Arc::new(ImageSet {
+            name: "ones".into(),
+            x: vec![1.0; 2 * 50],
+            labels: (0..50).map(|i| (i % 10) as u8).collect(),
+            n_x: 2,
+            classes: 10,
+            source: "ones".into(),
+        })
+    }
+
     fn sampler(tasks: TaskConfig) -> TrainSampler {
         let batch = BatchConfig {
             tasks_per_step: 4,
@@ -456,14 +468,7 @@ mod tests {
 
     #[test]
     fn a_random_fraction_sends_that_share_of_slots_to_the_random_dataset() {
-        let set = Arc::new(ImageSet {
-            name: "ones".into(),
-            x: vec![1.0; 2 * 50],
-            labels: (0..50).map(|i| (i % 10) as u8).collect(),
-            n_x: 2,
-            classes: 10,
-            source: "ones".into(),
-        });
+        let set = ones();
         let batch = BatchConfig {
             tasks_per_step: 4,
             seqs_per_task: 3,
@@ -511,14 +516,7 @@ mod tests {
 
     #[test]
     fn a_tabular_fraction_puts_fresh_tables_between_the_dataset_and_random() {
-        let set = Arc::new(ImageSet {
-            name: "ones".into(),
-            x: vec![1.0; 2 * 50],
-            labels: (0..50).map(|i| (i % 10) as u8).collect(),
-            n_x: 2,
-            classes: 10,
-            source: "ones".into(),
-        });
+        let set = ones();
         let batch = BatchConfig {
             tasks_per_step: 4,
             seqs_per_task: 3,
