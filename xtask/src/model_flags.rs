@@ -155,7 +155,7 @@ mod tests {
             ["model.kind=\"sgd\"", "model.previous_token_input=false"]
         );
         let err = parse_kind("rnn").unwrap_err();
-        assert!(err.contains("maml, sgd"), "{err}");
+        assert!(err.contains("maml, vsml, sgd"), "{err}");
     }
 
     #[test]
