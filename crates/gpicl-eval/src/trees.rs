@@ -267,8 +267,8 @@ impl GradientBoosting {
             .collect();
         let mut scores: Vec<Vec<f64>> = vec![prior.clone(); n];
         let d = x.first().map_or(0, Vec::len);
-        // Every feature is a candidate, so the generator is never used for
-        // sampling; it only keeps `grow`'s signature shared with the forest.
+        // Every feature is a candidate at every split; the generator only
+        // orders them, which decides between exactly tied splits.
         let mut rng = Rng::new(0);
         let scale = (classes as f64 - 1.0) / classes as f64;
         let mut rounds = Vec::with_capacity(Self::ROUNDS);
