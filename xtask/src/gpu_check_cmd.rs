@@ -356,7 +356,7 @@ fn run_torch(
         "--widening",
         &m.widening_factor.to_string(),
         "--din",
-        &(n_x + 10).to_string(),
+        &gpicl::models::tokens::width(n_x, gpicl::tasks::NUM_CLASSES).to_string(),
         "--batch",
         &cfg.batch.sequences().to_string(),
         "--seq",

@@ -97,13 +97,8 @@ fn inspect(args: &InspectArgs) -> Result<Inspection> {
     let t = cfg.batch.seq_len;
     let device = gpicl::kernels::Device::Cpu;
     let (params, state, modules) = if run.learner == RunLearner::SgdBaseline {
-        let sgd = gpicl::eval::baselines::SgdBaseline::new(
-            &cfg.model,
-            n_x + NUM_CLASSES,
-            NUM_CLASSES,
-            0,
-            &device,
-        );
+        let sgd =
+            gpicl::eval::baselines::SgdBaseline::new(&cfg.model, n_x, NUM_CLASSES, 0, &device);
         (
             0,
             gpicl::models::SequenceModel::state_size(&sgd, t),
@@ -112,7 +107,7 @@ fn inspect(args: &InspectArgs) -> Result<Inspection> {
     } else {
         let model = build_model(
             &cfg.model,
-            n_x + NUM_CLASSES,
+            n_x,
             NUM_CLASSES,
             t,
             cfg.seed,

@@ -26,6 +26,7 @@ mod config_overrides;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
+mod export_metrics_cmd;
 #[cfg(test)]
 use gpicl_testing::fuzzing;
 mod gpu_check_cmd;
@@ -65,6 +66,9 @@ enum Command {
     /// optimiser state, its evaluation and a reproducibility check), e.g.
     /// into models/<name>.
     Export(export_cmd::ExportArgs),
+    /// Write a run's metrics.jsonl as TensorBoard event files into
+    /// <run>/tensorboard/ (for runs trained without --tensorboard).
+    ExportMetrics(export_metrics_cmd::ExportMetricsArgs),
     /// Use a meta-trained learner on your own data: the training rows of a
     /// table or image folder become its context, each test row a query;
     /// writes predicted labels and class probabilities as CSV.
@@ -108,6 +112,7 @@ fn main() {
         Command::Train(args) => train_cmd::run(*args),
         Command::EvalOod(args) => eval_cmd::run(args),
         Command::Export(args) => export_cmd::run(args),
+        Command::ExportMetrics(args) => export_metrics_cmd::run(args),
         Command::Predict(args) => predict_cmd::run(args),
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),

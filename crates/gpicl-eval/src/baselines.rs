@@ -4,7 +4,7 @@ use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_models::init::Initializer;
 use gpicl_models::online::{init_learner, unroll, LearnerSpec, LearnerWeights};
-use gpicl_models::{ModelConfig, ModelKind, ParamStore, SequenceModel};
+use gpicl_models::{tokens, ModelConfig, ModelKind, ParamStore, SequenceModel};
 
 /// The SGD baseline of Table 2: for every sequence a freshly initialised
 /// MLP (`cfg.learner_hidden` ReLU units) that predicts each example, then
@@ -16,16 +16,16 @@ pub struct SgdBaseline {
     spec: LearnerSpec,
     seed: u64,
     classes: usize,
-    input_dim: usize,
+    features: usize,
     device: Device,
     params: ParamStore,
 }
 
 impl SgdBaseline {
-    /// The baseline for tokens of width `input_dim`.
+    /// The baseline for examples of `features` features.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
@@ -34,14 +34,13 @@ impl SgdBaseline {
             spec: LearnerSpec::from_config(cfg),
             seed,
             classes,
-            input_dim,
+            features,
             device: device.clone(),
             params: ParamStore::new(),
         }
     }
 
     fn fresh_weights(&self, sequences: usize) -> gpicl_models::Result<LearnerWeights> {
-        let n_x = self.input_dim - self.classes;
         let mut parts: [Vec<Tensor>; 4] = Default::default();
         for i in 0..sequences {
             let mut init = Initializer::new(
@@ -50,7 +49,7 @@ impl SgdBaseline {
             );
             for (part, w) in parts.iter_mut().zip(init_learner(
                 &mut init,
-                n_x,
+                self.features,
                 self.spec.hidden,
                 self.classes,
             )?) {
@@ -68,9 +67,10 @@ impl SgdBaseline {
 }
 
 impl SequenceModel for SgdBaseline {
-    fn forward(&self, tokens: &Tensor) -> gpicl_models::Result<Tensor> {
-        let start = self.fresh_weights(tokens.dim(0)?)?;
-        unroll(tokens, &start, &self.spec, self.classes)
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> gpicl_models::Result<Tensor> {
+        tokens::check_examples(inputs, labels, self.features, self.classes, usize::MAX)?;
+        let start = self.fresh_weights(inputs.dim(0)?)?;
+        unroll(inputs, labels, &start, &self.spec, self.classes)
     }
 
     fn params(&self) -> &ParamStore {
@@ -78,8 +78,7 @@ impl SequenceModel for SgdBaseline {
     }
 
     fn state_size(&self, _seq_len: usize) -> usize {
-        let n_x = self.input_dim - self.classes;
-        3 * (n_x * self.spec.hidden
+        3 * (self.features * self.spec.hidden
             + self.spec.hidden
             + self.spec.hidden * self.classes
             + self.classes)
@@ -90,8 +89,12 @@ impl SequenceModel for SgdBaseline {
         ModelKind::Maml
     }
 
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
     }
 }
 

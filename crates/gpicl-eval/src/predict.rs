@@ -218,7 +218,7 @@ impl Learner {
             classes,
             members,
             cache: None,
-            query_tokens: Vec::new(),
+            query_statistics: Vec::new(),
             temperature: 1.0,
         };
         fitted.read_contexts()?;
@@ -241,21 +241,13 @@ pub struct FittedLearner<'a> {
     /// Every member's context, read once at fit (one sequence per
     /// member): a query costs one position per member.
     cache: Option<ContextCache>,
-    /// Per member, how its queries are tokenised.
-    query_tokens: Vec<QueryTokens>,
+    /// Per member, the context's feature statistics that its queries are
+    /// z-scored by (a learner meta-trained on per-sequence feature
+    /// normalisation), else none.
+    query_statistics: Vec<Option<FeatureStatistics>>,
     /// Divides every logit before the softmax: see
     /// [`FittedLearner::temperature`].
     temperature: f32,
-}
-
-/// What a member's query token needs besides the query's features.
-struct QueryTokens {
-    /// The context's feature statistics, for a learner meta-trained on
-    /// per-sequence feature normalisation.
-    features: Option<FeatureStatistics>,
-    /// The learner's label of the last context row: the label channel of
-    /// every query token.
-    last_label: Option<usize>,
 }
 
 impl FittedLearner<'_> {
@@ -366,19 +358,15 @@ impl FittedLearner<'_> {
     }
 
     /// Reads every member's context through the model once, as one batch
-    /// of sequences: the tokens `[A x_i, onehot(label of y_{i−1})]` of its
-    /// rows.
+    /// of sequences: the projected rows `A x_i` of its context with the
+    /// member's labels of their classes.
     fn read_contexts(&mut self) -> Result<()> {
         let n_x = self.learner.run.n_x;
-        let width = n_x + NUM_CLASSES;
         let len = self.context_rows();
-        let mut tokens = vec![0f32; self.members.len() * len * width];
-        let mut query_tokens = Vec::with_capacity(self.members.len());
-        for (member, sequence) in self
-            .members
-            .iter()
-            .zip(tokens.chunks_exact_mut(len * width))
-        {
+        let mut inputs = Vec::with_capacity(self.members.len() * len * n_x);
+        let mut labels = Vec::with_capacity(self.members.len() * len);
+        let mut query_statistics = Vec::with_capacity(self.members.len());
+        for member in &self.members {
             let mut rows: Vec<Vec<f32>> = member
                 .context
                 .iter()
@@ -386,28 +374,27 @@ impl FittedLearner<'_> {
                 .collect();
             // A learner trained on per-sequence feature statistics reads
             // its inputs z-scored by the context's statistics.
-            let features = (self.learner.run.config.data.feature_normalization
+            let statistics = (self.learner.run.config.data.feature_normalization
                 == FeatureNormalization::PerSequence
                 && !rows.is_empty())
             .then(|| FeatureStatistics::over(&rows.concat(), n_x));
-            if let Some(features) = &features {
-                rows.iter_mut().for_each(|row| features.apply(row));
+            if let Some(statistics) = &statistics {
+                rows.iter_mut().for_each(|row| statistics.apply(row));
             }
-            for (t, features) in rows.iter().enumerate() {
-                let token = &mut sequence[t * width..(t + 1) * width];
-                token[..n_x].copy_from_slice(features);
-                if t > 0 {
-                    token[n_x + member.label_of[self.y[member.context[t - 1]]]] = 1.0;
-                }
-            }
-            query_tokens.push(QueryTokens {
-                features,
-                last_label: member.context.last().map(|&i| member.label_of[self.y[i]]),
-            });
+            inputs.extend(rows.concat());
+            labels.extend(
+                member
+                    .context
+                    .iter()
+                    .map(|&i| member.label_of[self.y[i]] as u32),
+            );
+            query_statistics.push(statistics);
         }
-        let tokens = Tensor::from_vec(tokens, (self.members.len(), len, width), &Device::Cpu)?;
-        self.cache = Some(self.learner.run.model.read_context(&tokens)?);
-        self.query_tokens = query_tokens;
+        let m = self.members.len();
+        let inputs = Tensor::from_vec(inputs, (m, len, n_x), &Device::Cpu)?;
+        let labels = Tensor::from_vec(labels, (m, len), &Device::Cpu)?;
+        self.cache = Some(self.learner.run.model.read_context(&inputs, &labels)?);
+        self.query_statistics = query_statistics;
         Ok(())
     }
 
@@ -438,34 +425,25 @@ impl FittedLearner<'_> {
         };
         let model = self.learner.run.model.as_ref();
         let n_x = self.learner.run.n_x;
-        let width = n_x + NUM_CLASSES;
         let mut out = vec![vec![0f32; self.classes]; x.len()];
         for (chunk_start, chunk) in x
             .chunks(self.learner.options.chunk_size)
             .enumerate()
             .map(|(c, rows)| (c * self.learner.options.chunk_size, rows))
         {
-            let mut queries = vec![0f32; self.members.len() * chunk.len() * width];
-            for ((member, tokens), member_queries) in self
-                .members
-                .iter()
-                .zip(&self.query_tokens)
-                .zip(queries.chunks_exact_mut(chunk.len() * width))
-            {
-                for (row, query) in chunk.iter().zip(member_queries.chunks_exact_mut(width)) {
+            let mut queries = Vec::with_capacity(self.members.len() * chunk.len() * n_x);
+            for (member, statistics) in self.members.iter().zip(&self.query_statistics) {
+                for row in chunk {
                     let mut projected = self.project(member, row);
-                    if let Some(features) = &tokens.features {
-                        features.apply(&mut projected);
+                    if let Some(statistics) = statistics {
+                        statistics.apply(&mut projected);
                     }
-                    query[..n_x].copy_from_slice(&projected);
-                    if let Some(label) = tokens.last_label {
-                        query[n_x + label] = 1.0;
-                    }
+                    queries.extend(projected);
                 }
             }
             let queries = Tensor::from_vec(
                 queries,
-                (self.members.len(), chunk.len(), width),
+                (self.members.len(), chunk.len(), n_x),
                 &Device::Cpu,
             )?;
             let logits: Vec<Vec<Vec<f32>>> = model.query_logits(cache, &queries)?.to_vec3()?;

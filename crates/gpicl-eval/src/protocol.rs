@@ -233,14 +233,13 @@ impl<'a> Evaluator<'a> {
         let mut loss = vec![0f64; t];
         for chunk in tasks.chunks(cfg.chunk_size) {
             let batch = builder.build(source, chunk, examples.as_mut(), &mut rng)?;
-            let logits = self.model.forward(&batch.tokens)?.detach();
-            let hits: Vec<f32> = composed::correct(&logits, &batch.targets)?
+            let logits = self.model.forward(&batch.inputs, &batch.labels)?.detach();
+            let hits: Vec<f32> = composed::correct(&logits, &batch.labels)?
                 .sum(0)?
                 .to_vec1()?;
-            let losses: Vec<f32> =
-                (composed::cross_entropy_per_position(&logits, &batch.targets)?
-                    * chunk.len() as f64)?
-                    .to_vec1()?;
+            let losses: Vec<f32> = (composed::cross_entropy_per_position(&logits, &batch.labels)?
+                * chunk.len() as f64)?
+                .to_vec1()?;
             for i in 0..t {
                 correct[i] += hits[i] as f64;
                 loss[i] += losses[i] as f64;

@@ -265,7 +265,7 @@ pub fn evaluate_sgd_baseline(
     let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
     let baseline = crate::baselines::SgdBaseline::new(
         &cfg.model,
-        n_x + gpicl_tasks::NUM_CLASSES,
+        n_x,
         gpicl_tasks::NUM_CLASSES,
         cfg.seed,
         &device,

@@ -20,13 +20,13 @@ fn main() {
         0,
     );
     let options = KernelOptions::from_env();
-    let model = build_model(&cfg.model, set.n_x + 10, 10, 100, 0, &dev, options).unwrap();
+    let model = build_model(&cfg.model, set.n_x, 10, 100, 0, &dev, options).unwrap();
     for _ in 0..3 {
         let t0 = Instant::now();
         let batch = sampler.next_batch().unwrap();
         let t1 = Instant::now();
-        let logits = model.forward(&batch.tokens).unwrap();
-        let loss = composed::cross_entropy(&logits, &batch.targets).unwrap();
+        let logits = model.forward(&batch.inputs, &batch.labels).unwrap();
+        let loss = composed::cross_entropy(&logits, &batch.labels).unwrap();
         let t2 = Instant::now();
         let grads = loss.backward().unwrap();
         let t3 = Instant::now();

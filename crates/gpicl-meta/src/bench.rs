@@ -72,8 +72,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// Validates `cfg` and builds its model for `n_x` features (plus the
-/// previous label) on its device, with `kernels` at `cfg`'s precision.
+/// Validates `cfg` and builds its model for `n_x` features on its device, with `kernels` at `cfg`'s precision.
 fn model_for(
     cfg: &TrainConfig,
     kernels: KernelOptions,
@@ -83,7 +82,7 @@ fn model_for(
     let device = gpicl_kernels::device::parse_device(&cfg.device)?;
     let model = build_model(
         &cfg.model,
-        n_x + NUM_CLASSES,
+        n_x,
         NUM_CLASSES,
         cfg.batch.seq_len,
         cfg.seed,
@@ -93,29 +92,23 @@ fn model_for(
     Ok((device, model))
 }
 
-/// Tokens `[b, t, n_x + 10]` from `features` (`n_x` per example) and each
-/// example's previous label one-hot (none at a sequence's first position),
-/// as in training, with the labels as targets `[b, t]`.
-fn tokens_and_targets(
-    features: &[f32],
+/// Examples `[b, t, n_x]` from `features` (`n_x` per example) with their
+/// `labels` `[b, t]`, on `device`.
+fn examples(
+    features: Vec<f32>,
     labels: Vec<u32>,
     n_x: usize,
     (b, t): (usize, usize),
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let mut data = Vec::with_capacity(b * t * (n_x + NUM_CLASSES));
-    for (i, x) in features.chunks_exact(n_x).enumerate() {
-        data.extend_from_slice(x);
-        let previous = (i % t > 0).then(|| labels[i - 1] as usize);
-        data.extend((0..NUM_CLASSES).map(|c| if previous == Some(c) { 1.0 } else { 0.0 }));
-    }
-    let tokens = Tensor::from_vec(data, (b, t, n_x + NUM_CLASSES), device)?;
-    let targets = Tensor::from_vec(labels, (b, t), device)?;
-    Ok((tokens, targets))
+    Ok((
+        Tensor::from_vec(features, (b, t, n_x), device)?,
+        Tensor::from_vec(labels, (b, t), device)?,
+    ))
 }
 
 /// One random batch of `cfg`'s shape with `n_x` features per example and
-/// the previous example's one-hot label, as in training.
+/// random labels.
 fn fixed_batch(cfg: &TrainConfig, n_x: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
     let mut rng = Rng::new(cfg.seed);
@@ -123,7 +116,7 @@ fn fixed_batch(cfg: &TrainConfig, n_x: usize, device: &Device) -> Result<(Tensor
         .map(|_| rng.below(NUM_CLASSES as u64) as u32)
         .collect();
     let features: Vec<f32> = (0..b * t * n_x).map(|_| rng.normal() as f32).collect();
-    tokens_and_targets(&features, labels, n_x, (b, t), device)
+    examples(features, labels, n_x, (b, t), device)
 }
 
 /// The training loss of each of `steps` full training steps (clipping and
@@ -163,8 +156,8 @@ pub fn teacher_losses(
                     as u32
             })
             .collect();
-        let (tokens, targets) = tokens_and_targets(&features, labels, n_x, (b, t), &device)?;
-        let step = model.loss_and_grads(&tokens, &targets)?;
+        let (inputs, labels) = examples(features, labels, n_x, (b, t), &device)?;
+        let step = model.loss_and_grads(&inputs, &labels)?;
         let mut grads = step.grads;
         grads.clip_global_norm(cfg.optim.clip_norm);
         optimizer.update(model.params(), &grads, cfg.optim.lr)?;
@@ -187,7 +180,7 @@ pub fn bench_training_step(
 ) -> Result<BenchReport> {
     let (device, model) = model_for(cfg, kernels, n_x)?;
     let (b, t) = (cfg.batch.sequences(), cfg.batch.seq_len);
-    let (tokens, targets) = fixed_batch(cfg, n_x, &device)?;
+    let (inputs, labels) = fixed_batch(cfg, n_x, &device)?;
     let mut optimizer = build_optimizer(&cfg.optim, model.params());
     let (mut total, mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..warmup + steps {
@@ -195,7 +188,7 @@ pub fn bench_training_step(
             reset_peak_rss();
         }
         let t0 = Instant::now();
-        let step = model.loss_and_grads(&tokens, &targets)?;
+        let step = model.loss_and_grads(&inputs, &labels)?;
         let mut grads = step.grads;
         let t1 = t0 + std::time::Duration::from_secs_f64(step.forward_seconds);
         let t2 = Instant::now();

@@ -27,8 +27,9 @@ const OPTIMIZER_STEP: &str = "adam_step";
 pub struct CheckpointMeta {
     /// Completed training steps.
     pub step: u64,
-    /// The model's input width (`N_x + 10`), so a model can be rebuilt
-    /// from `config.toml` and the checkpoint alone.
+    /// The width of the token the model reads
+    /// (`gpicl_models::tokens::width`: `N_x + 10`), so a model can be
+    /// rebuilt from `config.toml` and the checkpoint alone.
     pub input_dim: usize,
     /// The training distribution's position.
     pub sampler: SamplerState,

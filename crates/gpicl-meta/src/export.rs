@@ -77,22 +77,21 @@ mod tests {
             load_run(&shipped, &Device::Cpu).unwrap(),
         );
         assert_eq!(b.step, 3);
-        let tokens = gpicl_kernels::Tensor::zeros(
-            (1, 10, b.n_x + 10),
-            gpicl_kernels::DType::F32,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let inputs =
+            gpicl_kernels::Tensor::zeros((1, 10, b.n_x), gpicl_kernels::DType::F32, &Device::Cpu)
+                .unwrap();
+        let labels =
+            gpicl_kernels::Tensor::zeros((1, 10), gpicl_kernels::DType::U32, &Device::Cpu).unwrap();
         let (la, lb): (Vec<f32>, Vec<f32>) = (
             a.model
-                .forward(&tokens)
+                .forward(&inputs, &labels)
                 .unwrap()
                 .flatten_all()
                 .unwrap()
                 .to_vec1()
                 .unwrap(),
             b.model
-                .forward(&tokens)
+                .forward(&inputs, &labels)
                 .unwrap()
                 .flatten_all()
                 .unwrap()

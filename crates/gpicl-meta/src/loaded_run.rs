@@ -69,9 +69,15 @@ fn load_model_at(
     } else {
         KernelOptions::from_env()
     };
+    let corrupt = |reason: String| MetaError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let n_x = gpicl_models::tokens::features_in(ckpt.meta.input_dim, NUM_CLASSES)
+        .map_err(|e| corrupt(e.to_string()))?;
     let model = build_model(
         &config.model,
-        ckpt.meta.input_dim,
+        n_x,
         NUM_CLASSES,
         config.batch.seq_len,
         config.seed,
@@ -81,11 +87,7 @@ fn load_model_at(
     model
         .params()
         .load(&ckpt.params)
-        .map_err(|e| MetaError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let n_x = ckpt.meta.input_dim.saturating_sub(NUM_CLASSES);
+        .map_err(|e| corrupt(e.to_string()))?;
     Ok(LoadedRun {
         config: config.clone(),
         model,

@@ -6,8 +6,9 @@
 //! each record is its length (u64, little-endian), the masked CRC-32C of
 //! that length, the bytes, and their masked CRC-32C. The first event names
 //! the file version; every other event holds scalar summaries at a step.
-//! The few protobuf fields needed are written by hand, so no protobuf
-//! dependency is pulled in. A process writes its own file
+//! The messages are the fields of TensorFlow's `event.proto` and
+//! `summary.proto` that scalars need, encoded by `prost`; the CRC is the
+//! `crc32c` crate's. A process writes its own file
 //! (`events.out.tfevents.<seconds>.<host>.<pid>`); a resumed run writes
 //! steps again from its checkpoint, and TensorBoard discards the orphaned
 //! later steps of the earlier file when it sees a step go back.
@@ -24,6 +25,7 @@
 
 use crate::error::{MetaError, Result};
 use crate::record::RunRecord;
+use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -55,10 +57,11 @@ impl EventWriter {
         let writer = Self {
             path: dir.join(name),
         };
-        let mut event = Vec::new();
-        put_double(&mut event, 1, wall_time());
-        put_bytes(&mut event, 3, b"brain.Event:2");
-        writer.append(&[event])?;
+        writer.append(&Event {
+            wall_time: wall_time(),
+            step: 0,
+            what: Some(What::FileVersion("brain.Event:2".into())),
+        })?;
         Ok(writer)
     }
 
@@ -69,18 +72,18 @@ impl EventWriter {
 
     /// One event with these scalars (`tag`, value) at `step`.
     pub fn scalars(&self, step: u64, values: &[(&str, f64)]) -> Result<()> {
-        let mut summary = Vec::new();
-        for (tag, value) in values {
-            let mut v = Vec::new();
-            put_bytes(&mut v, 1, tag.as_bytes());
-            put_float(&mut v, 2, *value as f32);
-            put_bytes(&mut summary, 1, &v);
-        }
-        let mut event = Vec::new();
-        put_double(&mut event, 1, wall_time());
-        put_varint_field(&mut event, 2, step);
-        put_bytes(&mut event, 5, &summary);
-        self.append(&[event])
+        let value = values
+            .iter()
+            .map(|(tag, value)| SummaryValue {
+                tag: tag.to_string(),
+                value: Some(ValueKind::SimpleValue(*value as f32)),
+            })
+            .collect();
+        self.append(&Event {
+            wall_time: wall_time(),
+            step: step as i64,
+            what: Some(What::Summary(Summary { value })),
+        })
     }
 
     /// Writes the scalars a [`RunRecord`] holds: a training step's loss,
@@ -120,15 +123,16 @@ impl EventWriter {
         }
     }
 
-    fn append(&self, events: &[Vec<u8>]) -> Result<()> {
-        let mut bytes = Vec::new();
-        for data in events {
-            let len = (data.len() as u64).to_le_bytes();
-            bytes.extend_from_slice(&len);
-            bytes.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
-            bytes.extend_from_slice(data);
-            bytes.extend_from_slice(&masked_crc32c(data).to_le_bytes());
-        }
+    /// Appends one event as a record: its length, the length's masked
+    /// CRC, the encoded event and its masked CRC.
+    fn append(&self, event: &Event) -> Result<()> {
+        let data = event.encode_to_vec();
+        let len = (data.len() as u64).to_le_bytes();
+        let mut bytes = Vec::with_capacity(data.len() + 16);
+        bytes.extend_from_slice(&len);
+        bytes.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+        bytes.extend_from_slice(&data);
+        bytes.extend_from_slice(&masked_crc32c(&data).to_le_bytes());
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -138,58 +142,76 @@ impl EventWriter {
     }
 }
 
+/// Writes every scalar of the `metrics.jsonl` at `metrics` (the source of
+/// truth of a run, [`crate::read_records`]) into a new event file in `dir`:
+/// TensorBoard for a run made without `schedule.tensorboard`. Returns the
+/// file and the number of records written.
+pub fn export_metrics(metrics: &Path, dir: &Path) -> Result<(PathBuf, usize)> {
+    let records = crate::record::read_records(metrics)?;
+    let writer = EventWriter::create(dir)?;
+    for record in &records {
+        writer.record(record)?;
+    }
+    Ok((writer.path, records.len()))
+}
+
+/// TensorFlow's `Event` (`tensorflow/core/util/event.proto`): the fields
+/// scalars need.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Event {
+    #[prost(double, tag = "1")]
+    wall_time: f64,
+    #[prost(int64, tag = "2")]
+    step: i64,
+    #[prost(oneof = "What", tags = "3, 5")]
+    what: Option<What>,
+}
+
+/// What an [`Event`] holds.
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum What {
+    #[prost(string, tag = "3")]
+    FileVersion(String),
+    #[prost(message, tag = "5")]
+    Summary(Summary),
+}
+
+/// TensorFlow's `Summary` (`tensorflow/core/framework/summary.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    value: Vec<SummaryValue>,
+}
+
+/// `Summary.Value`: a tag and, for a scalar, its `simple_value` (a oneof
+/// member, so a zero is written too).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SummaryValue {
+    #[prost(string, tag = "1")]
+    tag: String,
+    #[prost(oneof = "ValueKind", tags = "2")]
+    value: Option<ValueKind>,
+}
+
+/// The kind of a [`SummaryValue`].
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum ValueKind {
+    #[prost(float, tag = "2")]
+    SimpleValue(f32),
+}
+
 fn wall_time() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
-    put_varint(out, field << 3);
-    put_varint(out, v);
-}
-
-fn put_double(out: &mut Vec<u8>, field: u64, v: f64) {
-    put_varint(out, (field << 3) | 1);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_float(out: &mut Vec<u8>, field: u64, v: f32) {
-    put_varint(out, (field << 3) | 5);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    put_varint(out, (field << 3) | 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// CRC-32C (Castagnoli), bitwise: event files are small next to training.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0x82F6_3B78 & mask);
-        }
-    }
-    !crc
-}
-
-/// TensorFlow's masked CRC, so that a CRC of data holding CRCs stays strong.
+/// TensorFlow's masked CRC-32C, so that a CRC of data holding CRCs stays
+/// strong.
 fn masked_crc32c(data: &[u8]) -> u32 {
-    let crc = crc32c(data);
-    (crc.rotate_right(15)).wrapping_add(0xa282_ead8)
+    crc32c::crc32c(data)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
 }
 
 #[cfg(test)]
@@ -216,56 +238,43 @@ mod tests {
         records
     }
 
-    fn varint(bytes: &[u8], at: &mut usize) -> u64 {
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let b = bytes[*at];
-            *at += 1;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                return v;
-            }
-            shift += 7;
-        }
-    }
-
-    /// (field, wire type, payload) of each top-level field of a message.
-    fn fields(bytes: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
-        let mut at = 0;
-        let mut out = Vec::new();
-        while at < bytes.len() {
-            let key = varint(bytes, &mut at);
-            let (field, wire) = (key >> 3, key & 7);
-            let payload = match wire {
-                0 => {
-                    let start = at;
-                    varint(bytes, &mut at);
-                    bytes[start..at].to_vec()
-                }
-                1 => {
-                    at += 8;
-                    bytes[at - 8..at].to_vec()
-                }
-                2 => {
-                    let len = varint(bytes, &mut at) as usize;
-                    at += len;
-                    bytes[at - len..at].to_vec()
-                }
-                5 => {
-                    at += 4;
-                    bytes[at - 4..at].to_vec()
-                }
-                other => panic!("wire type {other}"),
-            };
-            out.push((field, wire, payload));
-        }
-        out
+    #[test]
+    fn a_finished_runs_metrics_export_to_the_same_events() {
+        let dir = gpicl_testing::scratch_dir("tensorboard-export");
+        let log = crate::MetricsLog::open(&dir.join("metrics.jsonl"));
+        let train = RunRecord::Train(TrainRecord {
+            step: 3,
+            loss: 1.5,
+            ..Default::default()
+        });
+        log.append(&train).unwrap();
+        let (path, written) =
+            export_metrics(&dir.join("metrics.jsonl"), &dir.join("tensorboard")).unwrap();
+        assert_eq!(written, 1);
+        let events: Vec<Event> = read_records(&path)
+            .iter()
+            .map(|r| Event::decode(r.as_slice()).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "the version event and the step");
+        assert_eq!(events[1].step, 3);
+        let Some(What::Summary(summary)) = &events[1].what else {
+            panic!("no summary");
+        };
+        assert!(summary
+            .value
+            .iter()
+            .any(|v| v.tag == "train/loss" && v.value == Some(ValueKind::SimpleValue(1.5))));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn crc32c_matches_the_published_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
+    fn the_masked_crc_is_tensorflows() {
+        // CRC-32C's published check value, then TensorFlow's masking.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(
+            masked_crc32c(b"123456789"),
+            0xE306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8)
+        );
     }
 
     #[test]
@@ -299,39 +308,37 @@ mod tests {
         assert!(name.starts_with("events.out.tfevents."), "{name}");
         let records = read_records(writer.path());
         assert_eq!(records.len(), 3);
-        // The first event names the file version.
-        let first = fields(&records[0]);
-        assert!(first
+        let events: Vec<Event> = records
             .iter()
-            .any(|(f, w, p)| (*f, *w) == (3, 2) && p == b"brain.Event:2"));
+            .map(|r| Event::decode(r.as_slice()).unwrap())
+            .collect();
+        // The first event names the file version.
+        assert_eq!(
+            events[0].what,
+            Some(What::FileVersion("brain.Event:2".into()))
+        );
         // Then a step with its summary values: tag and simple_value.
-        let scalars = |record: &[u8]| -> (u64, Vec<(String, f32)>) {
-            let event = fields(record);
-            let step = event
+        let scalars = |event: &Event| -> (i64, Vec<(String, f32)>) {
+            let Some(What::Summary(summary)) = &event.what else {
+                panic!("not a summary: {event:?}");
+            };
+            let values = summary
+                .value
                 .iter()
-                .find(|(f, _, _)| *f == 2)
-                .map(|(_, _, p)| varint(p, &mut 0))
-                .unwrap();
-            let summary = &event.iter().find(|(f, _, _)| *f == 5).unwrap().2;
-            let values = fields(summary)
-                .into_iter()
-                .map(|(_, _, value)| {
-                    let value = fields(&value);
-                    let tag = String::from_utf8(value[0].2.clone()).unwrap();
-                    assert_eq!((value[1].0, value[1].1), (2, 5), "simple_value is a float");
-                    (
-                        tag,
-                        f32::from_le_bytes(value[1].2.clone().try_into().unwrap()),
-                    )
+                .map(|v| match v.value {
+                    Some(ValueKind::SimpleValue(x)) => (v.tag.clone(), x),
+                    None => panic!("{} has no simple_value", v.tag),
                 })
                 .collect();
-            (step, values)
+            (event.step, values)
         };
-        let (step, values) = scalars(&records[1]);
+        let (step, values) = scalars(&events[1]);
         assert_eq!(step, 7);
         assert!(values.contains(&("train/loss".into(), 2.25)));
         assert!(values.contains(&("train/lr".into(), 1e-3)));
-        let (step, values) = scalars(&records[2]);
+        // A zero is written, not left out.
+        assert!(values.contains(&("train/acc".into(), 0.0)));
+        let (step, values) = scalars(&events[2]);
         assert_eq!(step, 250);
         assert!(values.contains(&("eval/mnist/unseen/acc_last".into(), 0.5)));
         std::fs::remove_dir_all(&dir).unwrap();

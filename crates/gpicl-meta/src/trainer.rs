@@ -119,7 +119,7 @@ impl Trainer {
         let (n_x, family) = (data.n_x, data.family.clone());
         let model = build_model(
             &cfg.model,
-            n_x + NUM_CLASSES,
+            n_x,
             NUM_CLASSES,
             cfg.batch.seq_len,
             cfg.seed,
@@ -276,16 +276,16 @@ impl Trainer {
         self.sampler.set_echo(self.cfg.data.echo_at(step));
         let batch = self.sampler.next_batch()?;
         let chunks = self.cfg.optim.accumulation_steps;
-        let (b, t) = batch.targets.dims2()?;
+        let (b, t) = batch.labels.dims2()?;
         let per_chunk = b / chunks;
         let mut grads = Gradients::zeros(self.model.params());
         let (mut loss_sum, mut correct_sum, mut last_sum) = (0f32, 0f32, 0f32);
         let fixed = self.sampler.fixed_task_sequences();
         let mut unbiased_sum = 0f32;
         for chunk in 0..chunks {
-            let tokens = batch.tokens.narrow(0, chunk * per_chunk, per_chunk)?;
-            let targets = batch.targets.narrow(0, chunk * per_chunk, per_chunk)?;
-            let step = self.model.loss_and_grads(&tokens, &targets)?;
+            let inputs = batch.inputs.narrow(0, chunk * per_chunk, per_chunk)?;
+            let targets = batch.labels.narrow(0, chunk * per_chunk, per_chunk)?;
+            let step = self.model.loss_and_grads(&inputs, &targets)?;
             grads.accumulate(&step.grads, chunks)?;
             loss_sum += step.loss / chunks as f32;
             let logits = step.logits;
@@ -352,7 +352,7 @@ impl Trainer {
         }
         let meta = CheckpointMeta {
             step: self.step,
-            input_dim: self.family.n_x() + NUM_CLASSES,
+            input_dim: gpicl_models::tokens::width(self.family.n_x(), NUM_CLASSES),
             sampler: self.sampler.state(),
             identity: RunIdentity {
                 run_id: self.run_id.clone(),

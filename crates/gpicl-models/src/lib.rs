@@ -1,4 +1,5 @@
-//! Sequence models that map a stream of `[x_t, onehot(y_{t-1})]` tokens to
+//! Sequence models that map a stream of examples — features `x_t` and
+//! labels `y_t`, read as `[x_t, onehot(y_{t-1})]` tokens ([`tokens`]) — to
 //! logits for `y_t`, causally in time.
 //!
 //! Pipeline position: `kernels ← models ← meta, eval`. Models know nothing
@@ -10,7 +11,7 @@
 //! use gpicl_models::{build_model, ModelConfig};
 //! let cfg = ModelConfig { d_model: 64, ..ModelConfig::default() };
 //! let options = gpicl_kernels::KernelOptions::default();
-//! let model = build_model(&cfg, 196 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu, options).unwrap();
+//! let model = build_model(&cfg, 196, 10, 100, 0, &gpicl_kernels::Device::Cpu, options).unwrap();
 //! assert_eq!(model.param_count(), 419_274); // the paper's reference count
 //! ```
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod outer_lstm;
 pub mod params;
 #[cfg(test)]
 mod testing;
+pub mod tokens;
 pub mod transformer;
 pub mod vsml;
 
@@ -46,11 +48,16 @@ pub use vsml::Vsml;
 
 use gpicl_kernels::{Device, KernelOptions, Tensor};
 
-/// A causal sequence model: `[batch, t, input_dim]` → `[batch, t, classes]`,
-/// where the output at position `t` depends only on inputs `0..=t`.
+/// A causal sequence model: examples in (`inputs` `[batch, t, n_x]`,
+/// `labels` `[batch, t]`), logits `[batch, t, classes]` out, where the
+/// output at position `t` depends only on the features up to `t` and the
+/// labels before `t`. Each model reads them through the one token layout
+/// ([`tokens`]).
 pub trait SequenceModel: Send + Sync {
-    /// Logits for every position.
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor>;
+    /// Logits for every position of `inputs` (`[batch, t, n_x]`) with their
+    /// `labels` (`[batch, t]`, `u32`): position `t` predicts `labels[t]`
+    /// from the examples before it and `inputs[t]`.
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor>;
     /// The trainable parameters, by name.
     fn params(&self) -> &ParamStore;
     /// Number of scalar parameters.
@@ -58,25 +65,27 @@ pub trait SequenceModel: Send + Sync {
         self.params().count()
     }
     /// Size of the state the model can use to carry information along a
-    /// sequence of `seq_len` tokens (for a Transformer, its KV cache).
+    /// sequence of `seq_len` examples (for a Transformer, its KV cache).
     fn state_size(&self, seq_len: usize) -> usize;
     /// The model's short name, e.g. `transformer`.
     fn kind(&self) -> ModelKind;
-    /// Token width the model reads (`N_x + classes`).
-    fn input_dim(&self) -> usize;
+    /// Features per example the model reads (`n_x`).
+    fn features(&self) -> usize;
+    /// Label values it predicts.
+    fn classes(&self) -> usize;
     /// Floating-point operations of one forward pass over `batch` sequences
-    /// of `seq_len` tokens, counting a multiply-add as two. The default
+    /// of `seq_len` examples, counting a multiply-add as two. The default
     /// treats every parameter as a weight used once per token, which is
     /// exact up to biases and elementwise work for dense recurrent models.
     fn forward_flops(&self, batch: usize, seq_len: usize) -> f64 {
         2.0 * (batch * seq_len) as f64 * self.param_count() as f64
     }
-    /// The mean cross-entropy of one batch (`targets`: `[batch, t]` class
-    /// indices), the gradient of every parameter and the logits. The
+    /// The mean cross-entropy of one batch (each position's label is its
+    /// target), the gradient of every parameter and the logits. The
     /// default runs candle's autograd through [`SequenceModel::forward`];
     /// a model with a hand-written training step overrides it.
-    fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<LossAndGrads> {
-        autograd_loss_and_grads(self, tokens, targets)
+    fn loss_and_grads(&self, inputs: &Tensor, labels: &Tensor) -> Result<LossAndGrads> {
+        autograd_loss_and_grads(self, inputs, labels)
     }
 
     /// The kernel options the model's ops (and its training loss) run
@@ -86,24 +95,30 @@ pub trait SequenceModel: Send + Sync {
         KernelOptions::default()
     }
 
-    /// Reads `m` contexts (`[m, p, n]` tokens, `p` below the longest
-    /// sequence) once for many queries ([`context`]). The default keeps the
-    /// tokens; a model with a cache (the Transformer's keys and values)
-    /// overrides it.
-    fn read_context(&self, context: &Tensor) -> Result<ContextCache> {
-        context::check_context(context, self.input_dim(), usize::MAX)?;
-        let logits = if context.dim(1)? > 0 {
-            Some(self.forward(context)?)
-        } else {
+    /// Reads `m` contexts (`inputs` `[m, p, n_x]` and `labels` `[m, p]`,
+    /// `p` below the longest sequence) once for many queries ([`context`]).
+    /// The default keeps the examples; a model with a cache (the
+    /// Transformer's keys and values) overrides it.
+    fn read_context(&self, inputs: &Tensor, labels: &Tensor) -> Result<ContextCache> {
+        let cache = ContextCache::examples_only(
+            inputs,
+            labels,
+            self.features(),
+            self.classes(),
+            usize::MAX,
+        )?;
+        let logits = if cache.is_empty() {
             None
+        } else {
+            Some(self.forward(inputs, labels)?)
         };
-        Ok(ContextCache::tokens_only(context.clone(), logits))
+        Ok(cache.with_logits(logits))
     }
 
-    /// `[m, q, classes]`: for each of `queries` (`[m, q, n]`: row `j` for
+    /// `[m, q, classes]`: for each of `queries` (`[m, q, n_x]`: row `j` for
     /// context `j`) the logits at the position after its context, equal to
-    /// the last position of [`SequenceModel::forward`] over
-    /// `context ++ [query]`. The default runs that whole sequence
+    /// the last position of [`SequenceModel::forward`] over the context
+    /// followed by the query. The default runs that whole sequence
     /// ([`context::query_logits_by_full_forward`]).
     fn query_logits(&self, cache: &ContextCache, queries: &Tensor) -> Result<Tensor> {
         context::query_logits_by_full_forward(self, cache, queries)
@@ -129,13 +144,13 @@ pub struct LossAndGrads {
 /// [`SequenceModel::kernel_options`]) and candle's backward.
 pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
     model: &M,
-    tokens: &Tensor,
-    targets: &Tensor,
+    inputs: &Tensor,
+    labels: &Tensor,
 ) -> Result<LossAndGrads> {
     let started = std::time::Instant::now();
-    let logits = model.forward(tokens)?;
+    let logits = model.forward(inputs, labels)?;
     let loss =
-        gpicl_kernels::op::cross_entropy::cross_entropy(&logits, targets, model.kernel_options())?;
+        gpicl_kernels::op::cross_entropy::cross_entropy(&logits, labels, model.kernel_options())?;
     let loss_value = loss.to_scalar::<f32>()?;
     let forward_seconds = started.elapsed().as_secs_f64();
     let grads = loss.backward()?;
@@ -157,10 +172,11 @@ pub fn autograd_loss_and_grads<M: SequenceModel + ?Sized>(
 }
 
 /// Builds the model a config describes, with parameters drawn from the
-/// seeded initialisation stream of `seed`, running its ops with `options`.
+/// seeded initialisation stream of `seed`, running its ops with `options`,
+/// for examples of `features` features and `classes` label values.
 pub fn build_model(
     cfg: &ModelConfig,
-    input_dim: usize,
+    features: usize,
     classes: usize,
     max_seq_len: usize,
     seed: u64,
@@ -171,53 +187,19 @@ pub fn build_model(
     Ok(match cfg.kind {
         ModelKind::Transformer => Box::new(Transformer::new(
             cfg,
-            input_dim,
+            features,
             classes,
             max_seq_len,
             seed,
             device,
             options,
         )?),
-        ModelKind::Lstm => Box::new(Lstm::new(cfg, input_dim, classes, seed, device, options)?),
+        ModelKind::Lstm => Box::new(Lstm::new(cfg, features, classes, seed, device, options)?),
         ModelKind::OuterLstm => Box::new(OuterLstm::new(
-            cfg, input_dim, classes, seed, device, options,
+            cfg, features, classes, seed, device, options,
         )?),
-        ModelKind::Mlp => Box::new(Mlp::new(cfg, input_dim, classes, seed, device, options)?),
-        ModelKind::Maml => Box::new(Maml::new(cfg, input_dim, classes, seed, device, options)?),
-        ModelKind::Vsml => Box::new(Vsml::new(cfg, input_dim, classes, seed, device)?),
+        ModelKind::Mlp => Box::new(Mlp::new(cfg, features, classes, seed, device, options)?),
+        ModelKind::Maml => Box::new(Maml::new(cfg, features, classes, seed, device, options)?),
+        ModelKind::Vsml => Box::new(Vsml::new(cfg, features, classes, seed, device)?),
     })
-}
-
-/// Features per example in tokens of width `input_dim` (the rest is the
-/// one-hot previous label).
-pub(crate) fn features_in(input_dim: usize, classes: usize) -> Result<usize> {
-    input_dim
-        .checked_sub(classes)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| ModelError::Config {
-            option: "input_dim",
-            reason: format!(
-                "{input_dim} inputs cannot hold {classes} label values and any features"
-            ),
-        })
-}
-
-/// Checks that `tokens` is `[batch, 1..=max_len, input_dim]`.
-pub(crate) fn check_input(tokens: &Tensor, input_dim: usize, max_len: usize) -> Result<()> {
-    let dims = tokens.dims();
-    if dims.len() != 3 || dims[2] != input_dim || dims[1] == 0 || dims[1] > max_len || dims[0] == 0
-    {
-        let len = if max_len == usize::MAX {
-            "t".to_string()
-        } else {
-            format!("t ≤ {max_len}")
-        };
-        return Err(ModelError::Input {
-            got: dims.to_vec(),
-            expected: format!(
-                "[batch, {len}, {input_dim}] tokens (image features + one-hot previous label)"
-            ),
-        });
-    }
-    Ok(())
 }

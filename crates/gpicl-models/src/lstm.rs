@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
-use crate::SequenceModel;
+use crate::{tokens, SequenceModel};
 use gpicl_kernels::op::lstm::lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, KernelOptions, Tensor};
@@ -23,15 +23,17 @@ pub struct Lstm {
     cell: Linear,
     head: Linear,
     hidden: usize,
-    input_dim: usize,
+    features: usize,
+    classes: usize,
     options: KernelOptions,
 }
 
 impl Lstm {
-    /// Builds the LSTM with `cfg.hidden` units, running its ops with `options`.
+    /// Builds the LSTM with `cfg.hidden` units for examples of `features`
+    /// features, running its ops with `options`.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
@@ -40,27 +42,30 @@ impl Lstm {
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
         let h = cfg.hidden;
+        let width = tokens::width(features, classes);
         Ok(Self {
-            enc1: Linear::init(&mut params, &mut init, "encoder.fc1", input_dim, h)?,
+            enc1: Linear::init(&mut params, &mut init, "encoder.fc1", width, h)?,
             enc2: Linear::init(&mut params, &mut init, "encoder.fc2", h, h)?,
             cell: Linear::init(&mut params, &mut init, "lstm.gates", 2 * h, 4 * h)?,
             head: Linear::init(&mut params, &mut init, "head", h, classes)?,
             params,
             hidden: h,
-            input_dim,
+            features,
+            classes,
             options,
         })
     }
 }
 
 impl SequenceModel for Lstm {
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        crate::check_input(tokens, self.input_dim, usize::MAX)?;
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let tokens =
+            tokens::build_checked(inputs, labels, self.features, self.classes, usize::MAX)?;
         let h = self.hidden;
         let o = self.options;
         let u = self
             .enc2
-            .forward_relu(&self.enc1.forward_relu(tokens, o)?, o)?;
+            .forward_relu(&self.enc1.forward_relu(&tokens, o)?, o)?;
         let w_in = self.cell.weight.narrow(0, 0, h)?;
         let w_rec = self.cell.weight.narrow(0, h, h)?;
         let input_half = Linear {
@@ -89,8 +94,12 @@ impl SequenceModel for Lstm {
         ModelKind::Lstm
     }
 
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
     }
 }
 
@@ -105,7 +114,7 @@ mod tests {
             hidden: 4,
             ..ModelConfig::default()
         };
-        Lstm::new(&cfg, 5, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
+        Lstm::new(&cfg, 2, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -117,7 +126,7 @@ mod tests {
                 ..ModelConfig::default()
             };
             assert_eq!(
-                Lstm::new(&cfg, 206, 10, 0, &Device::Cpu, KernelOptions::default())
+                Lstm::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default())
                     .unwrap()
                     .param_count(),
                 expected,

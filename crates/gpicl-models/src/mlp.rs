@@ -5,56 +5,56 @@ use crate::error::Result;
 use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
-use crate::SequenceModel;
+use crate::{tokens, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, KernelOptions, Tensor};
 
 /// `x_t → Linear(h) → ReLU → Linear(h) → ReLU → Linear(classes)`, applied
-/// to every position independently (the label part of the token is ignored).
+/// to every position independently (the labels are ignored).
 pub struct Mlp {
     params: ParamStore,
     layers: [Linear; 3],
-    n_x: usize,
-    input_dim: usize,
+    features: usize,
+    classes: usize,
     options: KernelOptions,
 }
 
 impl Mlp {
-    /// Builds the MLP with `cfg.hidden` units per hidden layer, running its
-    /// ops with `options`.
+    /// Builds the MLP with `cfg.hidden` units per hidden layer for examples
+    /// of `features` features, running its ops with `options`.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
         options: KernelOptions,
     ) -> Result<Self> {
-        let n_x = crate::features_in(input_dim, classes)?;
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
         let h = cfg.hidden;
         let layers = [
-            Linear::init(&mut params, &mut init, "fc1", n_x, h)?,
+            Linear::init(&mut params, &mut init, "fc1", features, h)?,
             Linear::init(&mut params, &mut init, "fc2", h, h)?,
             Linear::init(&mut params, &mut init, "head", h, classes)?,
         ];
         Ok(Self {
             params,
             layers,
-            n_x,
-            input_dim,
+            features,
+            classes,
             options,
         })
     }
 }
 
 impl SequenceModel for Mlp {
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        crate::check_input(tokens, self.input_dim, usize::MAX)?;
-        let x = tokens.narrow(2, 0, self.n_x)?;
+    /// Reads the features alone: the labels before a position are no token
+    /// of its.
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        tokens::check_examples(inputs, labels, self.features, self.classes, usize::MAX)?;
         let o = self.options;
-        let h = self.layers[0].forward_relu(&x, o)?;
+        let h = self.layers[0].forward_relu(inputs, o)?;
         let h = self.layers[1].forward_relu(&h, o)?;
         self.layers[2].forward(&h, o)
     }
@@ -75,8 +75,12 @@ impl SequenceModel for Mlp {
         ModelKind::Mlp
     }
 
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
     }
 }
 
@@ -84,7 +88,6 @@ impl SequenceModel for Mlp {
 mod tests {
     use super::*;
     use crate::testing;
-    use gpicl_kernels::DType;
 
     fn small() -> Mlp {
         let cfg = ModelConfig {
@@ -92,7 +95,7 @@ mod tests {
             hidden: 4,
             ..ModelConfig::default()
         };
-        Mlp::new(&cfg, 6, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
+        Mlp::new(&cfg, 3, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -102,7 +105,7 @@ mod tests {
             hidden: 64,
             ..ModelConfig::default()
         };
-        let m = Mlp::new(&cfg, 206, 10, 0, &Device::Cpu, KernelOptions::default()).unwrap();
+        let m = Mlp::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), 196 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10);
         assert_eq!(m.state_size(100), 0);
     }
@@ -110,41 +113,24 @@ mod tests {
     #[test]
     fn predictions_ignore_the_context_entirely() {
         let m = small();
-        let (x, _) = testing::tokens(1, 4, 6, 1);
+        let (x, y) = testing::examples(1, 4, 3, 1);
         let out: Vec<Vec<f32>> = m
-            .forward(&x)
+            .forward(&x, &y)
             .unwrap()
             .squeeze(0)
             .unwrap()
             .to_vec2()
             .unwrap();
+        // Position 2 follows the labels of positions 0 and 1, yet its
+        // prediction equals the prediction for x_2 with no context at all.
         let alone: Vec<f32> = m
-            .forward(&x.narrow(1, 2, 1).unwrap())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        // Position 2 sees the label of position 1, yet its prediction equals
-        // the prediction for x_2 with no context at all.
-        let masked = x.narrow(1, 2, 1).unwrap().narrow(2, 0, 3).unwrap();
-        let no_label = Tensor::cat(
-            &[
-                &masked,
-                &Tensor::zeros((1, 1, 3), DType::F32, &Device::Cpu).unwrap(),
-            ],
-            2,
-        )
-        .unwrap();
-        let bare: Vec<f32> = m
-            .forward(&no_label)
+            .forward(&x.narrow(1, 2, 1).unwrap(), &y.narrow(1, 2, 1).unwrap())
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1()
             .unwrap();
         assert_eq!(out[2], alone);
-        assert_eq!(alone, bare);
     }
 
     #[test]

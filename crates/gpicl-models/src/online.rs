@@ -7,7 +7,7 @@ use crate::config::{ModelConfig, ModelKind};
 use crate::error::Result;
 use crate::init::Initializer;
 use crate::params::ParamStore;
-use crate::SequenceModel;
+use crate::{tokens, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{composed, Device, KernelOptions, Tensor};
 
@@ -68,20 +68,20 @@ pub fn init_learner(
     ])
 }
 
-/// Runs the online learner over `tokens` `[b, t, n_x + classes]`: at each
-/// position predict `x_t`, then take one Adam step on `(x_t, y_t)`, where
-/// `y_t` is read from the next token's label part. Every operation is a
-/// differentiable tensor op, so gradients flow back into the initial
-/// weights through all updates (MAML).
+/// Runs the online learner over examples (`inputs` `[b, t, n_x]`, `labels`
+/// `[b, t]` below `classes`): at each position predict `x_t`, then take one
+/// Adam step on `(x_t, y_t)`. Every operation is a differentiable tensor
+/// op, so gradients flow back into the initial weights through all updates
+/// (MAML).
 pub fn unroll(
-    tokens: &Tensor,
+    inputs: &Tensor,
+    labels: &Tensor,
     start: &LearnerWeights,
     spec: &LearnerSpec,
     classes: usize,
 ) -> Result<Tensor> {
-    let (b, t, width) = tokens.dims3()?;
-    let n_x = width - classes;
-    let x = tokens.narrow(2, 0, n_x)?;
+    let (b, t, _) = inputs.dims3()?;
+    let x = inputs;
     let expand = |w: &Tensor| -> Result<Tensor> {
         let dims = w.dims();
         Ok(if dims.len() == 2 {
@@ -113,7 +113,7 @@ pub fn unroll(
             break;
         }
         // Gradient of the cross-entropy of this one example.
-        let target = tokens.narrow(1, step + 1, 1)?.narrow(2, n_x, classes)?;
+        let target = tokens::one_hot(&labels.narrow(1, step, 1)?, classes, logits.dtype())?;
         let d_logits = (composed::softmax_last_dim(&logits)? - target)?;
         let g_w2 = hidden.transpose(1, 2)?.matmul(&d_logits)?;
         let active = pre.gt(0.0)?.to_dtype(pre.dtype())?;
@@ -140,26 +140,26 @@ pub struct Maml {
     spec: LearnerSpec,
     start: LearnerWeights,
     classes: usize,
-    input_dim: usize,
+    features: usize,
     options: KernelOptions,
 }
 
 impl Maml {
     /// Builds MAML with `cfg.learner_hidden` units and inner rate
-    /// `cfg.learner_lr`; its training loss runs with `options`.
+    /// `cfg.learner_lr` for examples of `features` features; its training
+    /// loss runs with `options`.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
         options: KernelOptions,
     ) -> Result<Self> {
-        let n_x = crate::features_in(input_dim, classes)?;
         let spec = LearnerSpec::from_config(cfg);
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
-        let [w1, b1, w2, b2] = init_learner(&mut init, n_x, spec.hidden, classes)?;
+        let [w1, b1, w2, b2] = init_learner(&mut init, features, spec.hidden, classes)?;
         let start = LearnerWeights {
             w1: params.insert("learner.fc1.weight", w1)?,
             b1: params.insert("learner.fc1.bias", b1)?,
@@ -171,16 +171,17 @@ impl Maml {
             spec,
             start,
             classes,
-            input_dim,
+            features,
             options,
         })
     }
 }
 
 impl SequenceModel for Maml {
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        crate::check_input(tokens, self.input_dim, usize::MAX)?;
-        unroll(tokens, &self.start, &self.spec, self.classes)
+    /// Learns from the examples themselves: no token is built.
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        tokens::check_examples(inputs, labels, self.features, self.classes, usize::MAX)?;
+        unroll(inputs, labels, &self.start, &self.spec, self.classes)
     }
 
     fn params(&self) -> &ParamStore {
@@ -200,8 +201,12 @@ impl SequenceModel for Maml {
         ModelKind::Maml
     }
 
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
     }
 }
 
@@ -217,7 +222,7 @@ mod tests {
             learner_lr: lr,
             ..ModelConfig::default()
         };
-        Maml::new(&cfg, 6, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
+        Maml::new(&cfg, 3, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -235,17 +240,10 @@ mod tests {
         let m = small(0.1);
         // One repeated example with label 2: after a few Adam steps the
         // learner predicts it far better than its initial weights did.
-        let mut data = Vec::new();
-        for t in 0..8 {
-            data.extend_from_slice(&[1.0f32, -0.5, 0.25]);
-            data.extend_from_slice(if t == 0 {
-                &[0.0, 0.0, 0.0]
-            } else {
-                &[0.0, 0.0, 1.0]
-            });
-        }
-        let tokens = Tensor::from_vec(data, (1, 8, 6), &Device::Cpu).unwrap();
-        let logits = m.forward(&tokens).unwrap();
+        let data: Vec<f32> = (0..8).flat_map(|_| [1.0f32, -0.5, 0.25]).collect();
+        let inputs = Tensor::from_vec(data, (1, 8, 3), &Device::Cpu).unwrap();
+        let labels = Tensor::from_vec(vec![2u32; 8], (1, 8), &Device::Cpu).unwrap();
+        let logits = m.forward(&inputs, &labels).unwrap();
         let log_p = composed::log_softmax_last_dim(&logits)
             .unwrap()
             .squeeze(0)

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
-use crate::SequenceModel;
+use crate::{tokens, SequenceModel};
 use gpicl_kernels::op::outer_lstm::outer_lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{DType, Device, KernelOptions, Tensor};
@@ -25,7 +25,8 @@ pub struct OuterLstm {
     head: Linear,
     heads: usize,
     size: usize,
-    input_dim: usize,
+    features: usize,
+    classes: usize,
     options: KernelOptions,
 }
 
@@ -39,10 +40,10 @@ pub(crate) struct OuterState {
 
 impl OuterLstm {
     /// Builds the model with `cfg.outer_heads` heads of size `cfg.hidden`,
-    /// running its ops with `options`.
+    /// for examples of `features` features, running its ops with `options`.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
@@ -53,7 +54,13 @@ impl OuterLstm {
         let (n, size) = (cfg.outer_heads, cfg.hidden);
         let width = n * size;
         Ok(Self {
-            enc1: Linear::init(&mut params, &mut init, "encoder.fc1", input_dim, width)?,
+            enc1: Linear::init(
+                &mut params,
+                &mut init,
+                "encoder.fc1",
+                tokens::width(features, classes),
+                width,
+            )?,
             enc2: Linear::init(&mut params, &mut init, "encoder.fc2", width, width)?,
             gates: Linear::init(&mut params, &mut init, "outer.gates", 2 * width, 8 * width)?,
             kappa: params.insert("outer.kappa", Tensor::zeros(1, DType::F32, device)?)?,
@@ -61,7 +68,8 @@ impl OuterLstm {
             params,
             heads: n,
             size,
-            input_dim,
+            features,
+            classes,
             options,
         })
     }
@@ -124,8 +132,9 @@ impl OuterLstm {
 }
 
 impl SequenceModel for OuterLstm {
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        crate::check_input(tokens, self.input_dim, usize::MAX)?;
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let tokens =
+            &tokens::build_checked(inputs, labels, self.features, self.classes, usize::MAX)?;
         let s = softplus(&self.kappa)?;
         if !self.options.use_fused(tokens) {
             return self.forward_composed(tokens, &s);
@@ -163,8 +172,12 @@ impl SequenceModel for OuterLstm {
         ModelKind::OuterLstm
     }
 
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
     }
 }
 
@@ -180,7 +193,7 @@ mod tests {
             outer_heads: heads,
             ..ModelConfig::default()
         };
-        OuterLstm::new(&cfg, 5, 3, 2, &Device::Cpu, KernelOptions::default()).unwrap()
+        OuterLstm::new(&cfg, 2, 3, 2, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
@@ -192,7 +205,7 @@ mod tests {
                 ..ModelConfig::default()
             };
             assert_eq!(
-                OuterLstm::new(&cfg, 206, 10, 0, &Device::Cpu, KernelOptions::default())
+                OuterLstm::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default())
                     .unwrap()
                     .param_count(),
                 expected,
@@ -214,7 +227,7 @@ mod tests {
             hidden: 2,
             ..ModelConfig::default()
         };
-        let model = OuterLstm::new(&cfg, 4, 2, 0, &Device::Cpu, KernelOptions::default()).unwrap();
+        let model = OuterLstm::new(&cfg, 2, 2, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         let g: Vec<f32> = (0..16).map(|i| ((i as f32) * 0.37).sin()).collect();
         let c0 = [[0.5f32, -0.25], [1.0, 0.125]];
         let kappa = 0.3f64;
@@ -270,10 +283,11 @@ mod tests {
     #[test]
     fn the_fused_model_equals_the_composed_one_with_gradients() {
         let m = small(2);
-        let (x, y) = testing::tokens(3, 6, 5, 8);
+        let (x, y) = testing::examples(3, 6, 2, 8);
         let s = softplus(&m.kappa).unwrap();
-        let fused = m.forward(&x).unwrap();
-        let composed = m.forward_composed(&x, &s).unwrap();
+        let fused = m.forward(&x, &y).unwrap();
+        let tokens = tokens::build(&x, &y, 3).unwrap();
+        let composed = m.forward_composed(&tokens, &s).unwrap();
         let diff = (&fused - &composed)
             .unwrap()
             .abs()

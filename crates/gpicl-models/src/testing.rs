@@ -8,26 +8,17 @@ const B: usize = 2;
 const T: usize = 6;
 const CLASSES: usize = 3;
 
-/// Random tokens `[b, t, n]` whose last `CLASSES` entries are a one-hot of
-/// the previous target (so online learners see valid labels).
-pub fn tokens(b: usize, t: usize, n: usize, seed: u64) -> (Tensor, Tensor) {
+/// Random examples: features `[b, t, n]` and labels `[b, t]` below
+/// `CLASSES`.
+pub fn examples(b: usize, t: usize, n: usize, seed: u64) -> (Tensor, Tensor) {
     let mut rng = Rng::new(seed);
-    let targets: Vec<u32> = (0..b * t)
+    let labels: Vec<u32> = (0..b * t)
         .map(|_| rng.below(CLASSES as u64) as u32)
         .collect();
-    let mut data = Vec::with_capacity(b * t * n);
-    for s in 0..b {
-        for step in 0..t {
-            data.extend((0..n - CLASSES).map(|_| rng.normal() as f32));
-            for c in 0..CLASSES {
-                let on = step > 0 && targets[s * t + step - 1] as usize == c;
-                data.push(if on { 1.0 } else { 0.0 });
-            }
-        }
-    }
+    let data: Vec<f32> = (0..b * t * n).map(|_| rng.normal() as f32).collect();
     (
         Tensor::from_vec(data, (b, t, n), &Device::Cpu).unwrap(),
-        Tensor::from_vec(targets, (b, t), &Device::Cpu).unwrap(),
+        Tensor::from_vec(labels, (b, t), &Device::Cpu).unwrap(),
     )
 }
 
@@ -35,26 +26,38 @@ fn flat(x: &Tensor) -> Vec<f32> {
     x.flatten_all().unwrap().to_vec1().unwrap()
 }
 
-fn input_width(model: &dyn SequenceModel) -> usize {
-    model.input_dim()
-}
-
-/// Changing inputs after position `t` leaves predictions up to `t` alone.
+/// Changing features after position `t`, or labels from position `t` on,
+/// leaves predictions up to `t` alone.
 pub fn assert_causal(model: &dyn SequenceModel) {
-    let n = input_width(model);
-    let (x, _) = tokens(B, T, n, 2);
-    let base = flat(&model.forward(&x).unwrap());
+    let n = model.features();
+    let (x, y) = examples(B, T, n, 2);
+    let base = flat(&model.forward(&x, &y).unwrap());
     for cut in 0..T - 1 {
-        let (other, _) = tokens(B, T - cut - 1, n, 100 + cut as u64);
-        let changed = Tensor::cat(&[&x.narrow(1, 0, cut + 1).unwrap(), &other], 1).unwrap();
-        let out = flat(&model.forward(&changed).unwrap());
+        let (other_x, other_y) = examples(B, T, n, 100 + cut as u64);
+        let changed_x = Tensor::cat(
+            &[
+                &x.narrow(1, 0, cut + 1).unwrap(),
+                &other_x.narrow(1, cut + 1, T - cut - 1).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        let changed_y = Tensor::cat(
+            &[
+                &y.narrow(1, 0, cut).unwrap(),
+                &other_y.narrow(1, cut, T - cut).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        let out = flat(&model.forward(&changed_x, &changed_y).unwrap());
         for b in 0..B {
             for t in 0..=cut {
                 for c in 0..CLASSES {
                     let i = (b * T + t) * CLASSES + c;
                     assert!(
                         (out[i] - base[i]).abs() < 1e-5,
-                        "{}: position {t} changed when inputs after {cut} changed",
+                        "{}: position {t} changed when examples after {cut} changed",
                         model.kind()
                     );
                 }
@@ -66,7 +69,7 @@ pub fn assert_causal(model: &dyn SequenceModel) {
 /// Every parameter's gradient of the loss, as training computes it
 /// ([`SequenceModel::loss_and_grads`]), has a non-zero entry.
 pub fn assert_every_parameter_gets_a_gradient(model: &dyn SequenceModel) {
-    let (x, y) = tokens(B, T, input_width(model), 4);
+    let (x, y) = examples(B, T, model.features(), 4);
     let step = model.loss_and_grads(&x, &y).unwrap();
     assert_eq!(step.grads.len(), model.params().len());
     for (name, var) in model.params().iter() {
@@ -88,9 +91,9 @@ pub fn assert_every_parameter_gets_a_gradient(model: &dyn SequenceModel) {
 /// every parameter.
 pub fn assert_gradient_matches_finite_differences(model: &dyn SequenceModel) {
     let dev = Device::Cpu;
-    let (x, y) = tokens(1, 5, input_width(model), 6);
+    let (x, y) = examples(1, 5, model.features(), 6);
     let loss_of = || -> f64 {
-        composed::cross_entropy(&model.forward(&x).unwrap(), &y)
+        composed::cross_entropy(&model.forward(&x, &y).unwrap(), &y)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap() as f64

@@ -5,7 +5,7 @@ use crate::error::{ModelError, Result};
 use crate::init::Initializer;
 use crate::linear::{LayerNorm, Linear};
 use crate::params::ParamStore;
-use crate::{ContextCache, SequenceModel};
+use crate::{tokens, ContextCache, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{op, Device, KernelOptions, Tensor};
 
@@ -44,7 +44,10 @@ pub struct Transformer {
     blocks: Vec<Block>,
     ln_final: LayerNorm,
     head: Linear,
-    input_dim: usize,
+    features: usize,
+    classes: usize,
+    /// Width of the token it reads ([`crate::tokens::width`]).
+    token_width: usize,
     max_seq_len: usize,
     /// Activation buffers reused from one hand-written step to the next.
     scratch: gpicl_kernels::host::BufferPool,
@@ -60,10 +63,11 @@ impl Transformer {
     /// the input and output linears a truncated normal with std
     /// `1/sqrt(fan_in)`; the positional embedding a truncated normal with
     /// std `pos_init_std`; biases zero; LayerNorm gains one. Its ops run
-    /// with `options`.
+    /// with `options`. It reads examples of `features` features and
+    /// `classes` label values, sequences of up to `max_seq_len`.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         max_seq_len: usize,
         seed: u64,
@@ -71,12 +75,13 @@ impl Transformer {
         options: KernelOptions,
     ) -> Result<Self> {
         cfg.validate()?;
-        if input_dim == 0 || classes == 0 || max_seq_len == 0 {
+        if features == 0 || classes == 0 || max_seq_len == 0 {
             return Err(ModelError::Config {
-                option: "input_dim/classes/seq_len",
-                reason: format!("must be positive, got {input_dim}/{classes}/{max_seq_len}"),
+                option: "features/classes/seq_len",
+                reason: format!("must be positive, got {features}/{classes}/{max_seq_len}"),
             });
         }
+        let token_width = tokens::width(features, classes);
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
         let d = cfg.d_model;
@@ -85,7 +90,7 @@ impl Transformer {
         let scale = 2.0 / cfg.num_layers as f64;
         let zeros = |n: usize| Tensor::zeros(n, gpicl_kernels::DType::F32, device);
 
-        let embed_in = embedding_width(cfg, input_dim);
+        let embed_in = embedding_width(cfg, token_width);
         let embed = Linear::register(
             &mut params,
             "embed",
@@ -171,7 +176,9 @@ impl Transformer {
             blocks,
             ln_final,
             head,
-            input_dim,
+            features,
+            classes,
+            token_width,
             max_seq_len,
             scratch: Default::default(),
             options,
@@ -223,53 +230,44 @@ fn embedding_width(cfg: &ModelConfig, input_dim: usize) -> usize {
     }
 }
 
-/// `[token_t, token_{t−1}]` for every position of `tokens` (`[b, t, n]`
-/// row-major), zeros standing in before the first token.
-pub(crate) fn with_previous_tokens(tokens: &[f32], t: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0f32; tokens.len() * 2];
-    for (row, token) in tokens.chunks_exact(n).enumerate() {
-        let wide = &mut out[row * 2 * n..(row + 1) * 2 * n];
-        wide[..n].copy_from_slice(token);
-        if row % t > 0 {
-            wide[n..].copy_from_slice(&tokens[(row - 1) * n..row * n]);
-        }
-    }
-    out
-}
-
 impl Transformer {
     /// What the input layer reads: the tokens, or with
     /// `previous_token_input` each token next to its predecessor.
     fn embedding_input(&self, tokens: &Tensor) -> Result<Tensor> {
-        if !self.cfg.previous_token_input {
-            return Ok(tokens.clone());
-        }
-        let (b, t, n) = tokens.dims3()?;
-        let shifted = Tensor::zeros((b, 1, n), tokens.dtype(), tokens.device())?;
-        let shifted = if t > 1 {
-            Tensor::cat(&[&shifted, &tokens.narrow(1, 0, t - 1)?], 1)?
+        if self.cfg.previous_token_input {
+            tokens::with_previous(tokens)
         } else {
-            shifted
-        };
-        Ok(Tensor::cat(&[tokens, &shifted], 2)?)
+            Ok(tokens.clone())
+        }
+    }
+
+    /// The tokens of checked examples (a context may leave room for a
+    /// query: `max_len`).
+    fn tokens(&self, inputs: &Tensor, labels: &Tensor, max_len: usize) -> Result<Tensor> {
+        tokens::build_checked(inputs, labels, self.features, self.classes, max_len)
     }
 
     /// The forward pass with `options` (the model's own, or others to
     /// compare): the fused ops of `gpicl_kernels::op` (linear, LayerNorm,
     /// attention, GELU) or their composed references.
-    pub fn forward_with(&self, tokens: &Tensor, options: KernelOptions) -> Result<Tensor> {
-        self.forward_keeping(tokens, options, None)
+    pub fn forward_with(
+        &self,
+        inputs: &Tensor,
+        labels: &Tensor,
+        options: KernelOptions,
+    ) -> Result<Tensor> {
+        let tokens = self.tokens(inputs, labels, self.max_seq_len)?;
+        self.forward_keeping(&tokens, options, None)
     }
 
-    /// [`Transformer::forward_with`], handing every block's keys and values
-    /// to `kept` when given (see [`Transformer::attention`]).
+    /// [`Transformer::forward_with`] on built tokens, handing every block's
+    /// keys and values to `kept` when given (see [`Transformer::attention`]).
     fn forward_keeping(
         &self,
         tokens: &Tensor,
         options: KernelOptions,
         mut kept: Option<&mut Vec<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
-        crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
         let t = tokens.dim(1)?;
         let mut embedded = self
             .embed
@@ -296,8 +294,8 @@ impl Transformer {
 impl SequenceModel for Transformer {
     /// Fused kernels on CPU `f32` (as the model's options allow), composed
     /// ops elsewhere.
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        self.forward_with(tokens, self.options)
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        self.forward_with(inputs, labels, self.options)
     }
 
     fn params(&self) -> &ParamStore {
@@ -310,11 +308,12 @@ impl SequenceModel for Transformer {
 
     /// The hand-written step of the private `step` module where the fused kernels apply
     /// (CPU `f32`), autograd otherwise.
-    fn loss_and_grads(&self, tokens: &Tensor, targets: &Tensor) -> Result<crate::LossAndGrads> {
-        if self.options.use_host_kernels(tokens) {
-            self.loss_and_grads_by_hand(tokens, targets)
+    fn loss_and_grads(&self, inputs: &Tensor, labels: &Tensor) -> Result<crate::LossAndGrads> {
+        if self.options.use_host_kernels(inputs) {
+            let tokens = self.tokens(inputs, labels, self.max_seq_len)?;
+            self.loss_and_grads_by_hand(&tokens, labels)
         } else {
-            crate::autograd_loss_and_grads(self, tokens, targets)
+            crate::autograd_loss_and_grads(self, inputs, labels)
         }
     }
 
@@ -342,12 +341,16 @@ impl SequenceModel for Transformer {
         ModelKind::Transformer
     }
 
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn features(&self) -> usize {
+        self.features
     }
 
-    fn read_context(&self, context: &Tensor) -> Result<ContextCache> {
-        self.read_context_cached(context)
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn read_context(&self, inputs: &Tensor, labels: &Tensor) -> Result<ContextCache> {
+        self.read_context_cached(inputs, labels)
     }
 
     fn query_logits(&self, cache: &ContextCache, queries: &Tensor) -> Result<Tensor> {
@@ -369,11 +372,7 @@ mod tests {
         }
     }
 
-    fn random_tokens(b: usize, t: usize, n: usize, seed: u64) -> Tensor {
-        let mut rng = Rng::new(seed);
-        let data: Vec<f32> = (0..b * t * n).map(|_| rng.normal() as f32).collect();
-        Tensor::from_vec(data, (b, t, n), &Device::Cpu).unwrap()
-    }
+    use crate::testing::examples;
 
     #[test]
     fn parameter_counts_equal_the_papers_reference_values() {
@@ -389,7 +388,7 @@ mod tests {
             };
             let m = Transformer::new(
                 &cfg,
-                206,
+                196,
                 10,
                 100,
                 0,
@@ -410,7 +409,7 @@ mod tests {
         };
         let m = Transformer::new(
             &cfg,
-            794,
+            784,
             10,
             100,
             0,
@@ -430,7 +429,7 @@ mod tests {
     fn state_size_is_the_kv_cache() {
         let m = Transformer::new(
             &ModelConfig::default(),
-            206,
+            196,
             10,
             100,
             0,
@@ -444,9 +443,9 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_weights() {
         let a =
-            Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu, KernelOptions::default()).unwrap();
+            Transformer::new(&tiny(), 2, 3, 6, 9, &Device::Cpu, KernelOptions::default()).unwrap();
         let b =
-            Transformer::new(&tiny(), 5, 3, 6, 9, &Device::Cpu, KernelOptions::default()).unwrap();
+            Transformer::new(&tiny(), 2, 3, 6, 9, &Device::Cpu, KernelOptions::default()).unwrap();
         for ((na, va), (nb, vb)) in a.params().iter().zip(b.params().iter()) {
             assert_eq!(na, nb);
             let (x, y): (Vec<f32>, Vec<f32>) = (
@@ -460,23 +459,29 @@ mod tests {
     /// The logits at the last position of `context ++ [query]` for every
     /// query of two contexts, from the full sequences and from a cache.
     fn full_and_cached(cfg: &ModelConfig, context_len: usize) -> (Vec<f32>, Vec<f32>) {
-        let n = 5;
+        let n = 2;
         let model =
             Transformer::new(cfg, n, 3, 8, 4, &Device::Cpu, KernelOptions::default()).unwrap();
-        let contexts = random_tokens(2, context_len.max(1), n, 1)
-            .narrow(1, 0, context_len)
-            .unwrap();
-        let queries = random_tokens(2, 6, n, 2);
+        let (contexts, labels) = examples(2, context_len.max(1), n, 1);
+        let (contexts, labels) = (
+            contexts.narrow(1, 0, context_len).unwrap(),
+            labels.narrow(1, 0, context_len).unwrap(),
+        );
+        let queries = examples(2, 6, n, 2).0;
         let full = crate::context::query_logits_by_full_forward(
             &model,
-            &ContextCache::tokens_only(contexts.clone(), None),
+            &ContextCache::examples_only(&contexts, &labels, n, 3, 8).unwrap(),
             &queries,
         )
         .unwrap();
-        let cache = model.read_context(&contexts).unwrap();
+        let cache = model.read_context(&contexts, &labels).unwrap();
         assert_eq!((cache.contexts(), cache.len()), (2, context_len));
         if context_len > 0 {
-            let expected = model.forward(&contexts).unwrap().flatten_all().unwrap();
+            let expected = model
+                .forward(&contexts, &labels)
+                .unwrap()
+                .flatten_all()
+                .unwrap();
             let kept = cache.context_logits().unwrap().flatten_all().unwrap();
             assert_eq!(
                 expected.to_vec1::<f32>().unwrap(),
@@ -534,34 +539,37 @@ mod tests {
     #[test]
     fn a_context_with_no_room_left_for_the_query_is_refused() {
         let model =
-            Transformer::new(&tiny(), 5, 3, 8, 4, &Device::Cpu, KernelOptions::default()).unwrap();
-        let too_long = random_tokens(1, 8, 5, 1);
-        assert!(model.read_context(&too_long).is_err());
+            Transformer::new(&tiny(), 2, 3, 8, 4, &Device::Cpu, KernelOptions::default()).unwrap();
+        let (too_long, labels) = examples(1, 8, 2, 1);
+        assert!(model.read_context(&too_long, &labels).is_err());
         let cache = model
-            .read_context(&too_long.narrow(1, 0, 7).unwrap())
+            .read_context(
+                &too_long.narrow(1, 0, 7).unwrap(),
+                &labels.narrow(1, 0, 7).unwrap(),
+            )
             .unwrap();
-        let wrong_width = random_tokens(1, 2, 4, 2);
+        let wrong_width = examples(1, 2, 3, 2).0;
         assert!(model.query_logits(&cache, &wrong_width).is_err());
     }
 
     #[test]
     fn predictions_never_depend_on_later_inputs() {
         crate::testing::assert_causal(
-            &Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap(),
+            &Transformer::new(&tiny(), 2, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap(),
         );
     }
 
     #[test]
     fn every_parameter_receives_a_nonzero_gradient() {
         crate::testing::assert_every_parameter_gets_a_gradient(
-            &Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap(),
+            &Transformer::new(&tiny(), 2, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap(),
         );
     }
 
     #[test]
     fn gradient_matches_finite_differences() {
         crate::testing::assert_gradient_matches_finite_differences(
-            &Transformer::new(&tiny(), 5, 3, 6, 5, &Device::Cpu, KernelOptions::default()).unwrap(),
+            &Transformer::new(&tiny(), 2, 3, 6, 5, &Device::Cpu, KernelOptions::default()).unwrap(),
         );
     }
 
@@ -579,12 +587,13 @@ mod tests {
             ),
         ] {
             let m =
-                Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
-            let (x, y) = crate::testing::tokens(3, t, 5, 8);
+                Transformer::new(&cfg, 2, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
+            let (x, y) = examples(3, t, 2, 8);
             let run = |fused: bool| {
                 let logits = m
                     .forward_with(
                         &x,
+                        &y,
                         KernelOptions {
                             fused,
                             ..KernelOptions::default()
@@ -663,10 +672,11 @@ mod tests {
         ] {
             // max_seq_len 9 ≥ t: unused positional rows get zero gradient.
             let m =
-                Transformer::new(&cfg, 5, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
-            let (x, y) = crate::testing::tokens(b, t, 5, 8);
-            let by_hand = m.loss_and_grads_by_hand(&x, &y).unwrap();
-            let logits = m.forward_with(&x, KernelOptions::composed()).unwrap();
+                Transformer::new(&cfg, 2, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
+            let (x, y) = examples(b, t, 2, 8);
+            let built = tokens::build(&x, &y, 3).unwrap();
+            let by_hand = m.loss_and_grads_by_hand(&built, &y).unwrap();
+            let logits = m.forward_with(&x, &y, KernelOptions::composed()).unwrap();
             let loss = gpicl_kernels::composed::cross_entropy(&logits, &y).unwrap();
             let grads = loss.backward().unwrap();
             let reference = loss.to_scalar::<f32>().unwrap();
@@ -698,20 +708,10 @@ mod tests {
     }
 
     #[test]
-    fn previous_token_input_reads_each_token_beside_its_predecessor() {
-        let tokens: Vec<f32> = (0..2 * 3 * 2).map(|v| v as f32).collect();
-        // Two sequences of three 2-feature tokens.
-        let wide = with_previous_tokens(&tokens, 3, 2);
-        assert_eq!(
-            wide,
-            vec![
-                0., 1., 0., 0., 2., 3., 0., 1., 4., 5., 2., 3., //
-                6., 7., 0., 0., 8., 9., 6., 7., 10., 11., 8., 9.
-            ]
-        );
+    fn previous_token_input_widens_the_input_layer_to_two_tokens() {
         let m = Transformer::new(
             &reading_previous_tokens(),
-            5,
+            2,
             3,
             6,
             1,
@@ -721,19 +721,15 @@ mod tests {
         .unwrap();
         assert_eq!(m.params().get("embed.weight").unwrap().dims(), &[10, 8]);
         let plain =
-            Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
+            Transformer::new(&tiny(), 2, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), plain.param_count() + 5 * 8);
-        let x = random_tokens(2, 4, 5, 3);
-        let via_candle = m.embedding_input(&x).unwrap().flatten_all().unwrap();
-        let by_hand = with_previous_tokens(&x.flatten_all().unwrap().to_vec1().unwrap(), 4, 5);
-        assert_eq!(via_candle.to_vec1::<f32>().unwrap(), by_hand);
     }
 
     #[test]
     fn a_model_reading_previous_tokens_stays_causal_and_trains_every_parameter() {
         let m = Transformer::new(
             &reading_previous_tokens(),
-            5,
+            2,
             3,
             6,
             3,
@@ -752,14 +748,14 @@ mod tests {
             input_layer_norm: true,
             ..tiny()
         };
-        let m = Transformer::new(&cfg, 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+        let m = Transformer::new(&cfg, 2, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
         let plain =
-            Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+            Transformer::new(&tiny(), 2, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), plain.param_count() + 2 * 8);
         assert_eq!(m.params().get("embed_ln.gain").unwrap().dims(), &[8]);
         // The normalised input changes what the model computes.
-        let x = random_tokens(2, 4, 5, 3);
-        let (a, b) = (m.forward(&x).unwrap(), plain.forward(&x).unwrap());
+        let (x, y) = examples(2, 4, 2, 3);
+        let (a, b) = (m.forward(&x, &y).unwrap(), plain.forward(&x, &y).unwrap());
         let diff = (a - b).unwrap().abs().unwrap().sum_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() > 1e-3);
         crate::testing::assert_causal(&m);
@@ -773,9 +769,9 @@ mod tests {
             positions: Positions::Rotary,
             ..tiny()
         };
-        let m = Transformer::new(&cfg, 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+        let m = Transformer::new(&cfg, 2, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
         let learned =
-            Transformer::new(&tiny(), 5, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
+            Transformer::new(&tiny(), 2, 3, 6, 3, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), learned.param_count() - 6 * 8);
         assert!(m.params().get("pos_embed").is_err());
         crate::testing::assert_causal(&m);
@@ -800,8 +796,8 @@ mod tests {
     #[test]
     fn the_hand_written_step_refuses_bad_targets() {
         let m =
-            Transformer::new(&tiny(), 5, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
-        let (x, _) = crate::testing::tokens(2, 4, 5, 8);
+            Transformer::new(&tiny(), 2, 3, 9, 4, &Device::Cpu, KernelOptions::default()).unwrap();
+        let (x, _) = examples(2, 4, 2, 8);
         let out_of_range = Tensor::from_vec(vec![3u32; 8], (2, 4), &Device::Cpu).unwrap();
         let err = m
             .loss_and_grads(&x, &out_of_range)
@@ -816,11 +812,9 @@ mod tests {
     #[test]
     fn wrong_input_width_is_an_error_not_a_panic() {
         let m =
-            Transformer::new(&tiny(), 5, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
-        let err = m
-            .forward(&random_tokens(1, 3, 4, 0))
-            .unwrap_err()
-            .to_string();
+            Transformer::new(&tiny(), 2, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
+        let (x, y) = examples(1, 3, 4, 0);
+        let err = m.forward(&x, &y).unwrap_err().to_string();
         assert!(err.contains("[1, 3, 4]"), "{err}");
     }
 }

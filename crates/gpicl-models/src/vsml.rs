@@ -27,7 +27,7 @@
 //! ```
 //! use gpicl_models::{build_model, ModelConfig, ModelKind, SequenceModel};
 //! let cfg = ModelConfig { kind: ModelKind::Vsml, ..ModelConfig::default() };
-//! let model = build_model(&cfg, 49 + 10, 10, 100, 0, &gpicl_kernels::Device::Cpu, Default::default()).unwrap();
+//! let model = build_model(&cfg, 49, 10, 100, 0, &gpicl_kernels::Device::Cpu, Default::default()).unwrap();
 //! assert_eq!(model.param_count(), 2_512);
 //! assert_eq!(model.state_size(100), 49 * 10 * 2 * 16 + (49 + 10) * 8);
 //! ```
@@ -37,7 +37,7 @@ use crate::error::{ModelError, Result};
 use crate::init::Initializer;
 use crate::linear::Linear;
 use crate::params::ParamStore;
-use crate::SequenceModel;
+use crate::{tokens, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
 
@@ -58,19 +58,20 @@ pub struct Vsml {
 }
 
 impl Vsml {
-    /// Builds the layer for tokens of `input_dim = features + classes`.
+    /// Builds the layer for examples of `features` features and `classes`
+    /// label values.
     pub fn new(
         cfg: &ModelConfig,
-        input_dim: usize,
+        features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        if input_dim <= classes {
+        if features == 0 || classes == 0 {
             return Err(ModelError::Config {
                 option: "kind",
                 reason: format!(
-                    "vsml needs tokens wider than the {classes} label entries, got {input_dim}"
+                    "vsml needs features and classes, got {features} features and {classes} classes"
                 ),
             });
         }
@@ -101,7 +102,7 @@ impl Vsml {
                 msg,
             )?,
             params,
-            features: input_dim - classes,
+            features,
             classes,
             msg,
             hidden,
@@ -130,8 +131,9 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 impl SequenceModel for Vsml {
-    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        crate::check_input(tokens, self.features + self.classes, usize::MAX)?;
+    fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let tokens =
+            &tokens::build_checked(inputs, labels, self.features, self.classes, usize::MAX)?;
         let (b, t, _) = tokens.dims3()?;
         let (i_n, c_n, m, h_n) = (self.features, self.classes, self.msg, self.hidden);
         let device = tokens.device();
@@ -184,8 +186,12 @@ impl SequenceModel for Vsml {
         ModelKind::Vsml
     }
 
-    fn input_dim(&self) -> usize {
-        self.features + self.classes
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
     }
 
     /// Every LSTM runs its gates `micro_ticks` times per position, and
@@ -210,7 +216,7 @@ mod tests {
             vsml_hidden: 3,
             ..ModelConfig::default()
         };
-        Vsml::new(&cfg, 5, 3, 1, &Device::Cpu).unwrap()
+        Vsml::new(&cfg, 2, 3, 1, &Device::Cpu).unwrap()
     }
 
     /// The layer written out with loops over single cells, for parity.
@@ -302,9 +308,10 @@ mod tests {
     #[test]
     fn the_grid_of_shared_lstms_matches_the_layer_written_out_cell_by_cell() {
         let model = small();
-        let (tokens, _) = testing::tokens(2, 4, 5, 3);
+        let (inputs, labels) = testing::examples(2, 4, 2, 3);
+        let tokens = tokens::build(&inputs, &labels, 3).unwrap();
         let logits: Vec<f32> = model
-            .forward(&tokens)
+            .forward(&inputs, &labels)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -324,7 +331,7 @@ mod tests {
             kind: ModelKind::Vsml,
             ..ModelConfig::default()
         };
-        let model = Vsml::new(&cfg, 196 + 10, 10, 0, &Device::Cpu).unwrap();
+        let model = Vsml::new(&cfg, 196, 10, 0, &Device::Cpu).unwrap();
         // LSTM (18 + 16) × 64 + 64, two messengers 16 × 8 + 8.
         assert_eq!(model.param_count(), 34 * 64 + 64 + 2 * (16 * 8 + 8));
         assert_eq!(model.state_size(100), 196 * 10 * 32 + 206 * 8);

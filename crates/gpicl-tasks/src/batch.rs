@@ -1,4 +1,5 @@
-//! Sequence batches: tokens `[x_t, onehot(y_{t−1})]` and targets `y_t`.
+//! Sequence batches: the features `x_t` and labels `y_t` of every example
+//! (models read them as tokens: `gpicl_models::tokens`).
 
 use crate::catalog::fixed_statistics;
 use crate::config::{Echo, FeatureNormalization, Normalization};
@@ -142,10 +143,13 @@ impl ExampleStream {
 
 /// A batch of sequences ready for a model.
 pub struct Batch {
-    /// `[sequences, seq_len, n_x + 10]`.
-    pub tokens: Tensor,
-    /// `[sequences, seq_len]`, dtype u32.
-    pub targets: Tensor,
+    /// The examples' features, `[sequences, seq_len, n_x]` (each model
+    /// reads them with the labels as its tokens: `gpicl_models::tokens`).
+    pub inputs: Tensor,
+    /// The examples' labels after each task's permutation,
+    /// `[sequences, seq_len]`, dtype u32: the context of later positions
+    /// and the target of their own.
+    pub labels: Tensor,
     /// The transformation of each sequence.
     pub tasks: Vec<TaskRef>,
 }
@@ -286,29 +290,17 @@ impl BatchBuilder {
             }
         }
 
-        let width = n_x + NUM_CLASSES;
-        let mut tokens = vec![0f32; b * t * width];
-        let mut targets = Vec::with_capacity(b * t);
+        let mut labels = Vec::with_capacity(b * t);
         for &(task, start, end) in &slots {
             let perm = task.permutation.map(|id| self.family.permutation(id));
-            for s in start..end {
-                for step in 0..t {
-                    let row = s * t + step;
-                    let label = y[row] as usize;
-                    let label = perm.map_or(label, |p| p[label] as usize);
-                    let token = &mut tokens[row * width..(row + 1) * width];
-                    token[..n_x].copy_from_slice(&x[row * n_x..(row + 1) * n_x]);
-                    if step + 1 < t {
-                        // This label is the context of the next position.
-                        tokens[(row + 1) * width + n_x + label] = 1.0;
-                    }
-                    targets.push(label as u32);
-                }
+            for &label in &y[start * t..end * t] {
+                let label = label as usize;
+                labels.push(perm.map_or(label, |p| p[label] as usize) as u32);
             }
         }
         Ok(Batch {
-            tokens: Tensor::from_vec(tokens, (b, t, width), &self.device)?,
-            targets: Tensor::from_vec(targets, (b, t), &self.device)?,
+            inputs: Tensor::from_vec(x, (b, t, n_x), &self.device)?,
+            labels: Tensor::from_vec(labels, (b, t), &self.device)?,
             tasks: tasks.to_vec(),
         })
     }
@@ -482,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_carry_the_previous_label_and_zeros_at_the_first_position() {
+    fn a_batch_holds_each_examples_features_and_label() {
         let set = tiny_set();
         let mut stream = fresh_stream(set.len(), 1);
         let tasks = vec![TaskRef::IDENTITY; 3];
@@ -494,26 +486,13 @@ mod tests {
                 &mut Rng::new(0),
             )
             .unwrap();
-        assert_eq!(batch.tokens.dims(), &[3, 5, 12]);
-        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
-        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
-        for (seq, labels) in tokens.iter().zip(&targets) {
-            assert!(
-                seq[0][2..].iter().all(|&v| v == 0.0),
-                "no label before the first example"
-            );
-            for t in 1..5 {
-                let onehot = &seq[t][2..];
-                assert_eq!(onehot.iter().sum::<f32>(), 1.0);
-                assert_eq!(
-                    onehot[labels[t - 1] as usize],
-                    1.0,
-                    "position {t} shows label of {}",
-                    t - 1
-                );
-            }
+        assert_eq!(batch.inputs.dims(), &[3, 5, 2]);
+        assert_eq!(batch.labels.dims(), &[3, 5]);
+        let inputs: Vec<Vec<Vec<f32>>> = batch.inputs.to_vec3().unwrap();
+        let labels: Vec<Vec<u32>> = batch.labels.to_vec2().unwrap();
+        for (seq, labels) in inputs.iter().zip(&labels) {
             for t in 0..5 {
-                // Identity task: the target is the example's own label.
+                // Identity task: the label is the example's own.
                 let example = seq[t][0] as usize;
                 assert_eq!(labels[t], (example % 10) as u32);
             }
@@ -544,9 +523,9 @@ mod tests {
         let plain = build(builder(6));
         let normed =
             build(builder(6).with_feature_normalization(FeatureNormalization::PerSequence));
-        let tokens: Vec<Vec<Vec<f32>>> = normed.tokens.to_vec3().unwrap();
-        let raw: Vec<Vec<Vec<f32>>> = plain.tokens.to_vec3().unwrap();
-        for (seq, raw_seq) in tokens.iter().zip(&raw) {
+        let inputs: Vec<Vec<Vec<f32>>> = normed.inputs.to_vec3().unwrap();
+        let raw: Vec<Vec<Vec<f32>>> = plain.inputs.to_vec3().unwrap();
+        for (seq, raw_seq) in inputs.iter().zip(&raw) {
             for f in 0..2 {
                 let column: Vec<f64> = seq.iter().map(|token| token[f] as f64).collect();
                 let mean = column.iter().sum::<f64>() / 6.0;
@@ -554,14 +533,12 @@ mod tests {
                 assert!(mean.abs() < 1e-5, "feature {f} mean {mean}");
                 assert!((var - 1.0).abs() < 1e-4, "feature {f} variance {var}");
             }
-            // Labels are untouched; only the inputs are rescaled.
-            for (token, raw_token) in seq.iter().zip(raw_seq) {
-                assert_eq!(token[2..], raw_token[2..]);
-            }
+            assert_ne!(seq, raw_seq, "the features are rescaled");
         }
+        // Labels are untouched; only the inputs are rescaled.
         assert_eq!(
-            normed.targets.to_vec2::<u32>().unwrap(),
-            plain.targets.to_vec2::<u32>().unwrap()
+            normed.labels.to_vec2::<u32>().unwrap(),
+            plain.labels.to_vec2::<u32>().unwrap()
         );
     }
 
@@ -599,9 +576,9 @@ mod tests {
                 &mut Rng::new(0),
             )
             .unwrap();
-        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
-        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
-        for (seq, labels) in tokens.iter().zip(&targets) {
+        let inputs: Vec<Vec<Vec<f32>>> = batch.inputs.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.labels.to_vec2().unwrap();
+        for (seq, labels) in inputs.iter().zip(&targets) {
             for t in 0..6 {
                 assert_eq!(labels[t], perm[seq[t][0] as usize % 10] as u32);
             }
@@ -623,14 +600,14 @@ mod tests {
                 &mut Rng::new(0),
             )
             .unwrap();
-        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
-        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
+        let inputs: Vec<Vec<Vec<f32>>> = batch.inputs.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.labels.to_vec2().unwrap();
         for t in 0..4 {
             // Recover the example from its label stream position: x = [i, i].
-            let x = tokens[0][t][0];
+            let x = inputs[0][t][0];
             let i = ((x / (a[0] + a[1])).round()) as usize;
             assert_eq!(targets[0][t], (i % 10) as u32);
-            assert!((tokens[0][t][1] - (a[2] + a[3]) * i as f32).abs() < 1e-3);
+            assert!((inputs[0][t][1] - (a[2] + a[3]) * i as f32).abs() < 1e-3);
         }
     }
 
@@ -658,11 +635,11 @@ mod tests {
                 &mut Rng::new(5),
             )
             .unwrap();
-        let tokens: Vec<Vec<Vec<f32>>> = batch.tokens.to_vec3().unwrap();
-        let targets: Vec<Vec<u32>> = batch.targets.to_vec2().unwrap();
+        let inputs: Vec<Vec<Vec<f32>>> = batch.inputs.to_vec3().unwrap();
+        let targets: Vec<Vec<u32>> = batch.labels.to_vec2().unwrap();
         let mut image_of = std::collections::HashMap::new();
         for t in 0..50 {
-            let key: Vec<u32> = tokens[0][t][..3].iter().map(|v| v.to_bits()).collect();
+            let key: Vec<u32> = inputs[0][t][..3].iter().map(|v| v.to_bits()).collect();
             let prev = image_of.insert(targets[0][t], key.clone());
             assert!(
                 prev.is_none_or(|p| p == key),
@@ -690,8 +667,8 @@ mod tests {
             )
             .unwrap();
         (
-            batch.tokens.to_vec3().unwrap(),
-            batch.targets.to_vec2().unwrap(),
+            batch.inputs.to_vec3().unwrap(),
+            batch.labels.to_vec2().unwrap(),
         )
     }
 
@@ -704,8 +681,8 @@ mod tests {
             lag: 2,
             max_lag: 2,
         });
-        let (tokens, targets) = tiny_batch(&b, 3, 0);
-        for (seq, labels) in tokens.iter().zip(&targets) {
+        let (inputs, targets) = tiny_batch(&b, 3, 0);
+        for (seq, labels) in inputs.iter().zip(&targets) {
             for t in 2..12 {
                 assert_eq!(
                     seq[t][..2],
@@ -714,8 +691,6 @@ mod tests {
                     t - 2
                 );
                 assert_eq!(labels[t], labels[t - 2], "label at {t} echoes {}", t - 2);
-                // The label to predict is in the previous token's label channel.
-                assert_eq!(seq[t - 1][2 + labels[t] as usize], 1.0);
             }
             assert_ne!(
                 seq[0][..2],
@@ -734,9 +709,9 @@ mod tests {
             lag: 2,
             max_lag: 6,
         });
-        let (tokens, targets) = tiny_batch(&b, 8, 1);
+        let (inputs, targets) = tiny_batch(&b, 8, 1);
         let mut lags_seen = std::collections::BTreeSet::new();
-        for (seq, labels) in tokens.iter().zip(&targets) {
+        for (seq, labels) in inputs.iter().zip(&targets) {
             for t in 2..30 {
                 // Every position repeats one of the 2..=6 positions before it.
                 let lag = (2..=6.min(t))
@@ -765,8 +740,8 @@ mod tests {
             lag: 2,
             max_lag: 2,
         });
-        let (tokens, _) = tiny_batch(&b, 40, 3);
-        let echoing = tokens
+        let (inputs, _) = tiny_batch(&b, 40, 3);
+        let echoing = inputs
             .iter()
             .filter(|seq| (2..12).all(|t| seq[t][..2] == seq[t - 2][..2]))
             .count();

@@ -263,11 +263,11 @@ impl TrainSampler {
             parts.push(part);
         }
         parts.reverse();
-        let tokens: Vec<&Tensor> = parts.iter().map(|b| &b.tokens).collect();
-        let targets: Vec<&Tensor> = parts.iter().map(|b| &b.targets).collect();
+        let inputs: Vec<&Tensor> = parts.iter().map(|b| &b.inputs).collect();
+        let labels: Vec<&Tensor> = parts.iter().map(|b| &b.labels).collect();
         Ok(Batch {
-            tokens: Tensor::cat(&tokens, 0)?,
-            targets: Tensor::cat(&targets, 0)?,
+            inputs: Tensor::cat(&inputs, 0)?,
+            labels: Tensor::cat(&labels, 0)?,
             tasks,
         })
     }
@@ -488,21 +488,21 @@ mod tests {
         let mut s = TrainSampler::new(tasks, batch, builder, ExampleSource::Images(set), 1)
             .with_random_fraction(0.5);
         let b = s.next_batch().unwrap();
-        assert_eq!(b.tokens.dims(), &[12, 6, 12]);
-        let tokens: Vec<Vec<Vec<f32>>> = b.tokens.to_vec3().unwrap();
+        assert_eq!(b.inputs.dims(), &[12, 6, 2]);
+        let inputs: Vec<Vec<Vec<f32>>> = b.inputs.to_vec3().unwrap();
         // Image rows are all ones; random-dataset rows are uniform in [0, 1).
         let from_images =
             |seq: &Vec<Vec<f32>>| seq.iter().all(|tok| tok[0] == 1.0 && tok[1] == 1.0);
         assert!(
-            tokens[..6].iter().all(from_images),
+            inputs[..6].iter().all(from_images),
             "first slots: the dataset"
         );
         assert!(
-            tokens[6..].iter().all(|seq| !from_images(seq)),
+            inputs[6..].iter().all(|seq| !from_images(seq)),
             "last 2 slots: random"
         );
         // A random-dataset slot's 18 examples are repeats of its ten images.
-        for slot in tokens[6..].chunks(3) {
+        for slot in inputs[6..].chunks(3) {
             let mut distinct: Vec<[u32; 2]> = slot
                 .iter()
                 .flatten()
@@ -537,7 +537,7 @@ mod tests {
             .with_random_fraction(0.25)
             .with_tabular_fraction(0.5);
         let b = s.next_batch().unwrap();
-        let tokens: Vec<Vec<Vec<f32>>> = b.tokens.to_vec3().unwrap();
+        let inputs: Vec<Vec<Vec<f32>>> = b.inputs.to_vec3().unwrap();
         let distinct = |seqs: &[Vec<Vec<f32>>]| {
             let mut rows: Vec<[u32; 2]> = seqs
                 .iter()
@@ -550,8 +550,8 @@ mod tests {
         };
         // Slot 0: the dataset (all ones); slots 1–2: tables (every row its
         // own, z-scored: not ones); slot 3: random (at most ten images).
-        assert_eq!(distinct(&tokens[..3]), 1);
-        for slot in tokens[3..9].chunks(3) {
+        assert_eq!(distinct(&inputs[..3]), 1);
+        for slot in inputs[3..9].chunks(3) {
             assert!(
                 distinct(slot) > 60,
                 "a table's rows are fresh: {}",
@@ -560,9 +560,9 @@ mod tests {
             let mean: f32 = slot.iter().flatten().map(|t| t[0]).sum::<f32>() / 90.0;
             assert!(mean.abs() < 0.5, "z-scored and projected: mean {mean}");
         }
-        assert!(distinct(&tokens[9..]) <= 10);
+        assert!(distinct(&inputs[9..]) <= 10);
         // Labels of a table slot are below its class count (at most 10).
-        let targets: Vec<Vec<u32>> = b.targets.to_vec2().unwrap();
+        let targets: Vec<Vec<u32>> = b.labels.to_vec2().unwrap();
         assert!(targets[3..9].iter().flatten().all(|&y| y < 10));
     }
 
@@ -603,8 +603,8 @@ mod tests {
         .unwrap();
         let next_b = b.next_batch().unwrap();
         let (ta, tb): (Vec<f32>, Vec<f32>) = (
-            next_a.tokens.flatten_all().unwrap().to_vec1().unwrap(),
-            next_b.tokens.flatten_all().unwrap().to_vec1().unwrap(),
+            next_a.inputs.flatten_all().unwrap().to_vec1().unwrap(),
+            next_b.inputs.flatten_all().unwrap().to_vec1().unwrap(),
         );
         assert_eq!(ta, tb);
         assert_eq!(next_a.tasks, next_b.tasks);

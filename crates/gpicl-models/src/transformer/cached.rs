@@ -4,7 +4,7 @@
 //! last position of the full causal forward pass does.
 
 use super::{Block, Transformer};
-use crate::context::{check_context, check_queries, query_logits_by_full_forward};
+use crate::context::{check_queries, query_logits_by_full_forward};
 use crate::error::Result;
 use crate::linear::Linear;
 use crate::ContextCache;
@@ -13,15 +13,25 @@ use gpicl_kernels::Tensor;
 impl Transformer {
     /// Runs the contexts once and keeps every block's keys
     /// `[m·heads, key, p]` and values `[m·heads, p, key]`.
-    pub(super) fn read_context_cached(&self, context: &Tensor) -> Result<ContextCache> {
-        check_context(context, self.input_dim, self.max_seq_len)?;
-        let (m, p, _) = context.dims3()?;
+    pub(super) fn read_context_cached(
+        &self,
+        inputs: &Tensor,
+        labels: &Tensor,
+    ) -> Result<ContextCache> {
+        let cache = ContextCache::examples_only(
+            inputs,
+            labels,
+            self.features,
+            self.classes,
+            self.max_seq_len,
+        )?;
+        let (m, p, _) = inputs.dims3()?;
         if p == 0 {
-            return Ok(ContextCache::tokens_only(context.clone(), None));
+            return Ok(cache);
         }
         let (heads, key) = (self.cfg.num_heads, self.cfg.key_size);
         let mut kept = Vec::with_capacity(self.blocks.len());
-        let logits = self.forward_keeping(context, self.options, Some(&mut kept))?;
+        let logits = self.forward_keeping(&cache.tokens, self.options, Some(&mut kept))?;
         let keys_values = kept
             .into_iter()
             .map(|(k, v)| -> Result<(Tensor, Tensor)> {
@@ -37,9 +47,8 @@ impl Transformer {
             })
             .collect::<Result<_>>()?;
         Ok(ContextCache {
-            tokens: context.clone(),
             keys_values,
-            logits: Some(logits),
+            ..cache.with_logits(Some(logits))
         })
     }
 
@@ -50,19 +59,20 @@ impl Transformer {
         cache: &ContextCache,
         queries: &Tensor,
     ) -> Result<Tensor> {
-        check_queries(cache, queries, self.input_dim)?;
+        check_queries(cache, queries, self.features)?;
         if cache.keys_values.len() != self.blocks.len() {
             // Empty contexts (nothing cached): the queries are the sequences.
             return query_logits_by_full_forward(self, cache, queries);
         }
         let options = self.options;
         let p = cache.len();
+        let queries = cache.query_tokens(queries)?;
         let (m, q, n) = queries.dims3()?;
         let input = if self.cfg.previous_token_input {
             let last = cache.tokens.narrow(1, p - 1, 1)?.broadcast_as((m, q, n))?;
-            Tensor::cat(&[queries, &last], 2)?
+            Tensor::cat(&[&queries, &last], 2)?
         } else {
-            queries.clone()
+            queries
         };
         let mut embedded = self.embed.forward(&input, options)?;
         if let Some(ln) = &self.embed_ln {

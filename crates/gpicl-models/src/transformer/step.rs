@@ -130,13 +130,13 @@ fn layer_norm_backward(
 }
 
 impl Transformer {
-    /// The hand-written step; `tokens` must be a CPU `f32` tensor.
+    /// The hand-written step on built tokens (a CPU `f32` tensor) whose
+    /// targets are `targets`.
     pub(super) fn loss_and_grads_by_hand(
         &self,
         tokens: &Tensor,
         targets: &Tensor,
     ) -> Result<LossAndGrads> {
-        crate::check_input(tokens, self.input_dim, self.max_seq_len)?;
         let (b, t, _) = tokens.dims3()?;
         let classes = self.head.bias.dim(0)?;
         let targets: Vec<u32> = targets.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
@@ -205,7 +205,7 @@ impl Transformer {
         // Forward.
         let widened;
         let tokens = if self.cfg.previous_token_input {
-            widened = super::with_previous_tokens(tokens, t, self.input_dim);
+            widened = crate::tokens::with_previous_on_host(tokens, t, self.token_width);
             &widened[..]
         } else {
             tokens
