@@ -39,7 +39,7 @@ pub use error::{MetaError, Result};
 pub use export::export_learner;
 pub use loaded_run::{load_run, LoadedRun};
 pub use lock::RunLock;
-pub use metrics::MetricsLog;
+pub use metrics::{MetricSink, MetricsLog};
 pub use optim::{build_optimizer, Gradients, Optimizer, OptimizerState};
 pub use record::{read_records, EvalRecord, ModelRecord, RunRecord, TrainRecord};
 pub use run_dir::RunDir;

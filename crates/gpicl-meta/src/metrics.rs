@@ -1,6 +1,8 @@
-//! `metrics.jsonl`: one [`RunRecord`] per line, appended as training goes,
-//! mirrored to TensorBoard event files when asked
-//! ([`MetricsLog::with_tensorboard`]).
+//! `metrics.jsonl`: one [`RunRecord`] per line, appended as training goes
+//! — the source of truth of a run — and handed on to the run's other
+//! [`MetricSink`]s: TensorBoard event files when asked
+//! ([`MetricsLog::with_tensorboard`]), or any sink of one's own
+//! ([`MetricsLog::with_sink`]).
 
 use crate::error::{MetaError, Result};
 use crate::record::{parse_record, read_records, RunRecord};
@@ -8,11 +10,25 @@ use crate::tensorboard::EventWriter;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Somewhere a run's records go besides `metrics.jsonl`: TensorBoard
+/// ([`EventWriter`]), an experiment tracker, a live display. A sink sees
+/// every record after it is in `metrics.jsonl`, in the same order.
+pub trait MetricSink: Send {
+    /// Takes one record.
+    fn record(&self, record: &RunRecord) -> Result<()>;
+}
+
+impl MetricSink for EventWriter {
+    fn record(&self, record: &RunRecord) -> Result<()> {
+        EventWriter::record(self, record)
+    }
+}
+
 /// An append-only JSON-lines log of [`RunRecord`]s: the one writer of a
-/// run's `metrics.jsonl`.
+/// run's `metrics.jsonl`, handing each record on to its sinks.
 pub struct MetricsLog {
     path: PathBuf,
-    tensorboard: Option<EventWriter>,
+    sinks: Vec<Box<dyn MetricSink>>,
 }
 
 impl MetricsLog {
@@ -20,15 +36,25 @@ impl MetricsLog {
     pub fn open(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
-            tensorboard: None,
+            sinks: Vec::new(),
         }
+    }
+
+    /// Also hands every appended record to `sink`.
+    pub fn with_sink(mut self, sink: Box<dyn MetricSink>) -> Self {
+        self.add_sink(sink);
+        self
+    }
+
+    /// [`MetricsLog::with_sink`] on a log in use.
+    pub fn add_sink(&mut self, sink: Box<dyn MetricSink>) {
+        self.sinks.push(sink);
     }
 
     /// Also writes every appended record's scalars to a new TensorBoard
     /// event file in `dir` (`schedule.tensorboard`).
-    pub fn with_tensorboard(mut self, dir: &Path) -> Result<Self> {
-        self.tensorboard = Some(EventWriter::create(dir)?);
-        Ok(self)
+    pub fn with_tensorboard(self, dir: &Path) -> Result<Self> {
+        Ok(self.with_sink(Box::new(EventWriter::create(dir)?)))
     }
 
     /// The log's file.
@@ -47,10 +73,7 @@ impl MetricsLog {
             .map_err(MetaError::io(&self.path))?;
         f.write_all(line.as_bytes())
             .map_err(MetaError::io(&self.path))?;
-        match &self.tensorboard {
-            Some(events) => events.record(record),
-            None => Ok(()),
-        }
+        self.sinks.iter().try_for_each(|sink| sink.record(record))
     }
 
     /// Drops records of steps after `step`, written by a run that died
@@ -97,6 +120,39 @@ impl MetricsLog {
 mod tests {
     use super::*;
     use gpicl_testing::scratch_dir;
+
+    /// A sink that keeps the steps it was handed.
+    struct Steps(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+
+    impl MetricSink for Steps {
+        fn record(&self, record: &RunRecord) -> Result<()> {
+            if let RunRecord::Train(t) = record {
+                self.0.lock().unwrap().push(t.step);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_sink_sees_each_record_after_the_jsonl_file_holds_it() {
+        let dir = scratch_dir("metric-sinks");
+        let seen = [Default::default(), Default::default()];
+        let log = MetricsLog::open(&dir.join("metrics.jsonl"))
+            .with_sink(Box::new(Steps(std::sync::Arc::clone(&seen[0]))))
+            .with_sink(Box::new(Steps(std::sync::Arc::clone(&seen[1]))));
+        for step in [1, 2, 3] {
+            log.append(&RunRecord::Train(crate::TrainRecord {
+                step,
+                ..Default::default()
+            }))
+            .unwrap();
+        }
+        for sink in &seen {
+            assert_eq!(*sink.lock().unwrap(), vec![1, 2, 3]);
+        }
+        assert_eq!(log.read().unwrap().len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn line(step: u64) -> String {
         serde_json::to_string(&RunRecord::Train(crate::TrainRecord {

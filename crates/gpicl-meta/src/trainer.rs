@@ -257,6 +257,12 @@ impl Trainer {
         &self.metrics
     }
 
+    /// Hands every record from now on (training steps, evaluations) to
+    /// `sink` too, after `metrics.jsonl`.
+    pub fn add_metric_sink(&mut self, sink: Box<dyn crate::metrics::MetricSink>) {
+        self.metrics.add_sink(sink);
+    }
+
     /// One meta-training step: forward, backward (with accumulation),
     /// clipping and an Adam update. A failed step leaves the run as it was
     /// (weights, optimiser and training distribution).
