@@ -273,6 +273,30 @@ fn tensorboard_event_files_are_written_beside_the_jsonl_log_when_asked() {
     assert!(!plain.tensorboard().exists());
 }
 
+/// A sink that keeps the training steps it was handed.
+struct TrainSteps(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl gpicl::meta::MetricSink for TrainSteps {
+    fn record(&self, record: &RunRecord) -> gpicl::meta::Result<()> {
+        if let Some(train) = record.as_train() {
+            self.0.lock().unwrap().push(train.step);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_metric_sink_added_to_a_trainer_sees_every_step_the_jsonl_log_holds() {
+    let dir = RunDir::new(absent_path("metric-sink"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut trainer = Trainer::open(tiny(3), dir.clone(), &roots()).unwrap();
+    trainer.add_metric_sink(Box::new(TrainSteps(std::sync::Arc::clone(&seen))));
+    trainer.run(&mut Silent).unwrap();
+    let logged: Vec<u64> = train_losses(&dir).iter().map(|&(step, _)| step).collect();
+    assert_eq!(logged, vec![1, 2, 3]);
+    assert_eq!(*seen.lock().unwrap(), logged);
+}
+
 #[test]
 fn a_run_initialised_from_another_starts_from_its_weights_and_refuses_another_model() {
     let source = RunDir::new(absent_path("init-source"));

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpicl::eval::classical::{knn_predict, Classifier, LogisticRegression};
 use gpicl::eval::predict::{
-    index_classes, most_probable, stratified_subset, Learner, PredictOptions, Scaling,
+    index_classes, most_probable, stratified_subset, Learner, PredictOptions, Scaling, Squares,
 };
 use gpicl::eval::trees::{GradientBoosting, RandomForest};
 use gpicl::tasks::hub::{
@@ -64,6 +64,19 @@ pub struct PredictArgs {
     /// meta-training) for image folders].
     #[arg(long, value_enum)]
     scaling: Option<ScalingArg>,
+    /// Which ensemble members also read the squared z-scores of the
+    /// features [default: half for tables, none for image folders].
+    #[arg(long, value_enum)]
+    squares: Option<SquaresArg>,
+    /// Clip the z-scored features to ±CLIP before the projection, 0 for
+    /// none [default: 2 for tables, 0 for image folders].
+    #[arg(long, value_name = "CLIP")]
+    clip: Option<f32>,
+    /// Fill every member's context to the 99 rows the learner holds:
+    /// fewer rows are read again, more are topped up from the other
+    /// members' parts [default: on for tables, off for image folders].
+    #[arg(long, value_name = "BOOL")]
+    fill_contexts: Option<bool>,
     /// Also fit 1-NN, 5-NN, logistic regression, a random forest and
     /// gradient boosting on the same training rows and print their test
     /// accuracy (and log-loss) next to the learner's.
@@ -81,6 +94,14 @@ pub struct PredictArgs {
 pub enum ScalingArg {
     PerFeature,
     Global,
+}
+
+/// `--squares`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SquaresArg {
+    None,
+    Half,
+    All,
 }
 
 /// Reads the training examples and the queries
@@ -178,10 +199,27 @@ pub fn run(args: PredictArgs) -> Result<()> {
         None if args.train.is_dir() => Scaling::Global,
         None => Scaling::PerFeature,
     };
+    let squares = match args.squares {
+        Some(SquaresArg::None) => Squares::None,
+        Some(SquaresArg::Half) => Squares::Half,
+        Some(SquaresArg::All) => Squares::All,
+        None if args.train.is_dir() => Squares::None,
+        None => Squares::Half,
+    };
+    let clip = match args.clip {
+        Some(clip) if clip.is_finite() && clip >= 0.0 => clip,
+        Some(clip) => bail!("--clip: expected a non-negative number (0: no clipping), got {clip}"),
+        None if args.train.is_dir() => 0.0,
+        None => 2.0,
+    };
+    let fill_contexts = args.fill_contexts.unwrap_or(!args.train.is_dir());
     let options = PredictOptions {
         ensemble: args.ensemble,
         seed: args.seed,
         scaling,
+        clip,
+        squares,
+        fill_contexts,
         calibrate: args.calibrate,
         ..PredictOptions::default()
     };
@@ -401,6 +439,9 @@ mod tests {
             image_size: None,
             channels: Channels::Gray,
             scaling: None,
+            squares: None,
+            clip: None,
+            fill_contexts: None,
             compare: true,
             calibrate: false,
         }

@@ -17,26 +17,7 @@
 /// standard deviation 1): the z-scoring of these classifiers and of
 /// [`crate::predict`]'s per-feature scaling.
 pub fn feature_scaling(x: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
-    let d = x.first().map_or(0, Vec::len);
-    let n = x.len().max(1) as f64;
-    let mean: Vec<f64> = (0..d)
-        .map(|j| x.iter().map(|r| r[j] as f64).sum::<f64>() / n)
-        .collect();
-    let std = (0..d)
-        .map(|j| {
-            let var = x
-                .iter()
-                .map(|r| (r[j] as f64 - mean[j]).powi(2))
-                .sum::<f64>()
-                / n;
-            if var > 1e-12 {
-                var.sqrt()
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    (mean, std)
+    gpicl_tasks::table_features::feature_statistics(x)
 }
 
 fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Vec<Vec<f64>> {

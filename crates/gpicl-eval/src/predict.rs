@@ -30,7 +30,6 @@
 //! # Ok::<(), gpicl_eval::EvalError>(())
 //! ```
 
-use crate::classical::feature_scaling;
 use crate::error::{EvalError, Result};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::{load_run, LoadedRun, RunDir};
@@ -39,25 +38,14 @@ use gpicl_tasks::{FeatureNormalization, FeatureStatistics, NUM_CLASSES};
 use std::path::Path;
 
 mod members;
-use members::{covering_parts, Member};
+use gpicl_tasks::table_features::FeatureMap;
+pub use gpicl_tasks::table_features::Scaling;
+pub use members::Squares;
+use members::{covering_parts, topped_up, Member};
 pub use members::{index_classes, stratified_subset};
 
-/// How features are normalised with the training rows' statistics before
-/// the projection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Scaling {
-    /// Every feature to zero mean and unit variance (tables, whose columns
-    /// have unrelated units). The default.
-    #[default]
-    PerFeature,
-    /// One mean and standard deviation over all features, as meta-training
-    /// normalises images (`data.normalization = "per-batch"`): pixels keep
-    /// their relative brightness.
-    Global,
-}
-
 /// How a learner is applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PredictOptions {
     /// Ensemble members (projections × label assignments × context
     /// orders) whose probabilities are averaged. Default 8; raised where
@@ -69,6 +57,19 @@ pub struct PredictOptions {
     pub chunk_size: usize,
     /// Feature normalisation. Default [`Scaling::PerFeature`].
     pub scaling: Scaling,
+    /// z-scores are clipped to `±clip` (0: not clipped). Default 0;
+    /// `predict` clips tables at 2 (docs/predict.md).
+    pub clip: f32,
+    /// Which members also read the squared z-scores. Default
+    /// [`Squares::None`]; `predict` gives tables [`Squares::Half`].
+    pub squares: Squares,
+    /// Fill every member's context to what the learner holds (99 rows):
+    /// fewer training rows are read again in fresh orders (each once
+    /// before any twice; the learner met exact repeats in meta-training's
+    /// `random` tasks), and beyond 99 rows each member's part is topped up
+    /// with rows of the other parts. Default `false`; `predict` fills the
+    /// contexts of tables (docs/predict.md).
+    pub fill_contexts: bool,
     /// Calibrate the probabilities with one temperature fitted on the
     /// context itself ([`FittedLearner::temperature`]). Default `false`:
     /// measured on iris, wine and breast cancer it lowered the log-loss on
@@ -83,6 +84,9 @@ impl Default for PredictOptions {
             seed: 0,
             chunk_size: 256,
             scaling: Scaling::PerFeature,
+            clip: 0.0,
+            squares: Squares::None,
+            fill_contexts: false,
             calibrate: false,
         }
     }
@@ -172,22 +176,12 @@ impl Learner {
                 "the training labels name one class only: classification needs at least two".into(),
             ));
         }
-        let n = x.len() as f64;
-        let (mean, std) = match self.options.scaling {
-            Scaling::PerFeature => feature_scaling(x),
-            Scaling::Global => {
-                let all = n * d as f64;
-                let mean = x.iter().flatten().map(|&v| v as f64).sum::<f64>() / all;
-                let var = x
-                    .iter()
-                    .flatten()
-                    .map(|&v| (v as f64 - mean).powi(2))
-                    .sum::<f64>()
-                    / all;
-                let std = if var > 1e-12 { var.sqrt() } else { 1.0 };
-                (vec![mean; d], vec![std; d])
-            }
-        };
+        let features = FeatureMap::fit(
+            x,
+            self.options.scaling,
+            self.options.clip,
+            self.options.squares != Squares::None,
+        );
         let classes = classes.max(2);
         let parts = x.len().div_ceil(self.context_len().max(1));
         let members = (0..self.members_for(x.len(), classes))
@@ -196,23 +190,32 @@ impl Learner {
                 // m % parts of the rows as dealt for its round m / parts.
                 let context = (parts > 1)
                     .then(|| covering_parts(y, parts, self.options.seed, (m / parts) as u64))
-                    .map(|mut dealt| dealt.swap_remove(m % parts));
+                    .map(|mut dealt| {
+                        let part = dealt.swap_remove(m % parts);
+                        if self.options.fill_contexts {
+                            topped_up(part, &dealt, self.context_len(), self.options.seed, m)
+                        } else {
+                            part
+                        }
+                    });
+                let squares = self.options.squares.for_member(m);
                 Member::draw(
                     self.options.seed,
                     m,
-                    d,
+                    features.width(squares),
+                    squares,
                     self.run.n_x,
                     y,
                     classes,
                     self.context_len(),
                     context,
+                    self.options.fill_contexts,
                 )
             })
             .collect();
         let mut fitted = FittedLearner {
             learner: self,
-            mean,
-            std,
+            features,
             x: x.to_vec(),
             y: y.to_vec(),
             classes,
@@ -232,8 +235,7 @@ impl Learner {
 /// A learner with its context.
 pub struct FittedLearner<'a> {
     learner: &'a Learner,
-    mean: Vec<f64>,
-    std: Vec<f64>,
+    features: FeatureMap,
     x: Vec<Vec<f32>>,
     y: Vec<usize>,
     classes: usize,
@@ -273,8 +275,9 @@ impl FittedLearner<'_> {
     /// at each context position already holds that example out (it sees
     /// only the examples before it), so the positions of the second half of
     /// every member's context — predicted from at least half of it — are
-    /// held-out predictions whose log-loss the temperature minimises. Needs
-    /// no extra forward pass: reading the context computes them.
+    /// held-out predictions whose log-loss the temperature minimises (a
+    /// row read again in a filled context is skipped: it is not held out).
+    /// Needs no extra forward pass: reading the context computes them.
     pub fn temperature(&self) -> f32 {
         self.temperature
     }
@@ -295,6 +298,10 @@ impl FittedLearner<'_> {
                 continue;
             }
             for (t, &row) in member.context.iter().enumerate().skip(p / 2) {
+                if member.context[..t].contains(&row) {
+                    // A repeated row (filled contexts) is not held out.
+                    continue;
+                }
                 let class = self.y[row];
                 let at = &positions[t];
                 held_out.push(if self.classes <= NUM_CLASSES {
@@ -344,15 +351,10 @@ impl FittedLearner<'_> {
     }
 
     fn project(&self, member: &Member, row: &[f32]) -> Vec<f32> {
-        let d = row.len();
-        let z: Vec<f32> = row
-            .iter()
-            .enumerate()
-            .map(|(j, &v)| ((v as f64 - self.mean[j]) / self.std[j]) as f32)
-            .collect();
+        let z = self.features.apply(row, member.squares);
         member
             .projection
-            .chunks_exact(d)
+            .chunks_exact(z.len())
             .map(|a| a.iter().zip(&z).map(|(p, v)| p * v).sum())
             .collect()
     }
@@ -413,7 +415,7 @@ impl FittedLearner<'_> {
         x: &[Vec<f32>],
         progress: &dyn Fn(usize, usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let d = self.mean.len();
+        let d = self.features.features();
         if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
             return Err(EvalError::Learner(format!(
                 "test row {i} has {} features, the training rows {d}",
@@ -533,6 +535,93 @@ mod tests {
                 (row, class)
             })
             .unzip()
+    }
+
+    #[test]
+    fn squared_members_read_twice_the_features_and_clipping_bounds_an_outlying_query() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px");
+        let load = |squares, clip| {
+            Learner::load(
+                &dir,
+                PredictOptions {
+                    ensemble: 4,
+                    squares,
+                    clip,
+                    ..PredictOptions::default()
+                },
+            )
+            .unwrap()
+        };
+        let (x, y) = table(60, 1);
+        let half = load(Squares::Half, 0.0);
+        let fitted = half.fit(&x, &y).unwrap();
+        let widths: Vec<usize> = fitted
+            .members
+            .iter()
+            .map(|m| m.projection.len() / half.run.n_x)
+            .collect();
+        assert_eq!(widths, [6, 12, 6, 12]);
+        // Two queries whose first feature lies far beyond ±1 standard
+        // deviation read alike once clipped at 1, and differ unclipped.
+        let mut far = x[0].clone();
+        far[0] = 1e4;
+        let mut farther = x[0].clone();
+        farther[0] = 1e6;
+        let clipped = load(Squares::Half, 1.0);
+        let fitted = clipped.fit(&x, &y).unwrap();
+        assert_eq!(
+            fitted.predict_proba(&[far.clone()]).unwrap(),
+            fitted.predict_proba(&[farther.clone()]).unwrap()
+        );
+        let free = load(Squares::None, 0.0);
+        let fitted = free.fit(&x, &y).unwrap();
+        assert_ne!(
+            fitted.predict_proba(&[far]).unwrap(),
+            fitted.predict_proba(&[farther]).unwrap()
+        );
+    }
+
+    #[test]
+    fn filled_contexts_are_full_repeat_each_row_once_before_any_twice_and_still_cover_every_row() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gpicl-quickstart-7px");
+        let learner = Learner::load(
+            &dir,
+            PredictOptions {
+                ensemble: 3,
+                fill_contexts: true,
+                calibrate: true,
+                ..PredictOptions::default()
+            },
+        )
+        .unwrap();
+        // Fewer rows than the context holds: read again, in fresh orders.
+        let (x, y) = table(10, 5);
+        let fitted = learner.fit(&x, &y).unwrap();
+        for member in &fitted.members {
+            assert_eq!(member.context.len(), 99);
+            let mut first: Vec<usize> = member.context[..10].to_vec();
+            first.sort_unstable();
+            assert_eq!(first, (0..10).collect::<Vec<_>>());
+            for row in 0..10 {
+                let times = member.context.iter().filter(|&&r| r == row).count();
+                assert!((9..=10).contains(&times), "row {row} read {times} times");
+            }
+        }
+        let t = fitted.temperature();
+        assert!(t.is_finite() && t > 0.0, "{t}");
+        // More rows than it holds: every context full of distinct rows,
+        // every row in some context.
+        let (x, y) = table(150, 6);
+        let fitted = learner.fit(&x, &y).unwrap();
+        let mut seen = [false; 150];
+        for member in &fitted.members {
+            let mut rows = member.context.clone();
+            rows.sort_unstable();
+            rows.dedup();
+            assert_eq!((member.context.len(), rows.len()), (99, 99));
+            rows.iter().for_each(|&r| seen[r] = true);
+        }
+        assert!(seen.iter().all(|&s| s));
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub fn load_eval_sources(
             Ok(if name == RANDOM_DATASET {
                 ExampleSource::Random { n_x }
             } else if name == TABULAR_DATASET {
-                ExampleSource::Tabular { n_x }
+                ExampleSource::Tabular {
+                    n_x,
+                    reading: data.table_reading(),
+                }
             } else {
                 load_example_source(roots, name, split, data)?
             })

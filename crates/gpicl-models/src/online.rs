@@ -81,7 +81,6 @@ pub fn unroll(
     classes: usize,
 ) -> Result<Tensor> {
     let (b, t, _) = inputs.dims3()?;
-    let x = inputs;
     let expand = |w: &Tensor| -> Result<Tensor> {
         let dims = w.dims();
         Ok(if dims.len() == 2 {
@@ -104,7 +103,7 @@ pub fn unroll(
     let (b1, b2) = (spec.beta1, spec.beta2);
     let mut outputs = Vec::with_capacity(t);
     for step in 0..t {
-        let xt = x.narrow(1, step, 1)?; // [b, 1, n_x]
+        let xt = inputs.narrow(1, step, 1)?; // [b, 1, n_x]
         let pre = xt.matmul(&weights[0])?.add(&weights[1])?;
         let hidden = pre.relu()?;
         let logits = hidden.matmul(&weights[2])?.add(&weights[3])?;

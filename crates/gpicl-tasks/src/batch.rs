@@ -6,6 +6,7 @@ use crate::config::{Echo, FeatureNormalization, Normalization};
 use crate::dataset::{ImageSet, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
+use crate::table_features::TableReading;
 use crate::tabular::{SyntheticTable, TABULAR_DATASET};
 use crate::task::{TaskFamily, TaskRef};
 use crate::NUM_CLASSES;
@@ -35,6 +36,8 @@ pub enum ExampleSource {
     Tabular {
         /// The model's input size.
         n_x: usize,
+        /// How the tables' rows are read before their projection.
+        reading: TableReading,
     },
 }
 
@@ -77,7 +80,7 @@ impl ExampleSource {
         match self {
             ExampleSource::Images(set) => set.n_x,
             ExampleSource::Pool(pool) => pool.n_x(),
-            ExampleSource::Random { n_x } | ExampleSource::Tabular { n_x } => *n_x,
+            ExampleSource::Random { n_x } | ExampleSource::Tabular { n_x, .. } => *n_x,
         }
     }
 }
@@ -268,11 +271,15 @@ impl BatchBuilder {
                     }
                 }
             }
-            ExampleSource::Tabular { n_x } => {
+            ExampleSource::Tabular { n_x, reading } => {
                 for &(_, start, end) in &slots {
                     let table = SyntheticTable::draw(*n_x, rng);
+                    // Drawn only when asked for, so that tables read
+                    // without squares draw what they drew before.
+                    let squares =
+                        reading.squares_fraction > 0.0 && rng.uniform() < reading.squares_fraction;
                     for _ in start..end {
-                        let (rows, labels) = table.sample_rows(t, *n_x, rng);
+                        let (rows, labels) = table.sample_rows(t, *n_x, reading.clip, squares, rng);
                         x.extend(rows);
                         y.extend(labels);
                     }

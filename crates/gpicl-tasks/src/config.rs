@@ -2,6 +2,7 @@
 //! `gpicl-method.md` §2–§6.
 
 use crate::error::{Result, TaskError};
+use crate::table_features::TableReading;
 use serde::{Deserialize, Serialize};
 
 /// How images are resized to `image_size × image_size`.
@@ -102,6 +103,18 @@ pub struct DataConfig {
     /// Not written to `config.toml` when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub tabular_fraction: f64,
+    /// Synthetic tables: their z-scored features are clipped to
+    /// `±tabular_clip` before the projection, as `predict --clip` reads a
+    /// table ([`crate::table_features`]). Default 0 (not clipped). Not
+    /// written to `config.toml` when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tabular_clip: f64,
+    /// Synthetic tables: the probability that a task slot's table is read
+    /// with the squares of its z-scores appended, as `predict --squares
+    /// half` reads a table for every second ensemble member. Default 0.
+    /// Not written to `config.toml` when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tabular_squares_fraction: f64,
     /// Normalisation of each sequence's inputs after projection:
     /// `none` (default, the paper) or `per-sequence` (every feature
     /// z-scored over the sequence's positions). Not written to
@@ -197,6 +210,8 @@ impl Default for DataConfig {
             weights: Vec::new(),
             random_fraction: 0.0,
             tabular_fraction: 0.0,
+            tabular_clip: 0.0,
+            tabular_squares_fraction: 0.0,
             feature_normalization: FeatureNormalization::None,
             echo_fraction: 0.0,
             echo_prob: DEFAULT_ECHO_PROB,
@@ -314,6 +329,15 @@ fn probability(option: &str, p: f64) -> Result<()> {
 }
 
 impl DataConfig {
+    /// How synthetic tables are read (`tabular_clip`,
+    /// `tabular_squares_fraction`).
+    pub fn table_reading(&self) -> TableReading {
+        TableReading {
+            clip: self.tabular_clip as f32,
+            squares_fraction: self.tabular_squares_fraction,
+        }
+    }
+
     /// The echo curriculum at training step `step` (1-based).
     pub fn echo_at(&self, step: u64) -> Echo {
         if self.echo_until_step > 0 && step > self.echo_until_step {
@@ -334,6 +358,19 @@ impl DataConfig {
         }
         probability("data.random_fraction", self.random_fraction)?;
         probability("data.tabular_fraction", self.tabular_fraction)?;
+        probability(
+            "data.tabular_squares_fraction",
+            self.tabular_squares_fraction,
+        )?;
+        if !(self.tabular_clip.is_finite() && self.tabular_clip >= 0.0) {
+            return Err(TaskError::config(
+                "data.tabular_clip",
+                format!(
+                    "must be a non-negative number (0: no clipping), got {}",
+                    self.tabular_clip
+                ),
+            ));
+        }
         if self.random_fraction + self.tabular_fraction > 1.0 {
             return Err(TaskError::config(
                 "data.tabular_fraction",
@@ -552,6 +589,51 @@ mod tests {
             let err = data.validate().unwrap_err().to_string();
             assert!(err.contains(option), "{err}");
         }
+    }
+
+    #[test]
+    fn bad_table_readings_are_refused_by_name_and_defaults_stay_unwritten() {
+        for (data, option) in [
+            (
+                DataConfig {
+                    tabular_clip: -1.0,
+                    ..DataConfig::default()
+                },
+                "data.tabular_clip",
+            ),
+            (
+                DataConfig {
+                    tabular_clip: f64::NAN,
+                    ..DataConfig::default()
+                },
+                "data.tabular_clip",
+            ),
+            (
+                DataConfig {
+                    tabular_squares_fraction: 2.0,
+                    ..DataConfig::default()
+                },
+                "data.tabular_squares_fraction",
+            ),
+        ] {
+            let err = data.validate().unwrap_err().to_string();
+            assert!(err.contains(option), "{err}");
+        }
+        let written = toml::to_string(&DataConfig::default()).unwrap();
+        assert!(!written.contains("tabular_"), "{written}");
+        let reading = DataConfig {
+            tabular_clip: 2.0,
+            tabular_squares_fraction: 0.5,
+            ..DataConfig::default()
+        };
+        reading.validate().unwrap();
+        assert_eq!(
+            reading.table_reading(),
+            TableReading {
+                clip: 2.0,
+                squares_fraction: 0.5
+            }
+        );
     }
 
     #[test]

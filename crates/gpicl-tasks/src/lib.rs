@@ -42,6 +42,7 @@ pub mod parquet_images;
 pub mod pool;
 pub mod sampler;
 pub mod table;
+pub mod table_features;
 pub mod tabular;
 pub mod task;
 

@@ -214,7 +214,10 @@ pub fn load_example_source(
             ExampleSource::Random { n_x }
         } else {
             // Tables are read at the input size images of this config have.
-            ExampleSource::Tabular { n_x }
+            ExampleSource::Tabular {
+                n_x,
+                reading: cfg.table_reading(),
+            }
         });
     }
     let sets = names

@@ -3,6 +3,7 @@
 use crate::batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
 use crate::config::{BatchConfig, Echo, PermutationMask, TaskConfig};
 use crate::error::{Result, TaskError};
+use crate::table_features::TableReading;
 use crate::task::TaskRef;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::Tensor;
@@ -32,6 +33,7 @@ pub struct TrainSampler {
     stream: Option<ExampleStream>,
     random_fraction: f64,
     tabular_fraction: f64,
+    reading: TableReading,
 }
 
 impl TrainSampler {
@@ -96,6 +98,7 @@ impl TrainSampler {
             stream,
             random_fraction: 0.0,
             tabular_fraction: 0.0,
+            reading: TableReading::default(),
         })
     }
 
@@ -110,6 +113,13 @@ impl TrainSampler {
     /// (`data.tabular_fraction`), placed before the `random` slots.
     pub fn with_tabular_fraction(mut self, fraction: f64) -> Self {
         self.tabular_fraction = fraction;
+        self
+    }
+
+    /// Reads the synthetic tables this way (`data.tabular_clip`,
+    /// `data.tabular_squares_fraction`; default: z-scores only).
+    pub fn with_table_reading(mut self, reading: TableReading) -> Self {
+        self.reading = reading;
         self
     }
 
@@ -244,7 +254,10 @@ impl TrainSampler {
             parts.push(part);
         }
         if tabular_slots > 0 {
-            let tables = ExampleSource::Tabular { n_x };
+            let tables = ExampleSource::Tabular {
+                n_x,
+                reading: self.reading,
+            };
             let part = self.builder.build(
                 &tables,
                 &tasks[tabular_from..random_from],

@@ -12,19 +12,23 @@
 //! centre per class). Some features are quantised to 2–5 levels (as
 //! integer or categorical columns are), and every feature carries
 //! measurement noise. Rows are then read as `predict` reads a table of
-//! one's own: each feature z-scored over the slot's rows, and mapped to the
-//! model's input size by a random projection with `N(0, 1/D)` entries.
+//! one's own ([`crate::table_features`]): each feature z-scored over the
+//! sequence's rows (clipped, and with its square appended, where
+//! `data.tabular_clip` and `data.tabular_squares_fraction` ask), and mapped
+//! to the model's input size by a random projection with `N(0, 1/D)`
+//! entries.
 //!
 //! ```
 //! use gpicl_kernels::rng::Rng;
 //! use gpicl_tasks::tabular::SyntheticTable;
 //! let mut rng = Rng::new(0);
 //! let table = SyntheticTable::draw(49, &mut rng);
-//! let (x, y) = table.sample_rows(100, 49, &mut rng);
+//! let (x, y) = table.sample_rows(100, 49, 0.0, false, &mut rng);
 //! assert_eq!(x.len(), 100 * 49);
 //! assert!(y.iter().all(|&label| (label as usize) < table.classes()));
 //! ```
 
+use crate::table_features::{FeatureMap, Scaling};
 use gpicl_kernels::rng::Rng;
 
 /// The synthetic tables' dataset name (like `random`, it needs no files).
@@ -324,35 +328,38 @@ impl SyntheticTable {
     }
 
     /// `rows` rows mapped to `n_x` inputs as `predict` maps a table: each
-    /// feature z-scored over these rows, then a random projection with
-    /// `N(0, 1/features)` entries. Returns `rows × n_x` inputs and the labels.
-    pub fn sample_rows(&self, rows: usize, n_x: usize, rng: &mut Rng) -> (Vec<f32>, Vec<u8>) {
-        let d = self.features;
-        let mut raw = Vec::with_capacity(rows * d);
+    /// feature read over these rows as [`FeatureMap`] reads it (z-scored,
+    /// clipped to `±clip` unless 0, the squares appended with `squares`),
+    /// then a random projection with `N(0, 1/width)` entries. Returns
+    /// `rows × n_x` inputs and the labels.
+    pub fn sample_rows(
+        &self,
+        rows: usize,
+        n_x: usize,
+        clip: f32,
+        squares: bool,
+        rng: &mut Rng,
+    ) -> (Vec<f32>, Vec<u8>) {
+        let mut raw = Vec::with_capacity(rows);
         let mut labels = Vec::with_capacity(rows);
         for _ in 0..rows {
             let (z, label) = self.sample_row(rng);
-            raw.extend(z);
+            raw.push(z);
             labels.push(label);
         }
-        for j in 0..d {
-            let column = || raw.iter().skip(j).step_by(d);
-            let mean = column().sum::<f32>() / rows.max(1) as f32;
-            let var = column().map(|v| (v - mean) * (v - mean)).sum::<f32>() / rows.max(1) as f32;
-            let inv = if var > 1e-12 { var.sqrt().recip() } else { 0.0 };
-            raw.iter_mut()
-                .skip(j)
-                .step_by(d)
-                .for_each(|v| *v = (*v - mean) * inv);
-        }
-        let std = 1.0 / (d as f64).sqrt();
-        let projection: Vec<f32> = (0..n_x * d).map(|_| (rng.normal() * std) as f32).collect();
+        let map = FeatureMap::fit(&raw, Scaling::PerFeature, clip, squares);
+        let width = map.width(squares);
+        let std = 1.0 / (width as f64).sqrt();
+        let projection: Vec<f32> = (0..n_x * width)
+            .map(|_| (rng.normal() * std) as f32)
+            .collect();
         let mut x = Vec::with_capacity(rows * n_x);
-        for row in raw.chunks_exact(d) {
+        for row in &raw {
+            let read = map.apply(row, squares);
             x.extend(
                 projection
-                    .chunks_exact(d)
-                    .map(|a| a.iter().zip(row).map(|(p, v)| p * v).sum::<f32>()),
+                    .chunks_exact(width)
+                    .map(|a| a.iter().zip(&read).map(|(p, v)| p * v).sum::<f32>()),
             );
         }
         (x, labels)
@@ -471,7 +478,7 @@ mod tests {
         let draw = |seed| {
             let mut rng = Rng::new(seed);
             let t = SyntheticTable::draw(49, &mut rng);
-            t.sample_rows(64, 49, &mut rng)
+            t.sample_rows(64, 49, 0.0, false, &mut rng)
         };
         let (x, y) = draw(7);
         assert_eq!((x.len(), y.len()), (64 * 49, 64));
@@ -481,6 +488,23 @@ mod tests {
         let mean0 = x.iter().step_by(49).sum::<f32>() / 64.0;
         assert!(mean0.abs() < 1e-4, "{mean0}");
         assert!(x.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn clipping_and_squares_change_how_rows_are_read_not_which_rows_are_drawn() {
+        let read = |clip, squares| {
+            let mut rng = Rng::new(3);
+            let t = SyntheticTable::draw(49, &mut rng);
+            t.sample_rows(64, 49, clip, squares, &mut rng)
+        };
+        let (plain, labels) = read(0.0, false);
+        for (clip, squares) in [(0.5, false), (0.0, true), (2.0, true)] {
+            let (x, y) = read(clip, squares);
+            assert_eq!(y, labels, "the same rows, so the same labels");
+            assert_eq!(x.len(), plain.len(), "still n_x inputs per row");
+            assert_ne!(x, plain, "clip {clip}, squares {squares}");
+            assert!(x.iter().all(|v| v.is_finite()));
+        }
     }
 
     #[test]

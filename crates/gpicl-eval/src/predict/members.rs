@@ -74,10 +74,61 @@ pub(super) fn covering_parts(y: &[usize], parts: usize, seed: u64, round: u64) -
     dealt
 }
 
+/// Which ensemble members read the squared z-scores beside the z-scores
+/// (`2d` inputs to their projection instead of `d`,
+/// [`gpicl_tasks::table_features`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Squares {
+    /// None: every member reads the `d` z-scores. The default for images.
+    #[default]
+    None,
+    /// Every second member (members 1, 3, 5, …); the others read the
+    /// z-scores only. Measured best on tables (docs/predict.md).
+    Half,
+    /// Every member.
+    All,
+}
+
+impl Squares {
+    /// Whether member `m` reads the squares.
+    pub fn for_member(self, m: usize) -> bool {
+        match self {
+            Squares::None => false,
+            Squares::Half => m % 2 == 1,
+            Squares::All => true,
+        }
+    }
+}
+
+/// `part` (one member's share of the rows, [`covering_parts`]) topped up
+/// to `context_len` rows with rows of the `other` parts, drawn at random:
+/// the member reads a full context and still every row is some member's.
+pub(super) fn topped_up(
+    mut part: Vec<usize>,
+    other: &[Vec<usize>],
+    context_len: usize,
+    seed: u64,
+    m: usize,
+) -> Vec<usize> {
+    let others: Vec<usize> = other.concat();
+    let mut rng = Rng::from_stream(seed, &[stream::PREDICT, u64::MAX - 2, m as u64]);
+    let need = context_len.saturating_sub(part.len()).min(others.len());
+    part.extend(
+        rng.permutation(others.len())
+            .into_iter()
+            .take(need)
+            .map(|i| others[i]),
+    );
+    part
+}
+
 /// One ensemble member: a projection, a label assignment, a context.
 pub(super) struct Member {
-    /// `n_x × d`, row-major.
+    /// `n_x × w`, row-major, where `w` is the width of what the member
+    /// reads of a row (`d` z-scores, or `2d` with their squares).
     pub(super) projection: Vec<f32>,
+    /// Whether the member reads the squared z-scores too.
+    pub(super) squares: bool,
     /// `label_of[c]`: the learner's label for class `c` (shared by several
     /// classes when there are more than 10: an output code).
     pub(super) label_of: Vec<usize>,
@@ -89,7 +140,9 @@ pub(super) struct Member {
 
 impl Member {
     /// Draws member `m` (its context: a random order of `rows`, or of all
-    /// rows cut to `context_len`). Learner labels go to classes in the order
+    /// rows cut to `context_len`; with `repeat`, fewer rows than
+    /// `context_len` are read again in fresh orders, each once before any
+    /// twice, until the context is full). Learner labels go to classes in the order
     /// they first appear in the member's context, so what the model is shown
     /// does not depend on how the classes are numbered or named; beyond 10
     /// classes that order deals the classes onto the labels in turn.
@@ -98,11 +151,13 @@ impl Member {
         seed: u64,
         m: usize,
         d: usize,
+        squares: bool,
         n_x: usize,
         y: &[usize],
         classes: usize,
         context_len: usize,
         rows: Option<Vec<usize>>,
+        repeat: bool,
     ) -> Self {
         let mut rng = Rng::from_stream(seed, &[stream::PREDICT, m as u64]);
         let std = 1.0 / (d as f64).sqrt();
@@ -116,6 +171,11 @@ impl Member {
                 .collect(),
             None => {
                 let mut context = rng.permutation(y.len());
+                // Drawn only when repeating, so that a member without
+                // repeats draws what it drew before.
+                while repeat && !y.is_empty() && context.len() < context_len {
+                    context.extend(rng.permutation(y.len()));
+                }
                 context.truncate(context_len);
                 context
             }
@@ -140,6 +200,7 @@ impl Member {
         }
         Self {
             projection,
+            squares,
             label_of,
             group_size,
             context,
