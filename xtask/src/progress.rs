@@ -2,14 +2,84 @@
 
 use gpicl::eval::run::PeriodicEval;
 use gpicl::eval::speedrun::SpeedrunCheck;
-use gpicl::meta::{Observer, TrainRecord, Trainer};
+use gpicl::meta::record::EvalRecord;
+use gpicl::meta::{MetricSink, Observer, RunRecord, TrainRecord, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Shows loss, accuracy, steps/s and ETA, and prints periodic evaluations
-/// above the bar.
+/// The training run's observer: stops on a signal and runs the periodic
+/// evaluation. What the bar shows comes through [`ProgressSink`], a metric
+/// sink of the run like `metrics.jsonl` and TensorBoard.
 pub struct TrainProgress {
     bar: ProgressBar,
     eval: PeriodicEval,
+}
+
+/// The training bar as a metric sink: each training record moves it (loss,
+/// accuracy, steps/s, ETA), and each periodic evaluation is printed above
+/// it, one line per dataset with every group's accuracy at the last
+/// position.
+pub struct ProgressSink {
+    bar: ProgressBar,
+    lines: std::sync::Mutex<EvalLines>,
+}
+
+impl MetricSink for ProgressSink {
+    fn record(&self, record: &RunRecord) -> gpicl::meta::Result<()> {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let done = match record {
+            RunRecord::Train(m) => {
+                show_step(&self.bar, m);
+                lines.flush()
+            }
+            RunRecord::Eval(e) => lines.push(e),
+            _ => None,
+        };
+        if let Some(line) = done {
+            print_above(&self.bar, line);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProgressSink {
+    fn drop(&mut self) {
+        let lines = self.lines.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(line) = lines.flush() {
+            print_above(&self.bar, line);
+        }
+    }
+}
+
+/// Gathers a periodic evaluation's records (one per dataset and group, in
+/// order) into one line per dataset.
+#[derive(Default)]
+struct EvalLines {
+    /// (step, dataset, "group acc" parts) of the dataset being gathered.
+    pending: Option<(u64, String, Vec<String>)>,
+}
+
+impl EvalLines {
+    /// Takes one record; returns the previous dataset's line when this
+    /// record starts another.
+    fn push(&mut self, e: &EvalRecord) -> Option<String> {
+        let same = matches!(&self.pending, Some((step, dataset, _)) if *step == e.step && *dataset == e.dataset);
+        let done = if same { None } else { self.flush() };
+        let (_, _, parts) = self
+            .pending
+            .get_or_insert_with(|| (e.step, e.dataset.clone(), Vec::new()));
+        parts.push(format!("{} {:.3}", e.group, e.acc_last));
+        done
+    }
+
+    /// The line of the dataset being gathered, if any.
+    fn flush(&mut self) -> Option<String> {
+        self.pending.take().map(|(step, dataset, parts)| {
+            format!(
+                "step {step:>6} eval {dataset}: acc@last {}",
+                parts.join(", ")
+            )
+        })
+    }
 }
 
 /// The training bar: steps, loss and accuracy, steps/s and ETA.
@@ -60,11 +130,15 @@ fn print_above(bar: &ProgressBar, line: String) {
 }
 
 impl TrainProgress {
-    pub fn new(start: u64, total: u64, eval: PeriodicEval) -> Self {
-        Self {
-            bar: training_bar(start, total),
-            eval,
-        }
+    /// The observer of `trainer`'s run to `total` steps, its bar added to
+    /// the run's metric sinks.
+    pub fn new(trainer: &mut Trainer, total: u64, eval: PeriodicEval) -> Self {
+        let bar = training_bar(trainer.step(), total);
+        trainer.add_metric_sink(Box::new(ProgressSink {
+            bar: bar.clone(),
+            lines: Default::default(),
+        }));
+        Self { bar, eval }
     }
 
     pub fn finish(&self) {
@@ -77,27 +151,8 @@ impl Observer for TrainProgress {
         crate::signals::received().map(String::from)
     }
 
-    fn on_step(&mut self, m: &TrainRecord) {
-        show_step(&self.bar, m);
-    }
-
     fn on_eval(&mut self, trainer: &Trainer) -> gpicl::meta::Result<()> {
-        self.eval.on_eval(trainer)?;
-        if let Some(report) = &self.eval.last {
-            for (dataset, groups) in &report.datasets {
-                let parts: Vec<String> = groups
-                    .iter()
-                    .map(|(g, r)| format!("{g} {:.3}", r.acc_last))
-                    .collect();
-                let line = format!(
-                    "step {:>6} eval {dataset}: acc@last {}",
-                    report.step,
-                    parts.join(", ")
-                );
-                print_above(&self.bar, line);
-            }
-        }
-        Ok(())
+        self.eval.on_eval(trainer)
     }
 }
 
@@ -153,5 +208,40 @@ impl Observer for SpeedrunProgress {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: u64, dataset: &str, group: &str, acc_last: f32) -> EvalRecord {
+        EvalRecord {
+            step,
+            dataset: dataset.into(),
+            group: group.into(),
+            acc_first: 0.0,
+            acc_last,
+            loss_last: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_evaluation_is_printed_as_one_line_per_dataset_once_the_next_record_comes() {
+        let mut lines = EvalLines::default();
+        assert_eq!(lines.push(&record(200, "mnist", "seen", 0.5)), None);
+        assert_eq!(lines.push(&record(200, "mnist", "unseen", 0.25)), None);
+        assert_eq!(
+            lines.push(&record(200, "random", "seen", 1.0)).as_deref(),
+            Some("step    200 eval mnist: acc@last seen 0.500, unseen 0.250")
+        );
+        assert_eq!(
+            lines.flush().as_deref(),
+            Some("step    200 eval random: acc@last seen 1.000")
+        );
+        assert_eq!(lines.flush(), None);
+        // The same dataset at a later step is a new line.
+        lines.push(&record(400, "random", "seen", 1.0));
+        assert!(lines.push(&record(600, "random", "seen", 1.0)).is_some());
     }
 }

@@ -254,9 +254,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         c.schedule.steps,
         c.device
     );
+    let total = c.schedule.steps;
     let mut progress = TrainProgress::new(
-        trainer.step(),
-        c.schedule.steps,
+        &mut trainer,
+        total,
         PeriodicEval::new(roots.clone(), cfg.eval.clone()),
     );
     crate::signals::install();
