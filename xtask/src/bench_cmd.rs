@@ -3,32 +3,19 @@
 //! `../shared/refs` (and this project's `xtask/refs`) in the same
 //! invocation; `--suite` times every shape the science uses.
 
-use crate::bench_refs::{median, pytorch_step, run_reference, ReferenceStep};
+use crate::bench_refs::{
+    median, preset_config, pytorch_step, run_reference, BenchPreset, ReferenceStep,
+};
 use crate::bench_suite;
 use crate::config_overrides;
 use crate::model_flags::ModelFlags;
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use gpicl::kernels::KernelOptions;
 use gpicl::meta::bench::{bench_training_step, BenchReport};
 use gpicl::meta::TrainConfig;
-use gpicl::models::ModelKind;
 use gpicl::tasks::dataset::feature_count;
 use std::path::PathBuf;
-
-/// Benchmark shapes with a counterpart in `../shared/refs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BenchPreset {
-    /// The paper's reference run (d_model 512, 16×32 sequences).
-    Paper,
-    /// `torch_step.py` / `jax_step.py`: pre-LN Transformer d_model 256,
-    /// 4 layers, 8 heads of 32, MLP 1024 with erf GELU, 784+10 inputs,
-    /// 32 sequences of 100, AdamW lr 1e-3 wd 0, clip 1.0.
-    Reference,
-    /// `torch_step.py --model lstm`: LSTM 794→256 and a 10-way head, same
-    /// batch and optimiser.
-    ReferenceLstm,
-}
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -85,36 +72,6 @@ pub struct BenchArgs {
     /// Time the composed candle ops instead of the fused kernels.
     #[arg(long)]
     composed: bool,
-}
-
-/// The config of a preset.
-pub fn preset_config(preset: BenchPreset) -> TrainConfig {
-    let mut cfg = TrainConfig::paper();
-    if preset == BenchPreset::Paper {
-        return cfg;
-    }
-    cfg.model.d_model = 256;
-    cfg.model.num_layers = 4;
-    cfg.model.num_heads = 8;
-    cfg.model.key_size = 32;
-    cfg.model.widening_factor = 4;
-    cfg.model.gelu_tanh = false;
-    cfg.model.hidden = 256;
-    if preset == BenchPreset::ReferenceLstm {
-        cfg.model.kind = ModelKind::Lstm;
-    }
-    cfg.data.image_size = 28;
-    cfg.batch.tasks_per_step = 1;
-    cfg.batch.seqs_per_task = 32;
-    cfg.batch.seq_len = 100;
-    cfg.optim.lr = 1e-3;
-    cfg.optim.beta1 = 0.9;
-    cfg.optim.beta2 = 0.999;
-    cfg.optim.eps = 1e-8;
-    cfg.optim.eps_root = 0.0;
-    cfg.optim.weight_decay = 0.0;
-    cfg.optim.clip_norm = 1.0;
-    cfg
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -265,6 +222,7 @@ fn print_report(r: &BenchReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl::models::ModelKind;
 
     #[test]
     fn the_reference_preset_is_the_shape_of_the_python_scripts() {

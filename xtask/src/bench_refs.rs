@@ -1,6 +1,6 @@
-//! The Python reference steps `cargo xtask bench` compares against: which
-//! script times the same model as a config, with which arguments, and how
-//! to read its result.
+//! The Python reference steps `cargo xtask bench` compares against: the
+//! shapes that have one ([`BenchPreset`]), which script times the same
+//! model as a config, with which arguments, and how to read its result.
 //!
 //! Transformers run `../shared/refs/torch_step.py` at the config's shape;
 //! the LSTM and the outer-product LSTM (with their input encoder, which
@@ -9,6 +9,7 @@
 //! parameter count (`params=N`) and a final `MEDIAN … <x> ms` line.
 
 use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 use gpicl::meta::TrainConfig;
 use gpicl::models::ModelKind;
 use std::path::{Path, PathBuf};
@@ -169,6 +170,50 @@ pub fn median(xs: &[f64]) -> f64 {
         n if n % 2 == 1 => xs[n / 2],
         n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
     }
+}
+
+/// Benchmark shapes with a counterpart in `../shared/refs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchPreset {
+    /// The paper's reference run (d_model 512, 16×32 sequences).
+    Paper,
+    /// `torch_step.py` / `jax_step.py`: pre-LN Transformer d_model 256,
+    /// 4 layers, 8 heads of 32, MLP 1024 with erf GELU, 784+10 inputs,
+    /// 32 sequences of 100, AdamW lr 1e-3 wd 0, clip 1.0.
+    Reference,
+    /// `torch_step.py --model lstm`: LSTM 794→256 and a 10-way head, same
+    /// batch and optimiser.
+    ReferenceLstm,
+}
+
+/// The config of a preset.
+pub fn preset_config(preset: BenchPreset) -> TrainConfig {
+    let mut cfg = TrainConfig::paper();
+    if preset == BenchPreset::Paper {
+        return cfg;
+    }
+    cfg.model.d_model = 256;
+    cfg.model.num_layers = 4;
+    cfg.model.num_heads = 8;
+    cfg.model.key_size = 32;
+    cfg.model.widening_factor = 4;
+    cfg.model.gelu_tanh = false;
+    cfg.model.hidden = 256;
+    if preset == BenchPreset::ReferenceLstm {
+        cfg.model.kind = ModelKind::Lstm;
+    }
+    cfg.data.image_size = 28;
+    cfg.batch.tasks_per_step = 1;
+    cfg.batch.seqs_per_task = 32;
+    cfg.batch.seq_len = 100;
+    cfg.optim.lr = 1e-3;
+    cfg.optim.beta1 = 0.9;
+    cfg.optim.beta2 = 0.999;
+    cfg.optim.eps = 1e-8;
+    cfg.optim.eps_root = 0.0;
+    cfg.optim.weight_decay = 0.0;
+    cfg.optim.clip_norm = 1.0;
+    cfg
 }
 
 #[cfg(test)]

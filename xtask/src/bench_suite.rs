@@ -3,8 +3,9 @@
 //! table and JSON (with the CPU model and its SIMD flags) for
 //! `docs/benchmarks.md`.
 
-use crate::bench_cmd::{preset_config, BenchPreset};
-use crate::bench_refs::{median, pytorch_step, run_reference, ReferenceStep};
+use crate::bench_refs::{
+    median, preset_config, pytorch_step, run_reference, BenchPreset, ReferenceStep,
+};
 use anyhow::{Context, Result};
 use gpicl::kernels::KernelOptions;
 use gpicl::meta::bench::{bench_training_step, teacher_losses, BenchReport};

@@ -24,6 +24,7 @@ pub mod baselines;
 pub mod classical;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod learner_check;
 pub mod plot;
 pub mod predict;

@@ -4,12 +4,10 @@
 //! sweep report's charts (labelled lines, accuracy against a swept key).
 
 use crate::error::{EvalError, Result};
-use crate::report::GroupResult;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
@@ -122,15 +120,12 @@ where
     root.present().map_err(|e| fail(&e))
 }
 
-/// One line per group: accuracy at each position, with chance (10%) dashed.
-pub fn accuracy_curves(
-    path: &Path,
-    title: &str,
-    groups: &BTreeMap<String, GroupResult>,
-) -> Result<()> {
-    let t = groups
-        .values()
-        .map(|g| g.acc_curve.len())
+/// One line per curve (a name and the accuracy at each position, in
+/// legend order), with chance (10%) dashed.
+pub fn accuracy_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Result<()> {
+    let t = curves
+        .iter()
+        .map(|(_, accuracy)| accuracy.len())
         .max()
         .unwrap_or(1)
         .max(2);
@@ -155,20 +150,15 @@ pub fn accuracy_curves(
                 ))?
                 .label("chance")
                 .legend(chance_mark);
-            let ordered = crate::protocol::Group::ALL
-                .map(crate::protocol::Group::as_str)
-                .into_iter()
-                .filter_map(|g| groups.get(g).map(|r| (g, r)));
-            for (i, (group, result)) in ordered.enumerate() {
+            for (i, &(name, accuracy)) in curves.iter().enumerate() {
                 let colour = PALETTE[i % PALETTE.len()];
-                let points = result
-                    .acc_curve
+                let points = accuracy
                     .iter()
                     .enumerate()
                     .map(|(p, &a)| ((p + 1) as f32, a));
                 chart
                     .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-                    .label(group)
+                    .label(name)
                     .legend(legend_mark(colour));
             }
             Ok(())

@@ -69,7 +69,7 @@ impl EvalReport {
         )
         .unwrap();
         for (dataset, groups) in &self.datasets {
-            for group in crate::protocol::Group::ALL.map(crate::protocol::Group::as_str) {
+            for group in crate::group::Group::ALL.map(crate::group::Group::as_str) {
                 let Some(r) = groups.get(group) else { continue };
                 writeln!(
                     out,
@@ -92,7 +92,7 @@ impl EvalReport {
     pub fn markdown(&self) -> String {
         let mut out = format!("Evaluation at step {}.\n\n| dataset | group | acc@1 | acc@last | improvement | loss@last |\n|---|---|---|---|---|---|\n", self.step);
         for (dataset, groups) in &self.datasets {
-            for group in crate::protocol::Group::ALL.map(crate::protocol::Group::as_str) {
+            for group in crate::group::Group::ALL.map(crate::group::Group::as_str) {
                 let Some(r) = groups.get(group) else { continue };
                 writeln!(
                     out,
@@ -127,13 +127,19 @@ impl EvalReport {
         written.push(md);
         for (dataset, groups) in &self.datasets {
             let svg = dir.join(format!("curves-{dataset}.svg"));
+            // The groups in report order.
+            let curves: Vec<(&str, &[f32])> = crate::group::Group::ALL
+                .map(crate::group::Group::as_str)
+                .into_iter()
+                .filter_map(|g| groups.get(g).map(|r| (g, r.acc_curve.as_slice())))
+                .collect();
             crate::plot::accuracy_curves(
                 &svg,
                 &format!(
                     "{dataset}: accuracy vs examples in context (step {})",
                     self.step
                 ),
-                groups,
+                &curves,
             )?;
             written.push(svg);
         }

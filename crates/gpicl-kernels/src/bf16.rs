@@ -13,7 +13,7 @@
 //! instructions are written as inline assembly (stable Rust has no AMX
 //! intrinsics).
 
-use crate::cpu::operand_strides;
+use crate::layout::operand_strides;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 use std::cell::Cell;

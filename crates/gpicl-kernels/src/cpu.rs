@@ -1,5 +1,6 @@
 //! Plain-CPU helpers shared by the fused kernels.
 
+use crate::layout::operand_strides;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 use std::sync::{Mutex, MutexGuard};
 
@@ -74,16 +75,6 @@ pub fn matmul(
         accumulate,
         parallelism,
     );
-}
-
-/// Row and column strides of a `rows × cols` operand stored row-major, or
-/// stored as its row-major transpose (`[cols × rows]`) when `transposed`.
-pub(crate) fn operand_strides(transposed: bool, rows: usize, cols: usize) -> (usize, usize) {
-    if transposed {
-        (1, rows)
-    } else {
-        (cols, 1)
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -52,6 +52,7 @@ pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod host;
+mod layout;
 mod math;
 pub mod op;
 mod options;

@@ -16,7 +16,6 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod adam;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -28,6 +27,7 @@ pub mod lock;
 pub mod lr_schedule;
 pub mod metrics;
 pub mod optim;
+pub use optim::adam;
 pub mod plateau;
 pub mod record;
 pub mod run_dir;

@@ -3,7 +3,9 @@
 //! here), an update, and a state to save and restore. The
 //! trainer accumulates and clips [`Gradients`]; checkpoints store an
 //! [`OptimizerState`] (named tensors and an update count) without knowing
-//! which optimiser wrote it. [`crate::adam::Adam`] is the one optimiser.
+//! which optimiser wrote it. [`adam::Adam`] is the one optimiser.
+
+pub mod adam;
 
 use crate::config::OptimConfig;
 use crate::error::Result;
@@ -54,5 +56,5 @@ pub trait Optimizer {
 
 /// The optimiser `cfg` describes, with zero state for `params`.
 pub fn build_optimizer(cfg: &OptimConfig, params: &ParamStore) -> Box<dyn Optimizer> {
-    Box::new(crate::adam::Adam::new(cfg.clone(), params))
+    Box::new(adam::Adam::new(cfg.clone(), params))
 }

@@ -16,11 +16,58 @@
 
 use crate::cache::sha256_file;
 use crate::error::{Result, TaskError};
-use crate::hub::HubOptions;
 use crate::names::{validate_path_name, validate_relative_path};
-use hf_hub::Repo;
+use hf_hub::{Cache, Repo};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+/// How to reach the Hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubOptions {
+    /// Base URL, default `https://huggingface.co`.
+    pub endpoint: String,
+    /// The Hub file cache, default `$HF_HOME/hub` or `~/.cache/huggingface/hub`.
+    pub hub_cache: PathBuf,
+    /// Access token sent as `Authorization: Bearer …`.
+    pub token: Option<String>,
+    /// Never touch the network; use only the Hub cache.
+    pub offline: bool,
+    /// Overrides the catalogue's pinned revision.
+    pub revision: Option<String>,
+    /// Draw a progress bar per download.
+    pub progress: bool,
+}
+
+impl HubOptions {
+    /// Options from the Hub's environment variables.
+    pub fn from_env() -> Self {
+        let hf_home = std::env::var_os("HF_HOME")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface"))
+            })
+            .unwrap_or_else(|| PathBuf::from(".cache/huggingface"));
+        let hub_cache = hf_home.join("hub");
+        let token = std::env::var("HF_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| Cache::new(hub_cache.clone()).token());
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        Self {
+            endpoint: std::env::var("HF_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "https://huggingface.co".into()),
+            hub_cache,
+            token,
+            offline,
+            revision: None,
+            progress: true,
+        }
+    }
+}
 
 /// The largest file downloaded (64 GiB).
 const MAX_FILE_BYTES: u64 = 64 << 30;

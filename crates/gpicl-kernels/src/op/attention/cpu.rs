@@ -6,7 +6,8 @@
 //! no scatter out. The `t × t` weights live in per-thread scratch and are
 //! recomputed in the backward pass rather than stored.
 
-use crate::cpu::{matmul_view_serial, operand_strides, SharedMut, View};
+use crate::cpu::{matmul_view_serial, SharedMut, View};
+use crate::layout::operand_strides;
 use crate::math::exp;
 use crate::simd::simd_fn;
 use rayon::prelude::*;

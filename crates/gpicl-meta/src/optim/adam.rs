@@ -1,8 +1,8 @@
 //! Adam with `eps_root`, decoupled weight decay and saveable state.
 
+use super::{Gradients, Optimizer, OptimizerState, StateTensor};
 use crate::config::OptimConfig;
 use crate::error::{MetaError, Result};
-use crate::optim::{Gradients, Optimizer, OptimizerState, StateTensor};
 use gpicl_kernels::op::adam::adam_update_tensor;
 use gpicl_kernels::op::adam::{adam_update, AdamStep};
 use gpicl_kernels::Tensor;
