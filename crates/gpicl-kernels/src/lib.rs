@@ -56,6 +56,7 @@ mod layout;
 mod math;
 pub mod op;
 mod options;
+mod parallel;
 pub mod parity;
 pub mod rng;
 pub mod simd;

@@ -11,7 +11,7 @@
 //! checks the scalar formula) and no CUDA half: the optimiser copies
 //! parameters off the CPU through the host.
 
-use crate::host::ELEMENTWISE_CHUNK;
+use crate::parallel::ELEMENTWISE_CHUNK;
 use crate::simd::simd_fn;
 use candle_core::{CpuStorage, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;

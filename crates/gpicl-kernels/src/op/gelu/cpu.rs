@@ -5,8 +5,8 @@
 //! [`gelu_backward_kept`] saves one transcendental function per element,
 //! with the same bits as recomputing it.
 
-use crate::host::ELEMENTWISE_CHUNK;
 use crate::math::{erf, exp, tanh};
+use crate::parallel::ELEMENTWISE_CHUNK;
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 

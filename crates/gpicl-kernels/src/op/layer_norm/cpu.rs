@@ -1,7 +1,7 @@
 //! The CPU loops of [`super::layer_norm`] over plain slices (also the
 //! hand-written training step's, through [`crate::host`]).
 
-use crate::host::{add_rows, rows_per_task};
+use crate::parallel::{add_rows, rows_per_task};
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 

@@ -3,7 +3,7 @@
 //! [`crate::host`]).
 
 use crate::cpu;
-use crate::host::{add_rows, column_sums, ELEMENTWISE_CHUNK};
+use crate::parallel::{add_rows, column_sums, ELEMENTWISE_CHUNK};
 use crate::simd::simd_fn;
 use rayon::prelude::*;
 
