@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::protocol::{Evaluator, Group};
 use crate::report::EvalReport;
 use gpicl_meta::{load_run, EvalRecord, MetricsLog, Observer, RunDir, RunRecord, Trainer};
-use gpicl_tasks::pool::load_example_source;
+use gpicl_tasks::batch::load_example_source;
 use gpicl_tasks::tabular::TABULAR_DATASET;
 use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, Split, RANDOM_DATASET};
 

@@ -2,10 +2,12 @@
 //! (models read them as tokens: `gpicl_models::tokens`).
 
 use crate::catalog::fixed_statistics;
+use crate::config::DataConfig;
 use crate::config::{Echo, FeatureNormalization, Normalization};
-use crate::dataset::{ImageSet, RANDOM_DATASET};
+use crate::dataset::{feature_count, DataRoots, ImageSet, Split, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
+use crate::spec::dataset_names;
 use crate::table_features::TableReading;
 use crate::tabular::{SyntheticTable, TABULAR_DATASET};
 use crate::task::{TaskFamily, TaskRef};
@@ -233,7 +235,7 @@ impl BatchBuilder {
                     return Err(TaskError::config(
                         "data.dataset",
                         format!(
-                            "`{}` has {} classes: load it with `pool::load_example_source` so that tasks draw 10 of them",
+                            "`{}` has {} classes: load it with `batch::load_example_source` so that tasks draw 10 of them",
                             set.name, set.classes
                         ),
                     ));
@@ -440,6 +442,46 @@ fn mean_std(x: &[f32]) -> (f32, f32) {
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
     (mean as f32, var.sqrt() as f32)
+}
+
+/// Loads what `--dataset` names: `random`, one dataset, or a
+/// comma-separated mixture. One dataset with at most 10 classes is read as
+/// a shuffled stream ([`ExampleSource::Images`]); a mixture or a dataset
+/// with more classes becomes a pool ([`ExampleSource::Pool`]).
+pub fn load_example_source(
+    roots: &DataRoots,
+    spec: &str,
+    split: Split,
+    cfg: &DataConfig,
+) -> Result<ExampleSource> {
+    let names = dataset_names(spec)?;
+    if names == [RANDOM_DATASET] || names == [TABULAR_DATASET] {
+        let n_x = feature_count(&DataConfig {
+            dataset: RANDOM_DATASET.into(),
+            ..cfg.clone()
+        })?;
+        return Ok(if names == [RANDOM_DATASET] {
+            ExampleSource::Random { n_x }
+        } else {
+            // Tables are read at the input size images of this config have.
+            ExampleSource::Tabular {
+                n_x,
+                reading: cfg.table_reading(),
+            }
+        });
+    }
+    let sets = names
+        .iter()
+        .map(|name| ImageSet::load(roots, name, split, cfg).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    if sets.len() == 1 && sets[0].classes <= NUM_CLASSES && cfg.weights.len() <= 1 {
+        return Ok(ExampleSource::Images(
+            sets.into_iter().next().expect("one set"),
+        ));
+    }
+    Ok(ExampleSource::Pool(Arc::new(
+        ImagePool::new(sets)?.with_weights(&cfg.weights)?,
+    )))
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 //! in one step, so an interrupted fetch or import never leaves a
 //! half-written dataset under its final name.
 
-use crate::dataset::Split;
 use crate::error::{Result, TaskError};
 use crate::idx::{write_idx, IdxArray};
+use crate::spec::Split;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -2,8 +2,8 @@
 //! each can be fetched from (the Hugging Face Hub) or imported from (a local
 //! copy in its original format).
 
-use crate::dataset::{Split, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
+use crate::spec::{Split, RANDOM_DATASET};
 use crate::tabular::TABULAR_DATASET;
 
 /// A dataset's published parquet conversion on the Hugging Face Hub.

@@ -392,7 +392,7 @@ impl DataConfig {
             ));
         }
         if !self.weights.is_empty() {
-            let names = crate::pool::dataset_names(&self.dataset)?;
+            let names = crate::spec::dataset_names(&self.dataset)?;
             if self.weights.len() != names.len() {
                 return Err(TaskError::config(
                     "data.weights",

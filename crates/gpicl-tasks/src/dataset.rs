@@ -4,30 +4,8 @@
 use crate::config::{ChannelPolicy, DataConfig, ResizeMethod};
 use crate::error::{Result, TaskError};
 use crate::idx::read_idx;
+pub use crate::spec::{Split, RANDOM_DATASET};
 use std::path::{Path, PathBuf};
-
-/// Which split of a dataset to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Split {
-    /// `train-*` files: meta-training sequences.
-    Train,
-    /// `t10k-*` files: every meta-test sequence.
-    Test,
-}
-
-impl Split {
-    /// `train` or `t10k`, the file-name prefix of the split.
-    pub fn file_prefix(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Test => "t10k",
-        }
-    }
-}
-
-/// Name of the synthetic dataset that needs no files.
-pub const RANDOM_DATASET: &str = "random";
 
 /// A stored 0–255 pixel value as the `[0, 1]` intensity every dataset and
 /// `predict` read.
@@ -405,7 +383,7 @@ fn class_file_count(file: &Path) -> Result<Option<usize>> {
 /// from its files instead.
 pub fn feature_count(cfg: &DataConfig) -> Result<usize> {
     let (h, w) = if cfg.image_size == 0 {
-        crate::catalog::native_size(&crate::pool::dataset_names(&cfg.dataset)?)?
+        crate::catalog::native_size(&crate::spec::dataset_names(&cfg.dataset)?)?
     } else {
         (cfg.image_size, cfg.image_size)
     };

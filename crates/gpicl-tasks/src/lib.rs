@@ -41,6 +41,7 @@ pub mod own_data;
 pub mod parquet_images;
 pub mod pool;
 pub mod sampler;
+pub mod spec;
 pub mod table;
 pub mod table_features;
 pub mod tabular;

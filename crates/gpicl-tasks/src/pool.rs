@@ -9,11 +9,8 @@
 //! are drawn class-balanced, with replacement: uniform over the view's
 //! classes, then uniform within the class.
 
-use crate::batch::ExampleSource;
-use crate::config::DataConfig;
-use crate::dataset::{feature_count, DataRoots, ImageSet, Split, RANDOM_DATASET};
+use crate::dataset::ImageSet;
 use crate::error::{Result, TaskError};
-use crate::tabular::TABULAR_DATASET;
 use crate::NUM_CLASSES;
 use gpicl_kernels::rng::Rng;
 use std::sync::Arc;
@@ -194,80 +191,6 @@ impl ImagePool {
     }
 }
 
-/// Loads what `--dataset` names: `random`, one dataset, or a
-/// comma-separated mixture. One dataset with at most 10 classes is read as
-/// a shuffled stream ([`ExampleSource::Images`]); a mixture or a dataset
-/// with more classes becomes a pool ([`ExampleSource::Pool`]).
-pub fn load_example_source(
-    roots: &DataRoots,
-    spec: &str,
-    split: Split,
-    cfg: &DataConfig,
-) -> Result<ExampleSource> {
-    let names = dataset_names(spec)?;
-    if names == [RANDOM_DATASET] || names == [TABULAR_DATASET] {
-        let n_x = feature_count(&DataConfig {
-            dataset: RANDOM_DATASET.into(),
-            ..cfg.clone()
-        })?;
-        return Ok(if names == [RANDOM_DATASET] {
-            ExampleSource::Random { n_x }
-        } else {
-            // Tables are read at the input size images of this config have.
-            ExampleSource::Tabular {
-                n_x,
-                reading: cfg.table_reading(),
-            }
-        });
-    }
-    let sets = names
-        .iter()
-        .map(|name| ImageSet::load(roots, name, split, cfg).map(Arc::new))
-        .collect::<Result<Vec<_>>>()?;
-    if sets.len() == 1 && sets[0].classes <= NUM_CLASSES && cfg.weights.len() <= 1 {
-        return Ok(ExampleSource::Images(
-            sets.into_iter().next().expect("one set"),
-        ));
-    }
-    Ok(ExampleSource::Pool(Arc::new(
-        ImagePool::new(sets)?.with_weights(&cfg.weights)?,
-    )))
-}
-
-/// The dataset names of a `--dataset` value, checked for duplicates and for
-/// `random` mixed with real data.
-pub fn dataset_names(spec: &str) -> Result<Vec<String>> {
-    let names: Vec<String> = spec
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(String::from)
-        .collect();
-    if names.is_empty() {
-        return Err(TaskError::config(
-            "data.dataset",
-            "names no dataset: expected e.g. `mnist` or `mnist,fashion_mnist`",
-        ));
-    }
-    for synthetic in [RANDOM_DATASET, TABULAR_DATASET] {
-        if names.len() > 1 && names.iter().any(|n| n == synthetic) {
-            return Err(TaskError::config(
-                "data.dataset",
-                format!("`{synthetic}` cannot be mixed with other datasets in data.dataset; use data.{synthetic}_fraction to mix it into training"),
-            ));
-        }
-    }
-    for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
-            return Err(TaskError::config(
-                "data.dataset",
-                format!("`{n}` is named twice"),
-            ));
-        }
-    }
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,18 +285,11 @@ mod tests {
     }
 
     #[test]
-    fn mixtures_of_different_sizes_and_random_are_refused() {
+    fn mixtures_of_different_sizes_are_refused() {
         let mut odd = (*set("odd", 10, 1, 0.0)).clone();
         odd.n_x = 1;
         odd.x.truncate(10);
         let err = ImagePool::new(vec![set("a", 10, 1, 0.0), Arc::new(odd)]).unwrap_err();
         assert!(err.to_string().contains("data.image_size"), "{err}");
-        assert!(dataset_names("mnist,random").is_err());
-        assert!(dataset_names("mnist,mnist").is_err());
-        assert!(dataset_names(" , ").is_err());
-        assert_eq!(
-            dataset_names("mnist, fashion_mnist").unwrap(),
-            vec!["mnist".to_string(), "fashion_mnist".to_string()]
-        );
     }
 }

@@ -11,7 +11,7 @@ use crate::optim::Optimizer;
 use crate::run_dir::RunDir;
 use gpicl_kernels::Device;
 use gpicl_models::SequenceModel;
-use gpicl_tasks::pool::load_example_source;
+use gpicl_tasks::batch::load_example_source;
 use gpicl_tasks::{BatchBuilder, DataRoots, Split, TaskFamily, TrainSampler};
 use std::path::PathBuf;
 
