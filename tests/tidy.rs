@@ -1,13 +1,26 @@
 //! The code base's habits, checked on every test run (after rust-analyzer's
 //! `tidy` test): no open-ended to-do note, no source file that has outgrown one
-//! screenful of modules, and every library crate opening with a documented,
-//! compiled example and the missing-docs lint.
+//! screenful of modules, no two modules of a crate that use each other
+//! (directly or round a longer circle), and every library crate opening
+//! with a documented, compiled example and the missing-docs lint.
 //!
 //! The limits are conventions, not laws: a file that must grow past the
 //! limit is split into modules named for what they hold (see
 //! `docs/architecture.md`, "Where to change what").
 
 use std::path::{Path, PathBuf};
+
+/// The source folders whose modules must not use each other in a circle.
+const CRATE_SOURCES: [&str; 8] = [
+    "src",
+    "crates/gpicl-kernels/src",
+    "crates/gpicl-models/src",
+    "crates/gpicl-tasks/src",
+    "crates/gpicl-meta/src",
+    "crates/gpicl-eval/src",
+    "crates/gpicl-testing/src",
+    "xtask/src",
+];
 
 /// Lines a source file may hold before its unit tests (`#[cfg(test)]`).
 const MAX_LINES_OUTSIDE_TESTS: usize = 600;
@@ -132,6 +145,117 @@ fn no_source_file_outgrows_six_hundred_lines_outside_its_tests() {
     );
 }
 
+/// The module a file under a crate's source folder is (`op::gelu::cpu`
+/// for `op/gelu/cpu.rs`, the crate root for `lib.rs`/`main.rs`).
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("lib" | "main" | "mod")
+    ) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// The sibling-level modules `code` names through `crate::…` paths outside
+/// comments and unit tests: for each path, the longest prefix that is one
+/// of `modules`.
+fn modules_used(code: &str, modules: &[String]) -> Vec<String> {
+    let mut used = Vec::new();
+    for line in code
+        .lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .filter(|line| !line.trim_start().starts_with("//"))
+    {
+        for (at, _) in line.match_indices("crate::") {
+            let path: Vec<&str> = line[at + 7..]
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .next()
+                .unwrap_or("")
+                .split("::")
+                .take_while(|p| !p.is_empty())
+                .collect();
+            if let Some(module) = (1..=path.len())
+                .rev()
+                .map(|k| path[..k].join("::"))
+                .find(|m| modules.contains(m))
+            {
+                if !used.contains(&module) {
+                    used.push(module);
+                }
+            }
+        }
+    }
+    used
+}
+
+/// A circle in `uses` (module → modules it uses), if any: the modules on
+/// it, in order.
+fn find_circle(uses: &[(String, Vec<String>)]) -> Option<Vec<String>> {
+    fn visit(
+        at: &str,
+        uses: &[(String, Vec<String>)],
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|m| m == at) {
+            return Some(path[start..].to_vec());
+        }
+        if done.iter().any(|m| m == at) {
+            return None;
+        }
+        path.push(at.to_string());
+        let next = uses.iter().find(|(m, _)| m == at).map(|(_, u)| u.clone());
+        for used in next.unwrap_or_default() {
+            if let Some(circle) = visit(&used, uses, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.push(at.to_string());
+        None
+    }
+    let mut done = Vec::new();
+    uses.iter()
+        .find_map(|(m, _)| visit(m, uses, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_two_modules_of_a_crate_use_each_other_in_a_circle() {
+    let root = workspace_root();
+    let mut circles = Vec::new();
+    for src in CRATE_SOURCES {
+        let src = root.join(src);
+        let mut files = Vec::new();
+        files_under(&src, &[".rs"], &mut files);
+        let modules: Vec<String> = files.iter().map(|f| module_of(&src, f)).collect();
+        let uses: Vec<(String, Vec<String>)> = files
+            .iter()
+            .zip(&modules)
+            .map(|(file, module)| {
+                let code = std::fs::read_to_string(file).unwrap();
+                let mut used = modules_used(&code, &modules);
+                // A module's own items, and the root, are no circle.
+                used.retain(|m| m != module && !m.is_empty());
+                (module.clone(), used)
+            })
+            .collect();
+        if let Some(circle) = find_circle(&uses) {
+            circles.push(format!("{}: {}", relative(&src), circle.join(" → ")));
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules that use each other (move what both need into a module of its own):\n{}",
+        circles.join("\n")
+    );
+}
+
 /// The info string of every code fence in the crate doc (`//! ```…`).
 fn crate_doc_fences(text: &str) -> Vec<String> {
     let mut fences = Vec::new();
@@ -180,6 +304,28 @@ fn the_checks_recognise_what_they_look_for() {
     assert!(names_an_issue("// see #4"));
     assert!(!names_an_issue("// fix the issue later"));
     assert_eq!(lines_outside_tests("a\nb\n#[cfg(test)]\nmod tests {}\n"), 2);
+    let modules = vec!["a".to_string(), "b".to_string(), "b::c".to_string()];
+    assert_eq!(
+        modules_used(
+            "use crate::b::c::Item;\n// crate::a in a comment\nx = crate::a::f();",
+            &modules
+        ),
+        vec!["b::c".to_string(), "a".to_string()]
+    );
+    let uses = |edges: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        edges
+            .iter()
+            .map(|(m, u)| (m.to_string(), u.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    };
+    assert_eq!(
+        find_circle(&uses(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])])),
+        Some(vec!["a".to_string(), "b".to_string(), "c".to_string()])
+    );
+    assert_eq!(
+        find_circle(&uses(&[("a", &["b"]), ("b", &["c"]), ("c", &[])])),
+        None
+    );
     assert_eq!(
         crate_doc_fences(
             "//! Doc.\n//! ```no_run\n//! x();\n//! ```\n//! ```text\n//! ```\nuse a;"
