@@ -11,10 +11,12 @@
 //! - [`tasks`]: datasets, preprocessing, the task family, batches;
 //! - [`models`]: the sequence-model trait and the Transformer;
 //! - [`meta`]: Adam with eps_root, the training loop, checkpoints;
-//! - [`eval`]: the evaluation protocol, reports and plots.
+//! - [`eval`]: the evaluation protocol, baselines, reports and plots;
+//! - [`run`]: runs — their config, training and evaluation composed,
+//!   `predict`, sweeps.
 //!
 //! ```no_run
-//! use gpicl::{eval::run::{evaluate_run, PeriodicEval}, eval::RunConfig, meta::RunDir, tasks::DataRoots};
+//! use gpicl::{run::evaluate::{evaluate_run, PeriodicEval}, run::RunConfig, meta::RunDir, tasks::DataRoots};
 //! let roots = DataRoots::new(None); // GPICL_DATA_DIR, then the embedded data/
 //! let dir = RunDir::new("runs/quickstart");
 //! let cfg = RunConfig::quickstart(); // training, then the evaluation protocol
@@ -35,12 +37,13 @@
 //! let fitted = learner.fit(&x, &[0, 0, 1, 1])?;
 //! let p = fitted.predict_proba(&[vec![0.95, 0.1, 0.9]])?;
 //! assert_eq!(p[0].len(), 2);
-//! # Ok::<(), gpicl::eval::EvalError>(())
+//! # Ok::<(), gpicl::run::RunError>(())
 //! ```
 
 pub use gpicl_eval as eval;
-pub use gpicl_eval::predict::{FittedLearner, Learner, PredictOptions};
 pub use gpicl_kernels as kernels;
 pub use gpicl_meta as meta;
 pub use gpicl_models as models;
+pub use gpicl_run as run;
+pub use gpicl_run::predict::{FittedLearner, Learner, PredictOptions};
 pub use gpicl_tasks as tasks;

@@ -1,9 +1,10 @@
 //! End-to-end behaviour of a meta-training run on the embedded data.
 
-use gpicl::eval::run::{evaluate_run, evaluate_run_on, PeriodicEval};
-use gpicl::eval::{EvalConfig, Group, RunConfig};
+use gpicl::eval::{EvalConfig, Group};
 use gpicl::meta::record::as_written;
 use gpicl::meta::{MetaError, RunDir, RunRecord, Silent, TrainConfig, TrainRecord, Trainer};
+use gpicl::run::evaluate::{evaluate_run, evaluate_run_on, PeriodicEval};
+use gpicl::run::RunConfig;
 use gpicl::tasks::{dataset::embedded_data_dir, DataRoots};
 use gpicl_testing::absent_path;
 

@@ -1,8 +1,8 @@
 //! A shipped learner applied to data of one's own (`gpicl::Learner`, the
 //! API behind `cargo xtask predict`).
 
-use gpicl::eval::predict::{index_classes, stratified_subset};
 use gpicl::kernels::rng::Rng;
+use gpicl::run::predict::{index_classes, stratified_subset};
 use gpicl::{Learner, PredictOptions};
 use std::path::Path;
 

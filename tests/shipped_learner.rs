@@ -1,8 +1,8 @@
 //! The learners shipped under `models/` load and reproduce, on the small
 //! fixed batch of their `check.json`, the accuracy their model card states.
 
-use gpicl::eval::learner_check::{check_learner, read_check};
 use gpicl::meta::RunDir;
+use gpicl::run::learner_check::{check_learner, read_check};
 use std::path::{Path, PathBuf};
 
 fn shipped() -> Vec<PathBuf> {

@@ -11,13 +11,14 @@
 use std::path::{Path, PathBuf};
 
 /// The source folders whose modules must not use each other in a circle.
-const CRATE_SOURCES: [&str; 8] = [
+const CRATE_SOURCES: [&str; 9] = [
     "src",
     "crates/gpicl-kernels/src",
     "crates/gpicl-models/src",
     "crates/gpicl-tasks/src",
     "crates/gpicl-meta/src",
     "crates/gpicl-eval/src",
+    "crates/gpicl-run/src",
     "crates/gpicl-testing/src",
     "xtask/src",
 ];
@@ -26,13 +27,14 @@ const CRATE_SOURCES: [&str; 8] = [
 const MAX_LINES_OUTSIDE_TESTS: usize = 600;
 
 /// The library crates, each of which must open with an example.
-const LIBRARY_ROOTS: [&str; 7] = [
+const LIBRARY_ROOTS: [&str; 8] = [
     "src/lib.rs",
     "crates/gpicl-kernels/src/lib.rs",
     "crates/gpicl-models/src/lib.rs",
     "crates/gpicl-tasks/src/lib.rs",
     "crates/gpicl-meta/src/lib.rs",
     "crates/gpicl-eval/src/lib.rs",
+    "crates/gpicl-run/src/lib.rs",
     "crates/gpicl-testing/src/lib.rs",
 ];
 
@@ -254,6 +256,46 @@ fn no_two_modules_of_a_crate_use_each_other_in_a_circle() {
         "modules that use each other (move what both need into a module of its own):\n{}",
         circles.join("\n")
     );
+}
+
+/// The workspace crates a crate's manifest depends on (`gpicl-*` names in
+/// its `[dependencies]` table, not its dev-dependencies).
+fn workspace_dependencies(manifest: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(workspace_root().join(manifest)).unwrap();
+    let mut in_dependencies = false;
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_dependencies = line == "[dependencies]";
+        } else if in_dependencies && line.starts_with("gpicl-") {
+            found.push(line.split(['.', ' ', '=']).next().unwrap_or("").to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn optimisation_and_evaluation_are_siblings_that_do_not_know_each_other() {
+    let meta = workspace_dependencies("crates/gpicl-meta/Cargo.toml");
+    let eval = workspace_dependencies("crates/gpicl-eval/Cargo.toml");
+    let run = workspace_dependencies("crates/gpicl-run/Cargo.toml");
+    assert!(meta.contains(&"gpicl-models".to_string()), "{meta:?}");
+    assert!(
+        !meta.contains(&"gpicl-eval".to_string()),
+        "gpicl-meta depends on gpicl-eval"
+    );
+    assert!(
+        !eval.contains(&"gpicl-meta".to_string()),
+        "gpicl-eval depends on gpicl-meta"
+    );
+    // The run crate composes them.
+    for needed in ["gpicl-meta", "gpicl-eval"] {
+        assert!(
+            run.contains(&needed.to_string()),
+            "gpicl-run lacks {needed}: {run:?}"
+        );
+    }
 }
 
 /// The info string of every code fence in the crate doc (`//! ```…`).

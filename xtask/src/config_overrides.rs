@@ -88,8 +88,8 @@ fn parse_value(raw: &str, current: &toml::Value) -> Result<toml::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gpicl::eval::RunConfig;
     use gpicl::meta::TrainConfig;
+    use gpicl::run::RunConfig;
 
     #[test]
     fn options_left_out_of_the_written_config_at_their_default_can_be_set() {
@@ -153,7 +153,7 @@ mod tests {
             &["model.kind=sgd".into(), "eval.seqs_per_task=3".into()],
         )
         .unwrap();
-        assert_eq!(cfg.learner, gpicl::eval::RunLearner::SgdBaseline);
+        assert_eq!(cfg.learner, gpicl::run::RunLearner::SgdBaseline);
         assert_eq!(cfg.eval.seqs_per_task, 3);
         let err = apply(&RunConfig::small(), &["eval.seqs=1".into()])
             .unwrap_err()

@@ -3,9 +3,10 @@
 use crate::config_overrides;
 use anyhow::{bail, Result};
 use clap::Args;
-use gpicl::eval::run::{evaluate_sgd_baseline, log_report, measure_run_noting};
-use gpicl::eval::{Group, RunConfig};
+use gpicl::eval::Group;
 use gpicl::meta::{MetricsLog, RunDir, RunLock};
+use gpicl::run::evaluate::{evaluate_sgd_baseline, log_report, measure_run_noting};
+use gpicl::run::RunConfig;
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 
@@ -124,7 +125,7 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
     if let Some(device) = &args.device {
         cfg.train.device = device.clone();
     }
-    cfg.learner = gpicl::eval::RunLearner::SgdBaseline;
+    cfg.learner = gpicl::run::RunLearner::SgdBaseline;
     cfg.validate()?;
     let roots = DataRoots::with_data_dir(args.data_dir.as_deref())?;
     let report = evaluate_sgd_baseline(&cfg, &roots, args.datasets.clone(), &Group::ALL)?;

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gpicl::eval::learner_check::{check_learner, CHECK_FILE};
 use gpicl::meta::{export_learner, RunDir};
+use gpicl::run::learner_check::{check_learner, CHECK_FILE};
 use gpicl::tasks::hub::{ModelManifest, MODEL_MANIFEST};
 use std::path::{Path, PathBuf};
 

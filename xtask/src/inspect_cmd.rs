@@ -5,9 +5,9 @@ use crate::config_overrides;
 use crate::model_flags::ModelFlags;
 use anyhow::{Context, Result};
 use clap::Args;
-use gpicl::eval::{RunConfig, RunLearner};
 use gpicl::kernels::KernelOptions;
 use gpicl::models::build_model;
+use gpicl::run::{RunConfig, RunLearner};
 use gpicl::tasks::{dataset::feature_count, NUM_CLASSES};
 use serde_json::json;
 

@@ -1,8 +1,8 @@
 //! Model-selection flags shared by train, inspect and bench.
 
 use clap::Args;
-use gpicl::eval::RunLearner;
 use gpicl::models::{ModelConfig, ModelKind};
+use gpicl::run::RunLearner;
 
 /// What `--model` chooses: a sequence model to meta-train, or the SGD
 /// baseline (a learner of the run config, written `model.kind = "sgd"`).

@@ -7,10 +7,10 @@ use crate::data_cmd::Channels;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpicl::eval::classical::{knn_predict, Classifier, LogisticRegression};
-use gpicl::eval::predict::{
+use gpicl::eval::trees::{GradientBoosting, RandomForest};
+use gpicl::run::predict::{
     index_classes, most_probable, stratified_subset, Learner, PredictOptions, Scaling, Squares,
 };
-use gpicl::eval::trees::{GradientBoosting, RandomForest};
 use gpicl::tasks::hub::{
     fetch_model, verify_model_manifest, HubModelRef, HubOptions, MODEL_MANIFEST,
 };

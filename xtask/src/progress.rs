@@ -1,9 +1,9 @@
 //! The progress bars shown while training and during a speedrun.
 
-use gpicl::eval::run::PeriodicEval;
-use gpicl::eval::speedrun::SpeedrunCheck;
 use gpicl::meta::record::EvalRecord;
 use gpicl::meta::{MetricSink, Observer, RunRecord, TrainRecord, Trainer};
+use gpicl::run::evaluate::PeriodicEval;
+use gpicl::run::speedrun::SpeedrunCheck;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The training run's observer: stops on a signal and runs the periodic
@@ -20,7 +20,31 @@ pub struct TrainProgress {
 /// position.
 pub struct ProgressSink {
     bar: ProgressBar,
-    lines: std::sync::Mutex<EvalLines>,
+    lines: SharedLines,
+}
+
+/// The evaluation lines being gathered, shared by a run's [`ProgressSink`]
+/// and its observer, which flushes them when an evaluation is over.
+type SharedLines = std::sync::Arc<std::sync::Mutex<EvalLines>>;
+
+/// Adds the training bar of `trainer`'s run to `total` steps to the run's
+/// metric sinks; returns the bar and the lines it gathers.
+fn attach_bar(trainer: &mut Trainer, total: u64) -> (ProgressBar, SharedLines) {
+    let bar = training_bar(trainer.step(), total);
+    let lines = SharedLines::default();
+    trainer.add_metric_sink(Box::new(ProgressSink {
+        bar: bar.clone(),
+        lines: lines.clone(),
+    }));
+    (bar, lines)
+}
+
+/// Prints the dataset line still being gathered, if any, above `bar`.
+fn flush_lines(bar: &ProgressBar, lines: &SharedLines) {
+    let line = lines.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    if let Some(line) = line {
+        print_above(bar, line);
+    }
 }
 
 impl MetricSink for ProgressSink {
@@ -43,10 +67,7 @@ impl MetricSink for ProgressSink {
 
 impl Drop for ProgressSink {
     fn drop(&mut self) {
-        let lines = self.lines.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(line) = lines.flush() {
-            print_above(&self.bar, line);
-        }
+        flush_lines(&self.bar, &self.lines);
     }
 }
 
@@ -133,11 +154,7 @@ impl TrainProgress {
     /// The observer of `trainer`'s run to `total` steps, its bar added to
     /// the run's metric sinks.
     pub fn new(trainer: &mut Trainer, total: u64, eval: PeriodicEval) -> Self {
-        let bar = training_bar(trainer.step(), total);
-        trainer.add_metric_sink(Box::new(ProgressSink {
-            bar: bar.clone(),
-            lines: Default::default(),
-        }));
+        let (bar, _) = attach_bar(trainer, total);
         Self { bar, eval }
     }
 
@@ -156,19 +173,21 @@ impl Observer for TrainProgress {
     }
 }
 
-/// The training bar of a speedrun, with each check of the learner bar
-/// printed above it.
+/// The observer of a speedrun: stops on a signal or when the learner bar
+/// holds, and checks the bar. Its training bar is a [`ProgressSink`] like
+/// `train`'s: training records move it and each check's evaluation records
+/// are printed above it, one line per dataset, followed by the verdict.
 pub struct SpeedrunProgress {
     bar: ProgressBar,
+    lines: SharedLines,
     pub check: SpeedrunCheck,
 }
 
 impl SpeedrunProgress {
-    pub fn new(total: u64, check: SpeedrunCheck) -> Self {
-        Self {
-            bar: training_bar(0, total),
-            check,
-        }
+    /// The observer of `trainer`'s speedrun to at most `total` steps.
+    pub fn new(trainer: &mut Trainer, total: u64, check: SpeedrunCheck) -> Self {
+        let (bar, lines) = attach_bar(trainer, total);
+        Self { bar, lines, check }
     }
 
     pub fn finish(&self) {
@@ -183,31 +202,35 @@ impl Observer for SpeedrunProgress {
             .or_else(|| self.check.stop_requested())
     }
 
-    fn on_step(&mut self, m: &TrainRecord) {
-        show_step(&self.bar, m);
-    }
-
     fn on_eval(&mut self, trainer: &Trainer) -> gpicl::meta::Result<()> {
         let before = self.check.checks().len();
         self.check.on_eval(trainer)?;
-        if let Some(c) = self.check.checks().get(before) {
-            let parts: Vec<String> = c
-                .accuracy
-                .iter()
-                .map(|(d, a)| format!("{d} {a:.3}"))
-                .collect();
+        self.show_checks_after(before);
+        Ok(())
+    }
+}
+
+impl SpeedrunProgress {
+    /// Checks the bar on the trainer's model as it is now (the run's last
+    /// step, which the trainer leaves to its caller) and shows the check.
+    pub fn check_now(&mut self, trainer: &Trainer) -> gpicl::run::Result<()> {
+        let before = self.check.checks().len();
+        self.check.check(trainer)?;
+        self.show_checks_after(before);
+        Ok(())
+    }
+
+    /// Prints the evaluation lines still gathered, then the verdict of
+    /// every check after the first `before`.
+    fn show_checks_after(&self, before: usize) {
+        flush_lines(&self.bar, &self.lines);
+        for c in self.check.checks().iter().skip(before) {
             let verdict = if c.passed { "bar holds" } else { "not yet" };
             print_above(
                 &self.bar,
-                format!(
-                    "step {:>6} check at {:>7.1}s: {}: {verdict}",
-                    c.step,
-                    c.seconds,
-                    parts.join(", ")
-                ),
+                format!("step {:>6} check at {:>7.1}s: {verdict}", c.step, c.seconds),
             );
         }
-        Ok(())
     }
 }
 

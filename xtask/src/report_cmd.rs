@@ -1,5 +1,5 @@
 //! `cargo xtask report`: a Markdown report with tables and plots from a
-//! sweep's run directories (`gpicl_eval::sweep`).
+//! sweep's run directories (`gpicl_run::sweep`).
 
 use anyhow::Result;
 use clap::Args;
@@ -25,7 +25,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .out
         .unwrap_or_else(|| PathBuf::from("docs/experiments").join(&name));
     let command = format!("cargo xtask report --sweep {}", args.sweep.display());
-    let written = gpicl::eval::sweep::write_sweep_report(&args.sweep, &out, &command)?;
+    let written = gpicl::run::sweep::write_sweep_report(&args.sweep, &out, &command)?;
     for path in written {
         outln!("wrote {}", path.display());
     }

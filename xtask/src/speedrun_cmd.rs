@@ -1,5 +1,5 @@
 //! `cargo xtask speedrun`: trains a config from scratch and stops the
-//! clock when the fixed learner bar (`gpicl_eval::speedrun::BAR`) holds;
+//! clock when the fixed learner bar (`gpicl_run::speedrun::BAR`) holds;
 //! records go in docs/speedrun.md.
 
 use crate::bench_suite::cpu_info;
@@ -7,9 +7,9 @@ use crate::progress::SpeedrunProgress;
 use crate::train_cmd::{self, TrainArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gpicl::eval::speedrun::{bar_description, BarCheck, SpeedrunCheck};
-use gpicl::eval::RunLearner;
 use gpicl::meta::{MetaError, RunDir};
+use gpicl::run::speedrun::{bar_description, BarCheck, SpeedrunCheck};
+use gpicl::run::RunLearner;
 use gpicl::tasks::DataRoots;
 use serde::Serialize;
 use std::time::Instant;
@@ -102,21 +102,20 @@ pub fn run(args: SpeedrunArgs) -> Result<()> {
         cpu.model,
         cpu.threads
     );
-    let mut progress = SpeedrunProgress::new(
-        trainer.config().schedule.steps,
-        SpeedrunCheck::new(roots, started),
-    );
+    let total = trainer.config().schedule.steps;
+    let mut progress =
+        SpeedrunProgress::new(&mut trainer, total, SpeedrunCheck::new(roots, started));
     crate::signals::install();
     let mut outcome = trainer.run(&mut progress);
-    progress.finish();
     // The trainer leaves the last step to the caller's own evaluation:
     // check it here, so a run is never judged on an earlier model.
     let unchecked = progress.check.checks().last().map(|c| c.step) != Some(trainer.step());
     if outcome.is_ok() && progress.check.passed().is_none() && unchecked && trainer.step() > 0 {
-        if let Err(e) = progress.check.check(&trainer) {
+        if let Err(e) = progress.check_now(&trainer) {
             outcome = Err(MetaError::Observer(format!("speedrun check failed: {e}")));
         }
     }
+    progress.finish();
     let passed = progress.check.passed().cloned();
     let last = passed
         .clone()

@@ -17,18 +17,18 @@
 //! "model.d_model" = [32, 64]
 //! ```
 //!
-//! The sweep file and its cells are read by `gpicl_eval::sweep::spec`; this
+//! The sweep file and its cells are read by `gpicl_run::sweep::spec`; this
 //! command runs them. A cell is finished when its `eval/eval.json` exists
 //! (training and the final evaluation completed;
-//! `gpicl_eval::sweep::is_finished`). `--resume` skips finished cells and
+//! `gpicl_run::sweep::is_finished`). `--resume` skips finished cells and
 //! resumes the others from their checkpoints.
 
 use crate::config_overrides;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gpicl::eval::sweep::{folder_safe, is_finished, Cell, SweepSpec};
-use gpicl::eval::RunConfig;
 use gpicl::meta::RunDir;
+use gpicl::run::sweep::{folder_safe, is_finished, Cell, SweepSpec};
+use gpicl::run::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

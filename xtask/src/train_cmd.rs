@@ -5,10 +5,11 @@ use crate::model_flags::ModelFlags;
 use crate::progress::TrainProgress;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use gpicl::eval::run::{evaluate_run, evaluate_sgd_baseline, PeriodicEval};
-use gpicl::eval::{Group, RunConfig, RunLearner};
+use gpicl::eval::Group;
 use gpicl::meta::plateau::{plateau_of_run, PlateauCriteria};
 use gpicl::meta::{MetricsLog, RunDir};
+use gpicl::run::evaluate::{evaluate_run, evaluate_sgd_baseline, PeriodicEval};
+use gpicl::run::{RunConfig, RunLearner};
 use gpicl::tasks::DataRoots;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -423,7 +424,7 @@ mod tests {
         assert_eq!(saved.learner, RunLearner::SgdBaseline);
         let text = std::fs::read_to_string(dir.config()).unwrap();
         assert!(text.contains("[model]\nkind = \"sgd\"\n"), "{text}");
-        assert!(gpicl::eval::sweep::is_finished(&dir));
+        assert!(gpicl::run::sweep::is_finished(&dir));
         assert!(!dir.metrics().exists(), "nothing was meta-trained");
         let eval: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.eval().join("eval.json")).unwrap())

@@ -97,33 +97,3 @@ impl SequenceModel for SgdBaseline {
         self.classes
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::run::evaluate_sgd_baseline;
-    use crate::RunConfig;
-    use gpicl_tasks::{dataset::embedded_data_dir, DataRoots};
-
-    #[test]
-    fn sgd_learns_unseen_mnist_tasks_far_above_chance() {
-        let mut cfg = RunConfig::default();
-        cfg.eval.tasks_per_group = 4;
-        cfg.eval.seqs_per_task = 24;
-        cfg.eval.chunk_size = 64;
-        let roots = DataRoots::only(vec![embedded_data_dir()]);
-        let report = evaluate_sgd_baseline(
-            &cfg,
-            &roots,
-            Some(vec!["mnist".into()]),
-            &[crate::Group::UnseenPermuted],
-        )
-        .unwrap();
-        let unseen = &report.datasets["mnist"]["unseen_permuted"];
-        eprintln!(
-            "SGD on unseen MNIST tasks: acc@1 {:.3}, acc@100 {:.3}",
-            unseen.acc_first, unseen.acc_last
-        );
-        assert!(unseen.acc_last > 0.4, "{}", unseen.acc_last);
-        assert!(unseen.acc_first < 0.25, "{}", unseen.acc_first);
-    }
-}

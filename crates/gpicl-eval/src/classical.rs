@@ -13,12 +13,7 @@
 //! assert_eq!(model.predict(&[vec![0.05, 0.1]]), vec![0]);
 //! ```
 
-/// Per-feature mean and standard deviation of `x` (a constant feature gets
-/// standard deviation 1): the z-scoring of these classifiers and of
-/// [`crate::predict`]'s per-feature scaling.
-pub fn feature_scaling(x: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
-    gpicl_tasks::table_features::feature_statistics(x)
-}
+use gpicl_tasks::table_features::feature_statistics;
 
 fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Vec<Vec<f64>> {
     rows.iter()
@@ -35,7 +30,7 @@ fn standardise(rows: &[Vec<f32>], mean: &[f64], std: &[f64]) -> Vec<Vec<f64>> {
 /// z-scored features) to each query; a tie goes to the tied class with the
 /// nearest member.
 pub fn knn_predict(x: &[Vec<f32>], y: &[usize], queries: &[Vec<f32>], k: usize) -> Vec<usize> {
-    let (mean, std) = feature_scaling(x);
+    let (mean, std) = feature_statistics(x);
     let (train, queries) = (
         standardise(x, &mean, &std),
         standardise(queries, &mean, &std),
@@ -79,7 +74,7 @@ impl LogisticRegression {
     /// cross-entropy plus `0.5 / (c · n) · ‖W‖²` (scikit-learn's
     /// convention: `c` is the inverse regularisation strength, 1.0 there).
     pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, c: f64) -> Self {
-        let (mean, std) = feature_scaling(x);
+        let (mean, std) = feature_statistics(x);
         let rows = standardise(x, &mean, &std);
         let d = mean.len();
         let n = rows.len().max(1) as f64;

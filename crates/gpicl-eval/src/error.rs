@@ -14,9 +14,6 @@ pub enum EvalError {
     /// Data or tasks failed.
     #[error(transparent)]
     Task(#[from] gpicl_tasks::TaskError),
-    /// Loading the run failed.
-    #[error(transparent)]
-    Meta(#[from] gpicl_meta::MetaError),
     /// Device selection failed.
     #[error(transparent)]
     Kernel(#[from] gpicl_kernels::KernelError),
@@ -54,9 +51,6 @@ pub enum EvalError {
         /// What is wrong, and what was expected instead.
         reason: String,
     },
-    /// Data handed to a learner is outside what it can do.
-    #[error("{0}")]
-    Learner(String),
     /// A file could not be written.
     #[error("{path}: {reason}")]
     Output {
@@ -64,16 +58,6 @@ pub enum EvalError {
         path: PathBuf,
         /// What is wrong, and what was expected instead.
         reason: String,
-    },
-    /// A sweep file, its starting config or one of its cells cannot be
-    /// used; the message names the file or the cell.
-    #[error("{message}")]
-    Sweep {
-        /// What failed, naming the sweep file, config or cell.
-        message: String,
-        /// The underlying error, if any.
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 

@@ -40,7 +40,7 @@ fn chance_style() -> ShapeStyle {
 const CHANCE: f64 = 0.1;
 
 /// What a chart says: its caption and the descriptions of its axes.
-pub(crate) struct Frame<'s> {
+pub struct Frame<'s> {
     /// The title above the chart.
     pub caption: &'s str,
     /// The x axis' description.
@@ -167,11 +167,11 @@ pub fn accuracy_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> R
 }
 
 /// Labelled lines, each `(label, points)`, one palette colour per series.
-pub(crate) type Series = [(String, Vec<(f64, f64)>)];
+pub type Series = [(String, Vec<(f64, f64)>)];
 
 /// Draws `series` as labelled lines, the legend at the upper right; `y`
 /// defaults to the data's range with 5 % padding.
-pub(crate) fn line_chart(
+pub fn line_chart(
     path: &Path,
     frame: &Frame<'_>,
     y: Option<Range<f64>>,
@@ -235,12 +235,7 @@ fn draw_lines(
 /// Draws accuracies against a swept key over `x`: chance dashed, then
 /// `series` as labelled lines with a dot at each point, on a 0–1 y axis
 /// with the legend at the upper left.
-pub(crate) fn key_chart(
-    path: &Path,
-    frame: &Frame<'_>,
-    x: Range<f64>,
-    series: &Series,
-) -> Result<()> {
+pub fn key_chart(path: &Path, frame: &Frame<'_>, x: Range<f64>, series: &Series) -> Result<()> {
     let (lo, hi) = (x.start, x.end);
     draw_chart(
         path,

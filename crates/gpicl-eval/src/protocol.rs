@@ -40,22 +40,6 @@ pub struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
-    /// An evaluator of the model a run is training, with the run's task
-    /// family and preprocessing, on sequences of `seq_len`.
-    pub fn for_trainer(trainer: &'a gpicl_meta::Trainer, seq_len: usize) -> Self {
-        let cfg = trainer.config();
-        Self {
-            model: trainer.model(),
-            family: trainer.family(),
-            num_tasks: cfg.tasks.num_tasks,
-            normalization: cfg.data.normalization,
-            feature_normalization: cfg.data.feature_normalization,
-            seq_len,
-            device: trainer.device(),
-            progress: None,
-        }
-    }
-
     /// Evaluates every dataset in `sources` on `groups`.
     pub fn evaluate(
         &self,

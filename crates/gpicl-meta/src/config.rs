@@ -221,7 +221,7 @@ impl TrainConfig {
     /// labels unpermuted, as in the authors' code): d=64, 2 layers, 4 heads of size 16, 2^4 tasks (the
     /// memorisation regime), 14×14 images, 8 × 8 sequences of 100 per
     /// step for 400 steps, evaluated every 100 (the protocol of the preset
-    /// is `gpicl_eval::RunConfig::small`'s). The starting point of the
+    /// is `gpicl_run::RunConfig::small`'s). The starting point of the
     /// CPU twins of the paper's figures (`preset = "small"`); the
     /// `quickstart` of gpicl up to 2026-11.
     pub fn small() -> Self {
@@ -248,7 +248,7 @@ impl TrainConfig {
     /// (`model.previous_token_input`), a quarter of the task slots on the
     /// synthetic `random` dataset (`data.random_fraction`), lr 2e-3, 3,000
     /// steps, periodic evaluation every 500 (of MNIST, Fashion-MNIST and
-    /// `random`: `gpicl_eval::RunConfig::quickstart`).
+    /// `random`: `gpicl_run::RunConfig::quickstart`).
     pub fn quickstart() -> Self {
         let mut cfg = Self::small();
         cfg.model.previous_token_input = true;
@@ -265,7 +265,7 @@ impl TrainConfig {
 
     /// Reads the training config out of a run's `config.toml`, refusing
     /// unknown keys, and validates it. The file is a run config of a layer
-    /// above (`gpicl_eval::RunConfig`): these options plus the tables named
+    /// above (`gpicl_run::RunConfig`): these options plus the tables named
     /// in [`TrainConfig::SECTIONS_ABOVE`], which this reader skips.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(MetaError::io(path))?;

@@ -103,7 +103,7 @@ impl Trainer {
 
     /// [`Trainer::open_at`], saving `config_toml` as the run's
     /// `config.toml`: the run config of a layer above that holds `cfg` and
-    /// more (`gpicl_eval::RunConfig`, with the evaluation protocol).
+    /// more (`gpicl_run::RunConfig`, with the evaluation protocol).
     pub fn open_saving(
         cfg: TrainConfig,
         config_toml: &str,

@@ -1,6 +1,6 @@
 //! How a table's rows are read before their random projection, the same
 //! way in meta-training (the synthetic tables of [`crate::tabular`]) and
-//! at use (`gpicl_eval::predict`): each feature z-scored with the rows'
+//! at use (`gpicl_run::predict`): each feature z-scored with the rows'
 //! statistics ([`Scaling`]), clipped to `±clip` so that one outlying value
 //! cannot dominate a projected row, and, where a reader asks for them, the
 //! squares of those z-scores appended (z-scored in turn): a learner whose

@@ -1,10 +1,10 @@
 //! The plots of a sweep report: which series each chart shows. The charts
-//! themselves are drawn by [`crate::plot`].
+//! themselves are drawn by [`gpicl_eval::plot`].
 
 use super::runs::TrainingSummary;
 use super::stats::{mean_std, smoothed, ReportRow, SweepReport};
 use crate::error::Result;
-use crate::plot::{key_chart, line_chart, Frame};
+use gpicl_eval::plot::{key_chart, line_chart, Frame};
 use gpicl_meta::plateau::PlateauCriteria;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

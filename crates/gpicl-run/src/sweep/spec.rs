@@ -13,7 +13,7 @@
 //! "model.d_model" = [32, 64]
 //! ```
 
-use crate::error::{EvalError, Result};
+use crate::error::{Result, RunError};
 use crate::RunConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -62,8 +62,8 @@ pub struct Cell {
 fn sweep_error(
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
-) -> EvalError {
-    EvalError::Sweep { message, source }
+) -> RunError {
+    RunError::Sweep { message, source }
 }
 
 impl SweepSpec {

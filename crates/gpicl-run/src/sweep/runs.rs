@@ -5,8 +5,8 @@
 //! of `metrics.jsonl` (final loss, loss plateau) and its final evaluation
 //! `eval/eval.json`.
 
-use crate::error::{EvalError, Result};
-use crate::report::{EvalReport, GroupResult};
+use crate::error::{Result, RunError};
+use gpicl_eval::report::{EvalReport, GroupResult};
 use gpicl_meta::plateau::{detect_plateau, plateau_curve, Plateau, PlateauCriteria};
 use gpicl_meta::record::as_written;
 use gpicl_meta::{MetricsLog, RunDir, RunRecord, TrainConfig};
@@ -182,8 +182,8 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     })
 }
 
-pub(crate) fn input_error(path: &Path, reason: impl std::fmt::Display) -> EvalError {
-    EvalError::Input {
+pub(crate) fn input_error(path: &Path, reason: impl std::fmt::Display) -> RunError {
+    RunError::Input {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }

@@ -10,7 +10,7 @@
 use super::runs::RunSummary;
 use super::stats::SweepReport;
 use crate::error::Result;
-use crate::plot::{line_chart, Frame};
+use gpicl_eval::plot::{line_chart, Frame};
 use std::path::Path;
 
 /// Fewest distinct batch sizes a fit is made from.
@@ -220,7 +220,7 @@ impl BatchScaling {
                 ));
             }
         }
-        line_chart(
+        Ok(line_chart(
             path,
             &Frame {
                 caption: "plateau against meta-batch size (log–log)",
@@ -229,7 +229,7 @@ impl BatchScaling {
             },
             None,
             &series,
-        )
+        )?)
     }
 }
 

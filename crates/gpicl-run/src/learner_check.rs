@@ -3,9 +3,9 @@
 //! it as `check.json` by `cargo xtask export` and recomputed by the tests,
 //! so a change that alters what the learner predicts is caught.
 
-use crate::config::EvalConfig;
-use crate::error::{EvalError, Result};
-use crate::run::measure_run;
+use crate::error::{Result, RunError};
+use crate::evaluate::measure_run;
+use gpicl_eval::EvalConfig;
 use gpicl_meta::RunDir;
 use gpicl_tasks::{dataset::embedded_data_dir, DataRoots};
 use serde::{Deserialize, Serialize};
@@ -70,11 +70,11 @@ pub fn check_learner(dir: &RunDir) -> Result<LearnerCheck> {
 /// Reads `dir/check.json`.
 pub fn read_check(dir: &Path) -> Result<LearnerCheck> {
     let path = dir.join(CHECK_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| EvalError::Input {
+    let text = std::fs::read_to_string(&path).map_err(|e| RunError::Input {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    serde_json::from_str(&text).map_err(|e| EvalError::Input {
+    serde_json::from_str(&text).map_err(|e| RunError::Input {
         path,
         reason: e.to_string(),
     })

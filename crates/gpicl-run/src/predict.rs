@@ -18,7 +18,7 @@
 //! label in one member are told apart by the others.
 //!
 //! ```
-//! use gpicl_eval::predict::{Learner, PredictOptions};
+//! use gpicl_run::predict::{Learner, PredictOptions};
 //! let learner = Learner::load(std::path::Path::new("../../models/gpicl-mnist-14px"), PredictOptions::default())?;
 //! // Two features, two classes, four training rows.
 //! let x = vec![vec![0.0, 1.0], vec![0.1, 0.9], vec![1.0, 0.0], vec![0.9, 0.1]];
@@ -27,10 +27,10 @@
 //! let p = fitted.predict_proba(&[vec![0.95, 0.05]])?;
 //! assert_eq!(p[0].len(), 2);
 //! assert!((p[0].iter().sum::<f32>() - 1.0).abs() < 1e-4);
-//! # Ok::<(), gpicl_eval::EvalError>(())
+//! # Ok::<(), gpicl_run::RunError>(())
 //! ```
 
-use crate::error::{EvalError, Result};
+use crate::error::{Result, RunError};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_meta::{load_run, LoadedRun, RunDir};
 use gpicl_models::ContextCache;
@@ -102,7 +102,7 @@ impl Learner {
     /// Loads the learner (a run directory or an exported `models/<name>`).
     pub fn load(dir: &Path, options: PredictOptions) -> Result<Self> {
         if options.ensemble == 0 || options.chunk_size == 0 {
-            return Err(EvalError::Learner(
+            return Err(RunError::Learner(
                 "--ensemble and the chunk size must be at least 1".into(),
             ));
         }
@@ -154,7 +154,7 @@ impl Learner {
     /// normalising and drawing the ensemble.
     pub fn fit(&self, x: &[Vec<f32>], y: &[usize]) -> Result<FittedLearner<'_>> {
         if x.is_empty() || x.len() != y.len() {
-            return Err(EvalError::Learner(format!(
+            return Err(RunError::Learner(format!(
                 "fit needs as many labels as rows and at least one row: {} rows, {} labels",
                 x.len(),
                 y.len()
@@ -162,17 +162,17 @@ impl Learner {
         }
         let d = x[0].len();
         if d == 0 {
-            return Err(EvalError::Learner("rows have no features".into()));
+            return Err(RunError::Learner("rows have no features".into()));
         }
         if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
-            return Err(EvalError::Learner(format!(
+            return Err(RunError::Learner(format!(
                 "training row {i} has {} features, row 0 has {d}",
                 row.len()
             )));
         }
         let classes = y.iter().max().map_or(0, |m| m + 1);
         if y.iter().all(|&c| c == y[0]) {
-            return Err(EvalError::Learner(
+            return Err(RunError::Learner(
                 "the training labels name one class only: classification needs at least two".into(),
             ));
         }
@@ -350,12 +350,23 @@ impl FittedLearner<'_> {
         Ok(((lo + hi) / 2.0).exp() as f32)
     }
 
-    fn project(&self, member: &Member, row: &[f32]) -> Vec<f32> {
-        let z = self.features.apply(row, member.squares);
+    /// Every row of `rows` read once, as the members that read the most
+    /// read it (the plain z-scores are a prefix of the read with squares),
+    /// so that each member only projects.
+    fn read_rows(&self, rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let squares = self.members.iter().any(|m| m.squares);
+        rows.iter()
+            .map(|row| self.features.apply(row, squares))
+            .collect()
+    }
+
+    /// `member`'s projection of a row read by [`FittedLearner::read_rows`].
+    fn project(&self, member: &Member, read: &[f32]) -> Vec<f32> {
+        let z = &read[..self.features.width(member.squares).min(read.len())];
         member
             .projection
             .chunks_exact(z.len())
-            .map(|a| a.iter().zip(&z).map(|(p, v)| p * v).sum())
+            .map(|a| a.iter().zip(z).map(|(p, v)| p * v).sum())
             .collect()
     }
 
@@ -368,11 +379,12 @@ impl FittedLearner<'_> {
         let mut inputs = Vec::with_capacity(self.members.len() * len * n_x);
         let mut labels = Vec::with_capacity(self.members.len() * len);
         let mut query_statistics = Vec::with_capacity(self.members.len());
+        let reads = self.read_rows(&self.x);
         for member in &self.members {
             let mut rows: Vec<Vec<f32>> = member
                 .context
                 .iter()
-                .map(|&i| self.project(member, &self.x[i]))
+                .map(|&i| self.project(member, &reads[i]))
                 .collect();
             // A learner trained on per-sequence feature statistics reads
             // its inputs z-scored by the context's statistics.
@@ -417,13 +429,13 @@ impl FittedLearner<'_> {
     ) -> Result<Vec<Vec<f32>>> {
         let d = self.features.features();
         if let Some((i, row)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
-            return Err(EvalError::Learner(format!(
+            return Err(RunError::Learner(format!(
                 "test row {i} has {} features, the training rows {d}",
                 row.len()
             )));
         }
         let Some(cache) = &self.cache else {
-            return Err(EvalError::Learner("the learner has read no context".into()));
+            return Err(RunError::Learner("the learner has read no context".into()));
         };
         let model = self.learner.run.model.as_ref();
         let n_x = self.learner.run.n_x;
@@ -434,9 +446,10 @@ impl FittedLearner<'_> {
             .map(|(c, rows)| (c * self.learner.options.chunk_size, rows))
         {
             let mut queries = Vec::with_capacity(self.members.len() * chunk.len() * n_x);
+            let reads = self.read_rows(chunk);
             for (member, statistics) in self.members.iter().zip(&self.query_statistics) {
-                for row in chunk {
-                    let mut projected = self.project(member, row);
+                for read in &reads {
+                    let mut projected = self.project(member, read);
                     if let Some(statistics) = statistics {
                         statistics.apply(&mut projected);
                     }

@@ -1,48 +1,13 @@
 //! Evaluating runs: after training (`eval-ood`) and periodically during it.
 
-use crate::config::{EvalConfig, RunConfig, RunLearner};
+use crate::config::{RunConfig, RunLearner};
 use crate::error::Result;
-use crate::protocol::{Evaluator, Group};
-use crate::report::EvalReport;
+use gpicl_eval::sources::{default_datasets, load_eval_sources};
+use gpicl_eval::{EvalConfig, EvalReport, Evaluator, Group};
 use gpicl_meta::{load_run, EvalRecord, MetricsLog, Observer, RunDir, RunRecord, Trainer};
 use gpicl_tasks::batch::load_example_source;
 use gpicl_tasks::tabular::TABULAR_DATASET;
-use gpicl_tasks::{DataConfig, DataRoots, ExampleSource, Split, RANDOM_DATASET};
-
-/// Loads `split` of each named dataset, preprocessed like the run. A name
-/// may be a comma-separated mixture (`mnist,fashion_mnist`), evaluated as
-/// one pool.
-pub fn load_eval_sources(
-    names: &[String],
-    roots: &DataRoots,
-    data: &DataConfig,
-    split: Split,
-    n_x: usize,
-) -> Result<Vec<ExampleSource>> {
-    names
-        .iter()
-        .map(|name| {
-            Ok(if name == RANDOM_DATASET {
-                ExampleSource::Random { n_x }
-            } else if name == TABULAR_DATASET {
-                ExampleSource::Tabular {
-                    n_x,
-                    reading: data.table_reading(),
-                }
-            } else {
-                load_example_source(roots, name, split, data)?
-            })
-        })
-        .collect()
-}
-
-/// The datasets `eval-ood` uses by default: every dataset with `split`
-/// that can be found, plus `random`.
-pub fn default_datasets(roots: &DataRoots, split: Split) -> Vec<String> {
-    let mut names = roots.available(split);
-    names.push(RANDOM_DATASET.to_string());
-    names
-}
+use gpicl_tasks::{DataRoots, ExampleSource, RANDOM_DATASET};
 
 /// Appends one `{"kind": "eval", …}` line per dataset and group.
 pub fn log_report(log: &MetricsLog, report: &EvalReport) -> Result<()> {
@@ -125,7 +90,7 @@ pub fn measure_run_noting(
 ) -> Result<EvalReport> {
     let saved = RunConfig::load(&dir.config())?;
     if saved.learner == RunLearner::SgdBaseline {
-        return Err(crate::error::EvalError::config(
+        return Err(crate::error::RunError::config(
             "model.kind",
             format!(
                 "{} holds the SGD baseline, which has no checkpoint; evaluate it with `cargo xtask eval-ood --baseline sgd`",
@@ -158,13 +123,29 @@ pub fn measure_run_noting(
         device: &device,
         progress,
     };
-    evaluator.evaluate(
+    Ok(evaluator.evaluate(
         &sources,
         &Group::ALL,
         eval_cfg,
         eval_cfg.seqs_per_task,
         run.step,
-    )
+    )?)
+}
+
+/// An evaluator of the model a run is training, with the run's task
+/// family and preprocessing, on sequences of `seq_len`.
+pub fn trainer_evaluator(trainer: &Trainer, seq_len: usize) -> Evaluator<'_> {
+    let cfg = trainer.config();
+    Evaluator {
+        model: trainer.model(),
+        family: trainer.family(),
+        num_tasks: cfg.tasks.num_tasks,
+        normalization: cfg.data.normalization,
+        feature_normalization: cfg.data.feature_normalization,
+        seq_len,
+        device: trainer.device(),
+        progress: None,
+    }
 }
 
 /// Evaluates seen and unseen tasks every `schedule.eval_every` steps while
@@ -218,7 +199,7 @@ impl PeriodicEval {
         } else {
             &[Group::Seen, Group::Unseen]
         };
-        let evaluator = Evaluator::for_trainer(trainer, cfg.batch.seq_len);
+        let evaluator = trainer_evaluator(trainer, cfg.batch.seq_len);
         let report = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),
             groups,
@@ -266,7 +247,7 @@ pub fn evaluate_sgd_baseline(
     };
     let sources = load_eval_sources(&names, roots, &cfg.data, protocol.split, n_x)?;
     let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
-    let baseline = crate::baselines::SgdBaseline::new(
+    let baseline = gpicl_eval::baselines::SgdBaseline::new(
         &cfg.model,
         n_x,
         gpicl_tasks::NUM_CLASSES,
@@ -283,7 +264,7 @@ pub fn evaluate_sgd_baseline(
         device: &device,
         progress: None,
     };
-    evaluator.evaluate(&sources, groups, protocol, protocol.seqs_per_task, 0)
+    Ok(evaluator.evaluate(&sources, groups, protocol, protocol.seqs_per_task, 0)?)
 }
 
 #[cfg(test)]
@@ -330,5 +311,28 @@ mod tests {
         assert!(calls.iter().all(|&(_, t)| t == total));
         assert!(calls.windows(2).all(|w| w[1].0 == w[0].0 + 4));
         assert_eq!(calls.last(), Some(&(total, total)));
+    }
+
+    #[test]
+    fn sgd_learns_unseen_mnist_tasks_far_above_chance() {
+        let mut cfg = RunConfig::default();
+        cfg.eval.tasks_per_group = 4;
+        cfg.eval.seqs_per_task = 24;
+        cfg.eval.chunk_size = 64;
+        let roots = DataRoots::only(vec![embedded_data_dir()]);
+        let report = evaluate_sgd_baseline(
+            &cfg,
+            &roots,
+            Some(vec!["mnist".into()]),
+            &[Group::UnseenPermuted],
+        )
+        .unwrap();
+        let unseen = &report.datasets["mnist"]["unseen_permuted"];
+        eprintln!(
+            "SGD on unseen MNIST tasks: acc@1 {:.3}, acc@100 {:.3}",
+            unseen.acc_first, unseen.acc_last
+        );
+        assert!(unseen.acc_last > 0.4, "{}", unseen.acc_last);
+        assert!(unseen.acc_first < 0.25, "{}", unseen.acc_first);
     }
 }

@@ -10,8 +10,8 @@
 //! often on the same sample.
 //!
 //! ```no_run
-//! # fn demo(trainer: &mut gpicl_meta::Trainer) -> gpicl_eval::Result<()> {
-//! use gpicl_eval::speedrun::SpeedrunCheck;
+//! # fn demo(trainer: &mut gpicl_meta::Trainer) -> gpicl_run::Result<()> {
+//! use gpicl_run::speedrun::SpeedrunCheck;
 //! use gpicl_tasks::DataRoots;
 //! let mut check = SpeedrunCheck::new(DataRoots::new(None), std::time::Instant::now());
 //! // The trainer calls the check every `schedule.eval_every` steps and
@@ -23,11 +23,12 @@
 //! # let _ = outcome; Ok(()) }
 //! ```
 
-use crate::config::EvalConfig;
-use crate::error::{EvalError, Result};
-use crate::protocol::{Evaluator, Group};
-use crate::report::EvalReport;
-use crate::run::{load_eval_sources, log_report};
+use crate::error::{Result, RunError};
+use crate::evaluate::{log_report, trainer_evaluator};
+use gpicl_eval::report::EvalReport;
+use gpicl_eval::sources::load_eval_sources;
+use gpicl_eval::EvalConfig;
+use gpicl_eval::Group;
 use gpicl_meta::{Observer, TrainConfig, Trainer};
 use gpicl_tasks::{DataRoots, ExampleSource, Split};
 use serde::{Deserialize, Serialize};
@@ -115,7 +116,7 @@ impl SpeedrunCheck {
     pub fn validate(cfg: &TrainConfig) -> Result<()> {
         let seq_len = cfg.batch.seq_len;
         if seq_len < BAR_POSITION {
-            return Err(EvalError::config(
+            return Err(RunError::config(
                 "batch.seq_len",
                 format!("the speedrun bar is read at the {BAR_POSITION}th example, so sequences must hold at least {BAR_POSITION} examples; got {seq_len}"),
             ));
@@ -152,7 +153,7 @@ impl SpeedrunCheck {
             seed: self.checks.len() as u64 + 1,
             ..EvalConfig::default()
         };
-        let evaluator = Evaluator::for_trainer(trainer, BAR_POSITION);
+        let evaluator = trainer_evaluator(trainer, BAR_POSITION);
         let report: EvalReport = evaluator.evaluate(
             self.sources.as_deref().unwrap_or_default(),
             &[group],

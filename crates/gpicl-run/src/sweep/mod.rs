@@ -4,7 +4,7 @@
 //! per configuration with the mean ± standard deviation over seeds
 //! ([`stats`]), as Markdown ([`SweepReport::markdown`]) with plots of
 //! accuracy against the swept quantity and of training (which series:
-//! `sweep/plots.rs`; drawn by [`crate::plot`]).
+//! `sweep/plots.rs`; drawn by [`gpicl_eval::plot`]).
 //!
 //! Runs without an evaluation are listed as unfinished. The columns are the
 //! config keys that differ between runs; `seed` is never a column but the
@@ -24,7 +24,7 @@ pub use scaling::{fit_power_law, BatchPoint, BatchScaling, PowerLawFit};
 pub use spec::{folder_safe, Cell, SweepSpec};
 pub use stats::{ReportRow, SweepReport, MAX_KEY_COLUMNS};
 
-use crate::error::{EvalError, Result};
+use crate::error::{Result, RunError};
 use runs::input_error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
         ));
     }
     let report = SweepReport::new(runs, unfinished);
-    std::fs::create_dir_all(out).map_err(|e| EvalError::Output {
+    std::fs::create_dir_all(out).map_err(|e| RunError::Output {
         path: out.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -108,7 +108,7 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
         written.push(svg);
     }
     let md = out.join("report.md");
-    std::fs::write(&md, markdown).map_err(|e| EvalError::Output {
+    std::fs::write(&md, markdown).map_err(|e| RunError::Output {
         path: md.clone(),
         reason: e.to_string(),
     })?;
@@ -119,7 +119,7 @@ pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{EvalReport, GroupResult};
+    use gpicl_eval::report::{EvalReport, GroupResult};
     use gpicl_meta::{MetricsLog, RunDir, RunRecord, TrainConfig};
     use gpicl_testing::{absent_path, scratch_dir};
 

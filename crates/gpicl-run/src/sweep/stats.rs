@@ -292,7 +292,7 @@ impl Ord for SortKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{EvalReport, GroupResult};
+    use gpicl_eval::report::{EvalReport, GroupResult};
 
     /// One run per config, named `00-cell`, `01-cell`, …, each with the
     /// same evaluation.
