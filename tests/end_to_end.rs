@@ -15,10 +15,10 @@ fn roots() -> DataRoots {
 /// A model and batch small enough for a test: 7×7 images, 20-step sequences.
 fn tiny(steps: u64) -> TrainConfig {
     let mut cfg = TrainConfig::small();
-    cfg.model.d_model = 16;
-    cfg.model.num_layers = 1;
-    cfg.model.num_heads = 2;
-    cfg.model.key_size = 8;
+    cfg.model.transformer.d_model = 16;
+    cfg.model.transformer.num_layers = 1;
+    cfg.model.transformer.num_heads = 2;
+    cfg.model.transformer.key_size = 8;
     cfg.data.image_size = 7;
     cfg.batch.tasks_per_step = 2;
     cfg.batch.seqs_per_task = 4;
@@ -130,8 +130,8 @@ fn a_resumed_vsml_run_equals_an_uninterrupted_one_bit_for_bit() {
     let vsml = |steps| {
         let mut cfg = tiny(steps);
         cfg.model.kind = gpicl::models::ModelKind::Vsml;
-        cfg.model.vsml_hidden = 4;
-        cfg.model.vsml_msg_size = 2;
+        cfg.model.vsml.hidden = 4;
+        cfg.model.vsml.msg_size = 2;
         cfg.schedule.checkpoint_every = 2;
         cfg
     };
@@ -166,7 +166,7 @@ fn tiny_with_every_recipe_lever(steps: u64) -> TrainConfig {
     cfg.data.tabular_fraction = 0.25;
     cfg.batch.curriculum_start_len = 8;
     cfg.batch.curriculum_steps = 5;
-    cfg.model.previous_token_input = true;
+    cfg.model.transformer.previous_token_input = true;
     cfg
 }
 
@@ -274,6 +274,52 @@ fn tensorboard_event_files_are_written_beside_the_jsonl_log_when_asked() {
     assert!(!plain.tensorboard().exists());
 }
 
+#[test]
+fn tensorboard_holds_each_evaluations_per_position_curves_when_asked() {
+    let dir = RunDir::new(absent_path("tensorboard-curves"));
+    let mut cfg = tiny(2);
+    cfg.schedule.eval_every = 1;
+    cfg.schedule.tensorboard = true;
+    open_run(cfg, &dir, &roots())
+        .run(&mut PeriodicEval::new(roots(), tiny_protocol()))
+        .unwrap();
+    let report = evaluate_run(&dir, &roots(), Some(vec!["mnist".into()]), None).unwrap();
+    // The periodic evaluation at step 1, the final one at step 2.
+    for step in [1, 2] {
+        let folder = gpicl::run::curves::curves_dir(&dir.tensorboard(), step);
+        let files: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let scalars = gpicl::meta::tensorboard::read_scalars(&files[0]).unwrap();
+        let curve: Vec<u64> = scalars
+            .iter()
+            .filter(|s| s.tag == "curve/mnist/unseen/acc")
+            .map(|s| s.step)
+            .collect();
+        assert_eq!(curve, (1..=20).collect::<Vec<u64>>(), "step {step}");
+    }
+    // The final curves are the report's, position by position.
+    let folder = gpicl::run::curves::curves_dir(&dir.tensorboard(), 2);
+    let file = std::fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let written: Vec<f32> = gpicl::meta::tensorboard::read_scalars(&file)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.tag == "curve/mnist/unseen_permuted/acc")
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(
+        written,
+        report.datasets["mnist"]["unseen_permuted"].acc_curve
+    );
+}
+
 /// A sink that keeps the training steps it was handed.
 struct TrainSteps(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
 
@@ -339,7 +385,7 @@ fn a_run_initialised_from_another_starts_from_its_weights_and_refuses_another_mo
         Err(e) => e.to_string(),
     };
     let mut wider = cfg.clone();
-    wider.model.d_model = 32;
+    wider.model.transformer.d_model = 32;
     let err = refused(wider, "init-wider");
     assert!(
         err.contains("init_from") && err.contains("model.d_model = 32"),
@@ -843,10 +889,10 @@ fn an_eval_with_mismatched_input_size_is_an_error() {
 fn a_single_task_run_memorises_its_task_but_does_not_generalise() {
     let dir = RunDir::new(absent_path("memorise"));
     let mut cfg = TrainConfig::small();
-    cfg.model.d_model = 32;
-    cfg.model.num_layers = 1;
-    cfg.model.num_heads = 2;
-    cfg.model.key_size = 16;
+    cfg.model.transformer.d_model = 32;
+    cfg.model.transformer.num_layers = 1;
+    cfg.model.transformer.num_heads = 2;
+    cfg.model.transformer.key_size = 16;
     cfg.data.image_size = 14;
     cfg.tasks.num_tasks = 1;
     cfg.tasks.permute_labels_prob = 1.0;
@@ -890,11 +936,11 @@ fn every_trainable_model_kind_trains_resumes_and_evaluates() {
         let dir = RunDir::new(absent_path(&format!("kind-{kind}")));
         let mut cfg = tiny(3);
         cfg.model.kind = kind;
-        cfg.model.hidden = 8;
-        cfg.model.outer_heads = 2;
-        cfg.model.learner_hidden = 8;
-        cfg.model.vsml_hidden = 4;
-        cfg.model.vsml_msg_size = 2;
+        cfg.model.set_hidden(8);
+        cfg.model.outer_lstm.heads = 2;
+        cfg.model.online.hidden = 8;
+        cfg.model.vsml.hidden = 4;
+        cfg.model.vsml.msg_size = 2;
         cfg.schedule.checkpoint_every = 2;
         let mut trainer = open_run(cfg.clone(), &dir, &roots());
         trainer.train_step().unwrap();

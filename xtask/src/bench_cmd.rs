@@ -229,8 +229,11 @@ mod tests {
         let cfg = preset_config(BenchPreset::Reference);
         assert_eq!(feature_count(&cfg.data).unwrap() + 10, 784 + 10);
         assert_eq!(cfg.batch.sequences(), 32);
-        assert_eq!(cfg.model.d_model * cfg.model.widening_factor, 1024);
-        assert!(!cfg.model.gelu_tanh);
+        assert_eq!(
+            cfg.model.transformer.d_model * cfg.model.transformer.widening_factor,
+            1024
+        );
+        assert!(!cfg.model.transformer.gelu_tanh);
         assert_eq!(
             (
                 cfg.optim.weight_decay,

@@ -41,7 +41,7 @@ pub fn project_refs_dir() -> PathBuf {
 /// The PyTorch step of the model and batch of `cfg` with `n_x` input
 /// features (before the 10 label values), or why there is none.
 pub fn pytorch_step(cfg: &TrainConfig, n_x: usize, refs_dir: &Path) -> Result<ReferenceStep> {
-    let m = &cfg.model;
+    let (m, t) = (&cfg.model, &cfg.model.transformer);
     let batch = [
         "--din".to_string(),
         n_x.to_string(),
@@ -52,22 +52,22 @@ pub fn pytorch_step(cfg: &TrainConfig, n_x: usize, refs_dir: &Path) -> Result<Re
     ];
     let (script, mut args) = match m.kind {
         ModelKind::Transformer => {
-            if m.gelu_tanh {
+            if t.gelu_tanh {
                 bail!("torch_step.py uses the exact (erf) GELU: add --set model.gelu_tanh=false to compare the same model");
             }
             (
                 refs_dir.join("torch_step.py"),
                 vec![
                     "--d-model".to_string(),
-                    m.d_model.to_string(),
+                    t.d_model.to_string(),
                     "--layers".to_string(),
-                    m.num_layers.to_string(),
+                    t.num_layers.to_string(),
                     "--heads".to_string(),
-                    m.num_heads.to_string(),
+                    t.num_heads.to_string(),
                     "--key-size".to_string(),
-                    m.key_size.to_string(),
+                    t.key_size.to_string(),
                     "--mlp".to_string(),
-                    (m.d_model * m.widening_factor).to_string(),
+                    (t.d_model * t.widening_factor).to_string(),
                 ],
             )
         }
@@ -77,7 +77,7 @@ pub fn pytorch_step(cfg: &TrainConfig, n_x: usize, refs_dir: &Path) -> Result<Re
                 "--model".to_string(),
                 "lstm".to_string(),
                 "--hidden".to_string(),
-                m.hidden.to_string(),
+                m.lstm.hidden.to_string(),
             ],
         ),
         ModelKind::OuterLstm => (
@@ -86,9 +86,9 @@ pub fn pytorch_step(cfg: &TrainConfig, n_x: usize, refs_dir: &Path) -> Result<Re
                 "--model".to_string(),
                 "outer-lstm".to_string(),
                 "--hidden".to_string(),
-                m.hidden.to_string(),
+                m.outer_lstm.head_size.to_string(),
                 "--heads".to_string(),
-                m.outer_heads.to_string(),
+                m.outer_lstm.heads.to_string(),
             ],
         ),
         other => bail!("no PyTorch reference step for model kind `{other}` (transformer, lstm and outer-lstm have one)"),
@@ -192,13 +192,13 @@ pub fn preset_config(preset: BenchPreset) -> TrainConfig {
     if preset == BenchPreset::Paper {
         return cfg;
     }
-    cfg.model.d_model = 256;
-    cfg.model.num_layers = 4;
-    cfg.model.num_heads = 8;
-    cfg.model.key_size = 32;
-    cfg.model.widening_factor = 4;
-    cfg.model.gelu_tanh = false;
-    cfg.model.hidden = 256;
+    cfg.model.transformer.d_model = 256;
+    cfg.model.transformer.num_layers = 4;
+    cfg.model.transformer.num_heads = 8;
+    cfg.model.transformer.key_size = 32;
+    cfg.model.transformer.widening_factor = 4;
+    cfg.model.transformer.gelu_tanh = false;
+    cfg.model.set_hidden(256);
     if preset == BenchPreset::ReferenceLstm {
         cfg.model.kind = ModelKind::Lstm;
     }
@@ -238,11 +238,11 @@ mod tests {
     fn every_shape_reaches_the_reference_script_of_its_model() {
         let refs = Path::new("refs");
         let mut cfg = TrainConfig::paper();
-        cfg.model.gelu_tanh = false;
-        cfg.model.d_model = 64;
-        cfg.model.num_layers = 2;
-        cfg.model.num_heads = 4;
-        cfg.model.key_size = 16;
+        cfg.model.transformer.gelu_tanh = false;
+        cfg.model.transformer.d_model = 64;
+        cfg.model.transformer.num_layers = 2;
+        cfg.model.transformer.num_heads = 4;
+        cfg.model.transformer.key_size = 16;
         cfg.batch.tasks_per_step = 2;
         cfg.batch.seqs_per_task = 32;
         cfg.batch.seq_len = 100;
@@ -252,12 +252,12 @@ mod tests {
             tf.args.join(" "),
             "--d-model 64 --layers 2 --heads 4 --key-size 16 --mlp 256 --din 49 --batch 64 --seq-len 100"
         );
-        cfg.model.gelu_tanh = true;
+        cfg.model.transformer.gelu_tanh = true;
         let refused = pytorch_step(&cfg, 49, refs).unwrap_err().to_string();
         assert!(refused.contains("gelu_tanh=false"), "{refused}");
 
         cfg.model.kind = ModelKind::Lstm;
-        cfg.model.hidden = 256;
+        cfg.model.set_hidden(256);
         let lstm = pytorch_step(&cfg, 784, refs).unwrap();
         assert!(lstm.script.ends_with("refs/recurrent_step.py") && lstm.script.is_file());
         assert!(lstm
@@ -266,7 +266,7 @@ mod tests {
             .starts_with("--model lstm --hidden 256 --din 784"));
 
         cfg.model.kind = ModelKind::OuterLstm;
-        cfg.model.outer_heads = 2;
+        cfg.model.outer_lstm.heads = 2;
         let outer = pytorch_step(&cfg, 196, refs).unwrap();
         assert_eq!(outer.script, lstm.script);
         assert!(outer

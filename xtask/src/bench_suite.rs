@@ -41,11 +41,11 @@ fn transformer(
     seqs: usize,
 ) -> TrainConfig {
     let mut cfg = preset_config(BenchPreset::Reference);
-    cfg.model.d_model = d_model;
-    cfg.model.num_layers = layers;
-    cfg.model.num_heads = heads;
-    cfg.model.key_size = key_size;
-    cfg.model.widening_factor = 4;
+    cfg.model.transformer.d_model = d_model;
+    cfg.model.transformer.num_layers = layers;
+    cfg.model.transformer.num_heads = heads;
+    cfg.model.transformer.key_size = key_size;
+    cfg.model.transformer.widening_factor = 4;
     cfg.data.image_size = image;
     cfg.batch.seqs_per_task = seqs;
     cfg
@@ -54,8 +54,8 @@ fn transformer(
 fn outer_lstm(hidden: usize) -> TrainConfig {
     let mut cfg = preset_config(BenchPreset::Reference);
     cfg.model.kind = ModelKind::OuterLstm;
-    cfg.model.hidden = hidden;
-    cfg.model.outer_heads = 1;
+    cfg.model.set_hidden(hidden);
+    cfg.model.outer_lstm.heads = 1;
     cfg.data.image_size = 14;
     cfg
 }
@@ -571,13 +571,13 @@ mod tests {
         let d128 = &shapes[3].cfg;
         assert_eq!(
             (
-                d128.model.d_model,
+                d128.model.transformer.d_model,
                 d128.batch.sequences(),
                 d128.data.image_size
             ),
             (128, 128, 14)
         );
-        assert_eq!(shapes[6].cfg.model.hidden, 256);
+        assert_eq!(shapes[6].cfg.model.lstm.hidden, 256);
     }
 
     #[test]

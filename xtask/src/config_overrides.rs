@@ -103,7 +103,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert!(cfg.model.input_layer_norm);
+        assert!(cfg.model.transformer.input_layer_norm);
         assert_eq!(
             cfg.data.feature_normalization,
             gpicl::tasks::FeatureNormalization::PerSequence
@@ -131,7 +131,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.optim.lr, 3e-4);
-        assert_eq!(cfg.model.d_model, 64);
+        assert_eq!(cfg.model.transformer.d_model, 64);
         assert_eq!(cfg.data.dataset, "fashion_mnist");
         assert_eq!(cfg.optim.eps, 1.0);
     }

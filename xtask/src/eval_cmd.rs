@@ -137,8 +137,8 @@ fn run_baseline(name: &str, args: &EvalArgs) -> Result<()> {
     } else {
         outln!(
             "SGD baseline (fresh {}-unit MLP per sequence, one Adam step per example at lr {})\n",
-            cfg.train.model.learner_hidden,
-            cfg.train.model.learner_lr
+            cfg.train.model.online.hidden,
+            cfg.train.model.online.lr
         );
         out!("{}", report.table());
     }

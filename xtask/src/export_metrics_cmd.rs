@@ -1,9 +1,9 @@
-//! `cargo xtask export-metrics`: a run's `metrics.jsonl` as TensorBoard
-//! event files, for runs made without `schedule.tensorboard`.
+//! `cargo xtask export-metrics`: a run's `metrics.jsonl` (and its final
+//! evaluation's curves) as TensorBoard event files, for runs made without
+//! `schedule.tensorboard` (`gpicl_run::curves::export_tensorboard`).
 
 use anyhow::{bail, Result};
 use clap::Args;
-use gpicl::meta::tensorboard::export_metrics;
 use gpicl::meta::RunDir;
 use std::path::PathBuf;
 
@@ -27,10 +27,17 @@ pub fn run(args: ExportMetricsArgs) -> Result<()> {
         );
     }
     debug_assert!(args.tensorboard);
-    let (path, records) = export_metrics(&run.metrics(), &run.tensorboard())?;
+    let written = gpicl::run::curves::export_tensorboard(&run)?;
     outln!(
-        "wrote {} ({records} records); view with `tensorboard --logdir {}`",
-        path.display(),
+        "wrote {} ({} records)",
+        written.scalars.display(),
+        written.records
+    );
+    if let Some(curves) = &written.curves {
+        outln!("wrote {} (the final evaluation's curves)", curves.display());
+    }
+    outln!(
+        "view with `tensorboard --logdir {}`",
         run.tensorboard().display()
     );
     Ok(())

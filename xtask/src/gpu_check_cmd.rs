@@ -342,7 +342,7 @@ fn run_torch(
     steps: usize,
     extra: &[&str],
 ) -> Result<f64> {
-    let m = &cfg.model;
+    let m = &cfg.model.transformer;
     let mut cmd = Command::new(python);
     cmd.arg(script).args([
         "--d-model",

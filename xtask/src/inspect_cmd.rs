@@ -97,8 +97,13 @@ fn inspect(args: &InspectArgs) -> Result<Inspection> {
     let t = cfg.batch.seq_len;
     let device = gpicl::kernels::Device::Cpu;
     let (params, state, modules) = if run.learner == RunLearner::SgdBaseline {
-        let sgd =
-            gpicl::eval::baselines::SgdBaseline::new(&cfg.model, n_x, NUM_CLASSES, 0, &device);
+        let sgd = gpicl::eval::baselines::SgdBaseline::new(
+            &cfg.model.online,
+            n_x,
+            NUM_CLASSES,
+            0,
+            &device,
+        );
         (
             0,
             gpicl::models::SequenceModel::state_size(&sgd, t),

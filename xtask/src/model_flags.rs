@@ -101,8 +101,8 @@ impl ModelFlags {
 /// outer-product LSTM, `num_heads` (the Transformer's) otherwise.
 fn heads_of(model: &mut ModelConfig) -> &mut usize {
     match model.kind {
-        ModelKind::OuterLstm => &mut model.outer_heads,
-        _ => &mut model.num_heads,
+        ModelKind::OuterLstm => &mut model.outer_lstm.heads,
+        _ => &mut model.transformer.num_heads,
     }
 }
 
@@ -123,21 +123,24 @@ mod tests {
 
     #[test]
     fn heads_set_the_outer_heads_of_an_outer_lstm_chosen_by_the_config_alone() {
-        let mut model = ModelConfig {
-            kind: ModelKind::OuterLstm,
-            ..ModelConfig::default()
-        };
+        let mut model = ModelConfig::of_kind(ModelKind::OuterLstm);
         let f = flags(&["--heads", "3"]);
         assert!(f.assignments().is_empty());
         f.apply_heads(&mut model);
-        assert_eq!((model.outer_heads, model.num_heads), (3, 8));
+        assert_eq!(
+            (model.outer_lstm.heads, model.transformer.num_heads),
+            (3, 8)
+        );
     }
 
     #[test]
     fn heads_set_the_attention_heads_of_a_transformer() {
         let mut model = ModelConfig::default();
         flags(&["--heads", "2"]).apply_heads(&mut model);
-        assert_eq!((model.num_heads, model.outer_heads), (2, 1));
+        assert_eq!(
+            (model.transformer.num_heads, model.outer_lstm.heads),
+            (2, 1)
+        );
     }
 
     #[test]

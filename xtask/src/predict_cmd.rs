@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gpicl::eval::classical::{knn_predict, Classifier, LogisticRegression};
 use gpicl::eval::trees::{GradientBoosting, RandomForest};
+use gpicl::run::predict::report::{accuracy, log_loss, majority_class, predictions_csv};
 use gpicl::run::predict::{
     index_classes, most_probable, stratified_subset, Learner, PredictOptions, Scaling, Squares,
 };
@@ -15,7 +16,6 @@ use gpicl::tasks::hub::{
     fetch_model, verify_model_manifest, HubModelRef, HubOptions, MODEL_MANIFEST,
 };
 use gpicl::tasks::own_data::{self, Examples};
-use gpicl::tasks::table::csv_field;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -152,26 +152,6 @@ fn check_args(args: &PredictArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Mean negative log-probability of the true class, over the queries whose
-/// label is a training class (probabilities floored at 1e-12).
-fn log_loss<P: Copy + Into<f64>>(proba: &[Vec<P>], actual: &[Option<usize>]) -> f64 {
-    let losses: Vec<f64> = proba
-        .iter()
-        .zip(actual)
-        .filter_map(|(p, a)| a.map(|c| -(p[c].into()).max(1e-12).ln()))
-        .collect();
-    losses.iter().sum::<f64>() / losses.len().max(1) as f64
-}
-
-fn accuracy(predicted: &[usize], actual: &[Option<usize>]) -> f64 {
-    let right = predicted
-        .iter()
-        .zip(actual)
-        .filter(|(p, a)| Some(**p) == **a)
-        .count();
-    right as f64 / predicted.len().max(1) as f64
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -314,32 +294,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ));
     }
 
-    let mut csv = String::from("row");
-    if !test.files.is_empty() {
-        csv.push_str(",file");
-    }
-    if !test.labels.is_empty() {
-        csv.push_str(",label");
-    }
-    csv.push_str(",predicted");
-    for class in &classes {
-        csv.push_str(&format!(",{}", csv_field(&format!("p_{class}"))));
-    }
-    csv.push('\n');
-    for (row, (p, &k)) in proba.iter().zip(&predicted).enumerate() {
-        csv.push_str(&row.to_string());
-        if let Some(file) = test.files.get(row) {
-            csv.push_str(&format!(",{}", csv_field(&file.display().to_string())));
-        }
-        if let Some(label) = test.labels.get(row) {
-            csv.push_str(&format!(",{}", csv_field(label)));
-        }
-        csv.push_str(&format!(",{}", csv_field(&classes[k])));
-        for v in p {
-            csv.push_str(&format!(",{v:.6}"));
-        }
-        csv.push('\n');
-    }
+    let csv = predictions_csv(&classes, &test.files, &test.labels, &proba, &predicted);
     match &args.out {
         Some(path) => {
             std::fs::write(path, &csv).with_context(|| format!("writing {}", path.display()))?
@@ -398,25 +353,19 @@ pub fn run(args: PredictArgs) -> Result<()> {
         ));
         say(format!(
             "accuracy  majority class       {:.3}",
-            accuracy(&vec![majority(&y, classes.len()); test.x.len()], &actual)
+            accuracy(
+                &vec![majority_class(&y, classes.len()); test.x.len()],
+                &actual
+            )
         ));
     }
     Ok(())
 }
 
-fn majority(y: &[usize], classes: usize) -> usize {
-    let mut counts = vec![0usize; classes];
-    for &c in y {
-        counts[c] += 1;
-    }
-    (0..classes)
-        .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpicl::tasks::table::csv_field;
     use gpicl_testing::scratch_dir;
 
     fn shipped() -> String {
@@ -445,16 +394,6 @@ mod tests {
             compare: true,
             calibrate: false,
         }
-    }
-
-    #[test]
-    fn log_loss_is_the_mean_negative_log_probability_of_the_true_class_over_known_labels() {
-        let proba = vec![vec![0.5f32, 0.5], vec![0.25, 0.75], vec![1.0, 0.0]];
-        let actual = [Some(0), Some(1), None];
-        let expected = -(0.5f64.ln() + 0.75f64.ln()) / 2.0;
-        assert!((log_loss(&proba, &actual) - expected).abs() < 1e-9);
-        // A zero probability on the true class is floored, not infinite.
-        assert!((log_loss(&proba[2..], &[Some(1)]) - 1e-12f64.ln().abs()).abs() < 1e-6);
     }
 
     #[test]

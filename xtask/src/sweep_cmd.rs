@@ -348,7 +348,10 @@ mod tests {
         let cfg: RunConfig =
             config_overrides::apply(&RunConfig::small(), &cells[4].assignments).unwrap();
         assert_eq!(
-            (cfg.train.model.d_model, cfg.train.tasks.num_tasks),
+            (
+                cfg.train.model.transformer.d_model,
+                cfg.train.tasks.num_tasks
+            ),
             (64, 256)
         );
         assert_eq!(cfg.train.schedule.steps, 20);
@@ -507,7 +510,7 @@ mod tests {
                 );
                 assert!(tasks.num_tasks > 0, "{at}: raw data, no tasks");
                 assert!(
-                    !cfg.train.model.previous_token_input,
+                    !cfg.train.model.transformer.previous_token_input,
                     "{at}: not the paper's model"
                 );
                 assert_eq!(

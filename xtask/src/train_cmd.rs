@@ -293,8 +293,8 @@ fn run_sgd_baseline(cfg: RunConfig, dir: &RunDir, roots: &DataRoots) -> Result<(
     outln!(
         "run {}: the SGD baseline (a fresh {}-unit MLP per sequence, one Adam step per example at lr {}) needs no meta-training; evaluating",
         dir.root().display(),
-        cfg.train.model.learner_hidden,
-        cfg.train.model.learner_lr
+        cfg.train.model.online.hidden,
+        cfg.train.model.online.lr
     );
     let report = evaluate_sgd_baseline(&cfg, roots, None, &Group::ALL)?;
     report.write(&dir.eval())?;
@@ -360,7 +360,10 @@ mod tests {
             resolve(&cli.train, &dir, None).unwrap().train.model
         };
         let from_file = resolved(&["--config", config.to_str().unwrap(), "--heads", "2"]);
-        assert_eq!((from_file.outer_heads, from_file.num_heads), (2, 8));
+        assert_eq!(
+            (from_file.outer_lstm.heads, from_file.transformer.num_heads),
+            (2, 8)
+        );
         let from_set = resolved(&[
             "--set",
             "model.kind=\"outer-lstm\"",
@@ -369,11 +372,23 @@ mod tests {
             "--heads",
             "3",
         ]);
-        assert_eq!((from_set.outer_heads, from_set.num_heads), (3, 4));
+        assert_eq!(
+            (from_set.outer_lstm.heads, from_set.transformer.num_heads),
+            (3, 4)
+        );
         let transformer = resolved(&["--heads", "2"]);
-        assert_eq!((transformer.num_heads, transformer.outer_heads), (2, 1));
+        assert_eq!(
+            (
+                transformer.transformer.num_heads,
+                transformer.outer_lstm.heads
+            ),
+            (2, 1)
+        );
         let overridden = resolved(&["--set", "model.num_heads=6", "--heads", "2"]);
-        assert_eq!(overridden.num_heads, 2, "--heads is applied after --set");
+        assert_eq!(
+            overridden.transformer.num_heads, 2,
+            "--heads is applied after --set"
+        );
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 

@@ -4,7 +4,7 @@ use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
 use gpicl_models::init::Initializer;
 use gpicl_models::online::{init_learner, unroll, LearnerSpec, LearnerWeights};
-use gpicl_models::{tokens, ModelConfig, ModelKind, ParamStore, SequenceModel};
+use gpicl_models::{tokens, ModelKind, OnlineLearnerConfig, ParamStore, SequenceModel};
 
 /// The SGD baseline of Table 2: for every sequence a freshly initialised
 /// MLP (`cfg.learner_hidden` ReLU units) that predicts each example, then
@@ -24,7 +24,7 @@ pub struct SgdBaseline {
 impl SgdBaseline {
     /// The baseline for examples of `features` features.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &OnlineLearnerConfig,
         features: usize,
         classes: usize,
         seed: u64,

@@ -108,6 +108,16 @@ impl EvalReport {
         out
     }
 
+    /// Reads the `eval.json` that [`EvalReport::write`] wrote at `path`.
+    pub fn read_json(path: &Path) -> Result<Self> {
+        let err = |e: &dyn std::fmt::Display| EvalError::Input {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+        serde_json::from_str(&text).map_err(|e| err(&e))
+    }
+
     /// Writes `eval.json`, `eval.md` and one `curves-<dataset>.svg` per
     /// dataset into `dir`. Returns the written paths.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {

@@ -231,8 +231,8 @@ mod tests {
     #[test]
     fn the_benchmark_times_every_phase_of_a_step() {
         let mut cfg = TrainConfig::small();
-        cfg.model.d_model = 8;
-        cfg.model.num_layers = 1;
+        cfg.model.transformer.d_model = 8;
+        cfg.model.transformer.num_layers = 1;
         cfg.batch.tasks_per_step = 1;
         cfg.batch.seqs_per_task = 2;
         cfg.batch.seq_len = 5;
@@ -250,10 +250,10 @@ mod tests {
     /// A one-layer Transformer config small enough for 80 steps in a test.
     fn tiny() -> TrainConfig {
         let mut cfg = TrainConfig::small();
-        cfg.model.d_model = 32;
-        cfg.model.num_layers = 1;
-        cfg.model.num_heads = 2;
-        cfg.model.key_size = 16;
+        cfg.model.transformer.d_model = 32;
+        cfg.model.transformer.num_layers = 1;
+        cfg.model.transformer.num_heads = 2;
+        cfg.model.transformer.key_size = 16;
         cfg.batch.tasks_per_step = 1;
         cfg.batch.seqs_per_task = 8;
         cfg.batch.seq_len = 24;

@@ -226,10 +226,10 @@ impl TrainConfig {
     /// `quickstart` of gpicl up to 2026-11.
     pub fn small() -> Self {
         let mut cfg = Self::default();
-        cfg.model.d_model = 64;
-        cfg.model.num_layers = 2;
-        cfg.model.num_heads = 4;
-        cfg.model.key_size = 16;
+        cfg.model.transformer.d_model = 64;
+        cfg.model.transformer.num_layers = 2;
+        cfg.model.transformer.num_heads = 4;
+        cfg.model.transformer.key_size = 16;
         cfg.tasks.num_tasks = 16;
         cfg.batch.tasks_per_step = 8;
         cfg.batch.seqs_per_task = 8;
@@ -251,7 +251,7 @@ impl TrainConfig {
     /// `random`: `gpicl_run::RunConfig::quickstart`).
     pub fn quickstart() -> Self {
         let mut cfg = Self::small();
-        cfg.model.previous_token_input = true;
+        cfg.model.transformer.previous_token_input = true;
         cfg.data.image_size = 7;
         cfg.data.random_fraction = 0.25;
         cfg.tasks.num_tasks = 1 << 16;
@@ -346,7 +346,8 @@ impl TrainConfig {
     /// is: each option against its own limit, then the activations of one
     /// step and the parameters as a whole.
     fn check_resource_bounds(&self) -> Result<()> {
-        let m = &self.model;
+        let m = &self.model.transformer;
+        let hidden = self.model.hidden();
         let b = &self.batch;
         let limits: [(&str, usize, usize); 11] = [
             ("batch.seq_len", b.seq_len, 1 << 16),
@@ -357,8 +358,8 @@ impl TrainConfig {
             ("model.num_heads", m.num_heads, 1024),
             ("model.key_size", m.key_size, 1 << 16),
             ("model.widening_factor", m.widening_factor, 64),
-            ("model.hidden", m.hidden, 1 << 16),
-            ("model.learner_hidden", m.learner_hidden, 1 << 16),
+            ("model.hidden", hidden, 1 << 16),
+            ("model.learner_hidden", self.model.online.hidden, 1 << 16),
             ("data.image_size", self.data.image_size, 1024),
         ];
         for (option, value, most) in limits {
@@ -371,7 +372,7 @@ impl TrainConfig {
         }
         // Elements of one step's activations and of the weights, in f32.
         const MOST_ELEMENTS: u128 = 1 << 33;
-        let width = [m.d_model, m.hidden, m.num_heads * m.key_size]
+        let width = [m.d_model, hidden, m.num_heads * m.key_size]
             .into_iter()
             .max()
             .unwrap_or(0) as u128;
@@ -522,7 +523,7 @@ mod tests {
     fn absurd_sizes_are_refused_naming_the_option_and_its_limit() {
         let cases: [Change; 4] = [
             ("batch.seq_len", |c| c.batch.seq_len = usize::MAX / 2),
-            ("model.d_model", |c| c.model.d_model = 1 << 40),
+            ("model.d_model", |c| c.model.transformer.d_model = 1 << 40),
             ("data.image_size", |c| c.data.image_size = 100_000),
             ("batch.seq_len", |c| {
                 c.batch.seq_len = 60_000;
@@ -605,7 +606,7 @@ mod tests {
             (16, 32, 100)
         );
         assert_eq!(c.schedule.steps, 50_000);
-        assert_eq!(c.model.d_model, 512);
+        assert_eq!(c.model.transformer.d_model, 512);
         c.validate().unwrap();
         TrainConfig::quickstart().validate().unwrap();
         TrainConfig::small().validate().unwrap();
@@ -614,9 +615,11 @@ mod tests {
     #[test]
     fn the_quickstart_is_the_small_model_with_the_cpu_recipe() {
         let (q, s) = (TrainConfig::quickstart(), TrainConfig::small());
-        assert_eq!(q.model.d_model, s.model.d_model);
+        assert_eq!(q.model.transformer.d_model, s.model.transformer.d_model);
         assert_eq!(q.batch, s.batch);
-        assert!(q.model.previous_token_input && !s.model.previous_token_input);
+        assert!(
+            q.model.transformer.previous_token_input && !s.model.transformer.previous_token_input
+        );
         assert_eq!(q.tasks.permute_labels_prob, 1.0);
         assert_eq!(q.data.random_fraction, 0.25);
         assert_eq!((s.tasks.num_tasks, s.data.image_size), (16, 14));

@@ -49,8 +49,8 @@ mod tests {
     fn an_exported_learner_predicts_like_its_run_but_cannot_be_resumed() {
         let root = gpicl_testing::scratch_dir("export");
         let mut cfg = TrainConfig::small();
-        cfg.model.d_model = 16;
-        cfg.model.num_layers = 1;
+        cfg.model.transformer.d_model = 16;
+        cfg.model.transformer.num_layers = 1;
         cfg.data.image_size = 7;
         cfg.batch.tasks_per_step = 2;
         cfg.batch.seqs_per_task = 2;

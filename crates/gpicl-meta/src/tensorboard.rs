@@ -155,6 +155,64 @@ pub fn export_metrics(metrics: &Path, dir: &Path) -> Result<(PathBuf, usize)> {
     Ok((writer.path, records.len()))
 }
 
+/// One scalar read back from an event file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scalar {
+    /// The event's step.
+    pub step: u64,
+    /// The scalar's tag (`train/loss`, `eval/mnist/unseen/acc_last`, …).
+    pub tag: String,
+    /// Its value.
+    pub value: f32,
+}
+
+/// Reads every scalar of the event file at `path` back, in order, checking
+/// the framing (each record's length and data against their masked
+/// CRC-32C): what TensorBoard will show, for tests and tools.
+pub fn read_scalars(path: &Path) -> Result<Vec<Scalar>> {
+    let bytes = std::fs::read(path).map_err(MetaError::io(path))?;
+    let corrupt = |at: usize, what: &str| MetaError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("not a TensorBoard event file: {what} at byte {at}"),
+    };
+    let mut scalars = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = bytes
+            .get(at..at + 12)
+            .ok_or_else(|| corrupt(at, "a cut record header"))?;
+        let (len_bytes, len_crc) = header.split_at(8);
+        if u32::from_le_bytes(len_crc.try_into().unwrap_or_default()) != masked_crc32c(len_bytes) {
+            return Err(corrupt(at, "a length whose CRC does not match"));
+        }
+        let len = u64::from_le_bytes(len_bytes.try_into().unwrap_or_default());
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| (at + 12).checked_add(len))
+            .filter(|&end| end + 4 <= bytes.len())
+            .ok_or_else(|| corrupt(at, "a record longer than the file"))?;
+        let data = &bytes[at + 12..end];
+        let crc = u32::from_le_bytes(bytes[end..end + 4].try_into().unwrap_or_default());
+        if crc != masked_crc32c(data) {
+            return Err(corrupt(at, "data whose CRC does not match"));
+        }
+        let event = Event::decode(data).map_err(|_| corrupt(at, "an undecodable event"))?;
+        if let Some(What::Summary(summary)) = event.what {
+            for value in summary.value {
+                if let Some(ValueKind::SimpleValue(v)) = value.value {
+                    scalars.push(Scalar {
+                        step: event.step.max(0) as u64,
+                        tag: value.tag,
+                        value: v,
+                    });
+                }
+            }
+        }
+        at = end + 4;
+    }
+    Ok(scalars)
+}
+
 /// TensorFlow's `Event` (`tensorflow/core/util/event.proto`): the fields
 /// scalars need.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -341,6 +399,29 @@ mod tests {
         let (step, values) = scalars(&events[2]);
         assert_eq!(step, 250);
         assert!(values.contains(&("eval/mnist/unseen/acc_last".into(), 0.5)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn scalars_read_back_as_written_and_a_damaged_file_is_refused() {
+        let dir = gpicl_testing::scratch_dir("tensorboard-read");
+        let writer = EventWriter::create(&dir).unwrap();
+        writer.scalars(3, &[("a", 0.5), ("b", 0.0)]).unwrap();
+        writer.scalars(4, &[("a", 0.25)]).unwrap();
+        let scalars = read_scalars(writer.path()).unwrap();
+        let seen: Vec<(u64, &str, f32)> = scalars
+            .iter()
+            .map(|s| (s.step, s.tag.as_str(), s.value))
+            .collect();
+        assert_eq!(seen, [(3, "a", 0.5), (3, "b", 0.0), (4, "a", 0.25)]);
+        let mut bytes = std::fs::read(writer.path()).unwrap();
+        let last = bytes.len() - 6;
+        bytes[last] ^= 0xff;
+        std::fs::write(writer.path(), &bytes).unwrap();
+        let err = read_scalars(writer.path()).unwrap_err().to_string();
+        assert!(err.contains("CRC"), "{err}");
+        std::fs::write(writer.path(), &bytes[..10]).unwrap();
+        assert!(read_scalars(writer.path()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

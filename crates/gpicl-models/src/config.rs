@@ -1,275 +1,264 @@
-//! Model hyperparameters.
+//! What `[model]` of `config.toml` holds: the kind of model and each
+//! model's options in its own type ([`TransformerConfig`], [`LstmConfig`],
+//! [`OuterLstmConfig`], [`MlpConfig`], [`OnlineLearnerConfig`],
+//! [`VsmlConfig`], each defined beside its model).
+//!
+//! The file keeps the one flat table of every earlier run (`d_model`,
+//! `hidden`, `learner_lr`, … side by side, whatever the kind), so every
+//! run, sweep file and shipped learner reads and is written back byte for
+//! byte: `ModelTable` (private) is that layout, and the only place that knows which
+//! key belongs to which model. A sweep that switches `model.kind` on top of
+//! a Transformer config keeps working: the options of the other models are
+//! carried along unused.
 
 use crate::error::{ModelError, Result};
-use serde::{Deserialize, Serialize};
+use crate::kind::ModelKind;
+use crate::lstm::LstmConfig;
+use crate::mlp::MlpConfig;
+use crate::online::OnlineLearnerConfig;
+use crate::outer_lstm::OuterLstmConfig;
+use crate::transformer::{Positions, TransformerConfig};
+use crate::vsml::VsmlConfig;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Which architecture to build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// GPT-2 style pre-LayerNorm decoder-only Transformer.
-    Transformer,
-    /// 2-layer ReLU encoder, one LSTM layer, linear read-out.
-    Lstm,
-    /// LSTM with an `H × H` matrix cell per head, written by outer products.
-    OuterLstm,
-    /// Context-free MLP on `x_t` alone (can only memorise).
-    Mlp,
-    /// An online-Adam MLP learner whose initial weights are meta-learned.
-    /// (The same learner from fresh random weights per sequence is the SGD
-    /// baseline, a learner of `gpicl-eval`'s run config, not a model.)
-    Maml,
-    /// VSML: a grid of small LSTMs with shared parameters, one per (input,
-    /// class) pair, exchanging messages (`crate::vsml`).
-    Vsml,
-}
-
-impl ModelKind {
-    /// Every kind, in the order the CLI lists them.
-    pub const ALL: [ModelKind; 6] = [
-        ModelKind::Transformer,
-        ModelKind::Lstm,
-        ModelKind::OuterLstm,
-        ModelKind::Mlp,
-        ModelKind::Maml,
-        ModelKind::Vsml,
-    ];
-
-    /// Parses a CLI name (`transformer`, `lstm`, `outer-lstm`, `mlp`, `maml`, `vsml`).
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.to_string() == name)
-    }
-}
-
-impl std::fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ModelKind::Transformer => "transformer",
-            ModelKind::Lstm => "lstm",
-            ModelKind::OuterLstm => "outer-lstm",
-            ModelKind::Mlp => "mlp",
-            ModelKind::Maml => "maml",
-            ModelKind::Vsml => "vsml",
-        })
-    }
-}
-
-/// How a Transformer knows where each token is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Positions {
-    /// A learned embedding per position added to the input layer's output
-    /// (the paper's model).
-    #[default]
-    Learned,
-    /// Rotary positions: every head's queries and keys rotated by their
-    /// position (RoFormer), so scores depend on distances; no positional
-    /// embedding parameters.
-    Rotary,
-}
-
-impl Positions {
-    /// Whether this is the paper's default (kept out of written configs).
-    pub fn is_learned(&self) -> bool {
-        *self == Positions::Learned
-    }
-}
-
-/// Hyperparameters of a sequence model. Defaults are the paper's reference
-/// Transformer (`gpicl-method.md` §5).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The model a run builds: its kind, and the options of every model (only
+/// the kind's are read; the others are kept so that a config round-trips).
+/// Defaults: the paper's reference Transformer (`gpicl-method.md` §5).
+///
+/// ```
+/// use gpicl_models::{ModelConfig, ModelKind};
+/// let cfg: ModelConfig = toml::from_str("kind = \"lstm\"\nhidden = 64\n").unwrap();
+/// assert_eq!((cfg.kind, cfg.lstm.hidden), (ModelKind::Lstm, 64));
+/// assert_eq!(cfg.transformer.d_model, 512); // carried, unused
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelConfig {
-    /// Architecture. Default `transformer`.
+    /// Architecture (`model.kind`). Default `transformer`.
     pub kind: ModelKind,
-    /// Width of the residual stream. Default 512; the paper sweeps 2…512.
-    pub d_model: usize,
-    /// Number of Transformer blocks. Default 4.
-    pub num_layers: usize,
-    /// Attention heads per block. Default 8.
-    pub num_heads: usize,
-    /// Size of each head's query/key/value, independent of `d_model`. Default 32.
-    pub key_size: usize,
-    /// MLP hidden width as a multiple of `d_model`. Default 4.
-    pub widening_factor: usize,
-    /// LayerNorm epsilon. Default 1e-5.
-    pub layer_norm_eps: f64,
-    /// Std of the truncated-normal positional embedding init. Default 0.1.
-    pub pos_init_std: f64,
-    /// GELU variant: `true` for the tanh approximation (the paper's
-    /// default), `false` for exact erf (the PyTorch reference step).
-    pub gelu_tanh: bool,
-    /// Width of the LSTM and the MLP, and the per-head size `H` of the
-    /// outer-product LSTM. Default 256.
-    pub hidden: usize,
-    /// Heads `n` of the outer-product LSTM. Default 1.
-    pub outer_heads: usize,
-    /// Transformer only: the input layer also reads the previous token,
-    /// `h_t = Linear([token_t, token_{t−1}]) + pos_t` (zeros before the
-    /// first token). Each position then holds a whole example `(x_{t−1},
-    /// y_{t−1})`, so one attention layer can look up the labels of
-    /// similar inputs without first learning a previous-token head. Ours,
-    /// not the paper's: with it the small model left the loss plateau
-    /// after 715–2,613 steps in our runs (`docs/experiments/recipe-cpu`);
-    /// without it the plain model stayed there in every run (up to 15,000
-    /// steps) unless its training data held echo sequences
-    /// (`data.echo_fraction`; `docs/experiments/plain-model-cpu`). Still causal, still a black
-    /// box over the same tokens. Default `false` (the paper's model).
-    pub previous_token_input: bool,
-    /// Transformer only: a LayerNorm (with its own gain and bias) on the
-    /// input layer's output, before the positional embedding is added:
-    /// `h_0 = LN(Linear(token_t)) + pos_t`. A plateau lever of the
-    /// community replications (`docs/experiments/plain-model-cpu`).
-    /// Default `false` (the paper's model); not written to `config.toml`
-    /// when off.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub input_layer_norm: bool,
-    /// Transformer only: `learned` positional embeddings (default, the
-    /// paper's model) or `rotary` positions (queries and keys rotated by
-    /// position; needs an even `key_size`). A plateau lever
-    /// (`docs/experiments/plain-model-cpu`); not written to `config.toml`
-    /// when `learned`.
-    #[serde(skip_serializing_if = "Positions::is_learned")]
-    pub positions: Positions,
-    /// Hidden units of the MAML online learner (and of the SGD baseline of
-    /// `gpicl-eval`). Default 128.
-    pub learner_hidden: usize,
-    /// Inner Adam learning rate of the MAML online learner (and of the SGD
-    /// baseline).
-    /// Default 1e-3.
-    pub learner_lr: f64,
-    /// VSML: size of the messages between its LSTMs. Default 8 (the
-    /// authors'); not written to `config.toml` when 8.
-    #[serde(skip_serializing_if = "is_default_vsml_msg_size")]
-    pub vsml_msg_size: usize,
-    /// VSML: hidden size of each of its LSTMs. Default 16; not written
-    /// when 16.
-    #[serde(skip_serializing_if = "is_default_vsml_hidden")]
-    pub vsml_hidden: usize,
-    /// VSML: LSTM steps per position. Default 2; not written when 2.
-    #[serde(skip_serializing_if = "is_default_vsml_micro_ticks")]
-    pub vsml_micro_ticks: usize,
-}
-
-fn is_default_vsml_msg_size(v: &usize) -> bool {
-    *v == 8
-}
-
-fn is_default_vsml_hidden(v: &usize) -> bool {
-    *v == 16
-}
-
-fn is_default_vsml_micro_ticks(v: &usize) -> bool {
-    *v == 2
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            kind: ModelKind::Transformer,
-            d_model: 512,
-            num_layers: 4,
-            num_heads: 8,
-            key_size: 32,
-            widening_factor: 4,
-            layer_norm_eps: 1e-5,
-            pos_init_std: 0.1,
-            gelu_tanh: true,
-            hidden: 256,
-            outer_heads: 1,
-            previous_token_input: false,
-            input_layer_norm: false,
-            positions: Positions::Learned,
-            learner_hidden: 128,
-            learner_lr: 1e-3,
-            vsml_msg_size: 8,
-            vsml_hidden: 16,
-            vsml_micro_ticks: 2,
-        }
-    }
+    /// The Transformer's options.
+    pub transformer: TransformerConfig,
+    /// The LSTM's options.
+    pub lstm: LstmConfig,
+    /// The outer-product LSTM's options.
+    pub outer_lstm: OuterLstmConfig,
+    /// The context-free MLP's options.
+    pub mlp: MlpConfig,
+    /// The online learner's options (MAML, and the SGD baseline of
+    /// `gpicl-run`).
+    pub online: OnlineLearnerConfig,
+    /// VSML's options.
+    pub vsml: VsmlConfig,
 }
 
 impl ModelConfig {
-    /// Checks that every option is usable; called once at construction.
+    /// The Transformer with `transformer`'s options, every other model's
+    /// at their defaults.
+    pub fn transformer(transformer: TransformerConfig) -> Self {
+        Self {
+            kind: ModelKind::Transformer,
+            transformer,
+            ..Self::default()
+        }
+    }
+
+    /// A model of `kind` with every option at its default.
+    pub fn of_kind(kind: ModelKind) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+
+    /// Sets `model.hidden`, the one file key that the LSTM's width, the
+    /// MLP's width and the outer-product LSTM's head size share.
+    pub fn set_hidden(&mut self, hidden: usize) {
+        self.lstm.hidden = hidden;
+        self.mlp.hidden = hidden;
+        self.outer_lstm.head_size = hidden;
+    }
+
+    /// `model.hidden` as the file holds it: the width of the kind that
+    /// reads it (the LSTM's for kinds that do not).
+    pub fn hidden(&self) -> usize {
+        match self.kind {
+            ModelKind::Mlp => self.mlp.hidden,
+            ModelKind::OuterLstm => self.outer_lstm.head_size,
+            _ => self.lstm.hidden,
+        }
+    }
+
+    /// Checks that every option is usable (those of other kinds too, so a
+    /// sweep that switches the kind cannot carry a broken value), and that
+    /// no option only a Transformer reads is switched on for another kind;
+    /// called once at construction.
     pub fn validate(&self) -> Result<()> {
-        let positive = [
-            ("d_model", self.d_model),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
-            ("key_size", self.key_size),
-            ("widening_factor", self.widening_factor),
-            ("hidden", self.hidden),
-            ("outer_heads", self.outer_heads),
-            ("learner_hidden", self.learner_hidden),
-            ("vsml_msg_size", self.vsml_msg_size),
-            ("vsml_hidden", self.vsml_hidden),
-            ("vsml_micro_ticks", self.vsml_micro_ticks),
+        let not_transformer = self.kind != ModelKind::Transformer;
+        let t = &self.transformer;
+        let switched_on = [
+            (
+                t.previous_token_input,
+                "previous_token_input",
+                "is a Transformer option",
+                "false",
+            ),
+            (
+                t.input_layer_norm,
+                "input_layer_norm",
+                "is a Transformer option",
+                "false",
+            ),
+            (
+                t.positions == Positions::Rotary,
+                "positions",
+                "\"rotary\" is a Transformer option",
+                "\"learned\"",
+            ),
         ];
-        for (option, value) in positive {
-            if value == 0 {
+        for (on, option, what, off) in switched_on {
+            if on && not_transformer {
                 return Err(ModelError::Config {
                     option,
-                    reason: "must be at least 1".into(),
-                });
-            }
-        }
-        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
-            return Err(ModelError::Config {
-                option: "layer_norm_eps",
-                reason: format!("must be a positive number, got {}", self.layer_norm_eps),
-            });
-        }
-        if !(self.learner_lr > 0.0 && self.learner_lr.is_finite()) {
-            return Err(ModelError::Config {
-                option: "learner_lr",
-                reason: format!("must be a positive number, got {}", self.learner_lr),
-            });
-        }
-        if self.previous_token_input && self.kind != ModelKind::Transformer {
-            return Err(ModelError::Config {
-                option: "previous_token_input",
-                reason: format!(
-                    "is a Transformer option; model.kind is `{}` (set model.previous_token_input = false)",
-                    self.kind
-                ),
-            });
-        }
-        if self.input_layer_norm && self.kind != ModelKind::Transformer {
-            return Err(ModelError::Config {
-                option: "input_layer_norm",
-                reason: format!(
-                    "is a Transformer option; model.kind is `{}` (set model.input_layer_norm = false)",
-                    self.kind
-                ),
-            });
-        }
-        if self.positions == Positions::Rotary {
-            if self.kind != ModelKind::Transformer {
-                return Err(ModelError::Config {
-                    option: "positions",
                     reason: format!(
-                        "\"rotary\" is a Transformer option; model.kind is `{}` (set model.positions = \"learned\")",
+                        "{what}; model.kind is `{}` (set model.{option} = {off})",
                         self.kind
                     ),
                 });
             }
-            if !self.key_size.is_multiple_of(2) {
-                return Err(ModelError::Config {
-                    option: "positions",
-                    reason: format!(
-                        "\"rotary\" rotates pairs of query/key features: key_size must be even, got {}",
-                        self.key_size
-                    ),
-                });
-            }
         }
-        if !(self.pos_init_std >= 0.0 && self.pos_init_std.is_finite()) {
-            return Err(ModelError::Config {
-                option: "pos_init_std",
-                reason: format!("must be non-negative, got {}", self.pos_init_std),
-            });
+        self.transformer.validate()?;
+        self.lstm.validate()?;
+        self.mlp.validate()?;
+        self.outer_lstm.validate()?;
+        self.online.validate()?;
+        self.vsml.validate()
+    }
+}
+
+/// `[model]` as the file lays it out: one flat table, in the order of every
+/// earlier run, refusing unknown keys. Private: code reads [`ModelConfig`].
+#[derive(Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ModelTable {
+    kind: ModelKind,
+    d_model: usize,
+    num_layers: usize,
+    num_heads: usize,
+    key_size: usize,
+    widening_factor: usize,
+    layer_norm_eps: f64,
+    pos_init_std: f64,
+    gelu_tanh: bool,
+    hidden: usize,
+    outer_heads: usize,
+    previous_token_input: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    input_layer_norm: bool,
+    #[serde(skip_serializing_if = "Positions::is_learned")]
+    positions: Positions,
+    learner_hidden: usize,
+    learner_lr: f64,
+    #[serde(skip_serializing_if = "is_default_vsml_msg_size")]
+    vsml_msg_size: usize,
+    #[serde(skip_serializing_if = "is_default_vsml_hidden")]
+    vsml_hidden: usize,
+    #[serde(skip_serializing_if = "is_default_vsml_micro_ticks")]
+    vsml_micro_ticks: usize,
+}
+
+fn is_default_vsml_msg_size(v: &usize) -> bool {
+    *v == VsmlConfig::default().msg_size
+}
+
+fn is_default_vsml_hidden(v: &usize) -> bool {
+    *v == VsmlConfig::default().hidden
+}
+
+fn is_default_vsml_micro_ticks(v: &usize) -> bool {
+    *v == VsmlConfig::default().micro_ticks
+}
+
+impl Default for ModelTable {
+    fn default() -> Self {
+        ModelTable::from(&ModelConfig::default())
+    }
+}
+
+impl From<&ModelConfig> for ModelTable {
+    fn from(cfg: &ModelConfig) -> Self {
+        let t = &cfg.transformer;
+        Self {
+            kind: cfg.kind,
+            d_model: t.d_model,
+            num_layers: t.num_layers,
+            num_heads: t.num_heads,
+            key_size: t.key_size,
+            widening_factor: t.widening_factor,
+            layer_norm_eps: t.layer_norm_eps,
+            pos_init_std: t.pos_init_std,
+            gelu_tanh: t.gelu_tanh,
+            hidden: cfg.hidden(),
+            outer_heads: cfg.outer_lstm.heads,
+            previous_token_input: t.previous_token_input,
+            input_layer_norm: t.input_layer_norm,
+            positions: t.positions,
+            learner_hidden: cfg.online.hidden,
+            learner_lr: cfg.online.lr,
+            vsml_msg_size: cfg.vsml.msg_size,
+            vsml_hidden: cfg.vsml.hidden,
+            vsml_micro_ticks: cfg.vsml.micro_ticks,
         }
-        Ok(())
+    }
+}
+
+impl From<ModelTable> for ModelConfig {
+    fn from(table: ModelTable) -> Self {
+        Self {
+            kind: table.kind,
+            transformer: TransformerConfig {
+                d_model: table.d_model,
+                num_layers: table.num_layers,
+                num_heads: table.num_heads,
+                key_size: table.key_size,
+                widening_factor: table.widening_factor,
+                layer_norm_eps: table.layer_norm_eps,
+                pos_init_std: table.pos_init_std,
+                gelu_tanh: table.gelu_tanh,
+                previous_token_input: table.previous_token_input,
+                input_layer_norm: table.input_layer_norm,
+                positions: table.positions,
+            },
+            lstm: LstmConfig {
+                hidden: table.hidden,
+            },
+            outer_lstm: OuterLstmConfig {
+                heads: table.outer_heads,
+                head_size: table.hidden,
+            },
+            mlp: MlpConfig {
+                hidden: table.hidden,
+            },
+            online: OnlineLearnerConfig {
+                hidden: table.learner_hidden,
+                lr: table.learner_lr,
+            },
+            vsml: VsmlConfig {
+                msg_size: table.vsml_msg_size,
+                hidden: table.vsml_hidden,
+                micro_ticks: table.vsml_micro_ticks,
+            },
+        }
+    }
+}
+
+impl Serialize for ModelConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        ModelTable::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        ModelTable::deserialize(deserializer).map(ModelConfig::from)
     }
 }
 
@@ -278,34 +267,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_model_kind_is_listed_in_all_and_parses_from_its_own_name() {
-        // The match is exhaustive: a new kind does not compile here until
-        // it has a place, and the test fails until ALL holds it there, so
-        // `--model NAME` can never quietly refuse a kind that exists.
-        let place = |kind: ModelKind| match kind {
-            ModelKind::Transformer => 0,
-            ModelKind::Lstm => 1,
-            ModelKind::OuterLstm => 2,
-            ModelKind::Mlp => 3,
-            ModelKind::Maml => 4,
-            ModelKind::Vsml => 5,
-        };
-        for (i, kind) in ModelKind::ALL.into_iter().enumerate() {
-            assert_eq!(place(kind), i, "{kind} is out of place in ALL");
-            assert_eq!(ModelKind::parse(&kind.to_string()), Some(kind));
+    fn every_kind_reads_its_own_options_from_the_one_flat_table() {
+        let text = "kind = \"outer-lstm\"\nd_model = 64\nhidden = 32\nouter_heads = 2\nlearner_lr = 0.01\nvsml_hidden = 4\n";
+        let cfg: ModelConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.kind, ModelKind::OuterLstm);
+        assert_eq!((cfg.outer_lstm.heads, cfg.outer_lstm.head_size), (2, 32));
+        assert_eq!((cfg.lstm.hidden, cfg.mlp.hidden), (32, 32));
+        assert_eq!(cfg.transformer.d_model, 64);
+        assert_eq!(cfg.online.lr, 0.01);
+        assert_eq!(cfg.vsml.hidden, 4);
+        assert!(toml::from_str::<ModelConfig>("width = 3").is_err());
+    }
+
+    #[test]
+    fn a_config_is_written_back_as_the_flat_table_it_was_read_from() {
+        let text = "kind = \"transformer\"\nd_model = 64\nnum_layers = 2\nnum_heads = 4\nkey_size = 16\nwidening_factor = 4\nlayer_norm_eps = 0.00001\npos_init_std = 0.1\ngelu_tanh = true\nhidden = 256\nouter_heads = 1\nprevious_token_input = true\nlearner_hidden = 128\nlearner_lr = 0.001\n";
+        let cfg: ModelConfig = toml::from_str(text).unwrap();
+        assert_eq!(toml::to_string(&cfg).unwrap(), text);
+        assert_eq!(ModelConfig::default(), toml::from_str("").unwrap());
+    }
+
+    #[test]
+    fn hidden_is_written_from_the_kind_that_reads_it() {
+        for kind in [ModelKind::Lstm, ModelKind::Mlp, ModelKind::OuterLstm] {
+            let mut cfg = ModelConfig::of_kind(kind);
+            cfg.set_hidden(8);
+            match kind {
+                ModelKind::Mlp => cfg.lstm.hidden = 99,
+                _ => cfg.mlp.hidden = 99,
+            }
+            let text = toml::to_string(&cfg).unwrap();
+            assert!(text.contains("\nhidden = 8\n"), "{kind}: {text}");
         }
-        let highest = [
-            ModelKind::Transformer,
-            ModelKind::Lstm,
-            ModelKind::OuterLstm,
-            ModelKind::Mlp,
-            ModelKind::Maml,
-            ModelKind::Vsml,
-        ]
-        .map(place)
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        assert_eq!(ModelKind::ALL.len(), highest + 1, "every place is filled");
+    }
+
+    #[test]
+    fn options_only_a_transformer_reads_are_refused_for_other_kinds_by_name() {
+        let mut cfg = ModelConfig::of_kind(ModelKind::Lstm);
+        cfg.transformer.positions = Positions::Rotary;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("positions") && err.contains("lstm"), "{err}");
+        let mut cfg = ModelConfig::of_kind(ModelKind::Mlp);
+        cfg.outer_lstm.heads = 0;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("outer_heads"), "{err}");
     }
 }

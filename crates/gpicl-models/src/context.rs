@@ -157,15 +157,11 @@ pub fn query_logits_by_full_forward<M: SequenceModel + ?Sized>(
 mod tests {
     use super::*;
     use crate::testing::examples;
-    use crate::{Lstm, ModelConfig, ModelKind};
+    use crate::{Lstm, LstmConfig};
     use gpicl_kernels::{Device, KernelOptions};
 
     fn small_lstm() -> Lstm {
-        let cfg = ModelConfig {
-            kind: ModelKind::Lstm,
-            hidden: 4,
-            ..ModelConfig::default()
-        };
+        let cfg = LstmConfig { hidden: 4 };
         Lstm::new(&cfg, 2, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 

@@ -8,8 +8,8 @@
 //! [`SequenceModel`].
 //!
 //! ```
-//! use gpicl_models::{build_model, ModelConfig};
-//! let cfg = ModelConfig { d_model: 64, ..ModelConfig::default() };
+//! use gpicl_models::{build_model, ModelConfig, TransformerConfig};
+//! let cfg = ModelConfig::transformer(TransformerConfig { d_model: 64, ..Default::default() });
 //! let options = gpicl_kernels::KernelOptions::default();
 //! let model = build_model(&cfg, 196, 10, 100, 0, &gpicl_kernels::Device::Cpu, options).unwrap();
 //! assert_eq!(model.param_count(), 419_274); // the paper's reference count
@@ -22,6 +22,7 @@ pub mod context;
 pub mod error;
 pub mod gradients;
 pub mod init;
+pub mod kind;
 pub mod linear;
 pub mod lstm;
 pub mod mlp;
@@ -34,17 +35,24 @@ pub mod tokens;
 pub mod transformer;
 pub mod vsml;
 
-pub use config::{ModelConfig, ModelKind, Positions};
+pub use config::ModelConfig;
 pub use context::ContextCache;
 pub use error::{ModelError, Result};
 pub use gradients::Gradients;
+pub use kind::ModelKind;
 pub use lstm::Lstm;
+pub use lstm::LstmConfig;
 pub use mlp::Mlp;
+pub use mlp::MlpConfig;
 pub use online::Maml;
+pub use online::OnlineLearnerConfig;
 pub use outer_lstm::OuterLstm;
+pub use outer_lstm::OuterLstmConfig;
 pub use params::ParamStore;
 pub use transformer::Transformer;
+pub use transformer::{Positions, TransformerConfig};
 pub use vsml::Vsml;
+pub use vsml::VsmlConfig;
 
 use gpicl_kernels::{Device, KernelOptions, Tensor};
 
@@ -186,7 +194,7 @@ pub fn build_model(
     cfg.validate()?;
     Ok(match cfg.kind {
         ModelKind::Transformer => Box::new(Transformer::new(
-            cfg,
+            &cfg.transformer,
             features,
             classes,
             max_seq_len,
@@ -194,12 +202,28 @@ pub fn build_model(
             device,
             options,
         )?),
-        ModelKind::Lstm => Box::new(Lstm::new(cfg, features, classes, seed, device, options)?),
-        ModelKind::OuterLstm => Box::new(OuterLstm::new(
-            cfg, features, classes, seed, device, options,
+        ModelKind::Lstm => Box::new(Lstm::new(
+            &cfg.lstm, features, classes, seed, device, options,
         )?),
-        ModelKind::Mlp => Box::new(Mlp::new(cfg, features, classes, seed, device, options)?),
-        ModelKind::Maml => Box::new(Maml::new(cfg, features, classes, seed, device, options)?),
-        ModelKind::Vsml => Box::new(Vsml::new(cfg, features, classes, seed, device)?),
+        ModelKind::OuterLstm => Box::new(OuterLstm::new(
+            &cfg.outer_lstm,
+            features,
+            classes,
+            seed,
+            device,
+            options,
+        )?),
+        ModelKind::Mlp => Box::new(Mlp::new(
+            &cfg.mlp, features, classes, seed, device, options,
+        )?),
+        ModelKind::Maml => Box::new(Maml::new(
+            &cfg.online,
+            features,
+            classes,
+            seed,
+            device,
+            options,
+        )?),
+        ModelKind::Vsml => Box::new(Vsml::new(&cfg.vsml, features, classes, seed, device)?),
     })
 }

@@ -1,15 +1,41 @@
 //! The LSTM of `gpicl-method.md` §5: a 2-layer ReLU encoder, one LSTM
 //! layer with forget-gate bias +1, and a linear read-out.
 
-use crate::config::{ModelConfig, ModelKind};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::init::Initializer;
+use crate::kind::ModelKind;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::{tokens, SequenceModel};
 use gpicl_kernels::op::lstm::lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, KernelOptions, Tensor};
+
+/// Options of the LSTM (`model.*` keys of `config.toml`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmConfig {
+    /// Units of the encoder layers and the LSTM (`model.hidden`). Default 256.
+    pub hidden: usize,
+}
+
+impl Default for LstmConfig {
+    fn default() -> Self {
+        Self { hidden: 256 }
+    }
+}
+
+impl LstmConfig {
+    /// Checks that every option is usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden == 0 {
+            return Err(ModelError::Config {
+                option: "hidden",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// `token → Linear(h) → ReLU → Linear(h) → ReLU → LSTM(h) → Linear(classes)`.
 ///
@@ -32,13 +58,14 @@ impl Lstm {
     /// Builds the LSTM with `cfg.hidden` units for examples of `features`
     /// features, running its ops with `options`.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &LstmConfig,
         features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
         options: KernelOptions,
     ) -> Result<Self> {
+        cfg.validate()?;
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
         let h = cfg.hidden;
@@ -109,22 +136,14 @@ mod tests {
     use crate::testing;
 
     fn small() -> Lstm {
-        let cfg = ModelConfig {
-            kind: ModelKind::Lstm,
-            hidden: 4,
-            ..ModelConfig::default()
-        };
+        let cfg = LstmConfig { hidden: 4 };
         Lstm::new(&cfg, 2, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
     fn parameter_counts_equal_the_papers_reference_values() {
         for (h, expected) in [(64, 51_082), (256, 646_666)] {
-            let cfg = ModelConfig {
-                kind: ModelKind::Lstm,
-                hidden: h,
-                ..ModelConfig::default()
-            };
+            let cfg = LstmConfig { hidden: h };
             assert_eq!(
                 Lstm::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default())
                     .unwrap()

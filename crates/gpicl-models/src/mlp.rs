@@ -1,13 +1,39 @@
 //! The context-free MLP: it sees `x_t` alone and can only memorise.
 
-use crate::config::{ModelConfig, ModelKind};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::init::Initializer;
+use crate::kind::ModelKind;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::{tokens, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, KernelOptions, Tensor};
+
+/// Options of the MLP (`model.*` keys of `config.toml`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpConfig {
+    /// Units per hidden layer (`model.hidden`). Default 256.
+    pub hidden: usize,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self { hidden: 256 }
+    }
+}
+
+impl MlpConfig {
+    /// Checks that every option is usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden == 0 {
+            return Err(ModelError::Config {
+                option: "hidden",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// `x_t → Linear(h) → ReLU → Linear(h) → ReLU → Linear(classes)`, applied
 /// to every position independently (the labels are ignored).
@@ -23,13 +49,14 @@ impl Mlp {
     /// Builds the MLP with `cfg.hidden` units per hidden layer for examples
     /// of `features` features, running its ops with `options`.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &MlpConfig,
         features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
         options: KernelOptions,
     ) -> Result<Self> {
+        cfg.validate()?;
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
         let h = cfg.hidden;
@@ -90,21 +117,13 @@ mod tests {
     use crate::testing;
 
     fn small() -> Mlp {
-        let cfg = ModelConfig {
-            kind: ModelKind::Mlp,
-            hidden: 4,
-            ..ModelConfig::default()
-        };
+        let cfg = MlpConfig { hidden: 4 };
         Mlp::new(&cfg, 3, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     #[test]
     fn parameter_count_follows_the_layer_sizes() {
-        let cfg = ModelConfig {
-            kind: ModelKind::Mlp,
-            hidden: 64,
-            ..ModelConfig::default()
-        };
+        let cfg = MlpConfig { hidden: 64 };
         let m = Mlp::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         assert_eq!(m.param_count(), 196 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10);
         assert_eq!(m.state_size(100), 0);

@@ -3,13 +3,51 @@
 //! initial weights it is MAML; with fresh random weights per sequence, the
 //! SGD baseline (`gpicl-eval`).
 
-use crate::config::{ModelConfig, ModelKind};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::init::Initializer;
+use crate::kind::ModelKind;
 use crate::params::ParamStore;
 use crate::{tokens, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{composed, Device, KernelOptions, Tensor};
+
+/// Options of the online learner, for MAML and the SGD baseline
+/// (`model.*` keys of `config.toml`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnlineLearnerConfig {
+    /// Hidden ReLU units (`model.learner_hidden`). Default 128.
+    pub hidden: usize,
+    /// Inner Adam learning rate (`model.learner_lr`). Default 1e-3.
+    pub lr: f64,
+}
+
+impl Default for OnlineLearnerConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 128,
+            lr: 1e-3,
+        }
+    }
+}
+
+impl OnlineLearnerConfig {
+    /// Checks that every option is usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden == 0 {
+            return Err(ModelError::Config {
+                option: "learner_hidden",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(ModelError::Config {
+                option: "learner_lr",
+                reason: format!("must be a positive number, got {}", self.lr),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Hyperparameters of the inner learner.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,11 +65,11 @@ pub struct LearnerSpec {
 }
 
 impl LearnerSpec {
-    /// The inner learner a model config describes.
-    pub fn from_config(cfg: &ModelConfig) -> Self {
+    /// The inner learner its options describe.
+    pub fn from_config(cfg: &OnlineLearnerConfig) -> Self {
         Self {
-            hidden: cfg.learner_hidden,
-            lr: cfg.learner_lr,
+            hidden: cfg.hidden,
+            lr: cfg.lr,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -144,17 +182,18 @@ pub struct Maml {
 }
 
 impl Maml {
-    /// Builds MAML with `cfg.learner_hidden` units and inner rate
-    /// `cfg.learner_lr` for examples of `features` features; its training
-    /// loss runs with `options`.
+    /// Builds MAML with `cfg.hidden` units and inner rate `cfg.lr` for
+    /// examples of `features` features; its training loss runs with
+    /// `options`.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &OnlineLearnerConfig,
         features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
         options: KernelOptions,
     ) -> Result<Self> {
+        cfg.validate()?;
         let spec = LearnerSpec::from_config(cfg);
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
@@ -215,12 +254,7 @@ mod tests {
     use crate::testing;
 
     fn small(lr: f64) -> Maml {
-        let cfg = ModelConfig {
-            kind: ModelKind::Maml,
-            learner_hidden: 4,
-            learner_lr: lr,
-            ..ModelConfig::default()
-        };
+        let cfg = OnlineLearnerConfig { hidden: 4, lr };
         Maml::new(&cfg, 3, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 

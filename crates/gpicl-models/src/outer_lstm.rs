@@ -2,15 +2,53 @@
 //! an `H × H` matrix per head, written with outer products of gate vectors.
 
 use crate::activations::{sigmoid, softplus};
-use crate::config::{ModelConfig, ModelKind};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::init::Initializer;
+use crate::kind::ModelKind;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::{tokens, SequenceModel};
 use gpicl_kernels::op::outer_lstm::outer_lstm_recurrence;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{DType, Device, KernelOptions, Tensor};
+
+/// Options of the outer-product LSTM (`model.*` keys of `config.toml`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OuterLstmConfig {
+    /// Heads `n` (`model.outer_heads`). Default 1.
+    pub heads: usize,
+    /// Size `H` of each head, whose cell is `H × H` (`model.hidden`).
+    /// Default 256.
+    pub head_size: usize,
+}
+
+impl Default for OuterLstmConfig {
+    fn default() -> Self {
+        Self {
+            heads: 1,
+            head_size: 256,
+        }
+    }
+}
+
+impl OuterLstmConfig {
+    /// Checks that every option is usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.head_size == 0 {
+            return Err(ModelError::Config {
+                option: "hidden",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.heads == 0 {
+            return Err(ModelError::Config {
+                option: "outer_heads",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Per step, with `z = [u_t ; h_{t−1}]` and `G = Linear(8·H·n)(z)` split per
 /// head into `k1` (3H), `k2` (3H), `q` (H), `o` (H), and `s = softplus(κ)`:
@@ -39,19 +77,20 @@ pub(crate) struct OuterState {
 }
 
 impl OuterLstm {
-    /// Builds the model with `cfg.outer_heads` heads of size `cfg.hidden`,
+    /// Builds the model with `cfg.heads` heads of size `cfg.head_size`,
     /// for examples of `features` features, running its ops with `options`.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &OuterLstmConfig,
         features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
         options: KernelOptions,
     ) -> Result<Self> {
+        cfg.validate()?;
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
-        let (n, size) = (cfg.outer_heads, cfg.hidden);
+        let (n, size) = (cfg.heads, cfg.head_size);
         let width = n * size;
         Ok(Self {
             enc1: Linear::init(
@@ -187,11 +226,9 @@ mod tests {
     use crate::testing;
 
     fn small(heads: usize) -> OuterLstm {
-        let cfg = ModelConfig {
-            kind: ModelKind::OuterLstm,
-            hidden: 3,
-            outer_heads: heads,
-            ..ModelConfig::default()
+        let cfg = OuterLstmConfig {
+            head_size: 3,
+            heads,
         };
         OuterLstm::new(&cfg, 2, 3, 2, &Device::Cpu, KernelOptions::default()).unwrap()
     }
@@ -199,10 +236,9 @@ mod tests {
     #[test]
     fn parameter_counts_equal_the_papers_reference_values() {
         for (h, expected) in [(64, 84_107), (256, 1_171_979)] {
-            let cfg = ModelConfig {
-                kind: ModelKind::OuterLstm,
-                hidden: h,
-                ..ModelConfig::default()
+            let cfg = OuterLstmConfig {
+                head_size: h,
+                ..OuterLstmConfig::default()
             };
             assert_eq!(
                 OuterLstm::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default())
@@ -222,10 +258,9 @@ mod tests {
 
     #[test]
     fn one_step_on_a_two_by_two_cell_equals_the_hand_computed_state() {
-        let cfg = ModelConfig {
-            kind: ModelKind::OuterLstm,
-            hidden: 2,
-            ..ModelConfig::default()
+        let cfg = OuterLstmConfig {
+            head_size: 2,
+            ..OuterLstmConfig::default()
         };
         let model = OuterLstm::new(&cfg, 2, 2, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         let g: Vec<f32> = (0..16).map(|i| ((i as f32) * 0.37).sin()).collect();

@@ -1,8 +1,8 @@
 //! The GPT-2 style decoder-only Transformer of `gpicl-method.md` §5.
 
-use crate::config::{ModelConfig, ModelKind, Positions};
 use crate::error::{ModelError, Result};
 use crate::init::Initializer;
+use crate::kind::ModelKind;
 use crate::linear::{LayerNorm, Linear};
 use crate::params::ParamStore;
 use crate::{tokens, ContextCache, SequenceModel};
@@ -10,8 +10,11 @@ use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{op, Device, KernelOptions, Tensor};
 
 mod cached;
+pub mod config;
 mod rotary;
 mod step;
+
+pub use config::{Positions, TransformerConfig};
 
 use rotary::RotaryTable;
 
@@ -30,7 +33,7 @@ struct Block {
 /// `Linear(in→d) + pos`, then per block `h += MHA(LN(h))`, `h += MLP(LN(h))`,
 /// a final LayerNorm and `Linear(d→classes)`.
 pub struct Transformer {
-    cfg: ModelConfig,
+    cfg: TransformerConfig,
     params: ParamStore,
     embed: Linear,
     /// `model.input_layer_norm`: a LayerNorm on the input layer's output.
@@ -66,7 +69,7 @@ impl Transformer {
     /// with `options`. It reads examples of `features` features and
     /// `classes` label values, sequences of up to `max_seq_len`.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &TransformerConfig,
         features: usize,
         classes: usize,
         max_seq_len: usize,
@@ -222,7 +225,7 @@ impl Transformer {
 
 /// Features the input layer reads per position: the token, and with
 /// `previous_token_input` the previous token too.
-fn embedding_width(cfg: &ModelConfig, input_dim: usize) -> usize {
+fn embedding_width(cfg: &TransformerConfig, input_dim: usize) -> usize {
     if cfg.previous_token_input {
         2 * input_dim
     } else {
@@ -362,13 +365,13 @@ impl SequenceModel for Transformer {
 mod tests {
     use super::*;
 
-    fn tiny() -> ModelConfig {
-        ModelConfig {
+    fn tiny() -> TransformerConfig {
+        TransformerConfig {
             d_model: 8,
             num_layers: 2,
             num_heads: 2,
             key_size: 4,
-            ..ModelConfig::default()
+            ..TransformerConfig::default()
         }
     }
 
@@ -382,9 +385,9 @@ mod tests {
             (256, 3_240_714),
             (512, 10_672_650),
         ] {
-            let cfg = ModelConfig {
+            let cfg = TransformerConfig {
                 d_model: d,
-                ..ModelConfig::default()
+                ..TransformerConfig::default()
             };
             let m = Transformer::new(
                 &cfg,
@@ -403,9 +406,9 @@ mod tests {
     #[test]
     fn the_reference_step_of_shared_refs_costs_about_65_gflop() {
         // d_model 256, 4 layers, 8 heads of 32, 784 + 10 inputs, 32 × 100.
-        let cfg = ModelConfig {
+        let cfg = TransformerConfig {
             d_model: 256,
-            ..ModelConfig::default()
+            ..TransformerConfig::default()
         };
         let m = Transformer::new(
             &cfg,
@@ -428,7 +431,7 @@ mod tests {
     #[test]
     fn state_size_is_the_kv_cache() {
         let m = Transformer::new(
-            &ModelConfig::default(),
+            &TransformerConfig::default(),
             196,
             10,
             100,
@@ -458,7 +461,7 @@ mod tests {
 
     /// The logits at the last position of `context ++ [query]` for every
     /// query of two contexts, from the full sequences and from a cache.
-    fn full_and_cached(cfg: &ModelConfig, context_len: usize) -> (Vec<f32>, Vec<f32>) {
+    fn full_and_cached(cfg: &TransformerConfig, context_len: usize) -> (Vec<f32>, Vec<f32>) {
         let n = 2;
         let model =
             Transformer::new(cfg, n, 3, 8, 4, &Device::Cpu, KernelOptions::default()).unwrap();
@@ -502,21 +505,21 @@ mod tests {
             ("plain", tiny()),
             (
                 "previous-token input",
-                ModelConfig {
+                TransformerConfig {
                     previous_token_input: true,
                     ..tiny()
                 },
             ),
             (
                 "rotary positions",
-                ModelConfig {
+                TransformerConfig {
                     positions: Positions::Rotary,
                     ..tiny()
                 },
             ),
             (
                 "input LayerNorm",
-                ModelConfig {
+                TransformerConfig {
                     input_layer_norm: true,
                     ..tiny()
                 },
@@ -578,7 +581,7 @@ mod tests {
         for (cfg, t) in [
             (tiny(), 7),
             (
-                ModelConfig {
+                TransformerConfig {
                     num_heads: 1,
                     gelu_tanh: false,
                     ..tiny()
@@ -627,7 +630,7 @@ mod tests {
         for (cfg, b, t) in [
             (tiny(), 3, 7),
             (
-                ModelConfig {
+                TransformerConfig {
                     num_heads: 1,
                     gelu_tanh: false,
                     ..tiny()
@@ -636,7 +639,7 @@ mod tests {
                 1,
             ),
             (
-                ModelConfig {
+                TransformerConfig {
                     num_layers: 3,
                     key_size: 3,
                     gelu_tanh: true,
@@ -646,7 +649,7 @@ mod tests {
                 9,
             ),
             (
-                ModelConfig {
+                TransformerConfig {
                     previous_token_input: true,
                     ..tiny()
                 },
@@ -654,7 +657,7 @@ mod tests {
                 7,
             ),
             (
-                ModelConfig {
+                TransformerConfig {
                     input_layer_norm: true,
                     ..tiny()
                 },
@@ -662,7 +665,7 @@ mod tests {
                 7,
             ),
             (
-                ModelConfig {
+                TransformerConfig {
                     positions: Positions::Rotary,
                     ..tiny()
                 },
@@ -700,8 +703,8 @@ mod tests {
         }
     }
 
-    fn reading_previous_tokens() -> ModelConfig {
-        ModelConfig {
+    fn reading_previous_tokens() -> TransformerConfig {
+        TransformerConfig {
             previous_token_input: true,
             ..tiny()
         }
@@ -744,7 +747,7 @@ mod tests {
 
     #[test]
     fn an_input_layer_norm_adds_a_gain_and_bias_and_trains_every_parameter() {
-        let cfg = ModelConfig {
+        let cfg = TransformerConfig {
             input_layer_norm: true,
             ..tiny()
         };
@@ -765,7 +768,7 @@ mod tests {
 
     #[test]
     fn rotary_positions_replace_the_positional_embedding_and_train_every_parameter() {
-        let cfg = ModelConfig {
+        let cfg = TransformerConfig {
             positions: Positions::Rotary,
             ..tiny()
         };
@@ -777,18 +780,15 @@ mod tests {
         crate::testing::assert_causal(&m);
         crate::testing::assert_every_parameter_gets_a_gradient(&m);
         crate::testing::assert_gradient_matches_finite_differences(&m);
-        let odd = ModelConfig { key_size: 3, ..cfg };
+        let odd = TransformerConfig { key_size: 3, ..cfg };
         let err = odd.validate().unwrap_err().to_string();
         assert!(err.contains("key_size must be even"), "{err}");
     }
 
     #[test]
     fn previous_token_input_is_a_transformer_option() {
-        let cfg = ModelConfig {
-            kind: ModelKind::Lstm,
-            previous_token_input: true,
-            ..ModelConfig::default()
-        };
+        let mut cfg = crate::ModelConfig::of_kind(ModelKind::Lstm);
+        cfg.transformer.previous_token_input = true;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("previous_token_input"), "{err}");
     }

@@ -26,20 +26,62 @@
 //!
 //! ```
 //! use gpicl_models::{build_model, ModelConfig, ModelKind, SequenceModel};
-//! let cfg = ModelConfig { kind: ModelKind::Vsml, ..ModelConfig::default() };
+//! let cfg = ModelConfig::of_kind(ModelKind::Vsml);
 //! let model = build_model(&cfg, 49, 10, 100, 0, &gpicl_kernels::Device::Cpu, Default::default()).unwrap();
 //! assert_eq!(model.param_count(), 2_512);
 //! assert_eq!(model.state_size(100), 49 * 10 * 2 * 16 + (49 + 10) * 8);
 //! ```
 
-use crate::config::{ModelConfig, ModelKind};
 use crate::error::{ModelError, Result};
 use crate::init::Initializer;
+use crate::kind::ModelKind;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::{tokens, SequenceModel};
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::{Device, Tensor};
+
+/// Options of VSML (`model.vsml_*` keys of `config.toml`, each written only
+/// when it is not the authors' default).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VsmlConfig {
+    /// Size of the messages between its LSTMs (`model.vsml_msg_size`).
+    /// Default 8 (the authors').
+    pub msg_size: usize,
+    /// Hidden size of each of its LSTMs (`model.vsml_hidden`). Default 16.
+    pub hidden: usize,
+    /// LSTM steps per position (`model.vsml_micro_ticks`). Default 2.
+    pub micro_ticks: usize,
+}
+
+impl Default for VsmlConfig {
+    fn default() -> Self {
+        Self {
+            msg_size: 8,
+            hidden: 16,
+            micro_ticks: 2,
+        }
+    }
+}
+
+impl VsmlConfig {
+    /// Checks that every option is usable.
+    pub fn validate(&self) -> Result<()> {
+        for (option, value) in [
+            ("vsml_msg_size", self.msg_size),
+            ("vsml_hidden", self.hidden),
+            ("vsml_micro_ticks", self.micro_ticks),
+        ] {
+            if value == 0 {
+                return Err(ModelError::Config {
+                    option,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
 
 /// One self-messaging VSML layer from the input features to the classes.
 pub struct Vsml {
@@ -61,12 +103,13 @@ impl Vsml {
     /// Builds the layer for examples of `features` features and `classes`
     /// label values.
     pub fn new(
-        cfg: &ModelConfig,
+        cfg: &VsmlConfig,
         features: usize,
         classes: usize,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
+        cfg.validate()?;
         if features == 0 || classes == 0 {
             return Err(ModelError::Config {
                 option: "kind",
@@ -77,7 +120,7 @@ impl Vsml {
         }
         let mut init = Initializer::new(Rng::from_stream(seed, &[stream::INIT]), device);
         let mut params = ParamStore::new();
-        let (msg, hidden) = (cfg.vsml_msg_size, cfg.vsml_hidden);
+        let (msg, hidden) = (cfg.msg_size, cfg.hidden);
         let lstm_in = 2 * (msg + 1);
         Ok(Self {
             cell: Linear::init(
@@ -106,7 +149,7 @@ impl Vsml {
             classes,
             msg,
             hidden,
-            micro_ticks: cfg.vsml_micro_ticks,
+            micro_ticks: cfg.micro_ticks,
         })
     }
 
@@ -210,11 +253,10 @@ mod tests {
     use crate::testing;
 
     fn small() -> Vsml {
-        let cfg = ModelConfig {
-            kind: ModelKind::Vsml,
-            vsml_msg_size: 2,
-            vsml_hidden: 3,
-            ..ModelConfig::default()
+        let cfg = VsmlConfig {
+            msg_size: 2,
+            hidden: 3,
+            ..VsmlConfig::default()
         };
         Vsml::new(&cfg, 2, 3, 1, &Device::Cpu).unwrap()
     }
@@ -327,10 +369,7 @@ mod tests {
 
     #[test]
     fn the_defaults_have_the_authors_sizes() {
-        let cfg = ModelConfig {
-            kind: ModelKind::Vsml,
-            ..ModelConfig::default()
-        };
+        let cfg = VsmlConfig::default();
         let model = Vsml::new(&cfg, 196, 10, 0, &Device::Cpu).unwrap();
         // LSTM (18 + 16) × 64 + 64, two messengers 16 × 8 + 8.
         assert_eq!(model.param_count(), 34 * 64 + 64 + 2 * (16 * 8 + 8));

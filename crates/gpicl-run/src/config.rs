@@ -151,7 +151,9 @@ impl RunConfig {
     }
 
     fn validate_learner(&self) -> Result<()> {
-        if self.learner == RunLearner::SgdBaseline && self.train.model.previous_token_input {
+        if self.learner == RunLearner::SgdBaseline
+            && self.train.model.transformer.previous_token_input
+        {
             return Err(RunError::config(
                 "model.previous_token_input",
                 "is a Transformer option; model.kind is `sgd` (set model.previous_token_input = false)",
@@ -279,7 +281,7 @@ mod tests {
         let mut cfg: RunConfig =
             toml::from_str("[model]\nkind = \"sgd\"\nlearner_lr = 0.01\n").unwrap();
         assert_eq!(cfg.learner, RunLearner::SgdBaseline);
-        assert_eq!(cfg.train.model.learner_lr, 0.01);
+        assert_eq!(cfg.train.model.online.lr, 0.01);
         assert_eq!(cfg.learner_name(), "sgd");
         let text = cfg.to_toml().unwrap();
         assert!(
@@ -287,7 +289,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(toml::from_str::<RunConfig>(&text).unwrap(), cfg);
-        cfg.train.model.previous_token_input = true;
+        cfg.train.model.transformer.previous_token_input = true;
         let err = cfg.validate_options().unwrap_err().to_string();
         assert!(
             err.contains("previous_token_input") && err.contains("sgd"),

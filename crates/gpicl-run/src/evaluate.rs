@@ -28,7 +28,8 @@ pub fn log_report(log: &MetricsLog, report: &EvalReport) -> Result<()> {
 
 /// Evaluates the newest checkpoint of the run in `dir` with the full
 /// protocol on `datasets` (default: the run's `eval.datasets`, or every
-/// available dataset plus `random`), writes `eval/` and logs the results.
+/// available dataset plus `random`), writes `eval/` and logs the results
+/// (with `schedule.tensorboard`, the curves too: [`crate::curves`]).
 /// `protocol` replaces the run's own `[eval]` options when given.
 pub fn evaluate_run(
     dir: &RunDir,
@@ -52,6 +53,9 @@ pub fn evaluate_run_on(
     report.write(&dir.eval())?;
     if dir.metrics().is_file() {
         log_report(&MetricsLog::open(&dir.metrics()), &report)?;
+    }
+    if RunConfig::load(&dir.config())?.train.schedule.tensorboard {
+        crate::curves::write_curves(&dir.tensorboard(), &report)?;
     }
     Ok(report)
 }
@@ -149,7 +153,9 @@ pub fn trainer_evaluator(trainer: &Trainer, seq_len: usize) -> Evaluator<'_> {
 }
 
 /// Evaluates seen and unseen tasks every `schedule.eval_every` steps while
-/// training, and logs the results to `metrics.jsonl`.
+/// training, and logs the results to `metrics.jsonl` (with
+/// `schedule.tensorboard`, each evaluation's curves too:
+/// [`crate::curves`]).
 pub struct PeriodicEval {
     roots: DataRoots,
     protocol: EvalConfig,
@@ -208,6 +214,9 @@ impl PeriodicEval {
             trainer.step(),
         )?;
         log_report(trainer.metrics(), &report)?;
+        if cfg.schedule.tensorboard {
+            crate::curves::write_curves(&trainer.dir().tensorboard(), &report)?;
+        }
         Ok(report)
     }
 }
@@ -248,7 +257,7 @@ pub fn evaluate_sgd_baseline(
     let sources = load_eval_sources(&names, roots, &cfg.data, protocol.split, n_x)?;
     let family = gpicl_tasks::TaskFamily::new(cfg.tasks.task_seed, n_x, cfg.tasks.bias_std);
     let baseline = gpicl_eval::baselines::SgdBaseline::new(
-        &cfg.model,
+        &cfg.model.online,
         n_x,
         gpicl_tasks::NUM_CLASSES,
         cfg.seed,

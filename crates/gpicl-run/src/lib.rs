@@ -7,7 +7,8 @@
 //! ([`RunConfig`]: the learner, its meta-training and its evaluation) and
 //! opens or resumes a run with it, the evaluation of a run after training
 //! and periodically during it ([`evaluate`]), the speedrun's fixed learner
-//! bar ([`speedrun`]), the check a shipped learner carries
+//! bar ([`speedrun`]), per-position learning curves in TensorBoard
+//! ([`curves`]), the check a shipped learner carries
 //! ([`learner_check`]), applying a learner to data of one's own
 //! ([`predict`]) and sweeps over many runs ([`sweep`]).
 //!
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod curves;
 pub mod error;
 pub mod evaluate;
 pub mod learner_check;

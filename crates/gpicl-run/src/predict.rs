@@ -38,6 +38,7 @@ use gpicl_tasks::{FeatureNormalization, FeatureStatistics, NUM_CLASSES};
 use std::path::Path;
 
 mod members;
+pub mod report;
 use gpicl_tasks::table_features::FeatureMap;
 pub use gpicl_tasks::table_features::Scaling;
 pub use members::Squares;

@@ -280,7 +280,7 @@ mod tests {
             let path = RunDir::new(root.join(&name)).config();
             let mut cfg: TrainConfig =
                 toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            cfg.model.d_model = d_model;
+            cfg.model.transformer.d_model = d_model;
             std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
         }
         let out = root.join("report");

@@ -197,8 +197,7 @@ pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
         return Ok(None);
     }
     let eval_path = eval_json(&run);
-    let text = std::fs::read_to_string(&eval_path).map_err(|e| input_error(&eval_path, e))?;
-    let eval: EvalReport = serde_json::from_str(&text).map_err(|e| input_error(&eval_path, e))?;
+    let eval = EvalReport::read_json(&eval_path)?;
     let config = crate::RunConfig::load(&run.config())?;
     let training = if run.metrics().is_file() {
         Some(summarise_training(&run, &config.train)?)
