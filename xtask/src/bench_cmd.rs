@@ -161,7 +161,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "gpicl_median_ms": ours_ms,
         "rounds": args.rounds,
         "python_threads": threads,
-        "cpu": bench_suite::cpu_info(),
+        "cpu": crate::cpu::cpu_info(),
     });
     if !args.json {
         print_report(last.as_ref().expect("at least one round"));

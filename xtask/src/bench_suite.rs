@@ -6,6 +6,7 @@
 use crate::bench_refs::{
     median, preset_config, pytorch_step, run_reference, BenchPreset, ReferenceStep,
 };
+use crate::cpu::{cpu_info, fma_peak, CpuInfo, FmaPeak};
 use anyhow::{Context, Result};
 use gpicl::kernels::KernelOptions;
 use gpicl::meta::bench::{bench_training_step, teacher_losses, BenchReport};
@@ -128,56 +129,6 @@ pub fn suite_shapes() -> Vec<SuiteShape> {
             Some(2.0),
         ),
     ]
-}
-
-/// The CPU the suite ran on.
-#[derive(Clone, Debug, Serialize)]
-pub struct CpuInfo {
-    /// `model name` of `/proc/cpuinfo`.
-    pub model: String,
-    /// Logical CPUs this process may use.
-    pub threads: usize,
-    /// The SIMD flags that decide which kernels run.
-    pub flags: Vec<String>,
-}
-
-/// Reads [`CpuInfo`] from `/proc/cpuinfo` (`unknown` elsewhere).
-pub fn cpu_info() -> CpuInfo {
-    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    cpu_info_from(&text)
-}
-
-fn cpu_info_from(cpuinfo: &str) -> CpuInfo {
-    const RELEVANT: [&str; 11] = [
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512bw",
-        "avx512vl",
-        "avx512_bf16",
-        "avx512_fp16",
-        "avx512_vnni",
-        "amx_tile",
-        "amx_bf16",
-        "amx_int8",
-    ];
-    let field = |name: &str| {
-        cpuinfo.lines().find_map(|l| {
-            let (key, value) = l.split_once(':')?;
-            (key.trim() == name).then(|| value.trim().to_string())
-        })
-    };
-    let flags = field("flags").unwrap_or_default();
-    let present: Vec<&str> = flags.split_whitespace().collect();
-    CpuInfo {
-        model: field("model name").unwrap_or_else(|| "unknown".to_string()),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        flags: RELEVANT
-            .iter()
-            .filter(|f| present.contains(f))
-            .map(|f| f.to_string())
-            .collect(),
-    }
 }
 
 /// One row of the suite's table.
@@ -309,6 +260,9 @@ pub struct SuiteReport {
     pub steps: usize,
     /// One row per shape.
     pub rows: Vec<SuiteRow>,
+    /// The FMA peak each shape's GFLOP/s is a fraction of (none when the
+    /// CPU's clock is unknown).
+    pub peak: Option<FmaPeak>,
     /// Why no bf16 step was timed (gpicl's nor PyTorch's autocast), when
     /// the CPU has no native bf16 products: PyTorch would emulate them at
     /// many times its fp32 cost, which says nothing about either library.
@@ -436,8 +390,10 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
         };
         rows.push(SuiteRow::new(shape, m, quality));
     }
+    let cpu = cpu_info();
     let report = SuiteReport {
-        cpu: cpu_info(),
+        peak: fma_peak(&cpu),
+        cpu,
         commit: git_describe(),
         python_threads: opts.threads,
         rounds: opts.rounds.max(1),
@@ -485,8 +441,11 @@ pub fn markdown(r: &SuiteReport) -> String {
         r.rounds,
         r.steps
     );
-    s.push_str("| shape (fwd+bwd+Adam, 100 tokens per sequence) | params | gpicl ms | fwd / bwd / opt ms | GFLOP/s | PyTorch fp32 ms | gpicl / PyTorch | target | gpicl bf16 ms | PyTorch bf16 ms | bf16 ratio (target ≤ 1.0×) |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    if let Some(peak) = &r.peak {
+        let _ = writeln!(s, "{}.\n", peak.describe());
+    }
+    s.push_str("| shape (fwd+bwd+Adam, 100 tokens per sequence) | params | gpicl ms | fwd / bwd / opt ms | GFLOP/s | of FMA peak | PyTorch fp32 ms | gpicl / PyTorch | target | gpicl bf16 ms | PyTorch bf16 ms | bf16 ratio (target ≤ 1.0×) |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in &r.rows {
         let params = match row.pytorch_params {
             Some(p) if p != row.params => format!("{} (PyTorch {p})", row.params),
@@ -502,7 +461,7 @@ pub fn markdown(r: &SuiteReport) -> String {
         let l = &row.gpicl_last;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             row.shape,
             params,
             row.gpicl_ms,
@@ -510,6 +469,9 @@ pub fn markdown(r: &SuiteReport) -> String {
             l.bwd_ms,
             l.opt_ms,
             l.gflops,
+            r.peak
+                .as_ref()
+                .map_or("–".to_string(), |p| format!("{:.0} %", 100.0 * l.gflops / p.gflops)),
             ms(row.pytorch_ms),
             row.ratio.map_or("–".to_string(), |x| format!("{x:.2}×")),
             verdict,
@@ -555,6 +517,7 @@ pub fn markdown(r: &SuiteReport) -> String {
 mod tests {
     use super::*;
     use crate::bench_refs::project_refs_dir;
+    use crate::cpu::cpu_info_from;
 
     #[test]
     fn every_suite_shape_is_a_valid_config_with_a_pytorch_reference() {
@@ -590,6 +553,7 @@ mod tests {
         assert_eq!(reference_variants(false, &native).len(), 1);
         let report = SuiteReport {
             cpu: cpu_info_from(""),
+            peak: None,
             commit: "x".into(),
             python_threads: 2,
             rounds: 1,
@@ -603,23 +567,5 @@ mod tests {
             "{}",
             markdown(&report)
         );
-    }
-
-    #[test]
-    fn the_cpu_flags_that_pick_kernels_are_read_from_cpuinfo() {
-        let info = cpu_info_from("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_tile amx_bf16\n");
-        assert_eq!(info.model, "Intel(R) Xeon(R) Processor");
-        assert_eq!(
-            info.flags,
-            [
-                "avx2",
-                "fma",
-                "avx512f",
-                "avx512_bf16",
-                "amx_tile",
-                "amx_bf16"
-            ]
-        );
-        assert_eq!(cpu_info_from("").model, "unknown");
     }
 }

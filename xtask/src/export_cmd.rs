@@ -1,10 +1,11 @@
 //! `cargo xtask export`: a trained run as a learner to ship.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use gpicl::meta::{export_learner, RunDir};
-use gpicl::run::learner_check::{check_learner, CHECK_FILE};
-use gpicl::tasks::hub::{ModelManifest, MODEL_MANIFEST};
+use gpicl::meta::RunDir;
+use gpicl::run::export;
+use gpicl::run::learner_check::CHECK_FILE;
+use gpicl::tasks::hub::MODEL_MANIFEST;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -22,8 +23,7 @@ pub struct ExportArgs {
 }
 
 fn write_manifest(dir: &Path) -> Result<()> {
-    ModelManifest::of_dir(dir)?.write(dir)?;
-    outln!("wrote {}", dir.join(MODEL_MANIFEST).display());
+    outln!("wrote {}", export::write_manifest(dir)?.display());
     Ok(())
 }
 
@@ -41,26 +41,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .run
         .expect("clap requires --run without --manifest-only");
     let (from, to) = (RunDir::new(&run_dir), RunDir::new(&args.out));
-    let weights = export_learner(&from, &to)?;
-    // The run's own evaluation, as it was measured, travels with it.
-    if from.eval().is_dir() {
-        let results = to.root().join("results");
-        std::fs::create_dir_all(&results)
-            .with_context(|| format!("creating {}", results.display()))?;
-        for entry in std::fs::read_dir(from.eval())? {
-            let path = entry?.path();
-            if path.is_file() {
-                let target = results.join(path.file_name().expect("a file name"));
-                std::fs::copy(&path, &target)
-                    .with_context(|| format!("copying {}", path.display()))?;
-            }
-        }
-    }
-    let check = check_learner(&to)?;
-    let path = to.root().join(CHECK_FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(&check)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
-    write_manifest(to.root())?;
+    let exported = export::export_run(&from, &to)?;
+    outln!("wrote {}", to.root().join(MODEL_MANIFEST).display());
+    let (weights, check) = (exported.weights, exported.check);
     let size = std::fs::metadata(&weights)?.len();
     outln!(
         "exported {} ({:.2} MB of weights) with config.toml, results/, {CHECK_FILE} and {MODEL_MANIFEST}; write its model card README.md, then `cargo xtask export --manifest-only --out DIR`",

@@ -23,6 +23,7 @@ mod bench_refs;
 mod bench_suite;
 mod build_cuda_cmd;
 mod config_overrides;
+mod cpu;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;

@@ -2,7 +2,7 @@
 //! clock when the fixed learner bar (`gpicl_run::speedrun::BAR`) holds;
 //! records go in docs/speedrun.md.
 
-use crate::bench_suite::cpu_info;
+use crate::cpu::cpu_info;
 use crate::progress::SpeedrunProgress;
 use crate::train_cmd::{self, TrainArgs};
 use anyhow::{bail, Context, Result};

@@ -288,6 +288,43 @@ mod tests {
     }
 
     #[test]
+    fn every_option_of_every_model_survives_the_file() {
+        // Every field away from its default: a key missing from ModelTable
+        // or converted to the wrong field comes back different.
+        let mut cfg = ModelConfig::of_kind(ModelKind::OuterLstm);
+        cfg.transformer = TransformerConfig {
+            d_model: 24,
+            num_layers: 3,
+            num_heads: 5,
+            key_size: 6,
+            widening_factor: 2,
+            layer_norm_eps: 1e-6,
+            pos_init_std: 0.2,
+            gelu_tanh: false,
+            previous_token_input: false,
+            input_layer_norm: false,
+            positions: Positions::Learned,
+        };
+        cfg.set_hidden(40);
+        cfg.outer_lstm.heads = 3;
+        cfg.online = OnlineLearnerConfig { hidden: 9, lr: 0.5 };
+        cfg.vsml = VsmlConfig {
+            msg_size: 3,
+            hidden: 5,
+            micro_ticks: 4,
+        };
+        let text = toml::to_string(&cfg).unwrap();
+        assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), cfg, "{text}");
+        // The Transformer's switches, on a Transformer.
+        let mut t = ModelConfig::default();
+        t.transformer.previous_token_input = true;
+        t.transformer.input_layer_norm = true;
+        t.transformer.positions = Positions::Rotary;
+        let text = toml::to_string(&t).unwrap();
+        assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), t, "{text}");
+    }
+
+    #[test]
     fn hidden_is_written_from_the_kind_that_reads_it() {
         for kind in [ModelKind::Lstm, ModelKind::Mlp, ModelKind::OuterLstm] {
             let mut cfg = ModelConfig::of_kind(kind);

@@ -8,8 +8,8 @@
 //! opens or resumes a run with it, the evaluation of a run after training
 //! and periodically during it ([`evaluate`]), the speedrun's fixed learner
 //! bar ([`speedrun`]), per-position learning curves in TensorBoard
-//! ([`curves`]), the check a shipped learner carries
-//! ([`learner_check`]), applying a learner to data of one's own
+//! ([`curves`]), exporting a run as a learner to ship ([`export`]) with
+//! the check it carries ([`learner_check`]), applying a learner to data of one's own
 //! ([`predict`]) and sweeps over many runs ([`sweep`]).
 //!
 //! ```no_run
@@ -29,6 +29,7 @@ pub mod config;
 pub mod curves;
 pub mod error;
 pub mod evaluate;
+pub mod export;
 pub mod learner_check;
 pub mod predict;
 pub mod speedrun;
