@@ -38,3 +38,15 @@ pub enum ModelError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Refuses a zero for `option`, a count of something (units, layers, heads,
+/// …): every model's options check their counts with it.
+pub(crate) fn at_least_one(option: &'static str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(ModelError::Config {
+            option,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! The LSTM of `gpicl-method.md` §5: a 2-layer ReLU encoder, one LSTM
 //! layer with forget-gate bias +1, and a linear read-out.
 
-use crate::error::{ModelError, Result};
+use crate::error::{at_least_one, Result};
 use crate::init::Initializer;
 use crate::kind::ModelKind;
 use crate::linear::Linear;
@@ -27,13 +27,7 @@ impl Default for LstmConfig {
 impl LstmConfig {
     /// Checks that every option is usable.
     pub fn validate(&self) -> Result<()> {
-        if self.hidden == 0 {
-            return Err(ModelError::Config {
-                option: "hidden",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+        at_least_one("hidden", self.hidden)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The context-free MLP: it sees `x_t` alone and can only memorise.
 
-use crate::error::{ModelError, Result};
+use crate::error::{at_least_one, Result};
 use crate::init::Initializer;
 use crate::kind::ModelKind;
 use crate::linear::Linear;
@@ -25,13 +25,7 @@ impl Default for MlpConfig {
 impl MlpConfig {
     /// Checks that every option is usable.
     pub fn validate(&self) -> Result<()> {
-        if self.hidden == 0 {
-            return Err(ModelError::Config {
-                option: "hidden",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+        at_least_one("hidden", self.hidden)
     }
 }
 

@@ -3,7 +3,7 @@
 //! initial weights it is MAML; with fresh random weights per sequence, the
 //! SGD baseline (`gpicl-eval`).
 
-use crate::error::{ModelError, Result};
+use crate::error::{at_least_one, ModelError, Result};
 use crate::init::Initializer;
 use crate::kind::ModelKind;
 use crate::params::ParamStore;
@@ -33,12 +33,7 @@ impl Default for OnlineLearnerConfig {
 impl OnlineLearnerConfig {
     /// Checks that every option is usable.
     pub fn validate(&self) -> Result<()> {
-        if self.hidden == 0 {
-            return Err(ModelError::Config {
-                option: "learner_hidden",
-                reason: "must be at least 1".into(),
-            });
-        }
+        at_least_one("learner_hidden", self.hidden)?;
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(ModelError::Config {
                 option: "learner_lr",

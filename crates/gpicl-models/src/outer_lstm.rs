@@ -2,7 +2,7 @@
 //! an `H × H` matrix per head, written with outer products of gate vectors.
 
 use crate::activations::{sigmoid, softplus};
-use crate::error::{ModelError, Result};
+use crate::error::{at_least_one, Result};
 use crate::init::Initializer;
 use crate::kind::ModelKind;
 use crate::linear::Linear;
@@ -34,19 +34,8 @@ impl Default for OuterLstmConfig {
 impl OuterLstmConfig {
     /// Checks that every option is usable.
     pub fn validate(&self) -> Result<()> {
-        if self.head_size == 0 {
-            return Err(ModelError::Config {
-                option: "hidden",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.heads == 0 {
-            return Err(ModelError::Config {
-                option: "outer_heads",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+        at_least_one("hidden", self.head_size)?;
+        at_least_one("outer_heads", self.heads)
     }
 }
 

@@ -32,7 +32,7 @@
 //! assert_eq!(model.state_size(100), 49 * 10 * 2 * 16 + (49 + 10) * 8);
 //! ```
 
-use crate::error::{ModelError, Result};
+use crate::error::{at_least_one, ModelError, Result};
 use crate::init::Initializer;
 use crate::kind::ModelKind;
 use crate::linear::Linear;
@@ -67,19 +67,9 @@ impl Default for VsmlConfig {
 impl VsmlConfig {
     /// Checks that every option is usable.
     pub fn validate(&self) -> Result<()> {
-        for (option, value) in [
-            ("vsml_msg_size", self.msg_size),
-            ("vsml_hidden", self.hidden),
-            ("vsml_micro_ticks", self.micro_ticks),
-        ] {
-            if value == 0 {
-                return Err(ModelError::Config {
-                    option,
-                    reason: "must be at least 1".into(),
-                });
-            }
-        }
-        Ok(())
+        at_least_one("vsml_msg_size", self.msg_size)?;
+        at_least_one("vsml_hidden", self.hidden)?;
+        at_least_one("vsml_micro_ticks", self.micro_ticks)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Transformer's options: the `model.*` keys it reads.
 
-use crate::error::{ModelError, Result};
+use crate::error::{at_least_one, ModelError, Result};
 use serde::{Deserialize, Serialize};
 
 /// How a Transformer knows where each token is.
@@ -102,12 +102,7 @@ impl TransformerConfig {
             ("key_size", self.key_size),
             ("widening_factor", self.widening_factor),
         ] {
-            if value == 0 {
-                return Err(ModelError::Config {
-                    option,
-                    reason: "must be at least 1".into(),
-                });
-            }
+            at_least_one(option, value)?;
         }
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(ModelError::Config {
