@@ -209,6 +209,7 @@ fn write_checkpoint(
         ),
     ]);
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| corrupt(dir, e))?;
+    let bytes = with_canonical_header(bytes);
     let path = dir.join(checkpoint_name(meta.step));
     let tmp = path.with_extension("partial");
     // Leftovers of earlier failed writes (a full disk) only take space.
@@ -229,6 +230,65 @@ fn write_checkpoint(
         std::fs::remove_file(old).map_err(MetaError::io(old))?;
     }
     Ok(path)
+}
+
+/// `bytes` (a safetensors file) with its JSON header written in one order:
+/// every object's keys sorted. safetensors writes the metadata from a
+/// `HashMap`, whose order changes from one map to the next, so the same
+/// state would otherwise give different bytes on every save. The header
+/// keeps its length (the same content, reordered; padded with spaces as
+/// safetensors pads it); should anything not fit, the bytes are returned
+/// as they were.
+fn with_canonical_header(bytes: Vec<u8>) -> Vec<u8> {
+    let canonical = (|| {
+        let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+        let header = bytes.get(8..8usize.checked_add(len)?)?;
+        let value: serde_json::Value = serde_json::from_slice(header).ok()?;
+        let mut text = String::with_capacity(len);
+        write_sorted(&value, &mut text);
+        if text.len() > len {
+            return None;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        out.extend_from_slice(&bytes[..8]);
+        out.extend_from_slice(text.as_bytes());
+        out.resize(8 + len, b' ');
+        out.extend_from_slice(&bytes[8 + len..]);
+        SafeTensors::deserialize(&out).ok()?;
+        Some(out)
+    })();
+    canonical.unwrap_or(bytes)
+}
+
+/// Writes `value` as compact JSON with every object's keys sorted.
+fn write_sorted(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                write_sorted(value, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// Removes `*.partial` files (unfinished checkpoint writes) from `dir`.
@@ -576,5 +636,33 @@ mod tests {
         assert!(err.to_string().contains("holds weights only"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&slim).unwrap();
+    }
+
+    #[test]
+    fn the_same_state_is_saved_as_the_same_bytes() {
+        let params = store();
+        let adam = Adam::new(OptimConfig::default(), &params);
+        let mut meta = meta_at(3);
+        meta.identity
+            .config
+            .insert("model.d_model".into(), "64".into());
+        let saved: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                let dir = scratch_dir(&format!("same-bytes-{i}"));
+                let path = save_checkpoint(&dir, &params, &adam.state(), &meta, 1).unwrap();
+                let bytes = std::fs::read(&path).unwrap();
+                std::fs::remove_dir_all(&dir).unwrap();
+                bytes
+            })
+            .collect();
+        // safetensors writes its metadata from a HashMap, in a new order
+        // for every map: without a canonical header these differ.
+        assert!(saved.windows(2).all(|w| w[0] == w[1]));
+        let header = &saved[0][8..];
+        let text = String::from_utf8_lossy(&header[..64]);
+        assert!(
+            text.starts_with("{\"__metadata__\":{\"adam_step\":"),
+            "{text}"
+        );
     }
 }
