@@ -24,6 +24,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The model a run builds: its kind, and the options of every model (only
 /// the kind's are read; the others are kept so that a config round-trips).
 /// Defaults: the paper's reference Transformer (`gpicl-method.md` §5).
+/// Two configs are equal when they write the same `[model]` table: the
+/// widths that share the file's `hidden` key compare as the file holds
+/// them (the kind's own).
 ///
 /// ```
 /// use gpicl_models::{ModelConfig, ModelKind};
@@ -31,7 +34,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!((cfg.kind, cfg.lstm.hidden), (ModelKind::Lstm, 64));
 /// assert_eq!(cfg.transformer.d_model, 512); // carried, unused
 /// ```
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ModelConfig {
     /// Architecture (`model.kind`). Default `transformer`.
     pub kind: ModelKind,
@@ -136,7 +139,7 @@ impl ModelConfig {
 
 /// `[model]` as the file lays it out: one flat table, in the order of every
 /// earlier run, refusing unknown keys. Private: code reads [`ModelConfig`].
-#[derive(Serialize, Deserialize)]
+#[derive(PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct ModelTable {
     kind: ModelKind,
@@ -250,6 +253,12 @@ impl From<ModelTable> for ModelConfig {
     }
 }
 
+impl PartialEq for ModelConfig {
+    fn eq(&self, other: &Self) -> bool {
+        ModelTable::from(self) == ModelTable::from(other)
+    }
+}
+
 impl Serialize for ModelConfig {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         ModelTable::from(self).serialize(serializer)
@@ -336,6 +345,17 @@ mod tests {
             let text = toml::to_string(&cfg).unwrap();
             assert!(text.contains("\nhidden = 8\n"), "{kind}: {text}");
         }
+    }
+
+    #[test]
+    fn configs_that_write_the_same_table_are_equal() {
+        let mut built = ModelConfig::of_kind(ModelKind::Lstm);
+        built.lstm.hidden = 64;
+        let read: ModelConfig = toml::from_str(&toml::to_string(&built).unwrap()).unwrap();
+        assert_eq!(read, built, "the MLP's unread width does not count");
+        let mut wider = built.clone();
+        wider.lstm.hidden = 65;
+        assert_ne!(wider, built);
     }
 
     #[test]

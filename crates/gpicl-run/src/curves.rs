@@ -33,9 +33,11 @@ pub fn write_curves(tensorboard: &Path, report: &EvalReport) -> Result<PathBuf> 
                     .to_string_lossy()
                     .starts_with("events.out.tfevents.");
             if stale {
-                std::fs::remove_file(entry.path()).map_err(|e| RunError::Output {
-                    path: entry.path(),
-                    reason: format!("could not replace an earlier curve file: {e}"),
+                std::fs::remove_file(entry.path()).map_err(|e| {
+                    RunError::output(
+                        &entry.path(),
+                        format!("could not replace an earlier curve file: {e}"),
+                    )
                 })?;
             }
         }

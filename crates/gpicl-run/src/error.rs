@@ -70,6 +70,22 @@ impl RunError {
             reason: reason.into(),
         }
     }
+
+    /// `path` could not be read or parsed, for `reason`.
+    pub(crate) fn input(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        Self::Input {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `path` could not be written, for `reason`.
+    pub(crate) fn output(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        Self::Output {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// Result alias for this crate.

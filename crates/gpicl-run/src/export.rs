@@ -27,23 +27,21 @@ pub fn export_run(from: &RunDir, to: &RunDir) -> Result<ExportedLearner> {
     // The run's own evaluation, as it was measured, travels with it.
     if from.eval().is_dir() {
         let results = to.root().join("results");
-        std::fs::create_dir_all(&results).map_err(|e| output_error(&results, e))?;
-        let entries = std::fs::read_dir(from.eval()).map_err(|e| RunError::Input {
-            path: from.eval(),
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&results).map_err(|e| RunError::output(&results, e))?;
+        let entries =
+            std::fs::read_dir(from.eval()).map_err(|e| RunError::input(&from.eval(), e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if let (true, Some(name)) = (path.is_file(), path.file_name()) {
                 let target = results.join(name);
-                std::fs::copy(&path, &target).map_err(|e| output_error(&target, e))?;
+                std::fs::copy(&path, &target).map_err(|e| RunError::output(&target, e))?;
             }
         }
     }
     let check = check_learner(to)?;
     let path = to.root().join(CHECK_FILE);
-    let text = serde_json::to_string_pretty(&check).map_err(|e| output_error(&path, e))?;
-    std::fs::write(&path, text + "\n").map_err(|e| output_error(&path, e))?;
+    let text = serde_json::to_string_pretty(&check).map_err(|e| RunError::output(&path, e))?;
+    std::fs::write(&path, text + "\n").map_err(|e| RunError::output(&path, e))?;
     write_manifest(to.root())?;
     Ok(ExportedLearner { weights, check })
 }
@@ -53,13 +51,6 @@ pub fn export_run(from: &RunDir, to: &RunDir) -> Result<ExportedLearner> {
 pub fn write_manifest(dir: &Path) -> Result<PathBuf> {
     ModelManifest::of_dir(dir)?.write(dir)?;
     Ok(dir.join(gpicl_tasks::hub::MODEL_MANIFEST))
-}
-
-fn output_error(path: &Path, reason: impl std::fmt::Display) -> RunError {
-    RunError::Output {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
 }
 
 #[cfg(test)]

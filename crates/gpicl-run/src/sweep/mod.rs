@@ -25,7 +25,6 @@ pub use spec::{folder_safe, Cell, SweepSpec};
 pub use stats::{ReportRow, SweepReport, MAX_KEY_COLUMNS};
 
 use crate::error::{Result, RunError};
-use runs::input_error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub fn write_sweep_report(sweep: &Path, out: &Path, command: &str) -> Result<Vec<PathBuf>> {
     let (runs, unfinished) = read_runs(sweep)?;
     if runs.is_empty() {
-        return Err(input_error(
+        return Err(RunError::input(
             sweep,
             format!(
                 "no finished runs (run folders with eval/eval.json) here; unfinished: {}",

@@ -182,13 +182,6 @@ fn summarise_training(run: &RunDir, config: &TrainConfig) -> Result<TrainingSumm
     })
 }
 
-pub(crate) fn input_error(path: &Path, reason: impl std::fmt::Display) -> RunError {
-    RunError::Input {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
 /// Reads one run directory; `Ok(None)` if it has no final evaluation yet
 /// (it is not [`is_finished`]).
 pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
@@ -205,7 +198,7 @@ pub fn summarise_run(dir: &Path) -> Result<Option<RunSummary>> {
         None
     };
     let mut flat = BTreeMap::new();
-    let value = toml::Value::try_from(&config).map_err(|e| input_error(&run.config(), e))?;
+    let value = toml::Value::try_from(&config).map_err(|e| RunError::input(&run.config(), e))?;
     flatten("", &value, &mut flat);
     Ok(Some(RunSummary {
         name: dir
@@ -250,7 +243,7 @@ pub fn run_dirs(sweep: &Path) -> Result<Vec<PathBuf>> {
     if RunDir::new(sweep).config().is_file() {
         return Ok(vec![sweep.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(sweep).map_err(|e| input_error(sweep, e))?;
+    let entries = std::fs::read_dir(sweep).map_err(|e| RunError::input(sweep, e))?;
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| RunDir::new(p).config().is_file())
