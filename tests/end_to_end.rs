@@ -398,6 +398,29 @@ fn a_run_initialised_from_another_starts_from_its_weights_and_refuses_another_mo
 }
 
 #[test]
+fn a_deeper_run_initialised_from_a_shallower_one_starts_where_it_stopped() {
+    let source = RunDir::new(absent_path("deepen-source"));
+    Trainer::open(tiny(3), source.clone(), &roots())
+        .unwrap()
+        .run(&mut Silent)
+        .unwrap();
+    let first_loss = |num_layers: usize, name: &str| {
+        let mut cfg = tiny(1);
+        cfg.model.transformer.num_layers = num_layers;
+        cfg.init_from = source.root().display().to_string();
+        let dir = RunDir::new(absent_path(name));
+        Trainer::open(cfg, dir.clone(), &roots())
+            .unwrap()
+            .run(&mut Silent)
+            .unwrap();
+        train_losses(&dir)[0]
+    };
+    // The same first batch through the trained block alone and with two
+    // new blocks appended: the new blocks add exactly nothing.
+    assert_eq!(first_loss(3, "deepen-3"), first_loss(1, "deepen-1"));
+}
+
+#[test]
 fn a_larger_step_count_continues_a_finished_run() {
     let dir = RunDir::new(absent_path("continue"));
     Trainer::open(tiny(2), dir.clone(), &roots())

@@ -11,10 +11,12 @@ use gpicl_kernels::{op, Device, KernelOptions, Tensor};
 
 mod cached;
 pub mod config;
+mod deepen;
 mod rotary;
 mod step;
 
 pub use config::{Positions, TransformerConfig};
+pub use deepen::deepened_weights;
 
 use rotary::RotaryTable;
 
@@ -441,6 +443,69 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.state_size(100), 2 * 4 * 8 * 32 * 100);
+    }
+
+    fn weights(model: &Transformer) -> std::collections::BTreeMap<String, Tensor> {
+        model
+            .params()
+            .iter()
+            .map(|(name, var)| (name.to_string(), var.as_tensor().clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_deepened_transformer_computes_what_the_shallower_one_did_and_can_learn() {
+        let shallow =
+            Transformer::new(&tiny(), 2, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
+        let deeper_cfg = TransformerConfig {
+            num_layers: 4,
+            ..tiny()
+        };
+        let deeper = Transformer::new(
+            &deeper_cfg,
+            2,
+            3,
+            6,
+            2,
+            &Device::Cpu,
+            KernelOptions::default(),
+        )
+        .unwrap();
+        let grown = deepened_weights(&weights(&shallow), 2, &weights(&deeper)).unwrap();
+        deeper.params().load(&grown).unwrap();
+        let (inputs, labels) = examples(2, 6, 2, 3);
+        let flat = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        let (a, b) = (
+            flat(shallow.forward(&inputs, &labels).unwrap()),
+            flat(deeper.forward(&inputs, &labels).unwrap()),
+        );
+        assert_eq!(a, b, "the new blocks add nothing at first");
+        // The new blocks' own weights are the fresh model's, not zero:
+        // they can start learning once their projections move.
+        let q = flat(grown["layers.3.attn.q.weight"].clone());
+        assert!(q.iter().any(|&x| x != 0.0));
+        let out = flat(grown["layers.3.attn.out.weight"].clone());
+        assert!(out.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn deepening_refuses_models_that_differ_in_more_than_depth() {
+        let shallow =
+            Transformer::new(&tiny(), 2, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
+        let wider = TransformerConfig {
+            num_layers: 3,
+            d_model: 16,
+            ..tiny()
+        };
+        let wider =
+            Transformer::new(&wider, 2, 3, 6, 1, &Device::Cpu, KernelOptions::default()).unwrap();
+        let err = deepened_weights(&weights(&shallow), 2, &weights(&wider))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only the number of layers may differ"),
+            "{err}"
+        );
     }
 
     #[test]

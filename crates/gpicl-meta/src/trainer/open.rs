@@ -9,10 +9,12 @@ use crate::error::{MetaError, Result};
 use crate::identity::check_identity;
 use crate::optim::Optimizer;
 use crate::run_dir::RunDir;
-use gpicl_kernels::Device;
-use gpicl_models::SequenceModel;
+use gpicl_kernels::{Device, Tensor};
+use gpicl_models::transformer::TransformerConfig;
+use gpicl_models::{ModelConfig, ModelKind, SequenceModel};
 use gpicl_tasks::batch::load_example_source;
 use gpicl_tasks::{BatchBuilder, DataRoots, Split, TaskFamily, TrainSampler};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The training data of a run being opened: the example source, its
@@ -193,6 +195,25 @@ pub(super) fn init_weights_from(
         ));
     }
     let source = crate::loaded_run::load_run(&source_dir, device)?;
+    let trained: BTreeMap<String, Tensor> = source
+        .model
+        .params()
+        .iter()
+        .map(|(name, var)| (name.to_string(), var.as_tensor().clone()))
+        .collect();
+    if let Some(trained_layers) = deepening(&source.config.model, &cfg.model) {
+        if source.n_x == n_x {
+            let fresh = model
+                .params()
+                .iter()
+                .map(|(name, var)| (name.to_string(), var.as_tensor().clone()))
+                .collect();
+            let grown =
+                gpicl_models::transformer::deepened_weights(&trained, trained_layers, &fresh)?;
+            model.params().load(&grown)?;
+            return Ok(());
+        }
+    }
     if source.config.model != cfg.model || source.n_x != n_x {
         let ours = toml::to_string(&cfg.model).unwrap_or_default();
         let theirs = toml::to_string(&source.config.model).unwrap_or_default();
@@ -211,12 +232,22 @@ pub(super) fn init_weights_from(
             ),
         ));
     }
-    let values = source
-        .model
-        .params()
-        .iter()
-        .map(|(name, var)| (name.to_string(), var.as_tensor().clone()))
-        .collect();
-    model.params().load(&values)?;
+    model.params().load(&trained)?;
     Ok(())
+}
+
+/// The trained model's depth when `ours` is the Transformer `trained`
+/// with more layers and nothing else changed: such a run starts from the
+/// trained weights with the new blocks appended as identities
+/// ([`gpicl_models::transformer::deepened_weights`]).
+fn deepening(trained: &ModelConfig, ours: &ModelConfig) -> Option<usize> {
+    let (from, to) = (trained.transformer.num_layers, ours.transformer.num_layers);
+    let same_but_depth = ModelConfig {
+        transformer: TransformerConfig {
+            num_layers: to,
+            ..trained.transformer.clone()
+        },
+        ..trained.clone()
+    };
+    (ours.kind == ModelKind::Transformer && to > from && &same_but_depth == ours).then_some(from)
 }
