@@ -24,7 +24,7 @@ pub fn load_eval_sources(
             } else if name == TABULAR_DATASET {
                 ExampleSource::Tabular {
                     n_x,
-                    reading: data.table_reading(),
+                    options: data.table_options(),
                 }
             } else {
                 load_example_source(roots, name, split, data)?

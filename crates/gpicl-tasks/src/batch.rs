@@ -8,7 +8,7 @@ use crate::dataset::{feature_count, DataRoots, ImageSet, Split, RANDOM_DATASET};
 use crate::error::{Result, TaskError};
 use crate::pool::ImagePool;
 use crate::spec::dataset_names;
-use crate::table_features::TableReading;
+use crate::table_features::TableOptions;
 use crate::tabular::{SyntheticTable, TABULAR_DATASET};
 use crate::task::{TaskFamily, TaskRef};
 use crate::NUM_CLASSES;
@@ -38,8 +38,8 @@ pub enum ExampleSource {
     Tabular {
         /// The model's input size.
         n_x: usize,
-        /// How the tables' rows are read before their projection.
-        reading: TableReading,
+        /// How the tables are drawn and their rows read before their projection.
+        options: TableOptions,
     },
 }
 
@@ -273,15 +273,15 @@ impl BatchBuilder {
                     }
                 }
             }
-            ExampleSource::Tabular { n_x, reading } => {
+            ExampleSource::Tabular { n_x, options } => {
                 for &(_, start, end) in &slots {
-                    let table = SyntheticTable::draw(*n_x, rng);
+                    let table = SyntheticTable::draw_with(*n_x, options.messy_fraction, rng);
                     // Drawn only when asked for, so that tables read
                     // without squares draw what they drew before.
                     let squares =
-                        reading.squares_fraction > 0.0 && rng.uniform() < reading.squares_fraction;
+                        options.squares_fraction > 0.0 && rng.uniform() < options.squares_fraction;
                     for _ in start..end {
-                        let (rows, labels) = table.sample_rows(t, *n_x, reading.clip, squares, rng);
+                        let (rows, labels) = table.sample_rows(t, *n_x, options.clip, squares, rng);
                         x.extend(rows);
                         y.extend(labels);
                     }
@@ -466,7 +466,7 @@ pub fn load_example_source(
             // Tables are read at the input size images of this config have.
             ExampleSource::Tabular {
                 n_x,
-                reading: cfg.table_reading(),
+                options: cfg.table_options(),
             }
         });
     }

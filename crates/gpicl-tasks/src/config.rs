@@ -2,7 +2,7 @@
 //! `gpicl-method.md` §2–§6.
 
 use crate::error::{Result, TaskError};
-use crate::table_features::TableReading;
+use crate::table_features::TableOptions;
 use serde::{Deserialize, Serialize};
 
 /// How images are resized to `image_size × image_size`.
@@ -115,6 +115,14 @@ pub struct DataConfig {
     /// Not written to `config.toml` when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub tabular_squares_fraction: f64,
+    /// Synthetic tables: the probability that a task slot's table has the
+    /// mess of real tables ([`crate::tabular::SyntheticTable::draw_with`]):
+    /// redundant columns (noisy mixtures of the informative features, as
+    /// a table's correlated measurements are) and skewed, log-normal
+    /// columns. Default 0 (every table as drawn before this option). Not
+    /// written to `config.toml` when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tabular_messy_fraction: f64,
     /// Normalisation of each sequence's inputs after projection:
     /// `none` (default, the paper) or `per-sequence` (every feature
     /// z-scored over the sequence's positions). Not written to
@@ -212,6 +220,7 @@ impl Default for DataConfig {
             tabular_fraction: 0.0,
             tabular_clip: 0.0,
             tabular_squares_fraction: 0.0,
+            tabular_messy_fraction: 0.0,
             feature_normalization: FeatureNormalization::None,
             echo_fraction: 0.0,
             echo_prob: DEFAULT_ECHO_PROB,
@@ -329,12 +338,13 @@ fn probability(option: &str, p: f64) -> Result<()> {
 }
 
 impl DataConfig {
-    /// How synthetic tables are read (`tabular_clip`,
-    /// `tabular_squares_fraction`).
-    pub fn table_reading(&self) -> TableReading {
-        TableReading {
+    /// How synthetic tables are drawn and read (`tabular_clip`,
+    /// `tabular_squares_fraction`, `tabular_messy_fraction`).
+    pub fn table_options(&self) -> TableOptions {
+        TableOptions {
             clip: self.tabular_clip as f32,
             squares_fraction: self.tabular_squares_fraction,
+            messy_fraction: self.tabular_messy_fraction,
         }
     }
 
@@ -362,6 +372,7 @@ impl DataConfig {
             "data.tabular_squares_fraction",
             self.tabular_squares_fraction,
         )?;
+        probability("data.tabular_messy_fraction", self.tabular_messy_fraction)?;
         if !(self.tabular_clip.is_finite() && self.tabular_clip >= 0.0) {
             return Err(TaskError::config(
                 "data.tabular_clip",
@@ -615,6 +626,13 @@ mod tests {
                 },
                 "data.tabular_squares_fraction",
             ),
+            (
+                DataConfig {
+                    tabular_messy_fraction: -0.1,
+                    ..DataConfig::default()
+                },
+                "data.tabular_messy_fraction",
+            ),
         ] {
             let err = data.validate().unwrap_err().to_string();
             assert!(err.contains(option), "{err}");
@@ -624,14 +642,16 @@ mod tests {
         let reading = DataConfig {
             tabular_clip: 2.0,
             tabular_squares_fraction: 0.5,
+            tabular_messy_fraction: 0.25,
             ..DataConfig::default()
         };
         reading.validate().unwrap();
         assert_eq!(
-            reading.table_reading(),
-            TableReading {
+            reading.table_options(),
+            TableOptions {
                 clip: 2.0,
-                squares_fraction: 0.5
+                squares_fraction: 0.5,
+                messy_fraction: 0.25,
             }
         );
     }

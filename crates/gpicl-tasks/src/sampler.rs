@@ -3,7 +3,7 @@
 use crate::batch::{Batch, BatchBuilder, ExampleSource, ExampleStream, StreamState};
 use crate::config::{BatchConfig, Echo, PermutationMask, TaskConfig};
 use crate::error::{Result, TaskError};
-use crate::table_features::TableReading;
+use crate::table_features::TableOptions;
 use crate::task::TaskRef;
 use gpicl_kernels::rng::{stream, Rng};
 use gpicl_kernels::Tensor;
@@ -33,7 +33,7 @@ pub struct TrainSampler {
     stream: Option<ExampleStream>,
     random_fraction: f64,
     tabular_fraction: f64,
-    reading: TableReading,
+    options: TableOptions,
 }
 
 impl TrainSampler {
@@ -98,7 +98,7 @@ impl TrainSampler {
             stream,
             random_fraction: 0.0,
             tabular_fraction: 0.0,
-            reading: TableReading::default(),
+            options: TableOptions::default(),
         })
     }
 
@@ -118,8 +118,8 @@ impl TrainSampler {
 
     /// Reads the synthetic tables this way (`data.tabular_clip`,
     /// `data.tabular_squares_fraction`; default: z-scores only).
-    pub fn with_table_reading(mut self, reading: TableReading) -> Self {
-        self.reading = reading;
+    pub fn with_table_options(mut self, options: TableOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -256,7 +256,7 @@ impl TrainSampler {
         if tabular_slots > 0 {
             let tables = ExampleSource::Tabular {
                 n_x,
-                reading: self.reading,
+                options: self.options,
             };
             let part = self.builder.build(
                 &tables,

@@ -5,7 +5,7 @@
 //! cannot dominate a projected row, and, where a reader asks for them, the
 //! squares of those z-scores appended (z-scored in turn): a learner whose
 //! attention compares projected rows bilinearly can then also tell rows
-//! apart by their distance from the centre ([`TableReading`]).
+//! apart by their distance from the centre ([`TableOptions`]).
 //!
 //! ```
 //! use gpicl_tasks::table_features::{FeatureMap, Scaling};
@@ -29,16 +29,20 @@ pub enum Scaling {
     Global,
 }
 
-/// How the synthetic tables of meta-training are read
-/// (`data.tabular_clip`, `data.tabular_squares_fraction`); `predict`
-/// reads a table of one's own with its own options.
+/// How the synthetic tables of meta-training are drawn and read
+/// (`data.tabular_clip`, `data.tabular_squares_fraction`,
+/// `data.tabular_messy_fraction`); `predict` reads a table of one's own
+/// with its own options.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct TableReading {
+pub struct TableOptions {
     /// z-scores are clipped to `±clip`; 0 leaves them as they are.
     pub clip: f32,
     /// Probability that a table (one task slot) is read with the squared
     /// z-scores appended.
     pub squares_fraction: f64,
+    /// Probability that a table is drawn with redundant and skewed columns
+    /// ([`crate::tabular::SyntheticTable::draw_with`]).
+    pub messy_fraction: f64,
 }
 
 /// Per-feature mean and standard deviation of `rows` (a constant feature

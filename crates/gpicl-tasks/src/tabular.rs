@@ -11,7 +11,13 @@
 //! axis-aligned decision tree of depth 1–4, or a Gaussian mixture (one
 //! centre per class). Some features are quantised to 2–5 levels (as
 //! integer or categorical columns are), and every feature carries
-//! measurement noise. Rows are then read as `predict` reads a table of
+//! measurement noise. A *messy* table ([`SyntheticTable::draw_with`],
+//! `data.tabular_messy_fraction`) also has what real tables have and
+//! independent features lack: redundant columns (noisy mixtures of the
+//! informative features, like a table's several measurements of one
+//! thing) and skewed, log-normal columns (counts, areas, deviations);
+//! its labels still follow the latent features, so a tree's thresholds
+//! stay axis-aligned in the columns that carry them. Rows are then read as `predict` reads a table of
 //! one's own ([`crate::table_features`]): each feature z-scored over the
 //! sequence's rows (clipped, and with its square appended, where
 //! `data.tabular_clip` and `data.tabular_squares_fraction` ask), and mapped
@@ -79,11 +85,40 @@ pub struct SyntheticTable {
     levels: Vec<u8>,
     noise: f32,
     rule: LabelRule,
+    /// How each observed column follows from the latent row; empty for
+    /// a table that is not messy (every column its latent feature).
+    columns: Vec<Column>,
 }
+
+/// An observed column of a messy table.
+#[derive(Clone, Debug)]
+enum Column {
+    /// The latent feature itself.
+    Latent,
+    /// `Σ w_k z[source_k]` over informative features, normalised to unit
+    /// weight, plus a little of the column's own latent value.
+    Redundant { sources: Vec<(usize, f32)> },
+    /// `exp(scale · z)`: a skewed, positive column.
+    Skewed { scale: f32 },
+}
+
+/// How much of a redundant column is its own latent value.
+const REDUNDANT_OWN: f32 = 0.3;
 
 impl SyntheticTable {
     /// Draws a table whose rows will be projected to `n_x` inputs.
     pub fn draw(n_x: usize, rng: &mut Rng) -> Self {
+        Self::draw_with(n_x, 0.0, rng)
+    }
+
+    /// Draws a table as [`draw`](Self::draw) does, messy with probability
+    /// `messy_fraction`: then each feature the label does not read is, with
+    /// probability 1/2, a redundant mixture of 1–3 distinct informative features,
+    /// and each other continuous feature is skewed (`exp(s·z)`, `s` in `[0.5, 1.5]`)
+    /// with probability 1/4. With `messy_fraction = 0` nothing more is
+    /// drawn, so such a table, and everything drawn after it, is what
+    /// `draw` gave before messy tables existed.
+    pub fn draw_with(n_x: usize, messy_fraction: f64, rng: &mut Rng) -> Self {
         let most = MAX_FEATURES.min(n_x).max(2);
         let features = ((2f64.ln() + rng.uniform() * ((most as f64).ln() - 2f64.ln()))
             .exp()
@@ -122,9 +157,63 @@ impl SyntheticTable {
             levels,
             noise,
             rule,
+            columns: Vec::new(),
         };
         table.balance_network(rng);
+        if messy_fraction > 0.0 && rng.uniform() < messy_fraction {
+            table.columns = table.draw_columns(rng);
+        }
         table
+    }
+
+    fn draw_columns(&self, rng: &mut Rng) -> Vec<Column> {
+        (0..self.features)
+            .map(|j| {
+                if !self.informative.contains(&j) && rng.uniform() < 0.5 {
+                    // Distinct sources, so that no two weights can cancel.
+                    let count = (1 + rng.below(3) as usize).min(self.informative.len());
+                    let picks = rng.permutation(self.informative.len());
+                    let sources = picks[..count]
+                        .iter()
+                        .map(|&pick| (self.informative[pick], rng.normal() as f32))
+                        .collect();
+                    Column::Redundant { sources }
+                } else if self.levels[j] == 0 && rng.uniform() < 0.25 {
+                    Column::Skewed {
+                        scale: (0.5 + rng.uniform()) as f32,
+                    }
+                } else {
+                    Column::Latent
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the table was drawn messy.
+    pub fn is_messy(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
+    /// The observed columns of a (noisy) latent row.
+    fn observe(&self, z: &[f32]) -> Vec<f32> {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(j, column)| match column {
+                Column::Latent => z[j],
+                Column::Redundant { sources } => {
+                    let norm = sources
+                        .iter()
+                        .map(|(_, w)| w * w)
+                        .sum::<f32>()
+                        .sqrt()
+                        .max(1e-3);
+                    sources.iter().map(|&(k, w)| w * z[k]).sum::<f32>() / norm
+                        + REDUNDANT_OWN * z[j]
+                }
+                Column::Skewed { scale } => (scale * z[j]).exp(),
+            })
+            .collect()
     }
 
     fn draw_network(inputs: usize, classes: usize, rng: &mut Rng) -> LabelRule {
@@ -324,6 +413,9 @@ impl SyntheticTable {
             z.iter_mut()
                 .for_each(|v| *v += self.noise * rng.normal() as f32);
         }
+        if self.is_messy() {
+            z = self.observe(&z);
+        }
         (z, label)
     }
 
@@ -408,6 +500,84 @@ mod tests {
         assert!(rules.iter().all(|&n| n > 80), "{rules:?}");
         // A small model's input caps the features.
         assert!((0..100).all(|_| SyntheticTable::draw(49, &mut rng).features() <= 49));
+    }
+
+    fn correlation(a: &[f32], b: &[f32]) -> f64 {
+        let n = a.len() as f64;
+        let (ma, mb) = (
+            a.iter().map(|&v| v as f64).sum::<f64>() / n,
+            b.iter().map(|&v| v as f64).sum::<f64>() / n,
+        );
+        let cov: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (x as f64 - ma) * (y as f64 - mb))
+            .sum();
+        let va: f64 = a.iter().map(|&x| (x as f64 - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|&y| (y as f64 - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+
+    #[test]
+    fn messy_tables_have_redundant_and_skewed_columns_over_the_same_rule() {
+        let (mut redundant, mut skewed) = (0, 0);
+        for seed in 0..40 {
+            let plain = SyntheticTable::draw(100, &mut Rng::new(seed));
+            let t = SyntheticTable::draw_with(100, 1.0, &mut Rng::new(seed));
+            assert!(t.is_messy() && !plain.is_messy());
+            // The mess is drawn after the table: same shape, same rule.
+            assert_eq!(
+                (t.features, t.classes, &t.informative),
+                (plain.features, plain.classes, &plain.informative)
+            );
+            let mut rng = Rng::new(100 + seed);
+            let rows: Vec<Vec<f32>> = (0..400).map(|_| t.sample_row(&mut rng).0).collect();
+            let column = |j: usize| rows.iter().map(|r| r[j]).collect::<Vec<f32>>();
+            for (j, c) in t.columns.iter().enumerate() {
+                match c {
+                    Column::Redundant { sources } => {
+                        redundant += 1;
+                        // It tracks the informative features it mixes.
+                        let mix: Vec<f32> = (0..rows.len())
+                            .map(|i| sources.iter().map(|&(k, w)| w * rows[i][k]).sum())
+                            .collect();
+                        let informative_sources = sources
+                            .iter()
+                            .all(|(k, _)| matches!(t.columns[*k], Column::Latent));
+                        if informative_sources {
+                            assert!(correlation(&column(j), &mix).abs() > 0.8, "column {j}");
+                        }
+                    }
+                    Column::Skewed { .. } => {
+                        skewed += 1;
+                        let v = column(j);
+                        assert!(v.iter().all(|&x| x > 0.0));
+                        let n = v.len() as f64;
+                        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+                        let median = {
+                            let mut s = v.clone();
+                            s.sort_by(f32::total_cmp);
+                            s[s.len() / 2] as f64
+                        };
+                        assert!(mean > median, "right-skewed: mean {mean}, median {median}");
+                    }
+                    Column::Latent => {}
+                }
+            }
+        }
+        assert!(
+            redundant > 20 && skewed > 20,
+            "{redundant} redundant, {skewed} skewed"
+        );
+    }
+
+    #[test]
+    fn the_messy_fraction_is_the_share_of_messy_tables() {
+        let mut rng = Rng::new(3);
+        let messy = (0..1000)
+            .filter(|_| SyntheticTable::draw_with(49, 0.3, &mut rng).is_messy())
+            .count();
+        assert!((240..360).contains(&messy), "{messy}");
     }
 
     #[test]

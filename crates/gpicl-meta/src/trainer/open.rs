@@ -81,7 +81,7 @@ pub(super) fn with_mixing(sampler: TrainSampler, cfg: &TrainConfig) -> TrainSamp
     sampler
         .with_random_fraction(cfg.data.random_fraction)
         .with_tabular_fraction(cfg.data.tabular_fraction)
-        .with_table_reading(cfg.data.table_reading())
+        .with_table_options(cfg.data.table_options())
 }
 
 /// `--from-step`: keeps the checkpoints up to `wanted` as candidates and
