@@ -77,6 +77,34 @@ pub fn matmul(
     );
 }
 
+/// [`matmul`] on the calling thread only (for kernels that run many
+/// small products inside their own parallel loop).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_serial(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    matmul_with(
+        dst,
+        lhs,
+        lhs_t,
+        rhs,
+        rhs_t,
+        m,
+        k,
+        n,
+        accumulate,
+        gemm::Parallelism::None,
+    );
+}
+
 #[allow(clippy::too_many_arguments)]
 fn matmul_with(
     dst: &mut [f32],

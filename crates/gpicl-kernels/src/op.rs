@@ -25,6 +25,7 @@ pub mod lstm;
 pub mod outer_lstm;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vsml;
 
 #[cfg(test)]
 mod tests {

@@ -143,7 +143,7 @@ impl Case {
 
 /// Every op module's cases, in report order.
 fn all_cases() -> Result<Vec<Case>> {
-    let modules: [fn() -> Result<Vec<Case>>; 7] = [
+    let modules: [fn() -> Result<Vec<Case>>; 8] = [
         op::linear::parity_cases,
         op::layer_norm::parity_cases,
         op::gelu::parity_cases,
@@ -151,6 +151,7 @@ fn all_cases() -> Result<Vec<Case>> {
         op::cross_entropy::parity_cases,
         op::lstm::parity_cases,
         op::outer_lstm::parity_cases,
+        op::vsml::parity_cases,
     ];
     let mut cases = Vec::new();
     for cases_of in modules {
@@ -181,7 +182,7 @@ mod tests {
     #[test]
     fn every_fused_op_on_the_cpu_matches_its_composed_definition() {
         let results = check_fused_ops(&Device::Cpu).unwrap();
-        assert_eq!(results.len(), 9);
+        assert_eq!(results.len(), 10);
         for r in results {
             assert!(r.max_rel_error < 1e-4, "{r:?}");
         }

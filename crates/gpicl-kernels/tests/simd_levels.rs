@@ -6,6 +6,7 @@
 
 use gpicl_kernels::host::{self, AttentionShape};
 use gpicl_kernels::op::adam::{self, AdamStep};
+use gpicl_kernels::op::vsml::{self, VsmlDims};
 use gpicl_kernels::op::{lstm, outer_lstm};
 use gpicl_kernels::simd::{detected_level, level, SimdLevel};
 use gpicl_kernels::{Device, KernelOptions, Tensor, Var};
@@ -145,6 +146,26 @@ fn digest_of_every_kernel() -> u64 {
     for var in [&xin, &wrec, &scale] {
         d.add(&flat(grads.get(var.as_tensor()).unwrap()));
     }
+    let dims = VsmlDims {
+        inputs: 19,
+        classes: 5,
+        msg: 8,
+        hidden: 16,
+        micro_ticks: 2,
+    };
+    let tokens = tensor(&[2, 7, dims.inputs + dims.classes], 19);
+    let params =
+        Var::from_tensor(&(tensor(&[dims.param_len()], 20).as_tensor() * 0.2).unwrap()).unwrap();
+    let logits = vsml::vsml_layer(
+        tokens.as_tensor(),
+        params.as_tensor(),
+        dims,
+        KernelOptions::default(),
+    )
+    .unwrap();
+    d.add(&flat(&logits));
+    let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    d.add(&flat(grads.get(params.as_tensor()).unwrap()));
     d.0
 }
 

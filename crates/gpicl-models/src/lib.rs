@@ -224,6 +224,8 @@ pub fn build_model(
             device,
             options,
         )?),
-        ModelKind::Vsml => Box::new(Vsml::new(&cfg.vsml, features, classes, seed, device)?),
+        ModelKind::Vsml => Box::new(Vsml::new(
+            &cfg.vsml, features, classes, seed, device, options,
+        )?),
     })
 }

@@ -21,8 +21,9 @@
 //! The state is `I·C·2·hidden` LSTM numbers plus the messages, while the
 //! parameters are a few thousand: the model whose state is large and whose
 //! parameters are few, the other end of the paper's state-size finding.
-//! This module is the composed reference (candle ops, autograd for the
-//! backward); it runs position by position.
+//! It runs as one fused op over the whole sequence with a hand-written
+//! backward pass ([`gpicl_kernels::op::vsml`], whose composed `reference`
+//! is the definition it is tested against and the path on other devices).
 //!
 //! ```
 //! use gpicl_models::{build_model, ModelConfig, ModelKind, SequenceModel};
@@ -38,8 +39,9 @@ use crate::kind::ModelKind;
 use crate::linear::Linear;
 use crate::params::ParamStore;
 use crate::{tokens, SequenceModel};
+use gpicl_kernels::op::vsml::{vsml_layer, VsmlDims};
 use gpicl_kernels::rng::{stream, Rng};
-use gpicl_kernels::{Device, Tensor};
+use gpicl_kernels::{Device, KernelOptions, Tensor};
 
 /// Options of VSML (`model.vsml_*` keys of `config.toml`, each written only
 /// when it is not the authors' default).
@@ -87,6 +89,7 @@ pub struct Vsml {
     msg: usize,
     hidden: usize,
     micro_ticks: usize,
+    options: KernelOptions,
 }
 
 impl Vsml {
@@ -98,6 +101,7 @@ impl Vsml {
         classes: usize,
         seed: u64,
         device: &Device,
+        options: KernelOptions,
     ) -> Result<Self> {
         cfg.validate()?;
         if features == 0 || classes == 0 {
@@ -140,70 +144,48 @@ impl Vsml {
             msg,
             hidden,
             micro_ticks: cfg.micro_ticks,
+            options,
         })
     }
 
     /// `x W + b` over the last dimension with plain candle ops (autograd).
-    fn affine(layer: &Linear, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let last = dims[dims.len() - 1];
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let out = x
-            .reshape((rows, last))?
-            .matmul(&layer.weight)?
-            .broadcast_add(&layer.bias)?;
-        let mut shape = dims;
-        *shape.last_mut().expect("rank ≥ 1") = layer.weight.dim(1)?;
-        Ok(out.reshape(shape)?)
-    }
-}
 
-/// `σ(x)` through `tanh`, whose backward candle records.
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok(((x * 0.5)?.tanh()? + 1.0)?.affine(0.5, 0.0)?)
+    /// The sizes the fused op takes.
+    fn dims(&self) -> VsmlDims {
+        VsmlDims {
+            inputs: self.features,
+            classes: self.classes,
+            msg: self.msg,
+            hidden: self.hidden,
+            micro_ticks: self.micro_ticks,
+        }
+    }
+
+    /// The parameters packed as [`vsml_layer`] takes them (the gate
+    /// projection's rows are already in its order).
+    fn packed_params(&self) -> Result<Tensor> {
+        let parts = [
+            self.cell.weight.flatten_all()?,
+            self.cell.bias.clone(),
+            self.forward_messenger.weight.flatten_all()?,
+            self.forward_messenger.bias.clone(),
+            self.backward_messenger.weight.flatten_all()?,
+            self.backward_messenger.bias.clone(),
+        ];
+        Ok(Tensor::cat(&parts, 0)?)
+    }
 }
 
 impl SequenceModel for Vsml {
     fn forward(&self, inputs: &Tensor, labels: &Tensor) -> Result<Tensor> {
         let tokens =
-            &tokens::build_checked(inputs, labels, self.features, self.classes, usize::MAX)?;
-        let (b, t, _) = tokens.dims3()?;
-        let (i_n, c_n, m, h_n) = (self.features, self.classes, self.msg, self.hidden);
-        let device = tokens.device();
-        let mut h = Tensor::zeros((b, i_n, c_n, h_n), tokens.dtype(), device)?;
-        let mut c = h.clone();
-        let mut to_classes = Tensor::zeros((b, c_n, m), tokens.dtype(), device)?;
-        let mut to_inputs = Tensor::zeros((b, i_n, m), tokens.dtype(), device)?;
-        let mut logits = Vec::with_capacity(t);
-        for step in 0..t {
-            let token = tokens.narrow(1, step, 1)?.squeeze(1)?;
-            let x = token.narrow(1, 0, i_n)?.unsqueeze(2)?;
-            let y = token.narrow(1, i_n, c_n)?.unsqueeze(2)?;
-            let from_inputs = Tensor::cat(&[&to_inputs, &x], 2)?; // [b, I, m+1]
-            let from_classes = Tensor::cat(&[&to_classes, &y], 2)?; // [b, C, m+1]
-            let inputs = Tensor::cat(
-                &[
-                    &from_inputs
-                        .unsqueeze(2)?
-                        .broadcast_as((b, i_n, c_n, m + 1))?,
-                    &from_classes
-                        .unsqueeze(1)?
-                        .broadcast_as((b, i_n, c_n, m + 1))?,
-                ],
-                3,
-            )?;
-            for _ in 0..self.micro_ticks {
-                let gates = Self::affine(&self.cell, &Tensor::cat(&[&inputs, &h], 3)?)?;
-                let gate = |k: usize| gates.narrow(3, k * h_n, h_n);
-                let (i_gate, g_gate, f_gate, o_gate) = (gate(0)?, gate(1)?, gate(2)?, gate(3)?);
-                c = ((sigmoid(&(f_gate + 1.0)?)? * &c)? + (sigmoid(&i_gate)? * g_gate.tanh()?)?)?;
-                h = (sigmoid(&o_gate)? * c.tanh()?)?;
-            }
-            to_classes = Self::affine(&self.forward_messenger, &h)?.mean(1)?; // [b, C, m]
-            to_inputs = Self::affine(&self.backward_messenger, &h)?.mean(2)?; // [b, I, m]
-            logits.push(to_classes.narrow(2, 0, 1)?.squeeze(2)?);
-        }
-        Ok(Tensor::stack(&logits, 1)?)
+            tokens::build_checked(inputs, labels, self.features, self.classes, usize::MAX)?;
+        Ok(vsml_layer(
+            &tokens,
+            &self.packed_params()?,
+            self.dims(),
+            self.options,
+        )?)
     }
 
     fn params(&self) -> &ParamStore {
@@ -248,7 +230,7 @@ mod tests {
             hidden: 3,
             ..VsmlConfig::default()
         };
-        Vsml::new(&cfg, 2, 3, 1, &Device::Cpu).unwrap()
+        Vsml::new(&cfg, 2, 3, 1, &Device::Cpu, KernelOptions::default()).unwrap()
     }
 
     /// The layer written out with loops over single cells, for parity.
@@ -360,7 +342,7 @@ mod tests {
     #[test]
     fn the_defaults_have_the_authors_sizes() {
         let cfg = VsmlConfig::default();
-        let model = Vsml::new(&cfg, 196, 10, 0, &Device::Cpu).unwrap();
+        let model = Vsml::new(&cfg, 196, 10, 0, &Device::Cpu, KernelOptions::default()).unwrap();
         // LSTM (18 + 16) × 64 + 64, two messengers 16 × 8 + 8.
         assert_eq!(model.param_count(), 34 * 64 + 64 + 2 * (16 * 8 + 8));
         assert_eq!(model.state_size(100), 196 * 10 * 32 + 206 * 8);
