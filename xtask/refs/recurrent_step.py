@@ -1,4 +1,4 @@
-"""PyTorch CPU references for gpicl's recurrent training steps (LSTM, outer-product LSTM).
+"""PyTorch CPU references for gpicl's recurrent training steps (LSTM, outer-product LSTM, VSML).
 
 `--model lstm`: the model of `crates/gpicl-models/src/lstm.rs`: tokens [B, T, din + 10]
 -> Linear(H) -> ReLU -> Linear(H) -> ReLU -> nn.LSTM(H -> H) -> 10-way head. nn.LSTM
@@ -16,7 +16,16 @@ a 10-way head on every h_t, cross-entropy over all positions, AdamW (lr 1e-3,
 weight decay 0), global gradient-norm clip 1.0, one fixed random batch.
 The input half of the gate product runs once over all positions, as in gpicl.
 
-Usage: python recurrent_step.py [--model outer-lstm] [--hidden 64] [--heads 1] [--din 196] [--batch 32]
+`--model vsml`: the VSML layer of `crates/gpicl-models/src/vsml.rs` (the authors'
+`VSMLLayer` with self-messaging): one LSTM (hidden H, gates i, g, f, o, forget bias +1)
+per (input feature, class) pair, shared parameters; per position input unit i sends
+[b_i, x_i], class c sends [f_c, y_c]; `--ticks` LSTM steps per position; f_c and b_i
+are Linear(H -> msg) of the LSTMs' mean output over inputs / classes; logit c = f_c[0].
+Written with the same two rewritings as gpicl's fused op (the input half of the gate
+product once per input unit and once per class; the messengers on the mean output),
+so both time the same arithmetic; the tokens' last 10 values are the label values.
+
+Usage: python recurrent_step.py [--model outer-lstm|lstm|vsml] [--hidden 64] [--heads 1] [--msg 8] [--ticks 2] [--din 196] [--batch 32]
        [--seq-len 100] [--steps 10] [--warmup 2] [--threads 2] [--bf16]
 Prints per-step times and a final `MEDIAN ... ms over N steps` line.
 """
@@ -64,6 +73,41 @@ class OuterLstm(nn.Module):
         return self.head(torch.stack(outs, 1))
 
 
+class Vsml(nn.Module):
+    def __init__(self, features, msg, hidden, ticks):
+        super().__init__()
+        self.features, self.msg, self.hidden, self.ticks = features, msg, hidden, ticks
+        self.cell = nn.Linear(2 * (msg + 1) + hidden, 4 * hidden)
+        self.forward_messenger = nn.Linear(hidden, msg)
+        self.backward_messenger = nn.Linear(hidden, msg)
+
+    def forward(self, tokens):
+        b, t, _ = tokens.shape
+        ni, m, hs = self.features, self.msg, self.hidden
+        w = self.cell.weight.t()  # [rows, 4H]
+        w_in, w_cls, w_h = w[: m + 1], w[m + 1 : 2 * (m + 1)], w[2 * (m + 1) :]
+        h = tokens.new_zeros(b, ni, NC, hs)
+        c = torch.zeros_like(h)
+        to_cls = tokens.new_zeros(b, NC, m)
+        to_in = tokens.new_zeros(b, ni, m)
+        logits = []
+        for step in range(t):
+            x = tokens[:, step, :ni].unsqueeze(2)
+            y = tokens[:, step, ni:].unsqueeze(2)
+            a = torch.cat([to_in, x], 2) @ w_in  # [b, I, 4H]
+            bc = torch.cat([to_cls, y], 2) @ w_cls + self.cell.bias  # [b, C, 4H]
+            ab = a.unsqueeze(2) + bc.unsqueeze(1)
+            for _ in range(self.ticks):
+                g = ab + h @ w_h
+                i, gg, f, o = g.split(hs, dim=3)
+                c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            to_cls = self.forward_messenger(h.mean(1))
+            to_in = self.backward_messenger(h.mean(2))
+            logits.append(to_cls[..., 0])
+        return torch.stack(logits, 1)
+
+
 class EncodedLstm(nn.Module):
     def __init__(self, din, size):
         super().__init__()
@@ -79,9 +123,11 @@ class EncodedLstm(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="outer-lstm", choices=["lstm", "outer-lstm"])
+    ap.add_argument("--model", default="outer-lstm", choices=["lstm", "outer-lstm", "vsml"])
     ap.add_argument("--hidden", type=int, default=64, help="H: the LSTM's width, or the size of each head's H x H cell")
     ap.add_argument("--heads", type=int, default=1)
+    ap.add_argument("--msg", type=int, default=8, help="VSML: message size")
+    ap.add_argument("--ticks", type=int, default=2, help="VSML: LSTM steps per position")
     ap.add_argument("--din", type=int, default=196, help="input features before the 10 label values")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=100)
@@ -93,7 +139,12 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     b, t, din = a.batch, a.seq_len, a.din + NC
-    model = OuterLstm(din, a.heads, a.hidden) if a.model == "outer-lstm" else EncodedLstm(din, a.hidden)
+    if a.model == "outer-lstm":
+        model = OuterLstm(din, a.heads, a.hidden)
+    elif a.model == "vsml":
+        model = Vsml(a.din, a.msg, a.hidden, a.ticks)
+    else:
+        model = EncodedLstm(din, a.hidden)
     nparams = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     x = torch.randn(b, t, din)

@@ -91,7 +91,20 @@ pub fn pytorch_step(cfg: &TrainConfig, n_x: usize, refs_dir: &Path) -> Result<Re
                 m.outer_lstm.heads.to_string(),
             ],
         ),
-        other => bail!("no PyTorch reference step for model kind `{other}` (transformer, lstm and outer-lstm have one)"),
+        ModelKind::Vsml => (
+            project_refs_dir().join("recurrent_step.py"),
+            vec![
+                "--model".to_string(),
+                "vsml".to_string(),
+                "--hidden".to_string(),
+                m.vsml.hidden.to_string(),
+                "--msg".to_string(),
+                m.vsml.msg_size.to_string(),
+                "--ticks".to_string(),
+                m.vsml.micro_ticks.to_string(),
+            ],
+        ),
+        other => bail!("no PyTorch reference step for model kind `{other}` (transformer, lstm, outer-lstm and vsml have one)"),
     };
     args.extend(batch);
     Ok(ReferenceStep { script, args })
@@ -273,6 +286,14 @@ mod tests {
             .args
             .join(" ")
             .starts_with("--model outer-lstm --hidden 256 --heads 2 --din 196"));
+
+        cfg.model.kind = ModelKind::Vsml;
+        let vsml = pytorch_step(&cfg, 49, refs).unwrap();
+        assert_eq!(vsml.script, lstm.script);
+        assert!(vsml
+            .args
+            .join(" ")
+            .starts_with("--model vsml --hidden 16 --msg 8 --ticks 2 --din 49"));
 
         cfg.model.kind = ModelKind::Mlp;
         assert!(pytorch_step(&cfg, 196, refs).is_err());

@@ -52,6 +52,15 @@ fn transformer(
     cfg
 }
 
+fn vsml(image: usize) -> TrainConfig {
+    let mut cfg = preset_config(BenchPreset::Reference);
+    cfg.model.kind = ModelKind::Vsml;
+    cfg.data.image_size = image;
+    cfg.batch.tasks_per_step = 1;
+    cfg.batch.seqs_per_task = 8;
+    cfg
+}
+
 fn outer_lstm(hidden: usize) -> TrainConfig {
     let mut cfg = preset_config(BenchPreset::Reference);
     cfg.model.kind = ModelKind::OuterLstm;
@@ -62,8 +71,9 @@ fn outer_lstm(hidden: usize) -> TrainConfig {
 }
 
 /// The shapes of the suite: the four Transformer shapes of the issue that
-/// set the CPU targets, the reference LSTM and the outer-product LSTM at
-/// H = 64 and H = 256 (14×14 inputs, 32 sequences of 100).
+/// set the CPU targets, the reference LSTM, the outer-product LSTM at
+/// H = 64 and H = 256 (14×14 inputs, 32 sequences of 100) and VSML with the
+/// authors' sizes (7×7 inputs, 8 sequences of 100).
 pub fn suite_shapes() -> Vec<SuiteShape> {
     // (bf16 timed, bf16 quality checked): the issue sets its bf16 targets
     // at the reference and paper-d64 shapes.
@@ -128,6 +138,7 @@ pub fn suite_shapes() -> Vec<SuiteShape> {
             3,
             Some(2.0),
         ),
+        shape("VSML m8 H16 7×7 b8", vsml(7), F32_ONLY, 5, None),
     ]
 }
 
@@ -522,7 +533,7 @@ mod tests {
     #[test]
     fn every_suite_shape_is_a_valid_config_with_a_pytorch_reference() {
         let shapes = suite_shapes();
-        assert_eq!(shapes.len(), 7);
+        assert_eq!(shapes.len(), 8);
         for s in &shapes {
             s.cfg
                 .validate()
@@ -541,6 +552,10 @@ mod tests {
             (128, 128, 14)
         );
         assert_eq!(shapes[6].cfg.model.lstm.hidden, 256);
+        assert_eq!(
+            (shapes[7].cfg.model.kind, shapes[7].cfg.batch.sequences()),
+            (ModelKind::Vsml, 8)
+        );
     }
 
     #[test]
