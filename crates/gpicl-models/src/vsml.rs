@@ -148,8 +148,6 @@ impl Vsml {
         })
     }
 
-    /// `x W + b` over the last dimension with plain candle ops (autograd).
-
     /// The sizes the fused op takes.
     fn dims(&self) -> VsmlDims {
         VsmlDims {
