@@ -67,7 +67,7 @@ impl VsmlDims {
 /// `params` ([`VsmlDims::param_len`]): the logits `[b, t, C]`, class `c`'s
 /// the first entry of its forward message after the position's
 /// micro-ticks. From zero state and zero messages. The tokens are data
-/// and get no gradient from the fused op. Runs the composed [`reference`]
+/// and get no gradient from the fused op. Runs the composed [`reference()`]
 /// where the fused kernel does not apply, and on CUDA (no CUDA half yet).
 pub fn vsml_layer(
     tokens: &Tensor,
