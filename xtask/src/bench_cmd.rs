@@ -41,13 +41,13 @@ pub struct BenchArgs {
     json: bool,
     /// Also run the PyTorch step of the same model and shape with this
     /// Python interpreter (`torch_step.py` for Transformers,
-    /// `xtask/refs/recurrent_step.py` for the LSTM and the outer-product
-    /// LSTM; JAX too at the reference shape), alternating with our runs,
+    /// `xtask/refs/recurrent_step.py` for the LSTM, the outer-product
+    /// LSTM and VSML; JAX too at the reference shape), alternating with our runs,
     /// and print the ratios.
     #[arg(long, value_name = "PY")]
     compare_python: Option<PathBuf>,
     /// Time every shape the science uses (four Transformers, the reference
-    /// LSTM, the outer-product LSTM at H = 64 and 256) against PyTorch
+    /// LSTM, the outer-product LSTM at H = 64 and 256, VSML) against PyTorch
     /// (with --compare-python) in one invocation, in alternating rounds,
     /// and write suite.md and suite.json to --out.
     #[arg(long)]
