@@ -95,8 +95,9 @@ pub struct SyntheticTable {
 enum Column {
     /// The latent feature itself.
     Latent,
-    /// `Σ w_k z[source_k]` over informative features, normalised to unit
-    /// weight, plus a little of the column's own latent value.
+    /// `Σ w_k z[source_k]` over informative features (the weights scaled
+    /// to unit norm when drawn), plus a little of the column's own latent
+    /// value.
     Redundant { sources: Vec<(usize, f32)> },
     /// `exp(scale · z)`: a skewed, positive column.
     Skewed { scale: f32 },
@@ -173,10 +174,17 @@ impl SyntheticTable {
                     // Distinct sources, so that no two weights can cancel.
                     let count = (1 + rng.below(3) as usize).min(self.informative.len());
                     let picks = rng.permutation(self.informative.len());
-                    let sources = picks[..count]
+                    let mut sources: Vec<(usize, f32)> = picks[..count]
                         .iter()
                         .map(|&pick| (self.informative[pick], rng.normal() as f32))
                         .collect();
+                    let norm = sources
+                        .iter()
+                        .map(|(_, w)| w * w)
+                        .sum::<f32>()
+                        .sqrt()
+                        .max(1e-3);
+                    sources.iter_mut().for_each(|(_, w)| *w /= norm);
                     Column::Redundant { sources }
                 } else if self.levels[j] == 0 && rng.uniform() < 0.25 {
                     Column::Skewed {
@@ -202,14 +210,7 @@ impl SyntheticTable {
             .map(|(j, column)| match column {
                 Column::Latent => z[j],
                 Column::Redundant { sources } => {
-                    let norm = sources
-                        .iter()
-                        .map(|(_, w)| w * w)
-                        .sum::<f32>()
-                        .sqrt()
-                        .max(1e-3);
-                    sources.iter().map(|&(k, w)| w * z[k]).sum::<f32>() / norm
-                        + REDUNDANT_OWN * z[j]
+                    sources.iter().map(|&(k, w)| w * z[k]).sum::<f32>() + REDUNDANT_OWN * z[j]
                 }
                 Column::Skewed { scale } => (scale * z[j]).exp(),
             })

@@ -17,11 +17,12 @@
 //! and the messages are a linear map of the LSTMs' mean output (the
 //! mean of a linear map, which the reference computes, reordered).
 
-use crate::cpu::f32_slice;
+use crate::cpu::{f32_slice, with_f32};
 use crate::options::{Backend, KernelOptions};
+use crate::parallel::add_rows;
 use crate::parity::{random_tensor, Case};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, D};
-use cpu::{offsets, sequence_backward, sequence_logits, split};
+use cpu::{offsets, sequence_backward, sequence_logits, split, Transposed};
 use rayon::prelude::*;
 
 mod cpu;
@@ -142,28 +143,29 @@ impl CustomOp2 for VsmlLayer {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, t, width) = tokens.dims3()?;
         let d = self.dims;
-        let tokens_v: Vec<f32> = tokens.flatten_all()?.to_vec1()?;
-        let params_v: Vec<f32> = params.flatten_all()?.to_vec1()?;
-        let grad_v: Vec<f32> = grad_res.contiguous()?.flatten_all()?.to_vec1()?;
-        let mut total = vec![0f32; params_v.len()];
-        if t > 0 {
-            let per_sequence: Vec<Vec<f32>> = (0..b)
-                .into_par_iter()
-                .map(|s| {
-                    sequence_backward(
-                        &tokens_v[s * t * width..(s + 1) * t * width],
-                        &grad_v[s * t * d.classes..(s + 1) * t * d.classes],
-                        &params_v,
-                        &d,
-                    )
-                })
-                .collect();
-            // Summed in sequence order, so the result does not depend on
-            // how many threads ran.
-            for g in &per_sequence {
-                total.iter_mut().zip(g).for_each(|(x, &v)| *x += v);
+        let total = with_f32(self.name(), &[tokens, params, grad_res], |s| {
+            let (tokens, params, grad) = (s[0], s[1], s[2]);
+            let mut total = vec![0f32; params.len()];
+            if t > 0 {
+                let transposed = Transposed::of(&split(params, &d), &d);
+                let per_sequence: Vec<f32> = (0..b)
+                    .into_par_iter()
+                    .flat_map_iter(|s| {
+                        sequence_backward(
+                            &tokens[s * t * width..(s + 1) * t * width],
+                            &grad[s * t * d.classes..(s + 1) * t * d.classes],
+                            params,
+                            &transposed,
+                            &d,
+                        )
+                    })
+                    .collect();
+                // Summed in sequence order, so the result does not depend
+                // on how many threads ran.
+                add_rows(&mut total, &per_sequence);
             }
-        }
+            total
+        })?;
         let grad = Tensor::from_vec(total, params.shape(), params.device())?;
         Ok((None, Some(grad)))
     }

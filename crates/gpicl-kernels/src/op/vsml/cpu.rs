@@ -50,6 +50,27 @@ pub(super) fn split<'a>(p: &'a [f32], d: &VsmlDims) -> Weights<'a> {
     }
 }
 
+/// The transposed weights the backward pass multiplies by, made once per
+/// backward pass rather than once per sequence.
+pub(super) struct Transposed {
+    w_f: Vec<f32>,
+    w_b: Vec<f32>,
+    w_in: Vec<f32>,
+    w_cls: Vec<f32>,
+}
+
+impl Transposed {
+    pub(super) fn of(w: &Weights, d: &VsmlDims) -> Self {
+        let (m, hid, g4) = (d.msg, d.hidden, 4 * d.hidden);
+        Self {
+            w_f: transposed(w.w_f, hid, m),
+            w_b: transposed(w.w_b, hid, m),
+            w_in: transposed(&w.w_in[..m * g4], m, g4),
+            w_cls: transposed(&w.w_cls[..m * g4], m, g4),
+        }
+    }
+}
+
 /// `[rows, cols]` row-major, transposed.
 fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; w.len()];
@@ -355,6 +376,7 @@ pub(super) fn sequence_backward(
     tokens: &[f32],
     d_logits: &[f32],
     params: &[f32],
+    transposed_weights: &Transposed,
     d: &VsmlDims,
 ) -> Vec<f32> {
     let w = split(params, d);
@@ -377,10 +399,12 @@ pub(super) fn sequence_backward(
     let (g_w_b, g_b_b) = rest.split_at_mut(at[7] - at[6]);
 
     let mut dg = vec![0f32; d.cells() * g4];
-    let w_f_t = transposed(w.w_f, hid, m);
-    let w_b_t = transposed(w.w_b, hid, m);
-    let w_in_t = transposed(&w.w_in[..m * g4], m, g4);
-    let w_cls_t = transposed(&w.w_cls[..m * g4], m, g4);
+    let Transposed {
+        w_f: w_f_t,
+        w_b: w_b_t,
+        w_in: w_in_t,
+        w_cls: w_cls_t,
+    } = transposed_weights;
     let cells = d.cells();
     let (mut dh, mut dc) = (vec![0f32; cells * hid], vec![0f32; cells * hid]);
     // Gradients of the messages a position wrote, from the next one.
@@ -401,13 +425,13 @@ pub(super) fn sequence_backward(
             let g = &d_to_cls[k * m..(k + 1) * m];
             add_outer(g_w_f, &mean_c[k * hid..(k + 1) * hid], g);
             g_b_f.iter_mut().zip(g).for_each(|(x, &v)| *x += v);
-            add_vec_mat(&mut d_mean_c[k * hid..(k + 1) * hid], g, &w_f_t);
+            add_vec_mat(&mut d_mean_c[k * hid..(k + 1) * hid], g, w_f_t);
         }
         for i in 0..ni {
             let g = &d_to_in[i * m..(i + 1) * m];
             add_outer(g_w_b, &mean_i[i * hid..(i + 1) * hid], g);
             g_b_b.iter_mut().zip(g).for_each(|(x, &v)| *x += v);
-            add_vec_mat(&mut d_mean_i[i * hid..(i + 1) * hid], g, &w_b_t);
+            add_vec_mat(&mut d_mean_i[i * hid..(i + 1) * hid], g, w_b_t);
         }
         let (inv_i, inv_c) = (1.0 / ni as f32, 1.0 / nc as f32);
         for i in 0..ni {
@@ -434,14 +458,14 @@ pub(super) fn sequence_backward(
             let g = &d_a[i * g4..(i + 1) * g4];
             add_outer(&mut g_w_in[..m * g4], &pos.to_in[i * m..(i + 1) * m], g);
             add_outer(&mut g_w_in[m * g4..], &token[i..i + 1], g);
-            add_vec_mat(&mut d_to_in[i * m..(i + 1) * m], g, &w_in_t);
+            add_vec_mat(&mut d_to_in[i * m..(i + 1) * m], g, w_in_t);
         }
         for k in 0..nc {
             let g = &d_b[k * g4..(k + 1) * g4];
             add_outer(&mut g_w_cls[..m * g4], &pos.to_cls[k * m..(k + 1) * m], g);
             add_outer(&mut g_w_cls[m * g4..], &token[ni + k..ni + k + 1], g);
             g_bias.iter_mut().zip(g).for_each(|(x, &v)| *x += v);
-            add_vec_mat(&mut d_to_cls[k * m..(k + 1) * m], g, &w_cls_t);
+            add_vec_mat(&mut d_to_cls[k * m..(k + 1) * m], g, w_cls_t);
         }
     }
     grad
